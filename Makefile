@@ -1,0 +1,68 @@
+# Two commands on a fresh clone:  `make repro`  and  `make test`.
+# Both create the project's environment first (.venv, Python 3.11, every version pinned
+# in uv.lock). uv itself is installed with pip into .tools/ (pinned below); nothing is
+# installed outside this folder.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+VENV := .venv
+STAMP := $(VENV)/.synced
+
+# Same numbers on every machine: one BLAS/OpenMP thread, fixed hash seed; the
+# environment's own tools first on PATH (dvc.yaml calls `python -m pipeline`).
+export OMP_NUM_THREADS := 1
+export OPENBLAS_NUM_THREADS := 1
+export MKL_NUM_THREADS := 1
+export PYTHONHASHSEED := 0
+export UV_PYTHON_DOWNLOADS := never
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export MPLBACKEND := Agg
+
+.PHONY: setup notebooks repro test test-fast lint lab bench clean-env help
+
+help:
+	@echo "make repro  - set up .venv and run the DVC pipeline (renders reports/)"
+	@echo "make test   - set up .venv and run pytest + nbval"
+	@echo "make lab    - open the notebooks in JupyterLab"
+	@echo "make lint   - ruff"
+	@echo "make bench  - benchmarks (fit time vs lme4, coverage)"
+
+$(UV):
+	$(PYTHON) -m pip install --disable-pip-version-check --quiet --target .tools "uv==$(UV_VERSION)"
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+repro: setup
+	dvc repro
+
+test: setup notebooks
+	pytest
+	pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/build
+
+# Notebooks are kept as jupytext sources; nbval runs the .ipynb made from them.
+notebooks:
+	@rm -rf notebooks/build && mkdir -p notebooks/build
+	@for f in notebooks/*.py; do \
+	  jupytext --quiet --to ipynb -o notebooks/build/$$(basename $${f%.py}).ipynb $$f; done
+
+test-fast: setup
+	pytest -m "not slow"
+
+lint: setup
+	ruff check pipeline tests benchmarks notebooks
+
+lab: setup
+	jupyter lab notebooks/
+
+bench: setup
+	python benchmarks/bench_fit.py
+	python benchmarks/coverage.py
+
+clean-env:
+	rm -rf $(VENV) .tools

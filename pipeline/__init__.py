@@ -1,0 +1,1 @@
+"""Working-alliance analysis pipeline."""

@@ -1,0 +1,205 @@
+"""Thin command-line entry: one sub-command per pipeline step, called by ``dvc.yaml``.
+
+Usage: ``python -m pipeline <step> [--params params.yaml]``. Each step reads its settings
+from ``params.yaml``, calls the step's module, and writes its outputs atomically. A step
+that finds bad input prints every problem to stderr and exits with status 2, writing
+nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from threadpoolctl import threadpool_limits
+
+from pipeline.config import load_params
+from pipeline.outputs import write_csv
+
+INTERIM = Path("data/interim")
+VALIDATED = INTERIM / "validated"
+SCORED = INTERIM / "scored.csv"
+RESULTS = Path("results")
+
+
+def log(step: str, message: str) -> None:
+    """Print a progress line to stderr."""
+    print(f"[{step}] {message}", file=sys.stderr, flush=True)
+
+
+def _instruments(params: dict[str, Any]) -> tuple[Any, Any]:
+    from pipeline.instruments import load_instrument
+
+    cfg = params["instruments"]
+    paths = cfg.get("paths") or []
+    return load_instrument(cfg["alliance"], paths), load_instrument(cfg["outcome"], paths)
+
+
+def cmd_simulate(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from pipeline.simulate import simulate, write_simulated
+
+    data = simulate(params["simulate"])
+    for path in write_simulated(data, args.out):
+        log("simulate", f"wrote {path}")
+    log("simulate", "counts: " + ", ".join(f"{k} {v}" for k, v in data.truth["counts"].items()))
+
+
+def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from pipeline.validate import validate_inputs
+
+    alliance_inst, outcome_inst = _instruments(params)
+    paths = {k: params["data"].get(k) or None for k in ("alliance", "outcome", "clients")}
+    log("validate", "checking " + ", ".join(f"{k}={v}" for k, v in paths.items() if v))
+    checked = validate_inputs(paths, alliance_inst, outcome_inst, params.get("validation", {}))
+    for warning in checked.warnings:
+        log("validate", f"WARNING: {warning}")
+    out = Path(args.out)
+    write_csv(checked.alliance, out / "alliance.csv", digits=None)
+    write_csv(checked.outcome, out / "outcome.csv", digits=None)
+    if checked.clients is not None:
+        write_csv(checked.clients, out / "clients.csv", digits=None)
+    else:
+        (out / "clients.csv").unlink(missing_ok=True)
+    write_csv(checked.checks, out / "checks.csv")
+    log("validate", f"ok: {len(checked.alliance)} alliance rows, {len(checked.outcome)} outcome "
+                    f"rows; wrote {out}")
+
+
+def _read_validated(folder: Path) -> tuple[Any, Any, Any]:
+    import pandas as pd
+
+    dtype = {"client_id": str, "therapist_id": str}
+    alliance = pd.read_csv(folder / "alliance.csv", dtype=dtype)
+    outcome = pd.read_csv(folder / "outcome.csv", dtype=dtype)
+    clients_file = folder / "clients.csv"
+    clients = pd.read_csv(clients_file, dtype=dtype) if clients_file.is_file() else None
+    return alliance, outcome, clients
+
+
+def cmd_score(params: dict[str, Any], args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from pipeline.psychometrics import floor_ceiling, reliability, subscale_correlations
+    from pipeline.score import merge_scores, score_alliance, score_outcome
+
+    alliance_inst, outcome_inst = _instruments(params)
+    alliance, outcome, _ = _read_validated(Path(args.validated))
+    log("score", f"scoring {alliance_inst.key} ({len(alliance)} rows) and "
+                 f"{outcome_inst.key} ({len(outcome)} rows)")
+    a_scored, a_summary = score_alliance(alliance, alliance_inst)
+    o_scored, o_summary = score_outcome(
+        outcome, outcome_inst,
+        higher_is_better=bool(params["instruments"].get("outcome_higher_is_better", True)),
+    )
+    scored = merge_scores(a_scored, o_scored)
+    write_csv(scored, args.out, digits=None)
+    results = Path(args.results)
+    write_csv(pd.concat([a_summary, o_summary], ignore_index=True), results / "scoring.csv")
+    settings = params.get("psychometrics", {})
+    if set(alliance_inst.item_columns) <= set(alliance.columns):
+        write_csv(reliability(alliance, alliance_inst, **settings), results / "reliability.csv")
+        write_csv(floor_ceiling(alliance, alliance_inst), results / "floor_ceiling.csv")
+    write_csv(subscale_correlations(scored), results / "subscale_correlations.csv")
+    log("score", f"wrote {args.out} ({len(scored)} client x session rows) and {results}/")
+
+
+def cmd_describe(params: dict[str, Any], args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from pipeline.describe import attendance, data_counts, trajectories
+
+    alliance, outcome, clients = _read_validated(Path(args.validated))
+    scored = pd.read_csv(args.scored, dtype={"client_id": str, "therapist_id": str})
+    min_cell = int(params["report"]["min_cell"])
+    conf = float(params["model"].get("conf_level", 0.95))
+    out = Path(args.out)
+    write_csv(data_counts(alliance, outcome, scored, clients), out / "data_counts.csv")
+    write_csv(attendance(scored, min_cell), out / "attendance.csv")
+    write_csv(trajectories(scored, min_cell, conf), out / "trajectories.csv")
+    log("describe", f"wrote {out}/data_counts.csv, attendance.csv, trajectories.csv")
+
+
+def cmd_fit(params: dict[str, Any], args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from pipeline.model import fit_all, write_results
+
+    scored = pd.read_csv(args.scored, dtype={"client_id": str, "therapist_id": str})
+    clients_file = Path(args.validated) / "clients.csv"
+    clients = (pd.read_csv(clients_file, dtype={"client_id": str})
+               if clients_file.is_file() else None)
+    log("fit", f"fitting models on {len(scored)} rows")
+    fits = fit_all(scored, clients, params["model"])
+    write_results(fits, args.out)
+    log("fit", f"wrote {args.out}/")
+
+
+def cmd_render(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from pipeline.report import render
+
+    start = time.perf_counter()
+    log("render", f"executing {args.notebook}")
+    out = render(args.notebook, args.out, {"params_file": args.params}, cwd=Path.cwd())
+    log("render", f"wrote {out} in {time.perf_counter() - start:.0f} s")
+
+
+COMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None], str]] = {
+    "simulate": (cmd_simulate, "write the simulated default data set"),
+    "validate": (cmd_validate, "read and validate the input files"),
+    "score": (cmd_score, "score the instruments; psychometrics"),
+    "describe": (cmd_describe, "aggregate description of the data"),
+    "fit": (cmd_fit, "fit the mixed-effects models"),
+    "render": (cmd_render, "render a notebook to an HTML report"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--params", default="params.yaml", help="settings file")
+        if name == "simulate":
+            p.add_argument("--out", default="data/simulated")
+        if name == "validate":
+            p.add_argument("--out", default=str(VALIDATED))
+        if name in ("score", "describe", "fit"):
+            p.add_argument("--validated", default=str(VALIDATED))
+        if name == "score":
+            p.add_argument("--out", default=str(SCORED))
+            p.add_argument("--results", default=str(RESULTS / "scoring"))
+        if name in ("describe", "fit"):
+            p.add_argument("--scored", default=str(SCORED))
+        if name == "describe":
+            p.add_argument("--out", default=str(RESULTS / "describe"))
+        if name == "fit":
+            p.add_argument("--out", default=str(RESULTS))
+        if name == "render":
+            p.add_argument("--notebook", required=True, help="jupytext .py source")
+            p.add_argument("--out", required=True, help="HTML file to write")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one pipeline step; return the process exit status."""
+    args = build_parser().parse_args(argv)
+    params = load_params(args.params)
+    func, _ = COMMANDS[args.command]
+    try:
+        # One BLAS thread: results must not depend on the machine's core count.
+        with threadpool_limits(limits=1):
+            func(params, args)
+    except Exception as exc:
+        from pipeline.validate import InputError
+
+        if isinstance(exc, InputError):
+            print(str(exc), file=sys.stderr)
+            print(f"[{args.command}] stopped: nothing was written; earlier results are "
+                  "unchanged.", file=sys.stderr)
+            return 2
+        raise
+    return 0

@@ -1,0 +1,103 @@
+"""Aggregate descriptions of the data that went in: counts, attendance, trajectories.
+
+Every function returns a tidy DataFrame of aggregates only. Cells built from fewer than
+``min_cell`` clients are suppressed (values blanked, ``suppressed`` set) so that reports,
+which people share, never show a figure that could point to one client.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+VARIABLES = ("goal", "task", "bond", "wellbeing")
+
+
+def data_counts(alliance: pd.DataFrame, outcome: pd.DataFrame, scored: pd.DataFrame,
+                clients: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Counts of therapists, clients and sessions at each step from input to model.
+
+    Parameters
+    ----------
+    alliance, outcome
+        Validated alliance and outcome rows.
+    scored
+        Scored client x session rows (alliance matched to outcome).
+    clients
+        Validated client file, if any.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``item`` and ``count``.
+    """
+    model_vars = ["goal", "task", "bond", "wellbeing"]
+    complete = scored.dropna(subset=model_vars)
+    rows = [
+        ("therapists", alliance["therapist_id"].nunique()),
+        ("clients with alliance ratings", alliance["client_id"].nunique()),
+        ("alliance rows (client x session)", len(alliance)),
+        ("outcome rows (client x session)", len(outcome)),
+        ("client x sessions with both forms", len(scored)),
+        ("client x sessions complete for the models", len(complete)),
+        ("clients in the models", complete["client_id"].nunique()),
+        ("therapists in the models", complete["therapist_id"].nunique()),
+    ]
+    if clients is not None:
+        rows.append(("clients in the clients file", clients["client_id"].nunique()))
+    return pd.DataFrame(rows, columns=["item", "count"])
+
+
+def suppress_small(frame: pd.DataFrame, count_col: str, min_cell: int,
+                   value_cols: list[str] | None = None) -> pd.DataFrame:
+    """Blank the values of rows whose ``count_col`` is below ``min_cell``.
+
+    The count itself is blanked too; a ``suppressed`` column says which rows were.
+    """
+    out = frame.copy()
+    small = out[count_col] < min_cell
+    cols = value_cols if value_cols is not None else [c for c in out.columns if c != count_col]
+    num = [c for c in cols if pd.api.types.is_numeric_dtype(out[c])]
+    out[count_col] = out[count_col].astype(float)
+    out.loc[small, [count_col, *num]] = np.nan
+    out["suppressed"] = small
+    return out
+
+
+def attendance(scored: pd.DataFrame, min_cell: int) -> pd.DataFrame:
+    """How many clients had each number of complete sessions (small cells suppressed)."""
+    per_client = scored.dropna(subset=list(VARIABLES)).groupby("client_id").size()
+    table = per_client.value_counts().sort_index().rename_axis("sessions").reset_index(
+        name="clients"
+    )
+    return suppress_small(table, "clients", min_cell, value_cols=[])
+
+
+def trajectories(scored: pd.DataFrame, min_cell: int, conf_level: float = 0.95) -> pd.DataFrame:
+    """Mean of goal, task, bond and wellbeing at each session, with t intervals.
+
+    Returns
+    -------
+    DataFrame
+        One row per session x variable: ``session, variable, n, mean, sd, conf_low,
+        conf_high, suppressed``; sessions with fewer than ``min_cell`` clients suppressed.
+    """
+    rows = []
+    for var in VARIABLES:
+        grouped = scored.dropna(subset=[var]).groupby("session")[var]
+        agg = grouped.agg(["count", "mean", "std"]).reset_index()
+        se = agg["std"] / np.sqrt(agg["count"])
+        tcrit = stats.t.ppf(0.5 + conf_level / 2, np.maximum(agg["count"] - 1, 1))
+        rows.append(pd.DataFrame({
+            "session": agg["session"].astype(int),
+            "variable": var,
+            "n": agg["count"].astype(int),
+            "mean": agg["mean"],
+            "sd": agg["std"],
+            "conf_low": agg["mean"] - tcrit * se,
+            "conf_high": agg["mean"] + tcrit * se,
+        }))
+    table = pd.concat(rows, ignore_index=True).sort_values(["variable", "session"])
+    return suppress_small(table.reset_index(drop=True), "n", min_cell,
+                          value_cols=["mean", "sd", "conf_low", "conf_high"])

@@ -1,0 +1,196 @@
+"""Instrument registry: scoring keys kept as data, one YAML file per instrument.
+
+The shipped keys live in ``pipeline/instruments/<key>.yaml``. A user adds an instrument
+by writing one such file in a folder listed under ``instruments.paths`` in
+``params.yaml`` and naming its key under ``instruments.alliance`` or
+``instruments.outcome``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+BUILTIN_DIR = Path(__file__).parent / "instruments"
+
+
+class InstrumentError(ValueError):
+    """An instrument key file is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """One questionnaire's scoring key.
+
+    Attributes
+    ----------
+    key
+        Short name, also the prefix of the item columns (``<item_prefix>_<n>``).
+    kind
+        ``"alliance"`` (scored into subscales such as goal, task, bond) or ``"outcome"``.
+    n_items
+        Number of items, numbered 1..n_items.
+    item_min, item_max
+        Valid item range (inclusive). Checked *before* any item is reversed.
+    reversed
+        Item numbers scored as ``item_min + item_max - x``.
+    score
+        ``"mean"`` or ``"sum"``.
+    subscales
+        Subscale name -> item numbers (alliance instruments).
+    missing
+        Missing-item rule (see each YAML file).
+    conversion
+        Optional raw-total -> metric table (e.g. SWEMWBS Rasch conversion).
+    direction
+        ``"higher_better"`` or ``"higher_worse"``.
+    """
+
+    key: str
+    name: str
+    kind: Literal["alliance", "outcome"]
+    n_items: int
+    item_prefix: str
+    item_min: float
+    item_max: float
+    reversed: tuple[int, ...] = ()
+    score: Literal["mean", "sum"] = "mean"
+    subscales: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    missing: Mapping[str, Any] = field(default_factory=dict)
+    conversion: Mapping[int, float] | None = None
+    multiplier: float = 1.0
+    direction: Literal["higher_better", "higher_worse"] = "higher_better"
+    rater: str | None = None
+    checked: str = ""
+    source: str = ""
+    path: str = ""
+
+    @property
+    def item_columns(self) -> list[str]:
+        """Item column names in item order, e.g. ``wai_sr_1`` ... ``wai_sr_12``."""
+        return [f"{self.item_prefix}_{i}" for i in range(1, self.n_items + 1)]
+
+
+def _parse(raw: Mapping[str, Any], path: Path) -> Instrument:
+    try:
+        lo, hi = raw["range"]
+        subscales = {
+            str(k): tuple(int(i) for i in v) for k, v in (raw.get("subscales") or {}).items()
+        }
+        conversion = raw.get("conversion")
+        inst = Instrument(
+            key=str(raw["key"]),
+            name=str(raw.get("name", raw["key"])),
+            kind=raw["kind"],
+            n_items=int(raw["n_items"]),
+            item_prefix=str(raw.get("item_prefix", raw["key"])),
+            item_min=float(lo),
+            item_max=float(hi),
+            reversed=tuple(int(i) for i in raw.get("reversed") or ()),
+            score=raw.get("score", "mean"),
+            subscales=subscales,
+            missing=dict(raw.get("missing") or {}),
+            conversion=({int(k): float(v) for k, v in conversion.items()} if conversion else None),
+            multiplier=float(raw.get("multiplier", 1.0)),
+            direction=raw.get("direction", "higher_better"),
+            rater=raw.get("rater"),
+            checked=str(raw.get("checked", "")),
+            source=str(raw.get("source", "")),
+            path=path.name,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InstrumentError(f"{path}: malformed instrument key file ({exc!r})") from exc
+    if inst.kind not in ("alliance", "outcome"):
+        raise InstrumentError(f"{path}: kind must be 'alliance' or 'outcome', got {inst.kind!r}")
+    items = set(range(1, inst.n_items + 1))
+    bad = [i for i in inst.reversed if i not in items]
+    for name, its in inst.subscales.items():
+        bad += [i for i in its if i not in items]
+        if not its:
+            raise InstrumentError(f"{path}: subscale {name!r} has no items")
+    if bad:
+        raise InstrumentError(f"{path}: item numbers outside 1..{inst.n_items}: {sorted(set(bad))}")
+    if inst.kind == "alliance" and not inst.subscales:
+        raise InstrumentError(f"{path}: an alliance instrument needs subscales")
+    _check_rules(inst, path)
+    return inst
+
+
+MISSING_KEYS = frozenset({"max_missing", "max_missing_per_subscale", "method"})
+MISSING_METHODS = frozenset({"prorate", "mean_substitute"})
+
+
+def _check_rules(inst: Instrument, path: Path) -> None:
+    """Validate the scoring rules the scorer relies on (score, direction, missing, conversion)."""
+    if inst.score not in ("mean", "sum"):
+        raise InstrumentError(f"{path}: score must be 'mean' or 'sum', got {inst.score!r}")
+    if inst.direction not in ("higher_better", "higher_worse"):
+        raise InstrumentError(
+            f"{path}: direction must be 'higher_better' or 'higher_worse', got {inst.direction!r}"
+        )
+    if inst.item_min >= inst.item_max:
+        raise InstrumentError(f"{path}: range must be [min, max] with min < max")
+    unknown = set(inst.missing) - MISSING_KEYS
+    if unknown:
+        raise InstrumentError(
+            f"{path}: unknown missing-rule keys {sorted(unknown)} (known: {sorted(MISSING_KEYS)})"
+        )
+    method = inst.missing.get("method", "prorate")
+    if method not in MISSING_METHODS:
+        raise InstrumentError(
+            f"{path}: missing.method must be one of {sorted(MISSING_METHODS)}, got {method!r}"
+        )
+    for rule in ("max_missing", "max_missing_per_subscale"):
+        value = inst.missing.get(rule, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InstrumentError(f"{path}: missing.{rule} must be a non-negative integer")
+    if inst.conversion is not None:
+        if inst.score != "sum":
+            raise InstrumentError(f"{path}: a conversion table needs score: sum")
+        if inst.missing.get("max_missing", 0) != 0:
+            raise InstrumentError(
+                f"{path}: a conversion table needs whole raw sums (missing.max_missing: 0)"
+            )
+        lo = round(inst.n_items * inst.item_min)
+        hi = round(inst.n_items * inst.item_max)
+        absent = sorted(set(range(lo, hi + 1)) - set(inst.conversion))
+        if absent:
+            raise InstrumentError(f"{path}: conversion table lacks raw totals {absent}")
+
+
+def load_instrument(key: str, paths: Iterable[str | Path] = ()) -> Instrument:
+    """Load the instrument ``key`` from the user's folders, then the shipped registry.
+
+    Parameters
+    ----------
+    key
+        Instrument key, e.g. ``"wai_sr"`` or ``"swemwbs"``.
+    paths
+        Extra folders searched first for ``<key>.yaml`` (``instruments.paths`` in params).
+
+    Returns
+    -------
+    Instrument
+    """
+    for folder in [*map(Path, paths), BUILTIN_DIR]:
+        candidate = folder / f"{key}.yaml"
+        if candidate.is_file():
+            with candidate.open(encoding="utf-8") as fh:
+                raw = yaml.safe_load(fh)
+            if not isinstance(raw, Mapping):
+                raise InstrumentError(f"{candidate}: expected a YAML mapping")
+            return _parse(raw, candidate)
+    known = sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+    raise InstrumentError(
+        f"unknown instrument {key!r}: no {key}.yaml in {[str(p) for p in paths]} "
+        f"or the shipped registry (known: {', '.join(known)})"
+    )
+
+
+def available_instruments() -> list[str]:
+    """Keys of the shipped instruments."""
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))

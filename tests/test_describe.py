@@ -1,0 +1,56 @@
+"""Aggregate descriptions: right numbers, small cells suppressed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.describe import attendance, data_counts, suppress_small, trajectories
+
+
+def _scored() -> pd.DataFrame:
+    rows = []
+    # 6 clients with 2 sessions, 1 client with 3 sessions
+    for c in range(7):
+        for s in range(1, 3 + (c == 6)):
+            rows.append({"client_id": f"C{c}", "therapist_id": f"T{c % 2}", "session": s,
+                         "goal": 3.0 + s, "task": 3.0, "bond": 4.0, "wellbeing": 20.0 + c})
+    return pd.DataFrame(rows)
+
+
+def test_trajectories_hand_computed() -> None:
+    traj = trajectories(_scored(), min_cell=5)
+    s1 = traj[(traj.variable == "wellbeing") & (traj.session == 1)].iloc[0]
+    assert s1["n"] == 7
+    assert s1["mean"] == 23.0
+    assert np.isclose(s1["sd"], np.std(np.arange(20, 27), ddof=1))
+    # t interval with 6 df: 2.446912 * sd / sqrt(7)
+    assert np.isclose(s1["conf_high"] - s1["mean"], 2.446912 * s1["sd"] / np.sqrt(7), rtol=1e-6)
+    goal2 = traj[(traj.variable == "goal") & (traj.session == 2)].iloc[0]
+    assert goal2["mean"] == 5.0
+    # session 3 has one client: suppressed, nothing of it shown
+    s3 = traj[(traj.variable == "wellbeing") & (traj.session == 3)].iloc[0]
+    assert s3["suppressed"] and np.isnan(s3["mean"]) and np.isnan(s3["n"])
+
+
+def test_attendance_suppresses_small_groups() -> None:
+    att = attendance(_scored(), min_cell=5).set_index("sessions")
+    assert att.loc[2, "clients"] == 6 and not att.loc[2, "suppressed"]
+    assert np.isnan(att.loc[3, "clients"]) and att.loc[3, "suppressed"]
+
+
+def test_counts() -> None:
+    scored = _scored()
+    scored.loc[0, "wellbeing"] = np.nan
+    alliance = scored[["client_id", "therapist_id", "session"]]
+    counts = data_counts(alliance, alliance, scored).set_index("item")["count"]
+    assert counts["therapists"] == 2
+    assert counts["client x sessions with both forms"] == 15
+    assert counts["client x sessions complete for the models"] == 14
+
+
+def test_suppress_small_keeps_large() -> None:
+    frame = pd.DataFrame({"n": [4, 5], "mean": [1.0, 2.0]})
+    out = suppress_small(frame, "n", 5)
+    assert out["suppressed"].tolist() == [True, False]
+    assert out["mean"].isna().tolist() == [True, False]

@@ -1,0 +1,52 @@
+"""Rendering notebooks to HTML is byte-stable and shows no code, timings or stderr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.report import execute, render
+
+SOURCE = '''# %% [markdown]
+# # A tiny report
+
+# %% tags=["parameters"]
+answer = 0
+
+# %%
+import sys
+import matplotlib.pyplot as plt
+print("answer is", answer)
+print("noise on stderr", sys.executable, file=sys.stderr)
+plt.plot([1, 2, 3], [answer, 1, 2])
+plt.show()
+'''
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("nb") / "tiny.py"
+    path.write_text(SOURCE)
+    return path
+
+
+def test_render_twice_is_byte_identical(source: Path, tmp_path: Path) -> None:
+    a = render(source, tmp_path / "a" / "tiny.html", {"answer": 42}, cwd=tmp_path)
+    b = render(source, tmp_path / "b" / "tiny.html", {"answer": 42}, cwd=tmp_path)
+    html = a.read_text()
+    assert a.read_bytes() == b.read_bytes()
+    assert "answer is 42" in html
+    assert "data:image/png;base64" in html  # figures are embedded
+    assert "noise on stderr" not in html  # stderr (paths of this machine) is dropped
+    assert "print(" not in html  # code is hidden
+
+
+def test_executed_notebook_has_no_run_metadata(source: Path, tmp_path: Path) -> None:
+    nb = execute(source, {"answer": 1}, cwd=tmp_path)
+    assert "papermill" not in nb.metadata
+    ids = [cell["id"] for cell in nb.cells]
+    assert "injected-parameters" in ids
+    for cell in nb.cells:
+        assert "execution" not in cell.metadata
+        assert "papermill" not in cell.metadata
