@@ -1,0 +1,406 @@
+"""Read one input table, whatever format a researcher's export came in.
+
+The format is chosen by the file extension (see :data:`READERS`). Every reader returns
+the file's table unchanged in content, with one convention that the validation messages
+rely on: the index holds the **data row number**, counted from 1 at the first row below
+the header. What that number is in the original file (a line of a CSV file, a row of a
+spreadsheet, a case in SPSS ...) is written in ``frame.attrs["row_note"]``.
+
+Input files are only ever opened for reading.
+
+This module also defines the project's input error (:class:`Problem`,
+:class:`InputError`), because reading is the first thing that can go wrong;
+:mod:`pipeline.validate` re-exports both.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+#: Cell texts read as missing in CSV/TSV files (besides an empty cell).
+NA_TEXTS: tuple[str, ...] = ("NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "#N/A")
+
+#: Delimiters recognised in delimited text files, in order of preference.
+DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
+
+
+# ------------------------------------------------------------------------------- errors
+
+
+@dataclass
+class Problem:
+    """One thing wrong with an input file.
+
+    Attributes
+    ----------
+    file
+        The file as the user named it (path from ``params.yaml``), or ``params.yaml``
+        for a problem with the settings.
+    column
+        The column concerned, several columns joined by ``", "``, or ``None`` for a
+        problem with the whole file.
+    rows
+        Example data row numbers (at most ``validation.max_examples``), ascending. Data
+        row N is the N-th row below the header: line N+1 of a CSV file, spreadsheet row
+        N+1 in Excel, case N in SPSS, observation N in Stata (see ``row_note``).
+    rule
+        Short identifier of the rule that failed, e.g. ``out_of_range`` or
+        ``content:email_address``; ``data/README.md`` lists them all.
+    message
+        What is wrong and how to fix it. Never contains a cell's value.
+    count
+        Total number of rows concerned (``rows`` holds only examples). Defaults to
+        ``len(rows)``.
+    row_note
+        What a data row number means in this file, e.g. ``"data row N = line N+1 of
+        the file"``.
+    """
+
+    file: str
+    column: str | None
+    rows: list[int]
+    rule: str
+    message: str
+    count: int = 0
+    row_note: str = ""
+
+    def __post_init__(self) -> None:
+        self.rows = sorted(int(r) for r in self.rows)
+        self.count = max(int(self.count), len(self.rows))
+
+    def where(self) -> str:
+        """Describe the rows concerned, e.g. ``"rows 3, 8 and 4 more (6 rows; ...)"``."""
+        if not self.rows:
+            return ""
+        shown = ", ".join(str(r) for r in self.rows)
+        more = self.count - len(self.rows)
+        text = f"data row{'s' if self.count > 1 else ''} {shown}"
+        if more > 0:
+            text += f" and {more} more ({self.count} rows in all)"
+        if self.row_note:
+            text += f"; {self.row_note}"
+        return text
+
+    def __str__(self) -> str:
+        column = f", column '{self.column}'" if self.column else ""
+        where = self.where()
+        text = f"{self.file}{column} [rule {self.rule}]: {self.message}"
+        return f"{text}\n    where: {where}" if where else text
+
+
+class InputError(Exception):
+    """The input data cannot be used; ``str()`` lists every problem found.
+
+    Parameters
+    ----------
+    problems
+        All problems found (not just the first).
+    checks
+        Optional tidy table of the checks run so far (see
+        :class:`pipeline.validate.ValidatedInputs`).
+    """
+
+    def __init__(self, problems: Sequence[Problem], checks: pd.DataFrame | None = None) -> None:
+        self.problems: list[Problem] = list(problems)
+        self.checks = checks
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        n = len(self.problems)
+        files = list(dict.fromkeys(p.file for p in self.problems))
+        lines = [
+            f"The input data cannot be used: {n} problem{'s' if n != 1 else ''} in "
+            f"{len(files)} file{'s' if len(files) != 1 else ''}. The input files were not "
+            "changed. Cell values are never shown here; open the file at the rows named.",
+        ]
+        i = 0
+        for file in files:
+            lines.append("")
+            lines.append(f"{file}:")
+            for p in self.problems:
+                if p.file != file:
+                    continue
+                i += 1
+                column = f"column '{p.column}', " if p.column else ""
+                lines.append(f"  {i}. {column}rule {p.rule}: {p.message}")
+                where = p.where()
+                if where:
+                    lines.append(f"     where: {where}")
+        return "\n".join(lines)
+
+
+def _fail(path: str | Path, rule: str, message: str) -> InputError:
+    return InputError([Problem(str(path), None, [], rule, message)])
+
+
+# ------------------------------------------------------------------------------ readers
+
+
+def _number_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.index = pd.RangeIndex(1, len(frame) + 1, name="row")
+    return frame
+
+
+def _header_body(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Split a header-less frame into header (its first row) and body, checking names."""
+    if raw.shape[0] == 0:
+        raise _fail(path, "empty_file", "the file is empty: it has no header and no rows.")
+    names: list[str] = []
+    for j, value in enumerate(raw.iloc[0].tolist()):
+        blank = value is None or (isinstance(value, float) and np.isnan(value))
+        name = "" if blank else str(value).strip()
+        if isinstance(value, float) and not blank and value.is_integer():
+            name = str(int(value))
+        names.append(name if name else f"<unnamed column {j + 1}>")
+    body = raw.iloc[1:].reset_index(drop=True)
+    body.columns = pd.Index(names)
+    # A column without a header and without values is an artefact of the export
+    # (a trailing delimiter or a formatted empty spreadsheet column): drop it.
+    keep = [
+        j
+        for j, name in enumerate(names)
+        if not (name.startswith("<unnamed column") and body.iloc[:, j].isna().all())
+    ]
+    body = body.iloc[:, keep]
+    return _number_rows(body.infer_objects())
+
+
+def _sniff_delimiter(first_line: str, default: str) -> str:
+    counts = {d: first_line.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] > counts.get(default, 0) else default
+
+
+def _read_delimited(path: Path, default_delimiter: str) -> pd.DataFrame:
+    raw_bytes = path.read_bytes()
+    notes: list[str] = []
+    try:
+        text = raw_bytes.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw_bytes.decode("cp1252", errors="replace")
+        notes.append("not valid UTF-8: read as Windows-1252 (save as CSV UTF-8 to avoid this)")
+    if not text.strip():
+        raise _fail(path, "empty_file", "the file is empty: it has no header and no rows.")
+    first_line = text.splitlines()[0]
+    delimiter = _sniff_delimiter(first_line, default_delimiter)
+    if delimiter != default_delimiter:
+        notes.append(f"columns are separated by {delimiter!r}")
+    try:
+        raw = pd.read_csv(
+            io.StringIO(text),
+            sep=delimiter,
+            header=None,
+            dtype=str,
+            keep_default_na=False,
+            na_values=["", *NA_TEXTS],
+            skip_blank_lines=False,
+        )
+    except (pd.errors.ParserError, csv.Error, ValueError) as exc:
+        raise _fail(
+            path,
+            "unreadable_file",
+            "the file cannot be read as a delimited text table "
+            f"({type(exc).__name__}: {_first_line(exc)}). Check that every row has the same "
+            "number of fields as the header and that quotes are balanced.",
+        ) from exc
+    frame = _header_body(raw, path)
+    frame.attrs["row_note"] = "data row N = line N+1 of the file"
+    frame.attrs["notes"] = notes
+    return frame
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    return _read_delimited(path, ",")
+
+
+def _read_tsv(path: Path) -> pd.DataFrame:
+    return _read_delimited(path, "\t")
+
+
+def _read_excel(path: Path) -> pd.DataFrame:
+    engine: Literal["xlrd", "openpyxl"] = "xlrd" if path.suffix.lower() == ".xls" else "openpyxl"
+    if engine == "xlrd":
+        try:
+            import xlrd  # noqa: F401
+        except ImportError as exc:
+            raise _fail(
+                path,
+                "unsupported_format",
+                "old-style Excel .xls files need the 'xlrd' package, which the project does "
+                "not install. Open the file in Excel or LibreOffice and save it as .xlsx "
+                "or CSV.",
+            ) from exc
+    try:
+        sheets = pd.ExcelFile(path, engine=engine)
+        sheet = sheets.sheet_names[0]
+        raw = sheets.parse(sheet, header=None, dtype=object)
+    except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
+        raise _fail(
+            path,
+            "unreadable_file",
+            f"the file cannot be read as an Excel workbook ({type(exc).__name__}: "
+            f"{_first_line(exc)}). Re-save it from Excel as .xlsx, or export CSV.",
+        ) from exc
+    frame = _header_body(raw, path)
+    frame.attrs["row_note"] = f"data row N = row N+1 of sheet '{sheet}'"
+    notes = []
+    if len(sheets.sheet_names) > 1:
+        notes.append(
+            f"the workbook has {len(sheets.sheet_names)} sheets; only the first, '{sheet}', "
+            "was read"
+        )
+    frame.attrs["notes"] = notes
+    return frame
+
+
+def _read_stat(path: Path) -> pd.DataFrame:
+    import pyreadstat
+
+    spss = path.suffix.lower() in (".sav", ".zsav")
+    reader = pyreadstat.read_sav if spss else pyreadstat.read_dta
+    try:
+        # Codes, not labels: value labels are kept in attrs and applied only to
+        # covariates (item answers must stay numbers). User-missing codes become missing.
+        frame, meta = reader(str(path), apply_value_formats=False, user_missing=False)
+    except Exception as exc:  # pyreadstat raises its own exception types
+        kind = "an SPSS .sav" if spss else "a Stata .dta"
+        raise _fail(
+            path,
+            "unreadable_file",
+            f"the file cannot be read as {kind} file ({type(exc).__name__}: "
+            f"{_first_line(exc)}). Re-save it from {'SPSS' if spss else 'Stata'}, or export CSV.",
+        ) from exc
+    frame = _number_rows(frame.copy())
+    frame.attrs["row_note"] = (
+        "data row N = case N in SPSS Data View" if spss else "data row N = observation N in Stata"
+    )
+    frame.attrs["value_labels"] = {
+        str(k): dict(v) for k, v in (meta.variable_value_labels or {}).items()
+    }
+    frame.attrs["notes"] = []
+    return frame
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises many exception types for a bad file
+        raise _fail(
+            path,
+            "unreadable_file",
+            f"the file cannot be read as Parquet ({type(exc).__name__}: {_first_line(exc)}).",
+        ) from exc
+    if not isinstance(frame.index, pd.RangeIndex):
+        # A named index (e.g. client_id saved as the index) is data: keep it as columns.
+        frame = frame.reset_index()
+    frame = _number_rows(frame)
+    frame.attrs["row_note"] = "data row N = the N-th row of the table"
+    frame.attrs["notes"] = []
+    return frame
+
+
+#: Readers by lower-case file extension.
+READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
+    ".csv": _read_csv,
+    ".txt": _read_csv,
+    ".tsv": _read_tsv,
+    ".tab": _read_tsv,
+    ".parquet": _read_parquet,
+    ".pq": _read_parquet,
+    ".xlsx": _read_excel,
+    ".xlsm": _read_excel,
+    ".xls": _read_excel,
+    ".sav": _read_stat,
+    ".zsav": _read_stat,
+    ".dta": _read_stat,
+}
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read one input table, choosing the reader by the file extension.
+
+    Parameters
+    ----------
+    path
+        A ``.csv``/``.txt`` (comma, or semicolon/tab/pipe when the header uses one),
+        ``.tsv``/``.tab``, ``.parquet``/``.pq``, ``.xlsx``/``.xlsm`` (first sheet),
+        ``.xls`` (needs ``xlrd``), ``.sav``/``.zsav`` (SPSS) or ``.dta`` (Stata) file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table with its column names as written (surrounding spaces removed), index =
+        data row number (1 = first row below the header). Text files are read as text
+        (every cell a string, empty cells and ``NA``-like texts missing), so ids keep
+        their leading zeros; binary formats keep their stored types (SPSS/Stata: codes,
+        user-missing values missing, date variables as dates). ``attrs`` holds
+        ``row_note`` (what a data row number is in this file), ``notes`` (how the file
+        was read, for the validation report) and, for SPSS/Stata, ``value_labels``.
+
+    Raises
+    ------
+    InputError
+        If the file does not exist, its extension is not supported, it is empty, has a
+        header but no data rows, has two columns with the same name, or cannot be
+        parsed. The message names the file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        what = "a folder, not a file" if p.is_dir() else "not found"
+        raise _fail(
+            path, "file_not_found",
+            f"the file is {what}. Check the path under data: in params.yaml (paths are "
+            "relative to the project folder).",
+        )
+    reader = READERS.get(p.suffix.lower())
+    if reader is None:
+        known = ", ".join(sorted(READERS))
+        raise _fail(
+            path,
+            "unsupported_format",
+            f"the extension '{p.suffix or '(none)'}' is not a supported format ({known}). "
+            "Export the table to CSV or one of these formats.",
+        )
+    if p.stat().st_size == 0:
+        raise _fail(path, "empty_file", "the file is empty (0 bytes).")
+    frame = reader(p)
+    frame.columns = pd.Index([str(c).strip() for c in frame.columns])
+    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if duplicated:
+        raise _fail(
+            path,
+            "duplicate_column",
+            f"{len(duplicated)} column name(s) appear more than once: "
+            f"{', '.join(duplicated)}. Each column needs its own name; delete or rename the "
+            "copies.",
+        )
+    if len(frame) == 0 or frame.isna().all(axis=None):
+        raise _fail(
+            path,
+            "no_data_rows",
+            "the file has a header but no data rows. Was the right sheet or file exported?",
+        )
+    return frame
+
+
+def is_date_like(value: Any) -> bool:
+    """True for date, time and datetime objects (as stored by Excel, SPSS, Stata, Parquet)."""
+    return isinstance(value, dt.date | dt.time | np.datetime64 | pd.Timestamp)
+
+
+__all__ = ["READERS", "InputError", "Problem", "is_date_like", "read_table"]
