@@ -35,9 +35,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 from IPython.display import Markdown, display
 
+from pipeline import figures
 from pipeline.config import find_project_root, load_params
 
 root = find_project_root() if params_file is None else Path(params_file).resolve().parent
@@ -45,8 +45,7 @@ params = load_params(root / "params.yaml" if params_file is None else params_fil
 results = root / "results"
 simulated = bool(params["data"].get("simulated", False))
 min_cell = int(params["report"]["min_cell"])
-sns.set_theme(style="whitegrid", context="notebook")
-plt.rcParams["svg.hashsalt"] = "alliance-pipeline"
+figures.apply_style()
 
 # %%
 if simulated:
@@ -74,6 +73,41 @@ counts = pd.read_csv(results / "describe" / "data_counts.csv")
 counts.style.hide(axis="index").format({"count": "{:,.0f}"})
 
 # %% [markdown]
+# ## Checks the data passed
+#
+# Before anything is scored, every input file is checked against the input contract
+# (`data/README.md`) and an anonymisation guard that refuses names, e-mail addresses,
+# phone numbers, dates, health-record numbers and free text. A failed check stops the
+# pipeline, so a report only exists for data that passed. Warnings (counted, never
+# silently dropped) are listed here.
+
+# %%
+checks = pd.read_csv(results / "describe" / "checks.csv")
+summary = checks.groupby(["file", "status"]).size().unstack(fill_value=0)
+display(summary)
+warn = checks[checks["status"] == "warning"]
+if len(warn):
+    display(warn[["file", "check", "n", "detail"]].style.hide(axis="index"))
+else:
+    display(Markdown("No warnings."))
+
+# %% [markdown]
+# ### How many clients share each combination of client characteristics
+#
+# A rare combination (say, the only client seen by video in one approach) could point to a
+# person even without a name. Combinations shared by fewer than `min_cell` clients are
+# shown as "< min_cell"; the validation step warns about them.
+
+# %%
+k_file = results / "describe" / "k_anonymity.csv"
+if k_file.is_file():
+    k_table = pd.read_csv(k_file).drop(columns="suppressed")
+    display(k_table.style.hide(axis="index").format(
+        {"n_clients": lambda v: f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}"}))
+else:
+    display(Markdown("No clients file: no client characteristics to combine."))
+
+# %% [markdown]
 # ## How many sessions clients attended
 #
 # Real therapies vary in length and clients miss sessions; the models use every session a
@@ -97,27 +131,23 @@ if n_supp:
 # ## Alliance and wellbeing over the sessions
 #
 # Means at each session with 95% intervals. The alliance subscales are on the item-mean
-# metric of the questionnaire; wellbeing is on the outcome measure's own metric. Later
-# sessions are attended by fewer clients (and by the ones who stayed), so their means are
-# less certain and may not describe the same people as early sessions.
+# metric of the questionnaire (1 = lowest, 5 = highest on the WAI-SR); wellbeing is on the
+# outcome measure's own metric. Later sessions are attended by fewer clients (and by the
+# ones who stayed), so their means are less certain and may not describe the same people
+# as early sessions. The same figure, with the numbers behind it, is in
+# `reports/figures/trajectories.{png,svg,csv}`.
 
 # %%
-traj = pd.read_csv(results / "describe" / "trajectories.csv")
-traj = traj[~traj["suppressed"]]
-fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-for var, color in zip(["goal", "task", "bond"], ["#4C72B0", "#DD8452", "#55A868"], strict=True):
-    d = traj[traj["variable"] == var]
-    axes[0].plot(d["session"], d["mean"], marker="o", ms=3, color=color, label=var)
-    axes[0].fill_between(d["session"], d["conf_low"], d["conf_high"], color=color, alpha=0.2)
-axes[0].set_xlabel("session")
-axes[0].set_ylabel("alliance (item mean)")
-axes[0].set_title("Goal, task and bond")
-axes[0].legend(frameon=False)
-d = traj[traj["variable"] == "wellbeing"]
-axes[1].plot(d["session"], d["mean"], marker="o", ms=3, color="#8172B3")
-axes[1].fill_between(d["session"], d["conf_low"], d["conf_high"], color="#8172B3", alpha=0.2)
-axes[1].set_xlabel("session")
-axes[1].set_ylabel("wellbeing")
-axes[1].set_title("Wellbeing")
-fig.tight_layout()
+fig, _ = figures.trajectories(pd.read_csv(results / "describe" / "trajectories.csv"))
+plt.show()
+
+# %% [markdown]
+# ## How the scores are distributed
+#
+# Every session's scores, in bins. Alliance ratings crowd towards the top of the scale
+# (a *ceiling*): most clients rate the alliance well, so differences among high ratings
+# are hard to see. Bins with fewer than `min_cell` sessions are suppressed.
+
+# %%
+fig, _ = figures.distributions(pd.read_csv(results / "describe" / "distributions.csv"))
 plt.show()

@@ -65,6 +65,10 @@ def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
     else:
         (out / "clients.csv").unlink(missing_ok=True)
     write_csv(checked.checks, out / "checks.csv")
+    if checked.k_anonymity is not None:
+        write_csv(checked.k_anonymity, out / "k_anonymity.csv")
+    else:
+        (out / "k_anonymity.csv").unlink(missing_ok=True)
     log("validate", f"ok: {len(checked.alliance)} alliance rows, {len(checked.outcome)} outcome "
                     f"rows; wrote {out}")
 
@@ -83,6 +87,7 @@ def _read_validated(folder: Path) -> tuple[Any, Any, Any]:
 def cmd_score(params: dict[str, Any], args: argparse.Namespace) -> None:
     import pandas as pd
 
+    from pipeline.describe import suppress_counts
     from pipeline.psychometrics import floor_ceiling, reliability, subscale_correlations
     from pipeline.score import merge_scores, score_alliance, score_outcome
 
@@ -95,14 +100,28 @@ def cmd_score(params: dict[str, Any], args: argparse.Namespace) -> None:
         outcome, outcome_inst,
         higher_is_better=bool(params["instruments"].get("outcome_higher_is_better", True)),
     )
+    if "rater" in a_scored.columns:
+        # The analysis plan models client-rated alliance; other raters' forms are scored
+        # (and counted in the summary) but not matched to the outcome.
+        others = a_scored["rater"] != "client"
+        log("score", f"{int(others.sum())} alliance rows rated by someone other than the "
+                     "client are left out of the models")
+        a_scored = a_scored[~others].drop(columns="rater")
     scored = merge_scores(a_scored, o_scored)
     write_csv(scored, args.out, digits=None)
     results = Path(args.results)
-    write_csv(pd.concat([a_summary, o_summary], ignore_index=True), results / "scoring.csv")
-    settings = params.get("psychometrics", {})
+    min_cell = int(params["report"]["min_cell"])
+    summary = pd.concat([a_summary, o_summary], ignore_index=True)
+    write_csv(suppress_counts(summary, {"n_prorated": [], "n_missing": []}, min_cell),
+              results / "scoring.csv")
     if set(alliance_inst.item_columns) <= set(alliance.columns):
-        write_csv(reliability(alliance, alliance_inst, **settings), results / "reliability.csv")
-        write_csv(floor_ceiling(alliance, alliance_inst), results / "floor_ceiling.csv")
+        min_n = int(params["psychometrics"]["min_n_per_session"])
+        write_csv(reliability(alliance, alliance_inst, min_n_per_session=min_n),
+                  results / "reliability.csv")
+        fc = floor_ceiling(alliance, alliance_inst)
+        write_csv(suppress_counts(fc, {"n_floor": ["pct_floor"],
+                                       "n_ceiling": ["pct_ceiling"]}, min_cell),
+                  results / "floor_ceiling.csv")
     write_csv(subscale_correlations(scored), results / "subscale_correlations.csv")
     log("score", f"wrote {args.out} ({len(scored)} client x session rows) and {results}/")
 
@@ -110,7 +129,13 @@ def cmd_score(params: dict[str, Any], args: argparse.Namespace) -> None:
 def cmd_describe(params: dict[str, Any], args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from pipeline.describe import attendance, data_counts, trajectories
+    from pipeline.describe import (
+        attendance,
+        data_counts,
+        distributions,
+        suppress_counts,
+        trajectories,
+    )
 
     alliance, outcome, clients = _read_validated(Path(args.validated))
     scored = pd.read_csv(args.scored, dtype={"client_id": str, "therapist_id": str})
@@ -120,7 +145,14 @@ def cmd_describe(params: dict[str, Any], args: argparse.Namespace) -> None:
     write_csv(data_counts(alliance, outcome, scored, clients), out / "data_counts.csv")
     write_csv(attendance(scored, min_cell), out / "attendance.csv")
     write_csv(trajectories(scored, min_cell, conf), out / "trajectories.csv")
-    log("describe", f"wrote {out}/data_counts.csv, attendance.csv, trajectories.csv")
+    write_csv(distributions(scored, min_cell), out / "distributions.csv")
+    folder = Path(args.validated)
+    write_csv(pd.read_csv(folder / "checks.csv"), out / "checks.csv")
+    k_file = folder / "k_anonymity.csv"
+    if k_file.is_file():
+        k_table = pd.read_csv(k_file)
+        write_csv(suppress_counts(k_table, {"n_clients": []}, min_cell), out / "k_anonymity.csv")
+    log("describe", f"wrote {out}/: data_counts, attendance, trajectories, distributions")
 
 
 def cmd_fit(params: dict[str, Any], args: argparse.Namespace) -> None:
@@ -138,6 +170,46 @@ def cmd_fit(params: dict[str, Any], args: argparse.Namespace) -> None:
     log("fit", f"wrote {args.out}/")
 
 
+def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from pipeline import figures, tables
+
+    figures.apply_style()
+    results, figdir, tabdir = Path(args.results), Path(args.figures), Path(args.tables)
+    read = lambda name: pd.read_csv(results / name)  # noqa: E731
+    coefs = read("coefficients.csv")
+    made = [
+        ("trajectories", figures.trajectories(read("describe/trajectories.csv"))),
+        ("distributions", figures.distributions(read("describe/distributions.csv"))),
+        ("coefficients_within_between", figures.coefficient_plot(coefs)),
+        ("predicted_wellbeing", figures.predicted_wellbeing(coefs)),
+    ]
+    for name, (fig, data) in made:
+        figures.save_figure(fig, data, figdir, name)
+        log("publish", f"figure {figdir / name}.png/.svg/.csv")
+    stats = read("fit_statistics.csv").set_index("model")
+    conf = float(params["model"].get("conf_level", 0.95))
+    df_method = "; ".join(sorted(coefs["df_method"].dropna().unique()))
+    prim = stats.loc["primary"]
+    note = (f"N = {int(prim['n_obs']):,} sessions, {int(prim['n_clients']):,} clients, "
+            f"{int(prim['n_therapists']):,} therapists. b = unstandardised coefficient; "
+            f"CI = confidence interval; p-values: {df_method}.")
+    if params["data"].get("simulated", False):
+        note += " SIMULATED data."
+    tables.write_table(tables.coefficient_table(coefs, ["primary"], conf), tabdir, "primary",
+                       "Table 1. Primary model: alliance and wellbeing, within and between "
+                       "clients", note)
+    others = [m for m in dict.fromkeys(coefs["model"]) if m != "primary"]
+    if others:
+        tables.write_table(tables.coefficient_table(coefs, others, conf), tabdir, "secondary",
+                           "Table 2. Secondary and sensitivity models: fixed effects", note)
+    log("publish", f"tables in {tabdir}/ (html, tex, md)")
+
+
 def cmd_render(params: dict[str, Any], args: argparse.Namespace) -> None:
     from pipeline.report import render
 
@@ -153,6 +225,7 @@ COMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None], 
     "score": (cmd_score, "score the instruments; psychometrics"),
     "describe": (cmd_describe, "aggregate description of the data"),
     "fit": (cmd_fit, "fit the mixed-effects models"),
+    "publish": (cmd_publish, "figures (PNG, SVG, CSV) and APA tables (HTML, LaTeX, Markdown)"),
     "render": (cmd_render, "render a notebook to an HTML report"),
 }
 
@@ -178,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", default=str(RESULTS / "describe"))
         if name == "fit":
             p.add_argument("--out", default=str(RESULTS))
+        if name == "publish":
+            p.add_argument("--results", default=str(RESULTS))
+            p.add_argument("--figures", default="reports/figures")
+            p.add_argument("--tables", default="reports/tables")
         if name == "render":
             p.add_argument("--notebook", required=True, help="jupytext .py source")
             p.add_argument("--out", required=True, help="HTML file to write")

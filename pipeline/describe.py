@@ -101,3 +101,68 @@ def trajectories(scored: pd.DataFrame, min_cell: int, conf_level: float = 0.95) 
     table = pd.concat(rows, ignore_index=True).sort_values(["variable", "session"])
     return suppress_small(table.reset_index(drop=True), "n", min_cell,
                           value_cols=["mean", "sd", "conf_low", "conf_high"])
+
+
+def distributions(scored: pd.DataFrame, min_cell: int, bin_width: float = 0.25,
+                  wellbeing_bin_width: float = 1.0) -> pd.DataFrame:
+    """Binned counts of every session's goal, task, bond and wellbeing scores.
+
+    Parameters
+    ----------
+    scored
+        Scored client x session rows.
+    min_cell
+        Bins with fewer sessions than this are suppressed.
+    bin_width, wellbeing_bin_width
+        Bin widths on the alliance item-mean metric and on the wellbeing metric. Bins are
+        left-closed: ``[lower, upper)``, the last bin also holds the maximum.
+
+    Returns
+    -------
+    DataFrame
+        ``variable, lower, upper, sessions, suppressed``.
+    """
+    rows = []
+    for var in VARIABLES:
+        values = scored[var].dropna().to_numpy(dtype=float)
+        if values.size == 0:
+            continue
+        width = wellbeing_bin_width if var == "wellbeing" else bin_width
+        lo = np.floor(values.min() / width) * width
+        hi = np.floor(values.max() / width) * width + width
+        edges = np.round(np.arange(lo, hi + width / 2, width), 10)
+        counts, _ = np.histogram(values, bins=edges)
+        rows.append(pd.DataFrame({"variable": var, "lower": edges[:-1], "upper": edges[1:],
+                                  "sessions": counts}))
+    table = pd.concat(rows, ignore_index=True)
+    return suppress_small(table, "sessions", min_cell, value_cols=[])
+
+
+def suppress_counts(frame: pd.DataFrame, columns: dict[str, list[str]],
+                    min_cell: int) -> pd.DataFrame:
+    """Blank each count below ``min_cell`` (and the columns derived from it), cell by cell.
+
+    Parameters
+    ----------
+    frame
+        A table of counts.
+    columns
+        Count column -> columns computed from it (e.g. a percentage), blanked with it.
+    min_cell
+        Smallest count shown. A zero is shown: it discloses nobody.
+
+    Returns
+    -------
+    DataFrame
+        A copy with the small counts blanked and a ``suppressed`` column naming the
+        blanked count columns of each row ("" when none).
+    """
+    out = frame.copy()
+    flags = pd.Series([""] * len(out), index=out.index, dtype=object)
+    for count, derived in columns.items():
+        small = (out[count] > 0) & (out[count] < min_cell)
+        out[count] = out[count].astype(float)
+        out.loc[small, [count, *derived]] = np.nan
+        flags[small] = [f"{f} {count}".strip() for f in flags[small]]
+    out["suppressed"] = flags
+    return out

@@ -1,0 +1,147 @@
+"""Publication figures, each saved as PNG and SVG with the numbers behind it as CSV.
+
+Every figure function takes result tables (aggregates only, never client rows) and
+returns ``(figure, data)``, where ``data`` is exactly what is drawn, so a reviewer can
+redraw it. :func:`save_figure` writes ``<name>.png``, ``<name>.svg`` and ``<name>.csv``
+byte-stably: SVG ids are salted with a fixed string and no dates are embedded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from pipeline.outputs import atomic_open, write_csv
+
+SUBSCALES = ("goal", "task", "bond")
+COLORS = {"goal": "#4C72B0", "task": "#DD8452", "bond": "#55A868", "wellbeing": "#8172B3",
+          "within": "#4C72B0", "between": "#DD8452"}
+STYLE = {
+    "svg.hashsalt": "alliance-pipeline",
+    "svg.fonttype": "path",
+    "font.family": "DejaVu Sans",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "figure.dpi": 100,
+}
+
+
+def apply_style() -> None:
+    """Set the project's matplotlib style (fixed fonts and SVG salt: byte-stable output)."""
+    plt.rcParams.update(STYLE)
+
+
+def save_figure(fig: Figure, data: pd.DataFrame, outdir: str | Path, name: str) -> list[Path]:
+    """Write ``name``.png, .svg and .csv into ``outdir`` atomically and close ``fig``."""
+    out = Path(outdir)
+    paths = [out / f"{name}.png", out / f"{name}.svg"]
+    with atomic_open(paths[0], "wb") as fh:
+        fig.savefig(fh, format="png", dpi=150, metadata={"Software": None})
+    with atomic_open(paths[1], "wb") as fh:
+        fig.savefig(fh, format="svg", metadata={"Date": None, "Creator": None})
+    plt.close(fig)
+    paths.append(write_csv(data, out / f"{name}.csv"))
+    return paths
+
+
+def trajectories(traj: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
+    """Mean goal, task, bond and wellbeing per session with intervals.
+
+    ``traj`` is ``results/describe/trajectories.csv``; suppressed sessions are not drawn.
+    """
+    data = traj[~traj["suppressed"].astype(bool)].reset_index(drop=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for var in SUBSCALES:
+        d = data[data["variable"] == var]
+        axes[0].plot(d["session"], d["mean"], marker="o", ms=3, color=COLORS[var], label=var)
+        axes[0].fill_between(d["session"], d["conf_low"], d["conf_high"], color=COLORS[var],
+                             alpha=0.2, lw=0)
+    axes[0].set(xlabel="session", ylabel="mean (item-mean metric)", title="Goal, task and bond")
+    axes[0].legend(frameon=False)
+    d = data[data["variable"] == "wellbeing"]
+    axes[1].plot(d["session"], d["mean"], marker="o", ms=3, color=COLORS["wellbeing"])
+    axes[1].fill_between(d["session"], d["conf_low"], d["conf_high"],
+                         color=COLORS["wellbeing"], alpha=0.2, lw=0)
+    axes[1].set(xlabel="session", ylabel="mean wellbeing", title="Wellbeing")
+    fig.tight_layout()
+    return fig, data
+
+
+def distributions(dist: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
+    """Histograms of the session scores (``results/describe/distributions.csv``)."""
+    data = dist[~dist["suppressed"].astype(bool)].reset_index(drop=True)
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3.0))
+    for ax, var in zip(axes, (*SUBSCALES, "wellbeing"), strict=True):
+        d = data[data["variable"] == var]
+        ax.bar(d["lower"], d["sessions"], width=d["upper"] - d["lower"], align="edge",
+               color=COLORS[var], edgecolor="white", lw=0.5)
+        ax.set(title=var, xlabel="score", ylabel="sessions" if var == "goal" else "")
+    fig.tight_layout()
+    return fig, data
+
+
+def coefficient_plot(coefs: pd.DataFrame, model: str = "primary") -> tuple[Figure, pd.DataFrame]:
+    """Within- versus between-client effects of goal, task and bond with 95% intervals."""
+    terms = [f"{k}_{part}" for k in SUBSCALES for part in ("within", "between")]
+    rows = coefs[(coefs["model"] == model) & coefs["term"].isin(terms)]
+    data = rows.set_index("term").loc[terms].reset_index()
+    data = data[["term", "estimate", "std_error", "conf_low", "conf_high"]].copy()
+    data.insert(1, "subscale", data["term"].str.split("_").str[0])
+    data.insert(2, "part", data["term"].str.split("_").str[1])
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    ypos = {"goal": 2.0, "task": 1.0, "bond": 0.0}
+    for part, offset in (("within", 0.12), ("between", -0.12)):
+        d = data[data["part"] == part]
+        y = np.array([ypos[s] for s in d["subscale"]]) + offset
+        ax.errorbar(d["estimate"], y,
+                    xerr=[d["estimate"] - d["conf_low"], d["conf_high"] - d["estimate"]],
+                    fmt="o", color=COLORS[part], capsize=3, label=f"{part}-client")
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(list(ypos.values()), list(ypos.keys()))
+    ax.set_xlabel("change in wellbeing per point of alliance (95% CI)")
+    ax.legend(frameon=False, loc="best")
+    fig.tight_layout()
+    return fig, data
+
+
+def predicted_wellbeing(coefs: pd.DataFrame, model: str = "primary",
+                        span: float = 1.0, points: int = 21) -> tuple[Figure, pd.DataFrame]:
+    """Predicted difference in wellbeing across each subscale, within and between clients.
+
+    For a session ``x`` points above the client's usual goal score (within), or a client
+    whose mean goal score is ``x`` points above the average client (between), the model
+    predicts wellbeing ``b * x`` higher, other terms held constant. The band is the
+    coefficient's 95% interval times ``x``, which is the exact interval of that difference.
+    """
+    grid = np.round(np.linspace(-span, span, points), 10)
+    rows = []
+    prim = coefs[coefs["model"] == model].set_index("term")
+    for k in SUBSCALES:
+        for part in ("within", "between"):
+            c = prim.loc[f"{k}_{part}"]
+            lo = np.minimum(c["conf_low"] * grid, c["conf_high"] * grid)
+            hi = np.maximum(c["conf_low"] * grid, c["conf_high"] * grid)
+            rows.append(pd.DataFrame({"subscale": k, "part": part, "alliance_difference": grid,
+                                      "predicted_difference": c["estimate"] * grid,
+                                      "conf_low": lo, "conf_high": hi}))
+    data = pd.concat(rows, ignore_index=True)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), sharey=True)
+    for ax, k in zip(axes, SUBSCALES, strict=True):
+        for part in ("within", "between"):
+            d = data[(data["subscale"] == k) & (data["part"] == part)]
+            ax.plot(d["alliance_difference"], d["predicted_difference"], color=COLORS[part],
+                    label=f"{part}-client")
+            ax.fill_between(d["alliance_difference"], d["conf_low"], d["conf_high"],
+                            color=COLORS[part], alpha=0.2, lw=0)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(title=k, xlabel=f"{k}: points above the usual / average")
+    axes[0].set_ylabel("predicted difference in wellbeing")
+    axes[0].legend(frameon=False)
+    fig.tight_layout()
+    return fig, data

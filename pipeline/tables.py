@@ -1,0 +1,86 @@
+"""APA-style publication tables from the results files, as HTML, LaTeX and Markdown.
+
+Built with pandas' ``Styler`` (HTML, LaTeX with booktabs) and ``tabulate`` (Markdown via
+``DataFrame.to_markdown``), so no table markup is written by hand here. Numbers follow
+APA 7: two decimals, intervals in brackets, p-values without a leading zero and
+``< .001`` below one in a thousand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.outputs import atomic_open
+
+
+def format_p(p: float) -> str:
+    """APA p-value: ``< .001``, else three decimals without the leading zero."""
+    if p is None or not np.isfinite(p):
+        return ""
+    if p < 0.001:
+        return "< .001"
+    return f"{p:.3f}".lstrip("0")
+
+
+def format_num(x: float, digits: int = 2) -> str:
+    """Fixed decimals with a true minus sign; blank for missing values."""
+    if x is None or not np.isfinite(x):
+        return ""
+    text = f"{x:.{digits}f}"
+    return text.replace("-", "\u2212") if text.startswith("-") else text
+
+
+def term_label(term: str) -> str:
+    """Readable name of a model term: ``goal_within`` -> ``Goal (within client)``."""
+    if term == "Intercept":
+        return "Intercept"
+    if term == "time":
+        return "Time (session \u2212 1)"
+    for part in ("within", "between"):
+        suffix = f"_{part}"
+        if term.endswith(suffix):
+            return f"{term[: -len(suffix)].replace('_', ' ').capitalize()} ({part} client)"
+    return term.replace("_", " ")
+
+
+def coefficient_table(coefs: pd.DataFrame, models: list[str] | None = None,
+                      conf_level: float = 0.95) -> pd.DataFrame:
+    """APA table of fixed effects: Model, Term, b, SE, CI, p (and p Holm when present)."""
+    rows = coefs if models is None else coefs[coefs["model"].isin(models)]
+    ci = f"{round(conf_level * 100)}% CI"
+    table = pd.DataFrame({
+        "Model": rows["model"].to_numpy(),
+        "Term": [term_label(t) for t in rows["term"]],
+        "b": [format_num(v) for v in rows["estimate"]],
+        "SE": [format_num(v) for v in rows["std_error"]],
+        ci: [f"[{format_num(lo)}, {format_num(hi)}]"
+             for lo, hi in zip(rows["conf_low"], rows["conf_high"], strict=True)],
+        "p": [format_p(v) for v in rows["p_value"]],
+    })
+    if "p_holm" in rows.columns and rows["p_holm"].notna().any():
+        table["p (Holm)"] = [format_p(v) for v in rows["p_holm"]]
+    if models is not None and len(models) == 1:
+        table = table.drop(columns="Model")
+    return table.reset_index(drop=True)
+
+
+def write_table(table: pd.DataFrame, outdir: str | Path, name: str, title: str,
+                note: str) -> list[Path]:
+    """Write ``name``.html, .tex and .md into ``outdir`` atomically."""
+    out = Path(outdir)
+    styler = table.style.hide(axis="index").set_uuid(name).set_caption(title)
+    html = styler.to_html(table_attributes='class="apa-table"', exclude_styles=True)
+    html += f'<p class="apa-note"><em>Note.</em> {note}</p>\n'
+    latex = styler.to_latex(hrules=True, position="htbp", label=f"tab:{name}")
+    latex += f"% Note. {note}\n"
+    markdown = f"**{title}**\n\n{table.to_markdown(index=False)}\n\n*Note.* {note}\n"
+    paths = []
+    for suffix, text in (("html", html), ("tex", latex), ("md", markdown)):
+        path = out / f"{name}.{suffix}"
+        with atomic_open(path) as fh:
+            fh.write(text)
+        paths.append(path)
+    return paths

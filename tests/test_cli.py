@@ -1,0 +1,57 @@
+"""The command-line steps: bad input exits 2 with every problem named and writes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.cli import main
+
+
+def _params(tmp_path: Path, root: Path, **data: str) -> Path:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for key in ("alliance", "outcome", "clients"):
+        params["data"][key] = str(root / params["data"][key])
+    params["data"].update(data)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_validate_writes_normalised_inputs(tmp_path: Path, root: Path) -> None:
+    out = tmp_path / "validated"
+    assert main(["validate", "--params", str(_params(tmp_path, root)), "--out", str(out)]) == 0
+    alliance = pd.read_csv(out / "alliance.csv")
+    assert len(alliance) == len(pd.read_csv(root / "data/simulated/alliance.csv"))
+    assert {"alliance.csv", "outcome.csv", "clients.csv", "checks.csv"} <= {
+        p.name for p in out.iterdir()}
+
+
+def test_bad_input_exits_2_names_everything_and_writes_nothing(
+    tmp_path: Path, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    alliance = pd.read_csv(root / "data/simulated/alliance.csv")
+    alliance.loc[4, "wai_sr_3"] = 9  # out of the 1-5 range (data row 5)
+    alliance["client_email"] = "someone@example.org"
+    bad = tmp_path / "bad_alliance.csv"
+    alliance.to_csv(bad, index=False)
+    outcome = pd.read_csv(root / "data/simulated/outcome.csv")
+    outcome.loc[0, "session"] = 0
+    bad_outcome = tmp_path / "bad_outcome.csv"
+    outcome.to_csv(bad_outcome, index=False)
+    out = tmp_path / "validated"
+    out.mkdir()
+    (out / "alliance.csv").write_text("earlier result\n")
+    params = _params(tmp_path, root, alliance=str(bad), outcome=str(bad_outcome))
+    status = main(["validate", "--params", str(params), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status == 2
+    for needle in ("bad_alliance.csv", "wai_sr_3", "client_email", "bad_outcome.csv",
+                   "session", "nothing was written"):
+        assert needle in err, needle
+    assert "someone@example.org" not in err
+    assert (out / "alliance.csv").read_text() == "earlier result\n"
+    assert [p.name for p in out.iterdir()] == ["alliance.csv"]
