@@ -18,7 +18,6 @@ export MKL_NUM_THREADS := 1
 export PYTHONHASHSEED := 0
 export UV_PYTHON_DOWNLOADS := never
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-export MPLBACKEND := Agg
 
 .PHONY: setup notebooks browser repro test test-fast lint lab bench clean-env help
 

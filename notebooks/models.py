@@ -23,7 +23,7 @@
 # pipeline's `fit` step wrote it.
 
 # %% tags=["parameters"]
-params_file = None  # path to params.yaml; None = the project's own
+params_file = None  # path to params.yaml (None: the file of this project)
 
 # %%
 from pathlib import Path

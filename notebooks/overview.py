@@ -28,7 +28,7 @@
 # - **bond**: the emotional connection between them: trust, liking, respect.
 
 # %% tags=["parameters"]
-params_file = None  # path to params.yaml; None = the project's own
+params_file = None  # path to params.yaml (None: the file of this project)
 
 # %%
 from pathlib import Path

@@ -22,7 +22,7 @@
 # only; counts below `report.min_cell` are suppressed.
 
 # %% tags=["parameters"]
-params_file = None  # path to params.yaml; None = the project's own
+params_file = None  # path to params.yaml (None: the file of this project)
 
 # %%
 from pathlib import Path

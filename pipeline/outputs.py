@@ -44,14 +44,13 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
 
 
 def round_sig(values: pd.Series | np.ndarray, digits: int = SIG_DIGITS) -> np.ndarray:
-    """Round floats to ``digits`` significant digits (NaN and inf pass through)."""
+    """Round floats to ``digits`` significant digits (NaN and inf pass through).
+
+    Goes through the decimal text (``%.{digits}g``) so that each result is the float
+    nearest to the rounded decimal and prints as that short decimal.
+    """
     x = np.asarray(values, dtype=float)
-    out = x.copy()
-    finite = np.isfinite(x) & (x != 0)
-    mags = np.floor(np.log10(np.abs(x[finite])))
-    scale = 10.0 ** (digits - 1 - mags)
-    out[finite] = np.round(x[finite] * scale) / scale
-    return out
+    return np.array([float(f"{v:.{digits}g}") for v in x.ravel()], dtype=float).reshape(x.shape)
 
 
 def tidy_for_output(frame: pd.DataFrame, digits: int = SIG_DIGITS) -> pd.DataFrame:

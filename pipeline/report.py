@@ -62,8 +62,11 @@ def execute(source: str | Path, parameters: Mapping[str, Any], cwd: str | Path,
     # The kernel must be this environment's Python, not a "python3" kernel a user has
     # registered elsewhere: JUPYTER_PATH comes first in Jupyter's search path.
     env_share = str(Path(sys.prefix) / "share" / "jupyter")
-    old = os.environ.get("JUPYTER_PATH")
+    saved = {key: os.environ.get(key) for key in ("JUPYTER_PATH", "MPLBACKEND")}
+    old = saved["JUPYTER_PATH"]
     os.environ["JUPYTER_PATH"] = env_share if not old else f"{env_share}{os.pathsep}{old}"
+    # Figures must be embedded in the notebook, whatever backend the caller's shell set.
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
         with tempfile.TemporaryDirectory(prefix="render-") as tmp:
             src = Path(tmp) / Path(source).with_suffix(".ipynb").name
@@ -81,10 +84,11 @@ def execute(source: str | Path, parameters: Mapping[str, Any], cwd: str | Path,
                 execution_timeout=timeout,
             )
     finally:
-        if old is None:
-            os.environ.pop("JUPYTER_PATH", None)
-        else:
-            os.environ["JUPYTER_PATH"] = old
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return clean_executed(executed)
 
 

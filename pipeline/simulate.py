@@ -50,6 +50,7 @@ import pandas as pd
 import yaml
 
 from pipeline.instruments import Instrument, load_instrument
+from pipeline.outputs import atomic_open, write_csv
 
 SUBSCALES = ("goal", "task", "bond")
 
@@ -272,11 +273,9 @@ def write_simulated(data: SimulatedData, outdir: str | Path) -> list[Path]:
         ("outcome", data.outcome),
         ("clients", data.clients),
     ):
-        path = out / f"{name}.csv"
-        frame.to_csv(path, index=False, lineterminator="\n")
-        written.append(path)
+        written.append(write_csv(frame, out / f"{name}.csv", digits=None))
     path = out / "truth.yaml"
-    with path.open("w", encoding="utf-8", newline="\n") as fh:
+    with atomic_open(path) as fh:
         yaml.safe_dump(data.truth, fh, sort_keys=False, allow_unicode=True)
     written.append(path)
     return written

@@ -45,7 +45,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory, root: Path) -> tuple[Path, d
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               PYTHONHASHSEED="0", MPLBACKEND="Agg")
+               PYTHONHASHSEED="0", MPLBACKEND="Agg")  # reports must embed figures anyway
     return dest, env
 
 
