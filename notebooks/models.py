@@ -34,6 +34,7 @@ from IPython.display import Markdown, display
 
 from pipeline import figures
 from pipeline.config import find_project_root, load_params
+from pipeline.tables import styled
 
 root = find_project_root() if params_file is None else Path(params_file).resolve().parent
 params = load_params(root / "params.yaml" if params_file is None else params_file)
@@ -85,7 +86,7 @@ display(Markdown(
 df_method = primary["df_method"].iloc[0]
 table = primary[["term", "estimate", "std_error", "conf_low", "conf_high", "p_value"]]
 display(Markdown(f"p-values: {df_method}."))
-table.style.hide(axis="index").format(
+styled(table).format(
     {"estimate": "{:.3f}", "std_error": "{:.3f}", "conf_low": "{:.3f}", "conf_high": "{:.3f}",
      "p_value": lambda p: "< .001" if p < 0.001 else f"{p:.3f}"}
 )
@@ -119,7 +120,7 @@ plt.show()
 
 # %%
 vc = varcomp[varcomp["model"] == "primary"][["component", "variance", "sd"]]
-vc.style.hide(axis="index").format({"variance": "{:.3f}", "sd": "{:.3f}"})
+styled(vc).format({"variance": "{:.3f}", "sd": "{:.3f}"})
 
 # %% [markdown]
 # ## All models
@@ -130,10 +131,10 @@ vc.style.hide(axis="index").format({"variance": "{:.3f}", "sd": "{:.3f}"})
 # %%
 cols = [c for c in ["model", "n_obs", "reml", "loglik", "aic", "bic", "r2_marginal",
                     "r2_conditional", "optimizer", "converged"] if c in stats.columns]
-stats[cols].style.hide(axis="index").format(precision=3)
+styled(stats[cols]).format(precision=3)
 
 # %%
 other = coefs[coefs["model"] != "primary"]
 cols = [c for c in ["model", "term", "estimate", "std_error", "conf_low", "conf_high",
                     "p_value", "p_holm"] if c in other.columns]
-other[cols].style.hide(axis="index").format(precision=3)
+styled(other[cols]).format(precision=3)

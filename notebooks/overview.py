@@ -39,6 +39,7 @@ from IPython.display import Markdown, display
 
 from pipeline import figures
 from pipeline.config import find_project_root, load_params
+from pipeline.tables import styled
 
 root = find_project_root() if params_file is None else Path(params_file).resolve().parent
 params = load_params(root / "params.yaml" if params_file is None else params_file)
@@ -70,7 +71,7 @@ display(Markdown(
 
 # %%
 counts = pd.read_csv(results / "describe" / "data_counts.csv")
-counts.style.hide(axis="index").format({"count": "{:,.0f}"})
+styled(counts).format({"count": "{:,.0f}"})
 
 # %% [markdown]
 # ## Checks the data passed
@@ -87,7 +88,7 @@ summary = checks.groupby(["file", "status"]).size().unstack(fill_value=0)
 display(summary)
 warn = checks[checks["status"] == "warning"]
 if len(warn):
-    display(warn[["file", "check", "n", "detail"]].style.hide(axis="index"))
+    display(styled(warn[["file", "check", "n", "detail"]]))
 else:
     display(Markdown("No warnings."))
 
@@ -102,7 +103,7 @@ else:
 k_file = results / "describe" / "k_anonymity.csv"
 if k_file.is_file():
     k_table = pd.read_csv(k_file).drop(columns="suppressed")
-    display(k_table.style.hide(axis="index").format(
+    display(styled(k_table).format(
         {"n_clients": lambda v: f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}"}))
 else:
     display(Markdown("No clients file: no client characteristics to combine."))

@@ -32,6 +32,7 @@ from IPython.display import Markdown, display
 
 from pipeline.config import find_project_root, load_params
 from pipeline.instruments import load_instrument
+from pipeline.tables import styled
 
 root = find_project_root() if params_file is None else Path(params_file).resolve().parent
 params = load_params(root / "params.yaml" if params_file is None else params_file)
@@ -66,7 +67,7 @@ display(Markdown(
     f"most {alliance.missing.get('max_missing_per_subscale', 0)} of its items is blank "
     "(mean of the answered items), otherwise it is missing."
 ))
-keys.style.hide(axis="index")
+styled(keys)
 
 # %%
 direction = "higher = better" if outcome.direction == "higher_better" else "higher = worse"
@@ -86,7 +87,7 @@ display(Markdown(
 # %%
 scoring = pd.read_csv(results / "scoring.csv")
 cols = ["instrument", "scale", "n_rows", "n_complete", "n_prorated", "n_missing", "metric"]
-scoring[cols].style.hide(axis="index").format(
+styled(scoring[cols]).format(
     {c: (lambda v: f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}")
      for c in ["n_rows", "n_complete", "n_prorated", "n_missing"]}
 )
@@ -106,12 +107,12 @@ rel_file = results / "reliability.csv"
 if rel_file.is_file():
     rel = pd.read_csv(rel_file)
     overall = rel[rel["subset"] == "all"][["scale", "n", "alpha", "omega_total"]]
-    display(overall.style.hide(axis="index").format(
+    display(styled(overall).format(
         {"n": "{:,.0f}", "alpha": "{:.2f}", "omega_total": "{:.2f}"}))
     per = rel[rel["subset"] == "session"].pivot(index="session", columns="scale",
                                                  values="alpha")
     display(Markdown("Cronbach's alpha per session:"))
-    display(per.style.format("{:.2f}", na_rep="–"))
+    display(styled(per, hide_index=False).format("{:.2f}", na_rep="–"))
 else:
     display(Markdown("The alliance data were pre-scored: item-level reliability cannot be "
                      "computed."))
@@ -127,7 +128,7 @@ else:
 
 # %%
 corr = pd.read_csv(results / "subscale_correlations.csv")
-corr.style.hide(axis="index").format({"r": "{:.2f}", "n_obs": "{:,.0f}",
+styled(corr).format({"r": "{:.2f}", "n_obs": "{:,.0f}",
                                       "n_clients": "{:,.0f}"})
 
 # %% [markdown]
@@ -141,7 +142,7 @@ fc_file = results / "floor_ceiling.csv"
 if fc_file.is_file():
     fc = pd.read_csv(fc_file)
     fc = fc[["item", "scale", "n", "n_floor", "pct_floor", "n_ceiling", "pct_ceiling"]]
-    display(fc.style.hide(axis="index").format(
+    display(styled(fc).format(
         {"n": "{:,.0f}", "n_floor": lambda v: f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}",
          "n_ceiling": lambda v: f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}",
          "pct_floor": "{:.1f}%", "pct_ceiling": "{:.1f}%"}, na_rep="–"))

@@ -8,10 +8,12 @@ APA 7: two decimals, intervals in brackets, p-values without a leading zero and
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from pipeline.outputs import atomic_open
 
@@ -84,3 +86,16 @@ def write_table(table: pd.DataFrame, outdir: str | Path, name: str, title: str,
             fh.write(text)
         paths.append(path)
     return paths
+
+
+def styled(frame: pd.DataFrame, hide_index: bool = True) -> Styler:
+    """A ``Styler`` for reports whose HTML id does not change between runs.
+
+    pandas gives every Styler a random id (``T_<5 hex digits>``) that ends up in the HTML;
+    here the id is a digest of the table's content instead, so identical tables render to
+    identical bytes.
+    """
+    content = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
+    digest = hashlib.sha256(content + repr(list(frame.columns)).encode()).hexdigest()[:10]
+    styler = frame.style.set_uuid(digest)
+    return styler.hide(axis="index") if hide_index else styler

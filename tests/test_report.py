@@ -21,6 +21,11 @@ print("answer is", answer)
 print("noise on stderr", sys.executable, file=sys.stderr)
 plt.plot([1, 2, 3], [answer, 1, 2])
 plt.show()
+
+# %%
+import pandas as pd
+from pipeline.tables import styled
+styled(pd.DataFrame({"term": ["time"], "estimate": [0.15]}))
 '''
 
 
@@ -40,6 +45,7 @@ def test_render_twice_is_byte_identical(source: Path, tmp_path: Path) -> None:
     assert "data:image/png;base64" in html  # figures are embedded
     assert "noise on stderr" not in html  # stderr (paths of this machine) is dropped
     assert "print(" not in html  # code is hidden
+    assert "0.15" in html  # the styled table is there (its id is not random)
 
 
 def test_executed_notebook_has_no_run_metadata(source: Path, tmp_path: Path) -> None:
