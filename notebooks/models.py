@@ -34,7 +34,8 @@ from IPython.display import Markdown, display
 
 from pipeline import figures
 from pipeline.config import find_project_root, load_params
-from pipeline.tables import styled
+from pipeline.model import load_specs
+from pipeline.tables import coefficient_table, format_p, styled
 
 root = find_project_root() if params_file is None else Path(params_file).resolve().parent
 params = load_params(root / "params.yaml" if params_file is None else params_file)
@@ -116,25 +117,151 @@ plt.show()
 # %% [markdown]
 # ## How much varies between therapists, clients and sessions
 #
-# Variance components of the primary model (standard deviations on the wellbeing metric).
+# Variance components of the primary model. `therapist` and `client` are the variances of
+# the random intercepts (how much wellbeing differs between therapists, and between clients
+# of the same therapist, beyond what the predictors explain), `client_time` the variance of
+# the clients' own slopes over sessions, `residual` what is left from session to session.
 
 # %%
 vc = varcomp[varcomp["model"] == "primary"][["component", "variance", "sd"]]
 styled(vc).format({"variance": "{:.3f}", "sd": "{:.3f}"})
 
 # %% [markdown]
-# ## All models
+# ### Does the model fit?
 #
-# Fit statistics of every model the pipeline fitted (`pipeline/models.yaml` documents each
-# one). A model that did not converge is marked and its numbers should not be used.
+# If the model is right, the residuals and the predicted random effects look roughly
+# normal: the points of each Q–Q plot lie near the line. The last panel bins the sessions by
+# their fitted value and shows the mean residual per bin: a systematic bend would mean the
+# model misses a curve. (A mild upward slope is expected: the random effects are shrunk
+# towards zero, so sessions with high fitted values keep some positive residual; with an
+# outcome scored on a bounded scale the ends bend as well.) Each point is an aggregate (a
+# quantile or a bin of many sessions), never a single client.
 
 # %%
-cols = [c for c in ["model", "n_obs", "reml", "loglik", "aic", "bic", "r2_marginal",
-                    "r2_conditional", "optimizer", "converged"] if c in stats.columns]
-styled(stats[cols]).format(precision=3)
+fig, _ = figures.diagnostics(pd.read_csv(results / "diagnostics.csv"))
+plt.show()
+
+# %% [markdown]
+# ## Secondary models
+#
+# The analysis plan lists seven groups of secondary models. Each is specified in
+# `pipeline/models.yaml`; the descriptions below are read from there. p-values are
+# Wald z tests; comparisons between models are likelihood-ratio tests on maximum-likelihood
+# refits (REML likelihoods cannot compare models with different fixed effects).
 
 # %%
-other = coefs[coefs["model"] != "primary"]
-cols = [c for c in ["model", "term", "estimate", "std_error", "conf_low", "conf_high",
-                    "p_value", "p_holm"] if c in other.columns]
-styled(other[cols]).format(precision=3)
+plan = load_specs()
+described = {c.name: c.description for c in plan.comparisons}
+lr = pd.read_csv(results / "lr_tests.csv")
+conf = float(params["model"].get("conf_level", 0.95))
+
+
+def section(models: list[str]) -> None:
+    """Show the description, fit status and fixed effects of some models."""
+    for name in models:
+        spec = plan.get(name)
+        row = stats[stats["model"] == name]
+        status = row["status"].iloc[0] if len(row) else "not fitted"
+        display(Markdown(f"**{spec.title}** (`{name}`). {spec.description}"))
+        if status != "fitted":
+            note = row["warning"].iloc[0] if len(row) and "warning" in row else ""
+            display(Markdown(f"*Status: {status}.* {note if isinstance(note, str) else ''}"))
+            continue
+        display(styled(coefficient_table(coefs, [name], conf)))
+
+
+def comparisons(names: list[str]) -> None:
+    """Show likelihood-ratio tests by name."""
+    rows = lr[lr["comparison"].isin(names)]
+    table = pd.DataFrame({
+        "comparison": [described.get(c, c) for c in rows["comparison"]],
+        "df": rows["df"], "chi2": rows["statistic"].map("{:.2f}".format),
+        "p": rows["p_value"].map(format_p),
+        "AIC (reduced, full)": [f"{a:.1f}, {b:.1f}" for a, b in
+                                zip(rows["aic_reduced"], rows["aic_full"], strict=True)],
+    })
+    display(styled(table))
+
+
+# %% [markdown]
+# ### 1. How much of wellbeing lies with therapists and with clients?
+#
+# The unconditional growth model has time only. Its intraclass correlations (ICC) say what
+# share of the variance in wellbeing lies between therapists and between clients.
+
+# %%
+g = stats[stats["model"] == "growth"].iloc[0]
+display(Markdown(
+    f"Therapists account for **{g['icc_therapist']:.0%}** of the variance in wellbeing and "
+    f"clients (within therapists) for **{g['icc_client']:.0%}**; the rest varies from "
+    "session to session."
+))
+section(["growth"])
+comparisons(["alliance_vs_growth", "total_vs_growth"])
+
+# %% [markdown]
+# ### 2. Total alliance
+#
+# The mean of goal, task and bond, split into within and between in the same way.
+# The comparison tests whether the three subscales predict better than their mean.
+
+# %%
+section(["total_alliance"])
+comparisons(["subscales_vs_total"])
+
+# %% [markdown]
+# ### 3. Each subscale alone
+#
+# Goal, task and bond each predict wellbeing on their own here (without the other two), so
+# their effects include what they share. Three tests of within-client effects are made, so
+# their p-values are Holm-adjusted (column *p (Holm)*).
+
+# %%
+section(["goal_only", "task_only", "bond_only"])
+comparisons(["goal_vs_all", "task_vs_all", "bond_vs_all"])
+
+# %% [markdown]
+# ### 4. Does the alliance predict wellbeing at the *next* session?
+#
+# A within-client effect at the same session cannot say which came first. The prospective
+# model predicts wellbeing from the alliance at the client's previous session, adjusting
+# for wellbeing at that session (Falkenström et al., 2013). **Caution:** a lagged outcome
+# next to a random client intercept is biased when each client has few sessions (Nickell,
+# 1981), so the coefficient of previous wellbeing is too small and the alliance
+# coefficients may be off as well.
+
+# %%
+section(["lagged"])
+
+# %% [markdown]
+# ### 5. Where does the alliance live?
+#
+# Three-level models with no predictors split each subscale's variance into a therapist,
+# a client (within therapist) and a session part. Baldwin, Wampold and Imel (2007) found
+# that the therapist part of the alliance, not the client part, predicted outcome; the last
+# model splits total alliance in that way.
+
+# %%
+levels = varcomp[varcomp["model"].str.startswith("alliance_levels_")].copy()
+levels["subscale"] = levels["model"].str.replace("alliance_levels_", "", regex=False)
+levels["share"] = levels["variance"] / levels.groupby("model")["variance"].transform("sum")
+shares = levels.pivot(index="subscale", columns="component", values="share")
+shares = shares.rename(columns={"residual": "session"})
+display(styled(shares.reset_index()).format(
+    {c: "{:.0%}" for c in shares.columns}))
+section(["therapist_vs_client"])
+comparisons(["therapist_vs_client_parts"])
+
+# %% [markdown]
+# ### 6. Does the within-client effect depend on the approach or the modality?
+#
+# Interactions of the within-client alliance with the therapist's approach and with the
+# modality (in person, video), tested together against the model without them. These are
+# fitted only when the clients file has these covariates.
+
+# %%
+section(["moderation_approach", "moderation_modality"])
+comparisons(["moderation_approach", "moderation_modality"])
+
+# %% [markdown]
+# The sensitivity analyses (plan group 7) have their own report, `sensitivity.html`.

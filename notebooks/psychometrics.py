@@ -27,9 +27,11 @@ params_file = None  # path to params.yaml (None: the file of this project)
 # %%
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from pipeline import figures
 from pipeline.config import find_project_root, load_params
 from pipeline.instruments import load_instrument
 from pipeline.tables import styled
@@ -38,6 +40,7 @@ root = find_project_root() if params_file is None else Path(params_file).resolve
 params = load_params(root / "params.yaml" if params_file is None else params_file)
 results = root / "results" / "scoring"
 min_cell = int(params["report"]["min_cell"])
+figures.apply_style()
 if params["data"].get("simulated", False):
     display(Markdown(
         "> **These data are SIMULATED** (`pipeline/simulate.py`). No finding here is about "
@@ -109,10 +112,12 @@ if rel_file.is_file():
     overall = rel[rel["subset"] == "all"][["scale", "n", "alpha", "omega_total"]]
     display(styled(overall).format(
         {"n": "{:,.0f}", "alpha": "{:.2f}", "omega_total": "{:.2f}"}))
-    per = rel[rel["subset"] == "session"].pivot(index="session", columns="scale",
-                                                 values="alpha")
-    display(Markdown("Cronbach's alpha per session:"))
-    display(styled(per, hide_index=False).format("{:.2f}", na_rep="–"))
+    fig, _ = figures.reliability(rel, pd.read_csv(results / "floor_ceiling.csv"))
+    plt.show()
+    display(Markdown(
+        "Left: Cronbach's alpha at each session with enough forms (dashed line: .70). "
+        "Right: the share of answers at the top option of each item (colour = subscale), "
+        "discussed under *Floor and ceiling* below."))
 else:
     display(Markdown("The alliance data were pre-scored: item-level reliability cannot be "
                      "computed."))
@@ -142,7 +147,11 @@ fc_file = results / "floor_ceiling.csv"
 if fc_file.is_file():
     fc = pd.read_csv(fc_file)
     fc = fc[["item", "scale", "n", "n_floor", "pct_floor", "n_ceiling", "pct_ceiling"]]
-    display(styled(fc).format(
-        {"n": "{:,.0f}", "n_floor": lambda v: f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}",
-         "n_ceiling": lambda v: f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}",
-         "pct_floor": "{:.1f}%", "pct_ceiling": "{:.1f}%"}, na_rep="–"))
+    def count(v: float) -> str:
+        return f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}"
+
+    def pct(v: float) -> str:
+        return "–" if pd.isna(v) else f"{v:.1f}%"
+
+    display(styled(fc).format({"n": "{:,.0f}", "n_floor": count, "n_ceiling": count,
+                               "pct_floor": pct, "pct_ceiling": pct}))

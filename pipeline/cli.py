@@ -130,6 +130,7 @@ def cmd_describe(params: dict[str, Any], args: argparse.Namespace) -> None:
     import pandas as pd
 
     from pipeline.describe import (
+        alliance_outcome_correlations,
         attendance,
         data_counts,
         distributions,
@@ -146,6 +147,9 @@ def cmd_describe(params: dict[str, Any], args: argparse.Namespace) -> None:
     write_csv(attendance(scored, min_cell), out / "attendance.csv")
     write_csv(trajectories(scored, min_cell, conf), out / "trajectories.csv")
     write_csv(distributions(scored, min_cell), out / "distributions.csv")
+    low, high = params["report"]["plausible_r"]
+    write_csv(alliance_outcome_correlations(scored, (float(low), float(high))),
+              out / "alliance_outcome_correlations.csv")
     folder = Path(args.validated)
     write_csv(pd.read_csv(folder / "checks.csv"), out / "checks.csv")
     k_file = folder / "k_anonymity.csv"
@@ -158,6 +162,7 @@ def cmd_describe(params: dict[str, Any], args: argparse.Namespace) -> None:
 def cmd_fit(params: dict[str, Any], args: argparse.Namespace) -> None:
     import pandas as pd
 
+    from pipeline.diagnostics import diagnostics
     from pipeline.model import fit_all, write_results
 
     scored = pd.read_csv(args.scored, dtype={"client_id": str, "therapist_id": str})
@@ -167,6 +172,8 @@ def cmd_fit(params: dict[str, Any], args: argparse.Namespace) -> None:
     log("fit", f"fitting models on {len(scored)} rows")
     fits = fit_all(scored, clients, params["model"])
     write_results(fits, args.out)
+    diag = [diagnostics(f) for f in fits if f.name in params["model"]["diagnostics_for"]]
+    write_csv(pd.concat(diag, ignore_index=True), Path(args.out) / "diagnostics.csv")
     log("fit", f"wrote {args.out}/")
 
 
@@ -187,7 +194,12 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
         ("distributions", figures.distributions(read("describe/distributions.csv"))),
         ("coefficients_within_between", figures.coefficient_plot(coefs)),
         ("predicted_wellbeing", figures.predicted_wellbeing(coefs)),
+        ("diagnostics_primary", figures.diagnostics(read("diagnostics.csv"))),
+        ("sensitivity", figures.sensitivity(coefs, list(params["report"]["sensitivity_models"]))),
     ]
+    if (results / "scoring" / "reliability.csv").is_file():
+        made.append(("reliability", figures.reliability(
+            read("scoring/reliability.csv"), read("scoring/floor_ceiling.csv"))))
     for name, (fig, data) in made:
         figures.save_figure(fig, data, figdir, name)
         log("publish", f"figure {figdir / name}.png/.svg/.csv")

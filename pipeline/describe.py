@@ -166,3 +166,46 @@ def suppress_counts(frame: pd.DataFrame, columns: dict[str, list[str]],
         flags[small] = [f"{f} {count}".strip() for f in flags[small]]
     out["suppressed"] = flags
     return out
+
+
+def alliance_outcome_correlations(scored: pd.DataFrame,
+                                  plausible: tuple[float, float]) -> pd.DataFrame:
+    """Correlations of each alliance score with wellbeing, with a plausibility flag.
+
+    Meta-analyses put the client-rated alliance-outcome correlation near r = .28
+    (Flückiger et al., 2018; Horvath et al., 2011). A correlation far outside
+    ``plausible`` (e.g. .1 to .4), or below zero, more often means a scoring problem (an
+    unreversed item, a symptom scale read as wellbeing) than a finding, so it is flagged.
+
+    Parameters
+    ----------
+    scored
+        Scored client x session rows with ``goal``, ``task``, ``bond`` (and
+        ``alliance_total`` when present) and ``wellbeing``.
+    plausible
+        ``(low, high)`` range of correlations not flagged.
+
+    Returns
+    -------
+    DataFrame
+        ``score, level, r, n, plausible, note``; ``level`` is ``sessions`` (all
+        sessions pooled), ``between`` (client means; ``n`` clients) or ``within``
+        (deviations from each client's own mean).
+    """
+    low, high = plausible
+    scores = [c for c in ("goal", "task", "bond", "alliance_total") if c in scored.columns]
+    rows = []
+    for score in scores:
+        d = scored[["client_id", score, "wellbeing"]].dropna()
+        means = d.groupby("client_id")[[score, "wellbeing"]].transform("mean")
+        client_means = d.groupby("client_id")[[score, "wellbeing"]].mean()
+        within = d[[score, "wellbeing"]] - means
+        for level, frame in (("sessions", d), ("between", client_means), ("within", within)):
+            r = float(np.corrcoef(frame[score], frame["wellbeing"])[0, 1])
+            ok = bool(low <= r <= high) if level != "within" else True
+            note = "" if ok else (
+                f"outside {low:g} to {high:g}, far from the published r of about .28: check "
+                "the scoring keys (reversed items) and the direction of the outcome measure")
+            rows.append({"score": score, "level": level, "r": r, "n": len(frame),
+                         "plausible": ok, "note": note})
+    return pd.DataFrame(rows)

@@ -94,7 +94,7 @@ def coefficient_plot(coefs: pd.DataFrame, model: str = "primary") -> tuple[Figur
     data = data[["term", "estimate", "std_error", "conf_low", "conf_high"]].copy()
     data.insert(1, "subscale", data["term"].str.split("_").str[0])
     data.insert(2, "part", data["term"].str.split("_").str[1])
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
     ypos = {"goal": 2.0, "task": 1.0, "bond": 0.0}
     for part, offset in (("within", 0.12), ("between", -0.12)):
         d = data[data["part"] == part]
@@ -105,7 +105,7 @@ def coefficient_plot(coefs: pd.DataFrame, model: str = "primary") -> tuple[Figur
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(list(ypos.values()), list(ypos.keys()))
     ax.set_xlabel("change in wellbeing per point of alliance (95% CI)")
-    ax.legend(frameon=False, loc="best")
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig, data
 
@@ -145,3 +145,78 @@ def predicted_wellbeing(coefs: pd.DataFrame, model: str = "primary",
     axes[0].legend(frameon=False)
     fig.tight_layout()
     return fig, data
+
+
+def diagnostics(diag: pd.DataFrame, model: str = "primary") -> tuple[Figure, pd.DataFrame]:
+    """Residual and random-effect diagnostics (``results/diagnostics.csv``).
+
+    Normal Q-Q plots of the conditional residuals and of each random effect (points near
+    the line: close to normal), and mean residual in bins of the fitted values (points
+    near zero: no systematic misfit).
+    """
+    data = diag[diag["model"] == model].reset_index(drop=True)
+    qq = data[data["plot"] == "qq"]
+    comps = list(dict.fromkeys(qq["component"]))
+    fig, axes = plt.subplots(1, len(comps) + 1, figsize=(3.2 * (len(comps) + 1), 3.2))
+    for ax, comp in zip(axes[:-1], comps, strict=True):
+        d = qq[qq["component"] == comp]
+        lim = float(np.nanmax(np.abs(np.r_[d["x"], d["y"]])))
+        ax.plot([-lim, lim], [-lim, lim], color="grey", lw=1)
+        ax.scatter(d["x"], d["y"], s=8, color=COLORS["within"])
+        ax.set(title=f"{comp} (n = {int(d['n'].iloc[0]):,})", xlabel="normal quantile",
+               ylabel="standardised quantile" if comp == comps[0] else "")
+    rvf = data[data["plot"] == "residual_vs_fitted"]
+    ax = axes[-1]
+    ax.axhline(0, color="grey", lw=1)
+    ax.plot(rvf["x"], rvf["y"], marker="o", ms=4, color=COLORS["between"])
+    ax.set(title="residual vs fitted (binned)", xlabel="fitted wellbeing",
+           ylabel="mean residual")
+    fig.tight_layout()
+    return fig, data
+
+
+def sensitivity(coefs: pd.DataFrame, models: list[str]) -> tuple[Figure, pd.DataFrame]:
+    """Within- and between-client effects of goal, task and bond across models."""
+    terms = [f"{k}_{part}" for part in ("within", "between") for k in SUBSCALES]
+    data = coefs[coefs["model"].isin(models) & coefs["term"].isin(terms)]
+    data = data[["model", "term", "estimate", "conf_low", "conf_high"]].reset_index(drop=True)
+    palette = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    step = 0.8 / max(len(models), 1)
+    for i, model in enumerate(models):
+        d = data[data["model"] == model].set_index("term").reindex(terms)
+        y = np.arange(len(terms))[::-1] + 0.4 - step / 2 - i * step
+        ax.errorbar(d["estimate"], y, xerr=[d["estimate"] - d["conf_low"],
+                    d["conf_high"] - d["estimate"]], fmt="o", ms=4, capsize=2,
+                    color=palette(i), label=model)
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_yticks(np.arange(len(terms))[::-1], terms)
+    ax.set_xlabel("change in wellbeing per point of alliance (95% CI)")
+    ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig, data
+
+
+def reliability(rel: pd.DataFrame, floor_ceiling: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
+    """Cronbach's alpha per session by subscale, and the share of answers at the ceiling.
+
+    ``rel`` is ``results/scoring/reliability.csv``, ``floor_ceiling`` is
+    ``results/scoring/floor_ceiling.csv`` (suppressed counts are not drawn).
+    """
+    per = rel[(rel["subset"] == "session") & rel["alpha"].notna()]
+    per = per[["scale", "session", "n", "alpha", "omega_total"]].assign(panel="alpha")
+    fc = floor_ceiling[floor_ceiling["pct_ceiling"].notna()]
+    fc = fc[["scale", "item_number", "pct_ceiling"]].assign(panel="ceiling")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for scale in dict.fromkeys(per["scale"]):
+        d = per[per["scale"] == scale]
+        axes[0].plot(d["session"], d["alpha"], marker="o", ms=3,
+                     color=COLORS.get(scale, "grey"), label=scale)
+    axes[0].axhline(0.7, color="grey", lw=1, ls="--")
+    axes[0].set(xlabel="session", ylabel="Cronbach's alpha", title="Reliability per session")
+    axes[0].legend(frameon=False)
+    axes[1].bar(fc["item_number"], fc["pct_ceiling"],
+                color=[COLORS.get(s, "grey") for s in fc["scale"]])
+    axes[1].set(xlabel="item", ylabel="% answers at the top option", title="Ceiling")
+    fig.tight_layout()
+    return fig, pd.concat([per, fc], ignore_index=True)

@@ -9,6 +9,7 @@ APA 7: two decimals, intervals in brackets, p-values without a leading zero and
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,17 +36,38 @@ def format_num(x: float, digits: int = 2) -> str:
     return text.replace("-", "\u2212") if text.startswith("-") else text
 
 
+_PARTS = {
+    "within_lag": "within client, previous session",
+    "within": "within client",
+    "between": "between clients",
+    "client": "client within therapist",
+    "therapist": "therapist mean",
+    "lag": "previous session",
+}
+_CATEGORY = re.compile(r"^C\((?P<var>[^)]+)\)\[T\.(?P<level>.+)\]$")
+
+
 def term_label(term: str) -> str:
-    """Readable name of a model term: ``goal_within`` -> ``Goal (within client)``."""
+    """Readable name of a model term.
+
+    ``goal_within`` -> ``Goal (within client)``; ``C(approach)[T.CBT]`` -> ``Approach:
+    CBT``; interactions are joined with a multiplication sign.
+    """
+    if ":" in term:
+        return " \u00d7 ".join(term_label(part) for part in term.split(":"))
     if term == "Intercept":
         return "Intercept"
     if term == "time":
         return "Time (session \u2212 1)"
-    for part in ("within", "between"):
-        suffix = f"_{part}"
-        if term.endswith(suffix):
-            return f"{term[: -len(suffix)].replace('_', ' ').capitalize()} ({part} client)"
-    return term.replace("_", " ")
+    match = _CATEGORY.match(term)
+    if match:
+        return f"{match['var'].replace('_', ' ').capitalize()}: {match['level']}"
+    for suffix, words in _PARTS.items():
+        if term.endswith(f"_{suffix}"):
+            stem = term[: -len(suffix) - 1].replace("_", " ")
+            stem = "Total alliance" if stem == "total" else stem.capitalize()
+            return f"{stem} ({words})"
+    return term.replace("_", " ").capitalize()
 
 
 def coefficient_table(coefs: pd.DataFrame, models: list[str] | None = None,

@@ -54,3 +54,23 @@ def test_suppress_small_keeps_large() -> None:
     out = suppress_small(frame, "n", 5)
     assert out["suppressed"].tolist() == [True, False]
     assert out["mean"].isna().tolist() == [True, False]
+
+
+def test_alliance_outcome_correlations_flag_a_wrong_sign() -> None:
+    from pipeline.describe import alliance_outcome_correlations
+
+    rng = np.random.default_rng(1)
+    n_clients, n_sessions = 40, 6
+    client = np.repeat(np.arange(n_clients), n_sessions)
+    goal = rng.normal(0, 1, n_clients)[client] + rng.normal(0, 1, client.size)
+    wellbeing = 0.3 * goal + rng.normal(0, 1, client.size)
+    scored = pd.DataFrame({"client_id": client.astype(str), "goal": goal,
+                           "wellbeing": wellbeing})
+    ok = alliance_outcome_correlations(scored, (0.0, 0.5)).set_index("level")
+    assert np.isclose(ok.loc["sessions", "r"], np.corrcoef(goal, wellbeing)[0, 1])
+    assert ok.loc["between", "n"] == n_clients
+    assert ok.loc["sessions", "plausible"] and ok.loc["within", "plausible"]
+    scored["wellbeing"] = -scored["wellbeing"]  # e.g. a symptom scale read as wellbeing
+    flipped = alliance_outcome_correlations(scored, (0.0, 0.5)).set_index("level")
+    assert not flipped.loc["sessions", "plausible"]
+    assert "direction of the outcome" in flipped.loc["sessions", "note"]

@@ -146,7 +146,7 @@ def test_reports_load_in_a_browser_with_every_image(clone: tuple[Path, dict[str,
             images = page.evaluate(
                 "Array.from(document.images).map(i => [i.complete, i.naturalWidth])"
             )
-            assert len(images) >= 2, f"{report.name}: expected figures, found {len(images)}"
+            assert len(images) >= 1, f"{report.name}: expected figures, found none"
             broken = [i for i, (done, width) in enumerate(images) if not done or width == 0]
             assert not broken, f"{report.name}: images {broken} did not render"
             assert "SIMULATED" in page.inner_text("body")

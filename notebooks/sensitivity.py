@@ -1,0 +1,93 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Sensitivity analyses: do the conclusions depend on the choices made?
+#
+# **In short.** The primary model rests on choices: REML estimation, within-client
+# deviations from each client's mean, every client whatever the number of sessions. This
+# report refits the primary model with each choice changed (group 7 of the analysis plan)
+# and sets the within- and between-client effects of goal, task and bond side by side. If
+# the estimates barely move, the conclusion does not hang on that choice.
+
+# %% tags=["parameters"]
+params_file = None  # path to params.yaml (None: the file of this project)
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+from pipeline import figures
+from pipeline.config import find_project_root, load_params
+from pipeline.model import load_specs
+from pipeline.tables import styled, term_label
+
+root = find_project_root() if params_file is None else Path(params_file).resolve().parent
+params = load_params(root / "params.yaml" if params_file is None else params_file)
+results = root / "results"
+figures.apply_style()
+if params["data"].get("simulated", False):
+    display(Markdown(
+        "> **These data are SIMULATED** (`pipeline/simulate.py`, true values in "
+        "`data/simulated/truth.yaml`). No finding here is about real clients."
+    ))
+coefs = pd.read_csv(results / "coefficients.csv")
+stats = pd.read_csv(results / "fit_statistics.csv")
+plan = load_specs()
+
+# %% [markdown]
+# ## The alternatives
+#
+# - **ML instead of REML** (`sens_ml`): REML corrects the variance components for the
+#   fixed effects estimated; with hundreds of clients the fixed effects should hardly change.
+# - **Detrended within-client alliance** (`sens_detrended`): if a client's alliance and
+#   wellbeing both rise over therapy, part of the within-client association may be the two
+#   trends. Here each client's linear trend is removed from their alliance before the
+#   within-client part is computed (Falkenström et al., 2017).
+# - **Clients with at least three sessions** (`sens_min3`): a client with one or two
+#   sessions says little about within-client change.
+
+# %%
+names = list(params["report"]["sensitivity_models"])
+rows = []
+for name in names:
+    spec = plan.get(name)
+    st = stats[stats["model"] == name].iloc[0]
+    rows.append({"model": name, "what": spec.title, "sessions": int(st["n_obs"]),
+                 "clients": int(st["n_clients"]), "converged": bool(st["converged"])})
+styled(pd.DataFrame(rows)).format({"sessions": "{:,}", "clients": "{:,}"})
+
+# %% [markdown]
+# ## Effects side by side
+#
+# Each point is an estimate with its 95% interval; each row a term, each colour a model.
+
+# %%
+fig, data = figures.sensitivity(coefs, names)
+plt.show()
+
+# %%
+terms = [f"{k}_{part}" for part in ("within", "between") for k in ("goal", "task", "bond")]
+wide = (coefs[coefs["model"].isin(names) & coefs["term"].isin(terms)]
+        .pivot(index="term", columns="model", values="estimate")
+        .loc[terms, names])
+wide.index = [term_label(t) for t in wide.index]
+shift = wide.drop(columns="primary").sub(wide["primary"], axis=0).abs().max().max()
+display(styled(wide.reset_index(names="term")).format(precision=3))
+display(Markdown(
+    f"The largest change of an estimate from the primary model is **{shift:.3f}** "
+    "wellbeing points per alliance point."
+))
