@@ -253,8 +253,9 @@ def _id_series(series: pd.Series) -> pd.Series:
 
 
 def _duplicate_mask(frame: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
-    keys = [k for k in keys if k in frame.columns]
-    if not keys:
+    if not set(keys) <= set(frame.columns):
+        # A key column is missing: reported as missing_column; checking duplicates on the
+        # remaining keys would only report every row again.
         return pd.Series(True, index=frame.index)
     key = pd.DataFrame({k: _id_series(frame[k]) if k != "session" else as_numbers(frame[k])
                         for k in keys})

@@ -425,3 +425,17 @@ def test_schema_is_declared_from_the_instrument(wai: Instrument) -> None:
 
 def test_problem_is_exported_from_validate() -> None:
     assert Problem("f.csv", None, [], "r", "m").rows == []
+
+
+def test_missing_key_column_is_reported_once_not_as_duplicates(
+    wai: Instrument, swemwbs: Instrument, tmp_path: Path
+) -> None:
+    """A renamed id column gives one missing_column problem, not every row as a duplicate."""
+    alliance = pd.read_csv(GOOD / "alliance.csv").rename(columns={"client_id": "ClientID"})
+    path = tmp_path / "alliance.csv"
+    alliance.to_csv(path, index=False)
+    with pytest.raises(InputError) as err:
+        _run(wai, swemwbs, alliance=path)
+    rules = [p.rule for p in err.value.problems]
+    assert "missing_column" in rules
+    assert "duplicate_row" not in rules
