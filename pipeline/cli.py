@@ -219,6 +219,13 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
     if others:
         tables.write_table(tables.coefficient_table(coefs, others, conf), tabdir, "secondary",
                            "Table 2. Secondary and sensitivity models: fixed effects", note)
+    tables.write_table(tables.variance_table(read("variance_components.csv")), tabdir,
+                       "variance_components", "Table 3. Variance components", note)
+    tables.write_table(tables.fit_table(read("fit_statistics.csv")), tabdir, "fit_statistics",
+                       "Table 4. Model fit", note + " LL = log-likelihood of the fit as "
+                       "specified (REML unless the model is ML) and of its ML refit; AIC and "
+                       "BIC from the ML refit; R\u00b2 after Nakagawa & Schielzeth (2013) and "
+                       "Johnson (2014).")
     log("publish", f"tables in {tabdir}/ (html, tex, md)")
 
 

@@ -100,7 +100,7 @@ def write_table(table: pd.DataFrame, outdir: str | Path, name: str, title: str,
     html += f'<p class="apa-note"><em>Note.</em> {note}</p>\n'
     latex = styler.to_latex(hrules=True, position="htbp", label=f"tab:{name}")
     latex += f"% Note. {note}\n"
-    markdown = f"**{title}**\n\n{table.to_markdown(index=False)}\n\n*Note.* {note}\n"
+    markdown = f"**{title}**\n\n{table.to_markdown(index=False, disable_numparse=True)}\n\n*Note.* {note}\n"
     paths = []
     for suffix, text in (("html", html), ("tex", latex), ("md", markdown)):
         path = out / f"{name}.{suffix}"
@@ -121,3 +121,31 @@ def styled(frame: pd.DataFrame, hide_index: bool = True) -> Styler:
     digest = hashlib.sha256(content + repr(list(frame.columns)).encode()).hexdigest()[:10]
     styler = frame.style.set_uuid(digest)
     return styler.hide(axis="index") if hide_index else styler
+
+
+def variance_table(varcomp: pd.DataFrame) -> pd.DataFrame:
+    """APA table of variance components: Model, Component, Variance, SD."""
+    return pd.DataFrame({
+        "Model": varcomp["model"].to_numpy(),
+        "Component": varcomp["component"].str.replace("_", " \u00d7 ", regex=False).to_numpy(),
+        "Variance": [format_num(v, 3) for v in varcomp["variance"]],
+        "SD": [format_num(v, 3) for v in varcomp["sd"]],
+    })
+
+
+def fit_table(stats: pd.DataFrame) -> pd.DataFrame:
+    """APA table of model fit: N, log-likelihoods, AIC and BIC (ML), R squared, optimizer."""
+    fitted = stats[stats["status"] == "fitted"]
+    return pd.DataFrame({
+        "Model": fitted["model"].to_numpy(),
+        "Sessions": [f"{int(n):,}" for n in fitted["n_obs"]],
+        "Clients": [f"{int(n):,}" for n in fitted["n_clients"]],
+        "LL (REML/ML)": [format_num(v, 1) for v in fitted["loglik"]],
+        "LL (ML)": [format_num(v, 1) for v in fitted["loglik_ml"]],
+        "AIC": [format_num(v, 1) for v in fitted["aic"]],
+        "BIC": [format_num(v, 1) for v in fitted["bic"]],
+        "R\u00b2 marginal": [format_num(v, 2) for v in fitted["r2_marginal"]],
+        "R\u00b2 conditional": [format_num(v, 2) for v in fitted["r2_conditional"]],
+        "Optimizer": fitted["optimizer"].to_numpy(),
+        "Converged": ["yes" if c else "NO" for c in fitted["converged"]],
+    })

@@ -56,6 +56,7 @@ def test_write_table_three_formats_byte_stable(tmp_path: Path) -> None:
         assert x.read_bytes() == y.read_bytes()
     assert "\\toprule" in a[1].read_text()
     assert "| Goal (within client)" in a[2].read_text()
+    assert "0.30 " in a[2].read_text()  # formatted strings kept as written (no "0.3")
     assert "<table" in a[0].read_text() and "Note." in a[0].read_text()
 
 
