@@ -67,8 +67,9 @@ test-fast: setup
 lint: setup
 	ruff check pipeline tests benchmarks notebooks
 
+# Jupyter refuses to run as root unless told; containers and CI machines often are root.
 lab: setup
-	jupyter lab notebooks/
+	jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 bench: setup
 	python benchmarks/bench_fit.py
