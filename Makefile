@@ -41,6 +41,7 @@ repro: setup
 	dvc repro
 
 test: setup notebooks browser
+	ruff check pipeline tests benchmarks notebooks
 	pytest
 	pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/build
 

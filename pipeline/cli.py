@@ -172,8 +172,9 @@ def cmd_fit(params: dict[str, Any], args: argparse.Namespace) -> None:
     log("fit", f"fitting models on {len(scored)} rows")
     fits = fit_all(scored, clients, params["model"])
     write_results(fits, args.out)
-    diag = [diagnostics(f) for f in fits if f.name in params["model"]["diagnostics_for"]]
-    write_csv(pd.concat(diag, ignore_index=True), Path(args.out) / "diagnostics.csv")
+    wanted = set(params["model"].get("diagnostics_for") or ["primary"])
+    diag = pd.concat([diagnostics(f) for f in fits if f.name in wanted], ignore_index=True)
+    write_csv(diag, Path(args.out) / "diagnostics.csv")
     log("fit", f"wrote {args.out}/")
 
 
@@ -187,7 +188,10 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
 
     figures.apply_style()
     results, figdir, tabdir = Path(args.results), Path(args.figures), Path(args.tables)
-    read = lambda name: pd.read_csv(results / name)  # noqa: E731
+
+    def read(name: str) -> pd.DataFrame:
+        return pd.read_csv(results / name)
+
     coefs = read("coefficients.csv")
     made = [
         ("trajectories", figures.trajectories(read("describe/trajectories.csv"))),

@@ -100,7 +100,8 @@ def write_table(table: pd.DataFrame, outdir: str | Path, name: str, title: str,
     html += f'<p class="apa-note"><em>Note.</em> {note}</p>\n'
     latex = styler.to_latex(hrules=True, position="htbp", label=f"tab:{name}")
     latex += f"% Note. {note}\n"
-    markdown = f"**{title}**\n\n{table.to_markdown(index=False, disable_numparse=True)}\n\n*Note.* {note}\n"
+    body = table.to_markdown(index=False, disable_numparse=True)
+    markdown = f"**{title}**\n\n{body}\n\n*Note.* {note}\n"
     paths = []
     for suffix, text in (("html", html), ("tex", latex), ("md", markdown)):
         path = out / f"{name}.{suffix}"
