@@ -42,6 +42,8 @@ def clone(tmp_path_factory: pytest.TempPathFactory, root: Path) -> tuple[Path, d
         pytest.skip("no commit yet to clone")
     dest = tmp_path_factory.mktemp("clone") / "repo"
     subprocess.run(["git", "clone", "--quiet", str(root), str(dest)], check=True)
+    # dvc.yaml runs .venv/bin/python: lend the clone this environment.
+    (dest / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
