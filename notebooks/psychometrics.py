@@ -25,27 +25,20 @@
 params_file = None  # path to params.yaml (None: the file of this project)
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import figures
-from pipeline.config import find_project_root, load_params
 from pipeline.instruments import load_instrument
+from pipeline.report import data_notice, open_project
 from pipeline.tables import styled
 
-root = find_project_root() if params_file is None else Path(params_file).resolve().parent
-params = load_params(root / "params.yaml" if params_file is None else params_file)
+root, params = open_project(params_file)
+display(Markdown(data_notice(params)))
 results = root / "results" / "scoring"
 min_cell = int(params["report"]["min_cell"])
 figures.apply_style()
-if params["data"].get("simulated", False):
-    display(Markdown(
-        "> **These data are SIMULATED** (`pipeline/simulate.py`). No finding here is about "
-        "real clients."
-    ))
 paths = params["instruments"].get("paths") or []
 alliance = load_instrument(params["instruments"]["alliance"], paths)
 outcome = load_instrument(params["instruments"]["outcome"], paths)

@@ -24,26 +24,19 @@
 params_file = None  # path to params.yaml (None: the file of this project)
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import figures
-from pipeline.config import find_project_root, load_params
 from pipeline.model import load_specs
+from pipeline.report import data_notice, open_project
 from pipeline.tables import styled, term_label
 
-root = find_project_root() if params_file is None else Path(params_file).resolve().parent
-params = load_params(root / "params.yaml" if params_file is None else params_file)
+root, params = open_project(params_file)
+display(Markdown(data_notice(params)))
 results = root / "results"
 figures.apply_style()
-if params["data"].get("simulated", False):
-    display(Markdown(
-        "> **These data are SIMULATED** (`pipeline/simulate.py`, true values in "
-        "`data/simulated/truth.yaml`). No finding here is about real clients."
-    ))
 coefs = pd.read_csv(results / "coefficients.csv")
 stats = pd.read_csv(results / "fit_statistics.csv")
 plan = load_specs()

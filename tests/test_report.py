@@ -56,3 +56,16 @@ def test_executed_notebook_has_no_run_metadata(source: Path, tmp_path: Path) -> 
     for cell in nb.cells:
         assert "execution" not in cell.metadata
         assert "papermill" not in cell.metadata
+
+
+def test_notice_says_simulated_or_names_files_without_folders(root: Path) -> None:
+    from pipeline.report import data_notice, open_project
+
+    project, params = open_project(root / "params.yaml")
+    assert project == root
+    assert "SIMULATED" in data_notice(params)
+    own = {"data": {"alliance": "/home/alice/study/wai.sav", "outcome": "out.csv",
+                    "clients": "", "simulated": False}}
+    notice = data_notice(own)
+    assert "SIMULATED" not in notice
+    assert "`wai.sav`" in notice and "alice" not in notice
