@@ -1,6 +1,6 @@
 """The shipped instrument keys equal the reference table, and malformed keys are refused.
 
-The expected keys below are copied by hand from ``/work/shared/reference/instruments.md``;
+The expected keys below are copied by hand from ``shared/reference/instruments.md``;
 they pin the YAML files so that an accidental edit of a key fails a test.
 """
 

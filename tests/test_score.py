@@ -1,7 +1,7 @@
 """Hand-scored rows for every shipped instrument, and the scorer's safeguards.
 
 Every expected value below was worked out by hand from the key in
-``/work/shared/reference/instruments.md`` (the arithmetic is written next to it), not by
+``shared/reference/instruments.md`` (the arithmetic is written next to it), not by
 running the scorer.
 """
 
