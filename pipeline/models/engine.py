@@ -806,8 +806,13 @@ def optimize_theta(problem: Problem, reml: bool, options: dict[str, Any] | None 
         if f(polished) <= f(theta):
             theta = polished
         name += "+newton"
-    # an exactly-zero diagonal is the boundary; tiny ones are rounding of it
-    theta = np.where(diag & (theta < 1e-10), 0.0, theta)
+    # a diagonal element near zero is put on the boundary when the deviance is no worse
+    # there (bobyqa lands exactly on the bound; gradient methods stop a hair inside)
+    for i in np.flatnonzero(diag & (theta < float(opts["singular_tolerance"]))):
+        snapped = theta.copy()
+        snapped[i] = 0.0
+        if f(snapped) <= f(theta) + 1e-10:
+            theta = snapped
     grad, scaled, pd_, singular = _checks(f, theta, lower, diag, opts)
     tol = float(opts["gradient_tolerance"])
     converged = bool(scaled <= tol and pd_)

@@ -190,6 +190,7 @@ def fit_formula(
     model: str = "model",
     start: np.ndarray | None = None,
     checked: bool = False,
+    with_df: bool = True,
 ) -> tuple[ModelFit, list[str]]:
     """Check and fit one model on prepared rows.
 
@@ -211,6 +212,9 @@ def fit_formula(
         Warm-start theta (e.g. of the REML fit for the ML refit).
     checked
         The random part has already been through the checks (skip them).
+    with_df
+        Compute the df of ``model.df_method`` (False: Wald z, e.g. for ML refits that
+        only serve likelihood-ratio tests).
 
     Returns
     -------
@@ -273,7 +277,8 @@ def fit_formula(
     covs = covariances(problem, theta, sigma2)
     r2 = inference.r_squared(x, np.asarray(beta), [f.z for f in problem.factors], covs,
                              sigma2)
-    if conf["df_method"] == "satterthwaite":
+    method = conf["df_method"] if with_df else "wald"
+    if method == "satterthwaite":
         df = inference.satterthwaite_df(problem, theta, sigma2, np.asarray(vcov), reml)
     else:
         df = np.full(len(x_names), np.inf)
@@ -284,7 +289,7 @@ def fit_formula(
         engine=conf["engine"], reml=reml, random=random,
         beta=pd.Series(np.asarray(beta, dtype=float), index=x_names),
         vcov=pd.DataFrame(np.asarray(vcov, dtype=float), index=x_names, columns=x_names),
-        df=pd.Series(df, index=x_names), df_method=inference.DF_METHODS[conf["df_method"]],
+        df=pd.Series(df, index=x_names), df_method=inference.DF_METHODS[method],
         sigma2=float(sigma2), theta=np.asarray(theta, dtype=float), loglik=float(loglik),
         variances=variances, ranef=ranef, fitted=fitted, resid=y - fitted, r2=r2,
         converged=bool(converged), singular=bool(singular), messages=tuple(messages),
@@ -466,7 +471,8 @@ def fit_model(
         ml = fit_ if not spec.reml else None
         if spec.reml and refit_ml:
             ml, _ = fit_formula(data, spec.formula, fit_.random, reml=False, settings=conf,
-                                model=spec.name, start=fit_.theta, checked=True)
+                                model=spec.name, start=fit_.theta, checked=True,
+                                with_df=False)
     except NotEstimableError as exc:
         if verbose:
             _log(f"{spec.name}: not estimable: {exc}")
