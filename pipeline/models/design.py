@@ -226,7 +226,12 @@ def model_data(
     n_complete = len(data)
     if spec.min_sessions is not None:
         counts = data.groupby("client_id")["session"].transform("size")
-        data = disaggregate(data[counts >= spec.min_sessions].reset_index(drop=True))
+        kept = data[counts >= spec.min_sessions].reset_index(drop=True)
+        if kept.empty:
+            raise NotEstimableError(
+                f"model {spec.name}: no client has at least {spec.min_sessions} complete "
+                "sessions (min_sessions in models.yaml)")
+        data = disaggregate(kept)
     if spec.data == "lagged":
         data = add_lags(data)
     elif spec.data == "detrended":

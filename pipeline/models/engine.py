@@ -63,7 +63,8 @@ FD_STEP = 1e-7
 #: Default settings of the optimiser and the checks (params.yaml ``model`` overrides).
 DEFAULT_OPTIONS: dict[str, Any] = {
     "optimizer": "lbfgsb",          # lbfgsb | powell | nelder-mead
-    "ftol": 1e-12,                  # relative tolerance on the deviance
+    "ftol": 1e-9,                   # relative tolerance on the deviance (L-BFGS-B)
+    "gtol": 1e-3,                   # projected-gradient tolerance (L-BFGS-B); Newton follows
     "maxfev": 5000,                 # deviance evaluations at most (per optimiser run)
     "newton_polish": True,          # Newton steps at the optimum (finite-difference Hessian)
     "gradient_tolerance": 2e-3,     # lme4 check.conv.grad (scaled gradient)
@@ -242,6 +243,7 @@ class Problem:
             fine = self.factors[0]
             self.f_zz = _group_cross(fine.codes, fine.z, fine.z, fine.n_levels)
             self.f_zw = _group_cross(fine.codes, fine.z, w, fine.n_levels)
+            self.f_wz = np.ascontiguousarray(np.swapaxes(self.f_zw, 1, 2))
             if self.structure == "nested":
                 coarse = self.factors[1]
                 parent = np.empty(fine.n_levels, dtype=np.int64)
@@ -250,6 +252,7 @@ class Problem:
                 self.starts = np.searchsorted(parent, np.arange(coarse.n_levels))
                 self.c_zz = _group_cross(coarse.codes, coarse.z, coarse.z, coarse.n_levels)
                 self.c_zw = _group_cross(coarse.codes, coarse.z, w, coarse.n_levels)
+                self.c_wz = np.ascontiguousarray(np.swapaxes(self.c_zw, 1, 2))
                 self.cf_zz = _group_cross(fine.codes, coarse.z, fine.z, fine.n_levels)
         else:
             self.z_dense = self._dense_z()
@@ -294,7 +297,7 @@ class Problem:
         a_ff = _between(lf, self.f_zz, lf)
         a_ff[:, np.arange(fine.k), np.arange(fine.k)] += 1.0
         l_f = _chol_batched(a_ff)
-        r_f = _fsolve_batched(l_f, _between(lf, self.f_zw, None))
+        r_f = _fsolve_batched(l_f, _left_times(lf, self.f_wz))
         logdet = 2.0 * float(np.sum(np.log(np.diagonal(l_f, axis1=1, axis2=2))))
         m = self.ww - _gram(r_f)
         fac = Factorization(theta=np.asarray(theta, dtype=float).copy(), lambdas=lams,
@@ -308,7 +311,7 @@ class Problem:
             s_c = _between(lc, self.c_zz, lc)
             s_c[:, np.arange(coarse.k), np.arange(coarse.k)] += 1.0
             s_c -= np.add.reduceat(_outer_rows(l_cf, l_cf), self.starts, axis=0)
-            rhs_c = _between(lc, self.c_zw, None)
+            rhs_c = _left_times(lc, self.c_wz)
             rhs_c -= np.add.reduceat(_small_matmul(l_cf, r_f), self.starts, axis=0)
             l_c = _chol_batched(s_c)
             r_c = _fsolve_batched(l_c, rhs_c)
@@ -464,11 +467,20 @@ def _between(left: np.ndarray, s: np.ndarray, right: np.ndarray | None) -> np.nd
     return np.swapaxes(u, 1, 2)
 
 
+def _left_times(left: np.ndarray, s_t: np.ndarray) -> np.ndarray:
+    """``left' S_g`` for every group from the stored transposes ``S_g'`` (contiguous), as
+    one BLAS product without copies; returned as a ``(G, k, m)`` view."""
+    g, m, a = s_t.shape
+    return np.swapaxes((s_t.reshape(g * m, a) @ left).reshape(g, m, left.shape[1]), 1, 2)
+
+
 def _gram(r: np.ndarray) -> np.ndarray:
-    """``sum_g r_g' r_g`` as one BLAS product."""
-    g, k, m = r.shape
-    flat = r.reshape(g * k, m)
-    return flat.T @ flat
+    """``sum_g r_g' r_g`` as BLAS products (one per row of the small blocks)."""
+    out = np.zeros((r.shape[2], r.shape[2]))
+    for j in range(r.shape[1]):
+        rows = r[:, j, :]
+        out += rows.T @ rows
+    return out
 
 
 def _outer_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -586,10 +598,23 @@ class _Counter:
 
     def __init__(self, problem: Problem, reml: bool) -> None:
         self.problem, self.reml, self.count = problem, reml, 0
+        self.cache: dict[bytes, float] = {}
+        self.derivatives: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
 
     def __call__(self, theta: np.ndarray) -> float:
-        self.count += 1
-        return self.problem.deviance(np.asarray(theta, dtype=float), self.reml)
+        x = np.asarray(theta, dtype=float)
+        key = x.tobytes()
+        if key not in self.cache:   # the same point is never evaluated twice
+            self.count += 1
+            self.cache[key] = self.problem.deviance(x, self.reml)
+        return self.cache[key]
+
+    def derivs(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gradient and Hessian by :func:`fd_derivatives` (remembered per point)."""
+        key = np.asarray(theta, dtype=float).tobytes()
+        if key not in self.derivatives:
+            self.derivatives[key] = fd_derivatives(self, theta)
+        return self.derivatives[key]
 
 
 def _fd_gradient(f: _Counter, x: np.ndarray, h: np.ndarray, fx: float | None = None,
@@ -687,7 +712,7 @@ def _checks(f: _Counter, theta: np.ndarray, lower: np.ndarray, diag: np.ndarray,
     singular = bool(np.any(diag & (np.abs(theta) < tol)))
     at_bound = diag & (theta <= tol)
     free = ~at_bound
-    grad, hess = fd_derivatives(f, theta)
+    grad, hess = f.derivs(theta)
     # at a boundary optimum only a gradient pointing outwards is allowed
     outward = float(np.max(np.maximum(0.0, -grad[at_bound]), initial=0.0))
     idx = np.flatnonzero(free)
@@ -714,14 +739,14 @@ def _newton(f: _Counter, theta: np.ndarray, lower: np.ndarray, diag: np.ndarray,
         idx = np.flatnonzero(free)
         if not idx.size:
             break
-        grad, hess = fd_derivatives(f, theta, step=1e-5)
+        grad, hess = f.derivs(theta)
         g, h = grad[idx], hess[np.ix_(idx, idx)]
         try:
             delta = linalg.cho_solve(linalg.cho_factor((h + h.T) / 2, lower=True), g)
         except (np.linalg.LinAlgError, linalg.LinAlgError):
             break
-        if np.max(np.abs(delta)) < 1e-10:
-            break
+        if np.max(np.abs(delta)) < 1e-10 or float(g @ delta) < 1e-10:
+            break   # predicted decrease below 1e-10: at the optimum
         improved = False
         for shrink in (1.0, 0.5, 0.25, 0.125):
             cand = theta.copy()
@@ -800,7 +825,8 @@ def optimize_theta(problem: Problem, reml: bool, options: dict[str, Any] | None 
             return fx, g
 
         res = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"ftol": float(opts["ftol"]), "gtol": 1e-10,
+                                options={"ftol": float(opts["ftol"]),
+                                         "gtol": float(opts.get("gtol", 1e-10)),
                                          "maxfun": int(opts["maxfev"]), "maxls": 40})
     elif method == "powell":
         res = optimize.minimize(f, x0, method="Powell", bounds=bounds,
