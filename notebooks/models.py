@@ -32,6 +32,7 @@ from IPython.display import Markdown, display
 
 from pipeline import figures
 from pipeline.models import load_specs
+from pipeline.models.results import read_results
 from pipeline.report import data_notice, open_project
 from pipeline.tables import coefficient_table, format_p, styled
 
@@ -39,9 +40,9 @@ root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
 results = root / "results"
 figures.apply_style()
-coefs = pd.read_csv(results / "coefficients.csv")
-stats = pd.read_csv(results / "fit_statistics.csv")
-varcomp = pd.read_csv(results / "variance_components.csv")
+tables = read_results(results)
+coefs, stats = tables["coefficients"], tables["fit_statistics"]
+varcomp = tables["variance_components"]
 
 # %% [markdown]
 # ## Within and between: two different questions

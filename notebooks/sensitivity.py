@@ -30,6 +30,7 @@ from IPython.display import Markdown, display
 
 from pipeline import figures
 from pipeline.models import load_specs
+from pipeline.models.results import read_results
 from pipeline.report import data_notice, open_project
 from pipeline.tables import styled, term_label
 
@@ -37,8 +38,8 @@ root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
 results = root / "results"
 figures.apply_style()
-coefs = pd.read_csv(results / "coefficients.csv")
-stats = pd.read_csv(results / "fit_statistics.csv")
+tables = read_results(results)
+coefs, stats = tables["coefficients"], tables["fit_statistics"]
 plan = load_specs()
 
 # %% [markdown]
@@ -63,7 +64,12 @@ readable = set(stats.loc[stats["status"].isin(["fitted", "singular"]), "model"])
 rows = []
 for name in names:
     spec = plan.get(name)
-    st = stats[stats["model"] == name].iloc[0]
+    hit = stats[stats["model"] == name]
+    if hit.empty:   # not in these results (e.g. written before the model was added)
+        rows.append({"model": name, "what": spec.title, "sessions": "", "clients": "",
+                     "status": "not fitted"})
+        continue
+    st = hit.iloc[0]
     ok = st["status"] in ("fitted", "singular")
     reason = st["reason"] if isinstance(st["reason"], str) else ""
     rows.append({"model": name, "what": spec.title,

@@ -279,3 +279,23 @@ def write_results(fits: Sequence[FitResult], outdir: str | Path) -> list[Path]:
         write_json(key_metrics(fits), out / "metrics.json"),
         write_json(fit_records(fits), out / "fit_records.json"),
     ]
+
+
+def read_results(folder: str | Path) -> dict[str, pd.DataFrame]:
+    """The result tables for reports: ``coefficients``, ``fit_statistics``,
+    ``variance_components``, with columns of the results contract that results written
+    by an older version lack (``reason``, ``simplification``, ``df``, ``status``) added
+    empty, so a report renders from either."""
+    root = Path(folder)
+    coefs = pd.read_csv(root / "coefficients.csv")
+    stats = pd.read_csv(root / "fit_statistics.csv")
+    varcomp = pd.read_csv(root / "variance_components.csv")
+    for col in ("reason", "simplification"):
+        if col not in stats.columns:
+            stats[col] = ""
+    stats[["reason", "simplification"]] = stats[["reason", "simplification"]].fillna("")
+    if "df" not in coefs.columns:
+        coefs["df"] = np.nan
+    if "status" not in coefs.columns:
+        coefs["status"] = coefs["model"].map(stats.set_index("model")["status"])
+    return {"coefficients": coefs, "fit_statistics": stats, "variance_components": varcomp}
