@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import linalg, optimize
 
 from pipeline.errors import NotEstimableError
@@ -177,7 +178,7 @@ class Problem:
         self.factors: list[Factor] = []
         for name in factor_names:
             labels = np.asarray(data_columns[name])
-            levels, codes = np.unique(labels, return_inverse=True)
+            codes, levels = pd.factorize(labels, sort=True)   # hashing, not sorting rows
             cols: list[str] = []
             blocks: list[tuple[int, ...]] = []
             for term in (t for t in terms if t.factor == name):
@@ -192,7 +193,8 @@ class Problem:
             z = np.column_stack([
                 np.ones(self.n) if c == "(Intercept)" else
                 np.asarray(data_columns[c], dtype=float) for c in cols])
-            self.factors.append(Factor(name, levels, codes.astype(np.int64), tuple(cols), z,
+            self.factors.append(Factor(name, np.asarray(levels), codes.astype(np.int64),
+                                       tuple(cols), z,
                                        tuple(blocks)))
         self.factors.sort(key=lambda f: -f.n_levels)
         # theta layout: factor order, then term order, each block column-major
@@ -519,9 +521,9 @@ def _fsolve_batched(low: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Solve ``L X = B`` for every group (L lower triangular)."""
     k = low.shape[1]
     if k == 1:
-        return b / low
+        return np.ascontiguousarray(b / low)
     if k == 2:
-        out = np.empty_like(b)
+        out = np.empty(b.shape)   # C order, so that later row slices are BLAS-friendly
         out[:, 0] = b[:, 0] / low[:, 0, 0, None]
         out[:, 1] = (b[:, 1] - low[:, 1, 0, None] * out[:, 0]) / low[:, 1, 1, None]
         return out
