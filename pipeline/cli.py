@@ -223,10 +223,12 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
     df_method = "; ".join(sorted(coefs["df_method"].dropna().unique()))
     prim = stats.loc["primary"] if "primary" in stats.index else None
     if prim is not None and "primary" in readable:
-        note = (f"N = {int(prim['n_obs']):,} sessions, {int(prim['n_clients']):,} clients, "
-                f"{int(prim['n_therapists']):,} therapists. ")
+        n_obs, n_clients, n_therapists = (int(stats.at["primary", c]) for c in
+                                          ("n_obs", "n_clients", "n_therapists"))
+        note = (f"N = {n_obs:,} sessions, {n_clients:,} clients, "
+                f"{n_therapists:,} therapists. ")
     else:
-        reason = "" if prim is None else str(prim["reason"] or prim["warning"])
+        reason = "" if prim is None else str(prim.get("reason") or prim.get("warning") or "")
         note = f"Primary model {'not fitted' if prim is None else prim['status']}: {reason}. "
     note += (f"b = unstandardised coefficient; CI = confidence interval; "
              f"p-values: {df_method}.")

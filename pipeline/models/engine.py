@@ -374,6 +374,8 @@ class Problem:
         """Conditional modes ``b`` per factor, each ``(G, k)`` (lme4 ``ranef``)."""
         v_beta = np.append(-fac.beta, 1.0)   # r[:, X] (-beta) + r[:, y]
         if self.structure == "dense":
+            assert fac.dense_r is not None and fac.dense_l is not None
+            assert fac.dense_lambda is not None
             v = fac.dense_r @ v_beta
             u = linalg.solve_triangular(fac.dense_l.T, v, lower=False)
             b = fac.dense_lambda @ u
@@ -383,8 +385,10 @@ class Problem:
                 out.append(b[at:at + size].reshape(f.n_levels, f.k))
                 at += size
             return out
+        assert fac.r_f is not None and fac.l_f is not None
         v_f = fac.r_f @ v_beta                          # (G_f, k_f)
         if self.structure == "nested":
+            assert fac.r_c is not None and fac.l_c is not None and fac.l_cf is not None
             v_c = fac.r_c @ v_beta
             u_c = _bsolve_batched(fac.l_c, v_c)
             v_f = v_f - np.einsum("gki,gk->gi", fac.l_cf, u_c[self.parent])

@@ -158,7 +158,9 @@ class ModelPlan:
 
 def _split_top(text: str, sep: str = "+") -> list[str]:
     """Split on ``sep`` outside parentheses."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "(":
             depth += 1
