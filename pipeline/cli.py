@@ -223,8 +223,8 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
     df_method = "; ".join(sorted(coefs["df_method"].dropna().unique()))
     prim = stats.loc["primary"] if "primary" in stats.index else None
     if prim is not None and "primary" in readable:
-        n_obs, n_clients, n_therapists = (int(stats.at["primary", c]) for c in
-                                          ("n_obs", "n_clients", "n_therapists"))
+        sizes = stats.loc[["primary"], ["n_obs", "n_clients", "n_therapists"]]
+        n_obs, n_clients, n_therapists = (int(v) for v in sizes.to_numpy(dtype=float)[0])
         note = (f"N = {n_obs:,} sessions, {n_clients:,} clients, "
                 f"{n_therapists:,} therapists. ")
     else:
