@@ -466,3 +466,17 @@ def test_write_results_is_deterministic(small_run: list[M.FitResult], tmp_path: 
     assert "seconds" not in json.dumps(records)
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text(encoding="utf-8"))
     assert set(metrics["primary"]["goal_within"]) == {"estimate", "conf_low", "conf_high"}
+
+
+def test_restart_from_the_boundary() -> None:
+    """A loose stop leaves the lagged model's client slope next to zero, where the deviance
+    is flat (even in theta); the restart (lme4's restart_edge) finds the optimum."""
+    spec = M.load_specs().get("lagged")
+    data = M.model_data(read_data("default"), None, spec)
+    y, x, names = design_matrices(spec.formula, data)
+    problem = Problem(y, x, names, spec.random.terms,
+                      {c: data[c].to_numpy() for c in ("therapist_id", "client_id", "time")})
+    loose = optimize_theta(problem, True, {"gtol": 1e-3, "ftol": 1e-9})
+    tight = optimize_theta(problem, True, {"optimizer": "powell"})
+    assert loose.objective == pytest.approx(tight.objective, abs=1e-6)
+    assert loose.theta[1] > 0.01 and loose.converged and not loose.singular

@@ -64,8 +64,9 @@ FD_STEP = 1e-7
 #: Default settings of the optimiser and the checks (params.yaml ``model`` overrides).
 DEFAULT_OPTIONS: dict[str, Any] = {
     "optimizer": "lbfgsb",          # lbfgsb | powell | nelder-mead
-    "ftol": 1e-9,                   # relative tolerance on the deviance (L-BFGS-B)
-    "gtol": 1e-3,                   # projected-gradient tolerance (L-BFGS-B); Newton follows
+    "ftol": 1e-10,                  # relative tolerance on the deviance (L-BFGS-B)
+    "gtol": 1e-10,                  # projected-gradient tolerance (L-BFGS-B): tight, as the
+                                    # deviance is even in a diagonal theta (flat at 0)
     "maxfev": 5000,                 # deviance evaluations at most (per optimiser run)
     "newton_polish": True,          # Newton steps at the optimum (finite-difference Hessian)
     "gradient_tolerance": 2e-3,     # lme4 check.conv.grad (scaled gradient)
@@ -810,40 +811,60 @@ def optimize_theta(problem: Problem, reml: bool, options: dict[str, Any] | None 
     messages: list[str] = []
     if f(x0) == np.inf:
         raise NotEstimableError("the deviance cannot be evaluated at the start values")
-    if method == "lbfgsb":
-        # forward differences (k + 1 evaluations per gradient): measured faster to the
-        # same optimum than central ones; the Newton polish settles the last digits
-        forward = True
-        h = np.full(len(x0), FD_STEP)
+    def run(x_start: np.ndarray) -> Any:
+        if method == "lbfgsb":
+            # forward differences (k + 1 evaluations per gradient): measured faster to the
+            # same optimum than central ones; the Newton polish settles the last digits
+            forward = True
+            h = np.full(len(x0), FD_STEP)
 
-        def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-            x = np.maximum(x, lower)
-            fx = f(x)
-            # one-sided differences at a bound, central inside
-            g = np.empty_like(x)
-            for i in range(len(x)):
-                e = np.zeros_like(x)
-                e[i] = h[i]
-                if forward or (np.isfinite(lower[i]) and x[i] - h[i] < lower[i]):
-                    g[i] = (f(x + e) - fx) / h[i]
-                else:
-                    g[i] = (f(x + e) - f(x - e)) / (2 * h[i])
-            return fx, g
+            def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+                x = np.maximum(x, lower)
+                fx = f(x)
+                # one-sided differences at a bound, central inside
+                g = np.empty_like(x)
+                for i in range(len(x)):
+                    e = np.zeros_like(x)
+                    e[i] = h[i]
+                    if forward or (np.isfinite(lower[i]) and x[i] - h[i] < lower[i]):
+                        g[i] = (f(x + e) - fx) / h[i]
+                    else:
+                        g[i] = (f(x + e) - f(x - e)) / (2 * h[i])
+                return fx, g
 
-        res = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"ftol": float(opts["ftol"]),
-                                         "gtol": float(opts.get("gtol", 1e-10)),
-                                         "maxfun": int(opts["maxfev"]), "maxls": 40})
-    elif method == "powell":
-        res = optimize.minimize(f, x0, method="Powell", bounds=bounds,
-                                options={"ftol": float(opts["ftol"]), "xtol": 1e-8,
-                                         "maxfev": int(opts["maxfev"])})
-    elif method in ("nelder-mead", "nelder_mead", "nm"):
-        res = optimize.minimize(f, x0, method="Nelder-Mead", bounds=bounds,
-                                options={"fatol": float(opts["ftol"]), "xatol": 1e-8,
-                                         "maxfev": int(opts["maxfev"]), "adaptive": True})
-    else:
-        raise ValueError(f"unknown optimizer {method!r}")
+            res = optimize.minimize(fun, x_start, jac=True, method="L-BFGS-B", bounds=bounds,
+                                    options={"ftol": float(opts["ftol"]),
+                                             "gtol": float(opts.get("gtol", 1e-10)),
+                                             "maxfun": int(opts["maxfev"]), "maxls": 40})
+        elif method == "powell":
+            res = optimize.minimize(f, x_start, method="Powell", bounds=bounds,
+                                    options={"ftol": float(opts["ftol"]), "xtol": 1e-8,
+                                             "maxfev": int(opts["maxfev"])})
+        elif method in ("nelder-mead", "nelder_mead", "nm"):
+            res = optimize.minimize(f, x_start, method="Nelder-Mead", bounds=bounds,
+                                    options={"fatol": float(opts["ftol"]), "xatol": 1e-8,
+                                             "maxfev": int(opts["maxfev"]), "adaptive": True})
+        else:
+            raise ValueError(f"unknown optimizer {method!r}")
+        return res
+
+    res = run(x0)
+    # lme4's restart_edge: a diagonal theta left at (or next to) zero although the
+    # deviance falls when moving off it is restarted from 0.5 there (the deviance is
+    # even in such a theta, so its gradient vanishes at zero and can stop an optimiser)
+    x_end = np.maximum(np.asarray(res.x, dtype=float), lower)
+    edge = diag & (x_end < float(opts["singular_tolerance"]))
+    for k in np.flatnonzero(edge):   # only where moving off the boundary helps
+        probe = x_end.copy()
+        probe[k] = 0.01
+        edge[k] = f(probe) < f(x_end) - 1e-8
+    if edge.any():
+        bumped = x_end.copy()
+        bumped[edge] = 0.5
+        again = run(bumped)
+        if f(np.maximum(again.x, lower)) < f(x_end) - 1e-10:
+            res = again
+            messages.append("restarted from the boundary (lme4's restart_edge)")
     theta = np.maximum(np.asarray(res.x, dtype=float), lower)
     if not res.success:
         messages.append(f"{method}: {res.message}")
