@@ -897,7 +897,7 @@ def validate_inputs(
         _rater_form(files["alliance"], alliance_instrument, run)
     _cross_checks(files, run)
     if run.problems:
-        raise InputError(run.problems, checks=run.table())
+        raise InputError(run.problems, checks=run.table(), notes=run.warnings)
     alliance = _normalise(files["alliance"])
     outcome = _normalise(files["outcome"])
     clients = _normalise(files["clients"]) if "clients" in files else None
