@@ -368,6 +368,81 @@ def score_alliance(df: pd.DataFrame, inst: Instrument) -> tuple[pd.DataFrame, pd
     return scored, _summary_frame(rows)
 
 
+def as_form(df: pd.DataFrame, source: Instrument, target: Instrument) -> pd.DataFrame:
+    """Rename ``source``'s item columns to ``target``'s (same items, another form's key).
+
+    In the long layout of ``data/README.md`` client and therapist ratings share the item
+    columns named after the client form (``wai_s_1`` ...); therapist rows are scored with
+    the therapist form's key, whose items are ``wai_s_t_1`` ....
+
+    Parameters
+    ----------
+    df
+        Rows holding ``source``'s item columns.
+    source, target
+        Two forms with the same number of items.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with the item columns renamed; other columns unchanged.
+    """
+    if source.n_items != target.n_items:
+        raise ValueError(f"{source.key} and {target.key} have different numbers of items")
+    return df.rename(columns=dict(zip(source.item_columns, target.item_columns, strict=True)))
+
+
+def score_raters(
+    df: pd.DataFrame, client: Instrument, therapist: Instrument | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score client- and therapist-rated alliance rows, each with its own form's key.
+
+    Parameters
+    ----------
+    df
+        Validated alliance rows. With a ``rater`` column (``client`` / ``therapist``),
+        rows rated by the therapist are scored with ``therapist`` (when given) from the
+        same item columns; without one, every row is a client rating.
+    client
+        The client form (``instruments.alliance``), e.g. ``wai_s``.
+    therapist
+        The therapist form (``instruments.alliance_therapist``), e.g. ``wai_s_t``;
+        ``None`` scores therapist rows with the client key (and says so in ``summary``).
+
+    Returns
+    -------
+    scored : pandas.DataFrame
+        As :func:`score_alliance`, with a ``rater`` column (``client`` when the input has
+        none), rows in the input order.
+    summary : pandas.DataFrame
+        :func:`score_alliance`'s summary per form, with a ``rater`` column.
+
+    Notes
+    -----
+    The analysis plan models client-rated alliance; therapist ratings are described and
+    compared with the client's (``pipeline.describe.rater_agreement``).
+    """
+    raters = (df["rater"].astype(str).str.strip().str.lower() if "rater" in df.columns
+              else pd.Series("client", index=df.index))
+    parts, summaries = [], []
+    for rater in sorted(raters.unique()):
+        rows = df[raters == rater]
+        inst = client
+        if rater == "therapist" and therapist is not None:
+            inst = therapist
+            if _has_items(rows, client):
+                rows = as_form(rows, client, therapist)
+        scored, summary = score_alliance(rows, inst)
+        scored["rater"] = rater
+        summary.insert(0, "rater", rater)
+        parts.append(scored)
+        summaries.append(summary)
+    out = pd.concat(parts).loc[df.index]
+    ids = [c for c in ID_COLUMNS if c in out.columns]
+    return out[ids + [c for c in out.columns if c not in ids]], pd.concat(
+        summaries, ignore_index=True)
+
+
 def _sum_range(inst: Instrument, subscale: str) -> tuple[float, float]:
     k = len(inst.subscales[subscale])
     return k * inst.item_min, k * inst.item_max
