@@ -43,18 +43,9 @@ def _instruments(params: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def _therapist_form(params: dict[str, Any]) -> Any:
-    """The therapist form: instruments.alliance_therapist, else the registered <key>_t."""
-    from pipeline.instruments import available_instruments, load_instrument
+    from pipeline.score import therapist_form
 
-    cfg = params["instruments"]
-    paths = cfg.get("paths") or []
-    key = cfg.get("alliance_therapist") or ""
-    if not key:
-        guess = f"{cfg['alliance']}_t"
-        folders = [Path(p) / f"{guess}.yaml" for p in paths]
-        if guess in available_instruments() or any(f.is_file() for f in folders):
-            key = guess
-    return load_instrument(key, paths) if key else None
+    return therapist_form(params["instruments"])
 
 
 def cmd_simulate(params: dict[str, Any], args: argparse.Namespace) -> None:

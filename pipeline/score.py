@@ -30,7 +30,9 @@ Internal Medicine, 16*(9), 606-613.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -441,6 +443,35 @@ def score_raters(
     ids = [c for c in ID_COLUMNS if c in out.columns]
     return out[ids + [c for c in out.columns if c not in ids]], pd.concat(
         summaries, ignore_index=True)
+
+
+def therapist_form(instruments: Mapping[str, Any]) -> Instrument | None:
+    """The therapist form of the alliance instrument, from the ``instruments:`` settings.
+
+    Parameters
+    ----------
+    instruments
+        The ``instruments:`` block of ``params.yaml``.
+
+    Returns
+    -------
+    Instrument or None
+        ``instruments.alliance_therapist`` when set; otherwise the registered
+        ``<alliance>_t`` form (``wai_s_t`` for ``wai_s``, ``wai36_t`` for ``wai36``) when
+        it exists in ``instruments.paths`` or the shipped registry; else ``None``
+        (therapist rows, if any, are then scored with the client key and a warning).
+    """
+    from pipeline.instruments import available_instruments, load_instrument
+
+    paths = list(instruments.get("paths") or [])
+    key = str(instruments.get("alliance_therapist") or "")
+    if not key:
+        guess = f"{instruments['alliance']}_t"
+        if guess in available_instruments() or any(
+            (Path(p) / f"{guess}.yaml").is_file() for p in paths
+        ):
+            key = guess
+    return load_instrument(key, paths) if key else None
 
 
 def _sum_range(inst: Instrument, subscale: str) -> tuple[float, float]:
