@@ -292,7 +292,7 @@ def alliance_outcome_correlations(scored: pd.DataFrame,
                              "note": f"fewer than {min_cell} clients: suppressed"})
                 continue
             x, y = frame[score].to_numpy(float), frame["wellbeing"].to_numpy(float)
-            if len(x) < 3 or np.std(x) == 0 or np.std(y) == 0:
+            if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
                 rows.append({"score": score, "level": level, "r": np.nan, "n": n,
                              "plausible": True,
                              "note": "not computed: fewer than 3 values or no variance"})
@@ -356,7 +356,8 @@ def rater_agreement(scored: pd.DataFrame, min_cell: int, conf_level: float = 0.9
         Output of :func:`pipeline.score.score_raters` (``client_id, session, rater`` and
         the scores).
     min_cell
-        Rows with fewer pairs than this are suppressed (every number blanked).
+        Rows with fewer pairs or fewer clients than this are suppressed (every number
+        blanked).
     conf_level
         Level of the interval of the mean difference, between 0 and 1.
     scales
@@ -410,7 +411,7 @@ def rater_agreement(scored: pd.DataFrame, min_cell: int, conf_level: float = 0.9
                 "sd_difference": d.std(ddof=1) if n > 1 else np.nan,
                 "conf_low": np.nan, "conf_high": np.nan, "note": "",
             }
-            if n >= 3 and np.std(c) > 0 and np.std(t) > 0:
+            if n >= 3 and np.ptp(c) > 0 and np.ptp(t) > 0:
                 row["r"] = float(np.corrcoef(c, t)[0, 1])
             else:
                 row["note"] = "r not computed: fewer than 3 pairs or no variance"
@@ -422,8 +423,10 @@ def rater_agreement(scored: pd.DataFrame, min_cell: int, conf_level: float = 0.9
     table = pd.DataFrame(rows, columns=[c for c in columns if c != "suppressed"])
     values = ["n_clients", "r", "mean_client", "mean_therapist", "mean_difference",
               "sd_difference", "conf_low", "conf_high"]
-    out = suppress_small(table, "n_pairs", min_cell, value_cols=values)
-    out.loc[out["suppressed"], "note"] = f"fewer than {min_cell} pairs: suppressed"
+    # A row is shown only when both its pairs and its clients reach min_cell.
+    table["smallest"] = np.minimum(table["n_pairs"], table["n_clients"])
+    out = suppress_small(table, "smallest", min_cell, value_cols=["n_pairs", *values])
+    out.loc[out["suppressed"], "note"] = f"fewer than {min_cell} pairs or clients: suppressed"
     return out[columns]
 
 
