@@ -235,6 +235,11 @@ def _date_cells(series: pd.Series) -> pd.Series:
         return series.notna()
     if series.dtype != object:
         return pd.Series(False, index=series.index)
+    # Decide on the distinct values (few per column for items, codes and categories).
+    present = series.dropna()
+    dates = [u for u in pd.unique(present) if is_date_like(u)]
+    if not dates:
+        return pd.Series(False, index=series.index)
     return series.map(is_date_like).astype(bool)
 
 
