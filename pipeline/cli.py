@@ -64,7 +64,8 @@ def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
     paths = {k: params["data"].get(k) or None for k in ("alliance", "outcome", "clients")}
     log("validate", "checking " + ", ".join(f"{k}={v}" for k, v in paths.items() if v))
     checked = validate_inputs(paths, alliance_inst, outcome_inst, params.get("validation", {}),
-                              therapist_instrument=_therapist_form(params))
+                              therapist_instrument=_therapist_form(params),
+                              progress=lambda message: log("validate", message))
     for warning in checked.warnings:
         log("validate", f"WARNING: {warning}")
     out = Path(args.out)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -1023,6 +1024,7 @@ def validate_inputs(
     outcome_instrument: Instrument | None,
     settings: Mapping[str, Any] | None = None,
     therapist_instrument: Instrument | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ValidatedInputs:
     """Read, check and normalise the input files.
 
@@ -1042,6 +1044,9 @@ def validate_inputs(
         beside ``wai_s``). Its items are read from the same columns as the client form's
         (one layout for both raters, see ``data/README.md``), so it must have the same
         number of items and answer range.
+    progress
+        Called with a short line after each long step (file read, guard, schema), so a
+        file of millions of rows does not run silently; e.g. the CLI's logger.
 
     Returns
     -------
@@ -1069,6 +1074,10 @@ def validate_inputs(
             "therapist_form]. Both forms are read from the same item columns: choose the "
             "therapist form of the same questionnaire."
         )
+    def say(message: str) -> None:
+        if progress is not None:
+            progress(message)
+
     notes: list[str] = []
     setting_problems: list[Problem] = []
     cfg = _settings(settings, setting_problems, notes)
@@ -1099,17 +1108,24 @@ def validate_inputs(
                 run.problem("params.yaml", f"data.{role}", [], "missing_path",
                             f"no {role} file is named under data: in params.yaml.")
             continue
+        step = time.perf_counter()
         frame = _prepare(role, str(path), run)
         if frame is None:
             continue
+        say(f"{role} file read: {len(frame):,} rows, {frame.shape[1]} columns "
+            f"({time.perf_counter() - step:.1f} s)")
         spec = specs[role](list(frame.columns))
         spec.max_session = float(cfg.max_session)
         frame = _parse_numbers(frame, [c for c in (["session"] if spec.session else [])
                                        + list(spec.numbers) if c in frame.columns])
         item = _File(role, str(path), frame, spec, str(frame.attrs.get("row_note", "")))
+        step = time.perf_counter()
         _anonymity(item, run, cfg, rules)
+        say(f"{role} file: anonymisation guard done ({time.perf_counter() - step:.1f} s)")
+        step = time.perf_counter()
         _schema_problems(item, run)
         _unused_columns(item, run)
+        say(f"{role} file: contract checks done ({time.perf_counter() - step:.1f} s)")
         files[role] = item
     present = {c for item in files.values() for c in item.frame.columns}
     for name in cfg.allow_columns:

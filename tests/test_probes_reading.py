@@ -73,3 +73,14 @@ def test_encoding_note_is_kept_when_validation_fails(tmp_path: Path) -> None:
     text = str(exc.value)
     assert "missing_column" in text
     assert "UTF-16-LE" in text and "How the files were read" in text
+
+
+def test_validation_reports_progress_per_step() -> None:
+    """Long steps say what they did (a 2-million-row file must not run silently)."""
+    good = Path(__file__).parent / "bad_inputs" / "good"
+    lines: list[str] = []
+    validate_inputs({k: str(good / f"{k}.csv") for k in ("alliance", "outcome", "clients")},
+                    load_instrument("wai_sr"), load_instrument("swemwbs"), {},
+                    progress=lines.append)
+    assert lines[0].startswith("alliance file read: 20 rows")
+    assert sum("anonymisation guard done" in line for line in lines) == 3
