@@ -397,7 +397,7 @@ def rater_agreement(scored: pd.DataFrame, min_cell: int, conf_level: float = 0.9
         if not {"client", "therapist"} <= set(wide.columns):
             continue
         pairs = wide[["client", "therapist"]].dropna().reset_index()
-        groups = [("all", pairs)] + [(str(int(k)), g) for k, g in pairs.groupby("session")]
+        groups = [("all", pairs)] + [(f"{k:g}", g) for k, g in pairs.groupby("session")]
         for session, g in groups:
             c, t = g["client"].to_numpy(float), g["therapist"].to_numpy(float)
             n = len(g)
@@ -461,7 +461,7 @@ def publishable_k_anonymity(table: pd.DataFrame, min_cell: int) -> pd.DataFrame:
     out = common
     if len(rare):
         n = int(rare["n_clients"].sum())
-        pooled = {c: "(rare)" for c in covariates}
+        pooled: dict[str, object] = {c: "(rare)" for c in covariates}
         pooled.update({"n_clients": n if n >= min_cell else np.nan,
                        "n_combinations": len(rare), "suppressed": True})
         out = pd.concat([common, pd.DataFrame([pooled])], ignore_index=True)
