@@ -211,8 +211,10 @@ else:
 # therapist; groups with fewer than `report.min_cell` pairs are suppressed.
 
 # %%
-raters = pd.read_csv(describe / "rater_summary.csv")
-agreement = pd.read_csv(describe / "rater_agreement.csv")
+rater_file, agreement_file = describe / "rater_summary.csv", describe / "rater_agreement.csv"
+raters = (pd.read_csv(rater_file) if rater_file.is_file()
+          else pd.DataFrame(columns=["rater", "suppressed"]))
+agreement = pd.read_csv(agreement_file) if agreement_file.is_file() else pd.DataFrame()
 if (raters["rater"] == "therapist").any():
     display(styled(raters.drop(columns="suppressed")).format(
         {"n_forms": count, "n_clients": count, "mean": "{:.2f}", "sd": "{:.2f}"},
