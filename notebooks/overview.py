@@ -120,9 +120,10 @@ else:
 k_file = describe / "k_anonymity.csv"
 if k_file.is_file():
     k_table = pd.read_csv(k_file, dtype=str, keep_default_na=False)
-    k_table = k_table.drop(columns="suppressed")
+    k_table = k_table.drop(columns=[c for c in ("suppressed",) if c in k_table.columns])
     for column in ("n_clients", "n_combinations"):
-        k_table[column] = pd.to_numeric(k_table[column], errors="coerce")
+        if column in k_table.columns:
+            k_table[column] = pd.to_numeric(k_table[column], errors="coerce")
     display(styled(k_table).format(
         {"n_clients": lambda v: f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}",
          "n_combinations": count}))
