@@ -217,8 +217,14 @@ def reliability(rel: pd.DataFrame, floor_ceiling: pd.DataFrame) -> tuple[Figure,
     """Cronbach's alpha per session by subscale, and the share of answers at the ceiling.
 
     ``rel`` is ``results/scoring/reliability.csv``, ``floor_ceiling`` is
-    ``results/scoring/floor_ceiling.csv`` (suppressed counts are not drawn).
+    ``results/scoring/floor_ceiling.csv`` (suppressed counts are not drawn). With client
+    and therapist forms, only the first instrument in ``rel`` (the client form) is drawn.
     """
+    if "instrument" in rel.columns and rel["instrument"].nunique() > 1:
+        # Client and therapist forms: the figure shows the first (client) form's items.
+        first = rel["instrument"].iloc[0]
+        rel = rel[rel["instrument"] == first]
+        floor_ceiling = floor_ceiling[floor_ceiling["instrument"] == first]
     per = rel[(rel["subset"] == "session") & rel["alpha"].notna()]
     per = per[["scale", "session", "n", "alpha", "omega_total"]].assign(panel="alpha")
     fc = floor_ceiling[floor_ceiling["pct_ceiling"].notna()]
