@@ -16,12 +16,12 @@
 #
 # **In short.** This report counts the therapists, clients and sessions that went into the
 # analysis, shows how many sessions clients attended, and how the three parts of the
-# working alliance and wellbeing moved over the sessions. It shows aggregates only: no
-# individual client appears, and any group of fewer clients than the threshold set in
-# `params.yaml` (`report.min_cell`) is suppressed.
+# working alliance (and the outcome, when there is one) moved over the sessions. It shows
+# aggregates only: no individual client appears, and any group of fewer clients than the
+# threshold set in `params.yaml` (`report.min_cell`) is suppressed.
 #
 # The **working alliance** (Bordin, 1979) is the collaboration between client and
-# therapist. It has three parts, each scored here from the client's questionnaire:
+# therapist. It has three parts:
 #
 # - **goal**: how far client and therapist agree on what therapy is for;
 # - **task**: how far they agree on what they do in sessions to get there;
@@ -36,31 +36,59 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import figures
-from pipeline.report import data_notice, open_project
+from pipeline.instruments import load_instrument
+from pipeline.report import (
+    alliance_metric,
+    data_notice,
+    escape,
+    open_project,
+    outcome_description,
+    top_share,
+)
+from pipeline.score import therapist_form
 from pipeline.tables import styled
 
 root, params = open_project(params_file)
 results = root / "results"
+describe = results / "describe"
 min_cell = int(params["report"]["min_cell"])
+conf = float(params["model"].get("conf_level", 0.95))
 figures.apply_style()
+cfg = params["instruments"]
+paths = cfg.get("paths") or []
+alliance = load_instrument(cfg["alliance"], paths)
+therapist = therapist_form(cfg)
+has_outcome = bool(params["data"].get("outcome")) and bool(cfg.get("outcome"))
+outcome = load_instrument(cfg["outcome"], paths) if has_outcome else None
+outcome_label = outcome.name if outcome is not None else "outcome"
+
+
+def count(v: float) -> str:
+    """A count as shown: blank counts were suppressed (or do not apply)."""
+    return "–" if pd.isna(v) else f"{v:,.0f}"
+
 
 # %%
 display(Markdown(data_notice(params)))
 display(Markdown(
-    f"Alliance measure: **`{params['instruments']['alliance']}`**; "
-    f"outcome measure: **`{params['instruments']['outcome']}`**."
+    f"Alliance measure: **{escape(alliance.name)}** (<code>{escape(alliance.key)}</code>), "
+    f"scored as {alliance_metric(alliance)}."
+    + (f" Therapist ratings: **{escape(therapist.name)}** "
+       f"(<code>{escape(therapist.key)}</code>)." if therapist is not None else "")
+    + " " + outcome_description(outcome, bool(cfg.get("outcome_higher_is_better", True)))
 ))
 
 # %% [markdown]
 # ## What went in
 #
 # The counts below follow the data from the input files to the models. A client × session
-# enters the models only when both questionnaires were returned and every score could be
-# computed (see the scoring rules in `pipeline/instruments/`).
+# enters the models only when every score it needs could be computed (see the scoring
+# rules in `pipeline/instruments/`). Counts below `report.min_cell` are not shown.
 
 # %%
-counts = pd.read_csv(results / "describe" / "data_counts.csv")
-styled(counts).format({"count": "{:,.0f}"})
+counts = pd.read_csv(describe / "data_counts.csv", keep_default_na=False,
+                     na_values=[""]).fillna({"note": ""})
+styled(counts).format({"count": count})
 
 # %% [markdown]
 # ## Checks the data passed
@@ -69,15 +97,15 @@ styled(counts).format({"count": "{:,.0f}"})
 # (`data/README.md`) and an anonymisation guard that refuses names, e-mail addresses,
 # phone numbers, dates, health-record numbers and free text. A failed check stops the
 # pipeline, so a report only exists for data that passed. Warnings (counted, never
-# silently dropped) are listed here.
+# silently dropped) are listed here; counts below `report.min_cell` are not shown.
 
 # %%
-checks = pd.read_csv(results / "describe" / "checks.csv")
-summary = checks.groupby(["file", "status"]).size().unstack(fill_value=0)
-display(summary)
-warn = checks[checks["status"] == "warning"]
+checks = pd.read_csv(describe / "checks.csv")
+summary = checks.groupby(["file", "status"]).size().unstack(fill_value=0).reset_index()
+display(styled(summary))
+warn = checks[checks["status"] == "warn"]
 if len(warn):
-    display(styled(warn[["file", "check", "n", "detail"]]))
+    display(styled(warn[["file", "check", "n", "detail"]]).format({"n": count}))
 else:
     display(Markdown("No warnings."))
 
@@ -85,59 +113,125 @@ else:
 # ### How many clients share each combination of client characteristics
 #
 # A rare combination (say, the only client seen by video in one approach) could point to a
-# person even without a name. Combinations shared by fewer than `min_cell` clients are
-# shown as "< min_cell"; the validation step warns about them.
+# person even without a name. Combinations shared by fewer than `report.min_cell` clients
+# are pooled into one row, "(rare)", without their values.
 
 # %%
-k_file = results / "describe" / "k_anonymity.csv"
+k_file = describe / "k_anonymity.csv"
 if k_file.is_file():
-    k_table = pd.read_csv(k_file).drop(columns="suppressed")
+    k_table = pd.read_csv(k_file, dtype=str, keep_default_na=False)
+    k_table = k_table.drop(columns=[c for c in ("suppressed",) if c in k_table.columns])
+    for column in ("n_clients", "n_combinations"):
+        if column in k_table.columns:
+            k_table[column] = pd.to_numeric(k_table[column], errors="coerce")
     display(styled(k_table).format(
-        {"n_clients": lambda v: f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}"}))
+        {"n_clients": lambda v: f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}",
+         "n_combinations": count}))
 else:
-    display(Markdown("No clients file: no client characteristics to combine."))
+    display(Markdown("No client characteristics were tabulated (no clients file, no "
+                     "covariates, or only numeric covariates with many values)."))
 
 # %% [markdown]
 # ## How many sessions clients attended
 #
 # Real therapies vary in length and clients miss sessions; the models use every session a
-# client has, so nobody is dropped for missing some. Bars for fewer than `min_cell`
+# client has, so nobody is dropped for missing some. Bars for fewer than `report.min_cell`
 # clients are suppressed.
 
 # %%
-att = pd.read_csv(results / "describe" / "attendance.csv")
-fig, ax = plt.subplots(figsize=(7, 3.2))
+att = pd.read_csv(describe / "attendance.csv")
 shown = att[~att["suppressed"]]
-ax.bar(shown["sessions"], shown["clients"], color="#4C72B0")
-ax.set_xlabel("complete sessions per client")
-ax.set_ylabel("clients")
-ax.set_title("Sessions per client")
-plt.show()
+if len(shown):
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.bar(shown["sessions"], shown["clients"], color="#4C72B0")
+    ax.set_xlabel("complete sessions per client")
+    ax.set_ylabel("clients")
+    ax.set_title("Sessions per client")
+    plt.show()
 n_supp = int(att["suppressed"].sum())
 if n_supp:
     display(Markdown(f"{n_supp} bar(s) with fewer than {min_cell} clients suppressed."))
 
 # %% [markdown]
-# ## Alliance and wellbeing over the sessions
-#
-# Means at each session with 95% intervals. The alliance subscales are on the item-mean
-# metric of the questionnaire (1 = lowest, 5 = highest on the WAI-SR); wellbeing is on the
-# outcome measure's own metric. Later sessions are attended by fewer clients (and by the
-# ones who stayed), so their means are less certain and may not describe the same people
-# as early sessions. The same figure, with the numbers behind it, is in
-# `reports/figures/trajectories.{png,svg,csv}`.
+# ## The alliance (and the outcome) over the sessions
 
 # %%
-fig, _ = figures.trajectories(pd.read_csv(results / "describe" / "trajectories.csv"))
-plt.show()
+traj = pd.read_csv(describe / "trajectories.csv")
+display(Markdown(
+    f"Means at each session with {conf:.0%} intervals. The alliance subscales are on the "
+    f"{alliance_metric(alliance)}"
+    + (f"; the outcome is on the {escape(outcome.name)}'s own metric." if outcome is not None
+       else "; there is no outcome file, so only the alliance is shown.")
+    + " Later sessions are attended by fewer clients (and by the ones who stayed), so their "
+    "means are less certain and may not describe the same people as early sessions. "
+    "Sessions with fewer than the minimum number of clients are not drawn."
+))
+if (~traj["suppressed"]).any():
+    metric = f"{alliance.item_min:g}\u2013{alliance.item_max:g}"
+    fig, _ = figures.trajectories(traj, outcome_label=outcome_label, alliance_metric=metric)
+    plt.show()
+else:
+    display(Markdown(f"Every session has fewer than {min_cell} clients: nothing to show."))
 
 # %% [markdown]
 # ## How the scores are distributed
 #
-# Every session's scores, in bins. Alliance ratings crowd towards the top of the scale
-# (a *ceiling*): most clients rate the alliance well, so differences among high ratings
-# are hard to see. Bins with fewer than `min_cell` sessions are suppressed.
+# Every session's scores, in bins. Bins with fewer than `report.min_cell` sessions are
+# suppressed.
 
 # %%
-fig, _ = figures.distributions(pd.read_csv(results / "describe" / "distributions.csv"))
-plt.show()
+dist = pd.read_csv(describe / "distributions.csv")
+if (~dist["suppressed"].astype(bool)).any():
+    fig, _ = figures.distributions(dist, outcome_label=outcome_label)
+    plt.show()
+ceiling = params["report"].get("ceiling", {}) or {}
+top_fraction = float(ceiling.get("top_fraction", 0.25))
+min_share = float(ceiling.get("min_share", 0.5))
+share = top_share(dist, alliance.item_min, alliance.item_max, top_fraction)
+cut = alliance.item_max - top_fraction * (alliance.item_max - alliance.item_min)
+if pd.isna(share):
+    display(Markdown("Too few sessions to describe the distribution."))
+else:
+    text = (f"{share:.0%} of the goal, task and bond scores shown lie in the top "
+            f"{top_fraction:.0%} of the scale ({cut:g} or more on "
+            f"{alliance.item_min:g}\u2013{alliance.item_max:g}).")
+    if share > min_share:
+        text += (" The alliance ratings crowd towards the top of the scale (a *ceiling*): "
+                 "differences among high ratings are hard to see.")
+    else:
+        text += " The ratings do not crowd at the top of the scale."
+    display(Markdown(text))
+
+# %% [markdown]
+# ## Client and therapist ratings
+#
+# When both the client and the therapist rated the alliance of the same session, the
+# models use the client's rating (as the analysis plan says); the therapist's is described
+# here. Therapists usually rate the alliance somewhat lower than clients, and the two
+# ratings correlate only moderately (Tryon et al., 2007). *Difference* is client minus
+# therapist; groups with fewer than `report.min_cell` pairs are suppressed.
+
+# %%
+rater_file, agreement_file = describe / "rater_summary.csv", describe / "rater_agreement.csv"
+raters = (pd.read_csv(rater_file) if rater_file.is_file()
+          else pd.DataFrame(columns=["rater", "suppressed"]))
+agreement = pd.read_csv(agreement_file) if agreement_file.is_file() else pd.DataFrame()
+if (raters["rater"] == "therapist").any():
+    display(styled(raters.drop(columns="suppressed")).format(
+        {"n_forms": count, "n_clients": count, "mean": "{:.2f}", "sd": "{:.2f}"},
+        na_rep="–"))
+    if len(agreement):
+        cols = ["scale", "session", "n_pairs", "r", "mean_client", "mean_therapist",
+                "mean_difference", "conf_low", "conf_high", "note"]
+        display(styled(agreement[cols].fillna({"note": ""})).format(
+            {"n_pairs": count, "r": "{:.2f}", "mean_client": "{:.2f}",
+             "mean_therapist": "{:.2f}", "mean_difference": "{:+.2f}", "conf_low": "{:.2f}",
+             "conf_high": "{:.2f}"}, na_rep="–"))
+        display(Markdown(
+            f"Interval: {conf:.0%} paired-t interval of the mean difference. The pooled row "
+            "('all') treats a client's sessions as independent pairs: a description, not a "
+            "test."))
+    else:
+        display(Markdown("No session was rated by both: agreement cannot be computed."))
+else:
+    display(Markdown("Only client ratings were given."))

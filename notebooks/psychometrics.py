@@ -30,8 +30,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import figures
-from pipeline.instruments import load_instrument
-from pipeline.report import data_notice, open_project
+from pipeline.instruments import Instrument, load_instrument
+from pipeline.report import data_notice, escape, open_project, outcome_description
+from pipeline.score import therapist_form
 from pipeline.tables import styled
 
 root, params = open_project(params_file)
@@ -39,9 +40,19 @@ display(Markdown(data_notice(params)))
 results = root / "results" / "scoring"
 min_cell = int(params["report"]["min_cell"])
 figures.apply_style()
-paths = params["instruments"].get("paths") or []
-alliance = load_instrument(params["instruments"]["alliance"], paths)
-outcome = load_instrument(params["instruments"]["outcome"], paths)
+cfg = params["instruments"]
+paths = cfg.get("paths") or []
+alliance = load_instrument(cfg["alliance"], paths)
+therapist = therapist_form(cfg)
+has_outcome = bool(params["data"].get("outcome")) and bool(cfg.get("outcome"))
+outcome = load_instrument(cfg["outcome"], paths) if has_outcome else None
+ceiling_pct = float(params["psychometrics"].get("floor_ceiling_pct", 15))
+
+
+def count(v: float) -> str:
+    """A count as shown: blank counts were suppressed."""
+    return f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}"
+
 
 # %% [markdown]
 # ## The scoring keys
@@ -50,32 +61,40 @@ outcome = load_instrument(params["instruments"]["outcome"], paths)
 # values are checked against the questionnaire's range *before* any item is reversed, so a
 # blank reversed item stays blank instead of turning into an impossible score.
 
-# %%
-keys = pd.DataFrame(
-    [{"subscale": name, "items": ", ".join(
-        f"{i}{'R' if i in alliance.reversed else ''}" for i in items)}
-     for name, items in alliance.subscales.items()]
-)
-display(Markdown(
-    f"**{alliance.name}** (`{alliance.key}`): {alliance.n_items} items, range "
-    f"{alliance.item_min:g}–{alliance.item_max:g}, subscales scored as item means "
-    f"(R = reversed). Key: {alliance.checked}. Missing items: a subscale is scored when at "
-    f"most {alliance.missing.get('max_missing_per_subscale', 0)} of its items is blank "
-    "(mean of the answered items), otherwise it is missing."
-))
-styled(keys)
 
 # %%
-direction = "higher = better" if outcome.direction == "higher_better" else "higher = worse"
-turned = (outcome.direction == "higher_worse"
-          and params["instruments"].get("outcome_higher_is_better", True))
-display(Markdown(
-    f"**{outcome.name}** (`{outcome.key}`): {outcome.n_items} items, {direction}"
-    + (" — turned round so that higher = better in every table and model."
-       if turned else ".")
-    + (" Raw sums are converted to the metric score with the published table."
-       if outcome.conversion else "")
-))
+def describe_key(inst: Instrument, who: str) -> None:
+    """Show one alliance form's key: items per subscale (R = reversed) and its rules."""
+    keys = pd.DataFrame(
+        [{"subscale": name, "items": ", ".join(
+            f"{i}{'R' if i in inst.reversed else ''}" for i in items)}
+         for name, items in inst.subscales.items()]
+    )
+    reversed_text = (
+        f"reversed items {', '.join(str(i) for i in inst.reversed)} are scored as "
+        f"{inst.item_min + inst.item_max:g} minus the answer" if inst.reversed
+        else "no item is reversed")
+    how = "item means" if inst.score == "mean" else "item sums"
+    display(Markdown(
+        f"**{escape(inst.name)}** (<code>{escape(inst.key)}</code>, {who}): "
+        f"{inst.n_items} items answered {inst.item_min:g}\u2013{inst.item_max:g}, "
+        f"subscales scored as {how} (R = reversed; {reversed_text}). "
+        f"Key: {escape(inst.checked)}. "
+        "Missing items: a subscale is scored when at most "
+        f"{inst.missing.get('max_missing_per_subscale', 0)} of its items is blank (mean of "
+        "the answered items), otherwise it is missing."
+    ))
+    display(styled(keys))
+
+
+describe_key(alliance, "client ratings")
+if therapist is not None:
+    describe_key(therapist, "therapist ratings")
+
+# %%
+display(Markdown(outcome_description(outcome, bool(cfg.get("outcome_higher_is_better", True)))
+                 + (" Raw sums are converted to the metric score with the published table."
+                    if outcome is not None and outcome.conversion else "")))
 
 # %% [markdown]
 # ## How many scores were complete, prorated or missing
@@ -83,10 +102,8 @@ display(Markdown(
 # %%
 scoring = pd.read_csv(results / "scoring.csv")
 cols = ["instrument", "scale", "n_rows", "n_complete", "n_prorated", "n_missing", "metric"]
-styled(scoring[cols]).format(
-    {c: (lambda v: f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}")
-     for c in ["n_rows", "n_complete", "n_prorated", "n_missing"]}
-)
+styled(scoring[cols]).format({c: count for c in ["n_rows", "n_complete", "n_prorated",
+                                                  "n_missing"]})
 
 # %% [markdown]
 # ## Reliability
@@ -95,21 +112,27 @@ styled(scoring[cols]).format(
 # subscale hang together, from 0 to 1; above about .70 is usually taken as acceptable for
 # research. Alpha assumes every item measures the subscale equally well; omega, from a
 # one-factor model, does not. Computed on every returned form (all sessions together) and
-# per session where at least `psychometrics.min_n_per_session` forms were returned. Values
-# agree with R's `psych` package (tests pin them).
+# per session where at least `psychometrics.min_n_per_session` forms were returned, for
+# each rater's form separately. Values agree with R's `psych` package (tests pin them).
 
 # %%
 rel_file = results / "reliability.csv"
+fc_file = results / "floor_ceiling.csv"
 if rel_file.is_file():
     rel = pd.read_csv(rel_file)
-    overall = rel[rel["subset"] == "all"][["scale", "n", "alpha", "omega_total"]]
+    overall = rel[rel["subset"] == "all"][["instrument", "scale", "n", "alpha",
+                                           "omega_total", "note"]].fillna({"note": ""})
     display(styled(overall).format(
-        {"n": "{:,.0f}", "alpha": "{:.2f}", "omega_total": "{:.2f}"}))
-    fig, _ = figures.reliability(rel, pd.read_csv(results / "floor_ceiling.csv"))
+        {"n": count, "alpha": "{:.2f}", "omega_total": "{:.2f}"}, na_rep="–"))
+    fc_all = pd.read_csv(fc_file)
+    client_rel = rel[rel["instrument"] == alliance.key]
+    client_fc = fc_all[fc_all["instrument"] == alliance.key]
+    fig, _ = figures.reliability(client_rel, client_fc)
     plt.show()
     display(Markdown(
-        "Left: Cronbach's alpha at each session with enough forms (dashed line: .70). "
-        "Right: the share of answers at the top option of each item (colour = subscale), "
+        f"Client ratings ({escape(alliance.key)}). Left: Cronbach's alpha at each session "
+        "with enough forms (dashed line: .70). Right: the share of answers at the best "
+        "score of each item, counted on the keyed direction (colour = subscale), "
         "discussed under *Floor and ceiling* below."))
 else:
     display(Markdown("The alliance data were pre-scored: item-level reliability cannot be "
@@ -123,28 +146,41 @@ else:
 # each session's deviation from the client's own mean) say whether a session that is better
 # than usual on one part is better on the others. High correlations mean the subscales are
 # hard to tell apart, which makes their separate effects in the models less certain.
+# Client ratings; correlations over fewer than `report.min_cell` clients are suppressed.
 
 # %%
 corr = pd.read_csv(results / "subscale_correlations.csv")
-styled(corr).format({"r": "{:.2f}", "n_obs": "{:,.0f}",
-                                      "n_clients": "{:,.0f}"})
+corr = corr.drop(columns=[c for c in ("suppressed",) if c in corr.columns])
+styled(corr).format({"r": "{:.2f}", "n_obs": count, "n_clients": count}, na_rep="–")
 
 # %% [markdown]
 # ## Floor and ceiling
 #
-# Answers at the lowest and highest option of each item. Alliance ratings are often near
-# the top: a ceiling hides differences among clients who are all satisfied.
+# Answers at the worst and the best score of each item, counted on the **keyed**
+# direction: for a reversed item the best score is the lowest printed answer. An item is
+# usually said to have a floor or ceiling effect when more than 15% of answers sit there
+# (Terwee et al., 2007; `psychometrics.floor_ceiling_pct`).
 
 # %%
-fc_file = results / "floor_ceiling.csv"
 if fc_file.is_file():
     fc = pd.read_csv(fc_file)
-    fc = fc[["item", "scale", "n", "n_floor", "pct_floor", "n_ceiling", "pct_ceiling"]]
-    def count(v: float) -> str:
-        return f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}"
+    show = fc[["instrument", "item", "scale", "reversed", "n", "n_floor", "pct_floor",
+               "n_ceiling", "pct_ceiling"]]
 
     def pct(v: float) -> str:
         return "–" if pd.isna(v) else f"{v:.1f}%"
 
-    display(styled(fc).format({"n": "{:,.0f}", "n_floor": count, "n_ceiling": count,
-                               "pct_floor": pct, "pct_ceiling": pct}))
+    display(styled(show).format({"n": count, "n_floor": count, "n_ceiling": count,
+                                 "pct_floor": pct, "pct_ceiling": pct}))
+    for key, group in fc.groupby("instrument", sort=False):
+        n_items = len(group)
+        n_ceiling = int((group["pct_ceiling"] > ceiling_pct).sum())
+        n_floor = int((group["pct_floor"] > ceiling_pct).sum())
+        text = (f"<code>{escape(key)}</code>: {n_ceiling} of {n_items} items have more than "
+                f"{ceiling_pct:g}% of answers at the best score, {n_floor} at the worst.")
+        if n_ceiling > n_items / 2:
+            text += (" The ratings crowd at the top: a ceiling hides differences among "
+                     "clients who are all satisfied.")
+        display(Markdown(text))
+else:
+    display(Markdown("The alliance data were pre-scored: no item-level counts."))

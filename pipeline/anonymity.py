@@ -83,12 +83,24 @@ class ContentRule:
 
 
 @dataclass(frozen=True)
+class CovariateRules:
+    """What a client covariate's values must look like to be published (see the YAML)."""
+
+    max_levels: int = 20
+    max_length: int = 40
+    level_pattern: re.Pattern[str] = re.compile(r"[^\W_][\w .,/&+()'-]*")
+    name_like: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True)
 class AnonymityRules:
     """All name and content rules, as loaded from a rules file."""
 
     names: tuple[NameRule, ...]
     content: tuple[ContentRule, ...]
     source: str = ""
+    header: tuple[str, ...] = ()
+    covariates: CovariateRules = CovariateRules()
 
 
 def _compile(patterns: Any, where: str) -> tuple[re.Pattern[str], ...]:
@@ -154,7 +166,25 @@ def load_rules(path: str | Path | None = None) -> AnonymityRules:
         if rule.min_distinct < 1 or not 0.0 <= rule.min_share <= 1.0:
             raise ValueError(f"{where}: min_distinct must be >= 1 and min_share in [0, 1]")
         content.append(rule)
-    return AnonymityRules(tuple(names), tuple(content), str(rules_path))
+    kinds = {r.kind for r in content}
+    header = tuple(str(k) for k in (raw.get("header_rules") or ()))
+    if set(header) - kinds:
+        raise ValueError(f"{rules_path}: header_rules names unknown content rules "
+                         f"{sorted(set(header) - kinds)}")
+    cov = raw.get("covariates") or {}
+    unknown = set(cov) - {"max_levels", "max_length", "level_pattern", "name_like"}
+    if unknown:
+        raise ValueError(f"{rules_path}: covariates: unknown field(s) {sorted(unknown)}")
+    where = f"{rules_path}: covariates"
+    covariates = CovariateRules(
+        max_levels=int(cov.get("max_levels", 20)),
+        max_length=int(cov.get("max_length", 40)),
+        level_pattern=_compile(cov.get("level_pattern", r"[^\W_][\w .,/&+()'-]*"), where)[0],
+        name_like=_compile(cov["name_like"], where)[0] if cov.get("name_like") else None,
+    )
+    if covariates.max_levels < 1 or covariates.max_length < 1:
+        raise ValueError(f"{where}: max_levels and max_length must be >= 1")
+    return AnonymityRules(tuple(names), tuple(content), str(rules_path), header, covariates)
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -204,6 +234,11 @@ def _date_cells(series: pd.Series) -> pd.Series:
     ):
         return series.notna()
     if series.dtype != object:
+        return pd.Series(False, index=series.index)
+    # Decide on the distinct values (few per column for items, codes and categories).
+    present = series.dropna()
+    dates = [u for u in pd.unique(present) if is_date_like(u)]
+    if not dates:
         return pd.Series(False, index=series.index)
     return series.map(is_date_like).astype(bool)
 
@@ -421,6 +456,151 @@ def check_anonymity(
     return problems
 
 
+def check_headers(
+    columns: Sequence[str], file: str, rules: AnonymityRules,
+) -> list[Problem]:
+    """Problems for column names that are themselves identifiers (an e-mail address ...).
+
+    Parameters
+    ----------
+    columns
+        Column names as written in the file, in file order.
+    file
+        The file's name as the user gave it.
+    rules
+        Loaded rules; ``rules.header`` names the content rules applied to headers.
+
+    Returns
+    -------
+    list of Problem
+        Rule ``header:<kind>``; the column is named by its position only ("column 4"),
+        never by its name, so the identifier is not copied into any message or table.
+    """
+    wanted = [r for r in rules.content if r.kind in set(rules.header)]
+    problems = []
+    for j, column in enumerate(columns, start=1):
+        text = pd.Series([str(column).strip()], dtype=object)
+        for rule in wanted:
+            if rule.matches(text).any():
+                problems.append(Problem(
+                    file, f"column {j} (name not shown)", [], f"header:{rule.kind}",
+                    f"the name of column {j} of the header row looks like {rule.label}. A "
+                    "header must be a variable name: rename the column (allow_columns cannot "
+                    "allow an identifying name).",
+                ))
+    return problems
+
+
+def check_covariates(
+    frame: pd.DataFrame,
+    covariates: Sequence[str],
+    file: str,
+    rules: AnonymityRules,
+    *,
+    declared: Mapping[str, Sequence[Any]] | None = None,
+    allow_columns: Collection[str] = (),
+    max_examples: int = 5,
+    row_note: str = "",
+    source_names: Mapping[str, str] | None = None,
+) -> tuple[list[Problem], list[str]]:
+    """Check that every client covariate holds categories that may be published.
+
+    Covariate values end up in published aggregates (the k-anonymity table, model terms
+    such as ``approach: CBT``), so they are held to a stricter standard than other
+    columns: a covariate passes only when its levels are declared
+    (``validation.covariate_levels``) or look like categories (``rules.covariates``: few
+    levels, short, letters/digits/simple punctuation, not shaped like "First Last" names,
+    not starting with a spreadsheet formula character).
+
+    Parameters
+    ----------
+    frame
+        The clients table (value labels already applied to the covariates).
+    covariates
+        Covariate columns to check.
+    file
+        The file's name as the user gave it.
+    rules
+        Loaded rules.
+    declared
+        Column -> the levels the user declared (compared as text); a value outside the
+        list is refused, and no other check applies.
+    allow_columns
+        Columns (names as in ``frame`` or as written in the file) not checked.
+    max_examples, row_note, source_names
+        As in :func:`check_anonymity`.
+
+    Returns
+    -------
+    (problems, continuous)
+        ``problems`` with rules ``covariate:undeclared_level``, ``covariate:too_many_levels``,
+        ``covariate:not_a_category`` and ``covariate:name_like`` (never a value);
+        ``continuous`` lists numeric covariates with more than ``max_levels`` values:
+        cleared for the models, but their values are not published in the k-anonymity
+        table.
+    """
+    cov_rules = rules.covariates
+    declared = {str(k): [_text(v) for v in vals] for k, vals in (declared or {}).items()}
+    source = dict(source_names or {})
+    problems: list[Problem] = []
+    continuous: list[str] = []
+
+    def problem(shown: str, hit: pd.Series, rule: str, message: str) -> None:
+        rows = list(hit.index[hit.to_numpy()])
+        problems.append(Problem(file, shown, rows[:max_examples], rule, message,
+                                count=len(rows), row_note=row_note))
+
+    for column in covariates:
+        shown = source.get(column, column)
+        if column not in frame.columns or column in allow_columns or shown in allow_columns:
+            continue
+        texts = value_texts(frame[column])
+        if texts.empty:
+            continue
+        how = (f"If the values identify nobody, declare the levels under "
+               f"validation.covariate_levels.{column} in params.yaml, or list the column "
+               "under validation.allow_columns.")
+        if column in declared:
+            bad = ~texts.isin(declared[column])
+            if bad.any():
+                problem(shown, bad, "covariate:undeclared_level",
+                        f"{_cells(int(bad.sum()))} like values outside the levels declared "
+                        f"under validation.covariate_levels.{column}; values are not shown. "
+                        "Correct the values or the declaration.")
+            continue
+        numeric = pd.to_numeric(texts, errors="coerce").notna().all()
+        uniques = pd.unique(texts)
+        if len(uniques) > cov_rules.max_levels:
+            if numeric:
+                continuous.append(column)
+                continue
+            problem(shown, pd.Series(True, index=texts.index), "covariate:too_many_levels",
+                    f"{len(uniques)} different values: more than the {cov_rules.max_levels} a "
+                    "category may have (rules file, covariates.max_levels), so the values may "
+                    "identify clients. Group them into a few categories before loading. "
+                    + how)
+            continue
+        if numeric:
+            continue
+        shape = texts.map(lambda t: len(t) > cov_rules.max_length
+                          or cov_rules.level_pattern.fullmatch(t) is None).astype(bool)
+        if shape.any():
+            problem(shown, shape, "covariate:not_a_category",
+                    f"{_cells(int(shape.sum()))} not like a category (longer than "
+                    f"{cov_rules.max_length} characters, or other characters than letters, "
+                    "digits and simple punctuation, or starting with =, +, - or @ as a "
+                    "spreadsheet formula does); values are not shown. " + how)
+        if cov_rules.name_like is not None:
+            named = texts.map(
+                lambda t, p=cov_rules.name_like: p.fullmatch(t) is not None).astype(bool)
+            if named.any():
+                problem(shown, named, "covariate:name_like",
+                        f"{_cells(int(named.sum()))} like \"First Last\" names of people; "
+                        "category labels such as \"Person Centred\" have the same shape. "
+                        "Write categories in lower case or as codes. " + how)
+    return problems, continuous
+
+
 # ----------------------------------------------------------------------- k-anonymity
 
 
@@ -463,10 +643,13 @@ __all__ = [
     "RULES_PATH",
     "AnonymityRules",
     "ContentRule",
+    "CovariateRules",
     "NameRule",
     "check_anonymity",
     "check_column_content",
     "check_column_names",
+    "check_covariates",
+    "check_headers",
     "k_anonymity_table",
     "load_rules",
     "name_words",

@@ -32,11 +32,20 @@ def log(step: str, message: str) -> None:
 
 
 def _instruments(params: dict[str, Any]) -> tuple[Any, Any]:
+    """The alliance instrument, and the outcome instrument (None without an outcome file)."""
     from pipeline.instruments import load_instrument
 
     cfg = params["instruments"]
     paths = cfg.get("paths") or []
-    return load_instrument(cfg["alliance"], paths), load_instrument(cfg["outcome"], paths)
+    outcome = (load_instrument(cfg["outcome"], paths)
+               if params["data"].get("outcome") and cfg.get("outcome") else None)
+    return load_instrument(cfg["alliance"], paths), outcome
+
+
+def _therapist_form(params: dict[str, Any]) -> Any:
+    from pipeline.score import therapist_form
+
+    return therapist_form(params["instruments"])
 
 
 def cmd_simulate(params: dict[str, Any], args: argparse.Namespace) -> None:
@@ -54,12 +63,17 @@ def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
     alliance_inst, outcome_inst = _instruments(params)
     paths = {k: params["data"].get(k) or None for k in ("alliance", "outcome", "clients")}
     log("validate", "checking " + ", ".join(f"{k}={v}" for k, v in paths.items() if v))
-    checked = validate_inputs(paths, alliance_inst, outcome_inst, params.get("validation", {}))
+    checked = validate_inputs(paths, alliance_inst, outcome_inst, params.get("validation", {}),
+                              therapist_instrument=_therapist_form(params),
+                              progress=lambda message: log("validate", message))
     for warning in checked.warnings:
         log("validate", f"WARNING: {warning}")
     out = Path(args.out)
     write_csv(checked.alliance, out / "alliance.csv", digits=None)
-    write_csv(checked.outcome, out / "outcome.csv", digits=None)
+    if checked.outcome is not None:
+        write_csv(checked.outcome, out / "outcome.csv", digits=None)
+    else:
+        (out / "outcome.csv").unlink(missing_ok=True)
     if checked.clients is not None:
         write_csv(checked.clients, out / "clients.csv", digits=None)
     else:
@@ -69,7 +83,8 @@ def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
         write_csv(checked.k_anonymity, out / "k_anonymity.csv")
     else:
         (out / "k_anonymity.csv").unlink(missing_ok=True)
-    log("validate", f"ok: {len(checked.alliance)} alliance rows, {len(checked.outcome)} outcome "
+    n_outcome = "no" if checked.outcome is None else len(checked.outcome)
+    log("validate", f"ok: {len(checked.alliance)} alliance rows, {n_outcome} outcome "
                     f"rows; wrote {out}")
 
 
@@ -78,7 +93,8 @@ def _read_validated(folder: Path) -> tuple[Any, Any, Any]:
 
     dtype = {"client_id": str, "therapist_id": str}
     alliance = pd.read_csv(folder / "alliance.csv", dtype=dtype)
-    outcome = pd.read_csv(folder / "outcome.csv", dtype=dtype)
+    outcome_file = folder / "outcome.csv"
+    outcome = pd.read_csv(outcome_file, dtype=dtype) if outcome_file.is_file() else None
     clients_file = folder / "clients.csv"
     clients = pd.read_csv(clients_file, dtype=dtype) if clients_file.is_file() else None
     return alliance, outcome, clients
@@ -89,40 +105,63 @@ def cmd_score(params: dict[str, Any], args: argparse.Namespace) -> None:
 
     from pipeline.describe import suppress_counts
     from pipeline.psychometrics import floor_ceiling, reliability, subscale_correlations
-    from pipeline.score import merge_scores, score_alliance, score_outcome
+    from pipeline.score import as_form, merge_scores, score_outcome, score_raters
 
     alliance_inst, outcome_inst = _instruments(params)
+    therapist_inst = _therapist_form(params)
     alliance, outcome, _ = _read_validated(Path(args.validated))
-    log("score", f"scoring {alliance_inst.key} ({len(alliance)} rows) and "
-                 f"{outcome_inst.key} ({len(outcome)} rows)")
-    a_scored, a_summary = score_alliance(alliance, alliance_inst)
-    o_scored, o_summary = score_outcome(
-        outcome, outcome_inst,
-        higher_is_better=bool(params["instruments"].get("outcome_higher_is_better", True)),
-    )
-    if "rater" in a_scored.columns:
-        # The analysis plan models client-rated alliance; other raters' forms are scored
-        # (and counted in the summary) but not matched to the outcome.
-        others = a_scored["rater"] != "client"
-        log("score", f"{int(others.sum())} alliance rows rated by someone other than the "
-                     "client are left out of the models")
-        a_scored = a_scored[~others].drop(columns="rater")
-    scored = merge_scores(a_scored, o_scored)
+    log("score", f"scoring {alliance_inst.key} ({len(alliance)} rows)"
+                 + (f" and {outcome_inst.key} ({len(outcome)} rows)"
+                    if outcome is not None and outcome_inst is not None else "; no outcome"))
+    a_all, a_summary = score_raters(alliance, alliance_inst, therapist_inst)
+    summaries = [a_summary.drop(columns="rater").assign(
+        scale=a_summary["scale"].where(a_summary["rater"] == "client",
+                                       a_summary["scale"] + " (" + a_summary["rater"] + ")"))]
+    # The analysis plan models client-rated alliance; therapist ratings are scored with
+    # their own key and described (describe: rater_summary, rater_agreement).
+    others = a_all["rater"] != "client"
+    if others.any():
+        log("score", f"{int(others.sum())} therapist-rated alliance rows scored with "
+                     f"{therapist_inst.key if therapist_inst else alliance_inst.key}; "
+                     "left out of the models")
+    a_scored = a_all[~others].drop(columns="rater")
+    if outcome is not None and outcome_inst is not None:
+        o_scored, o_summary = score_outcome(
+            outcome, outcome_inst,
+            higher_is_better=bool(params["instruments"].get("outcome_higher_is_better", True)),
+        )
+        scored = merge_scores(a_scored, o_scored)
+        summaries.append(o_summary)
+    else:
+        scored = a_scored.sort_values(["client_id", "session"], kind="stable").reset_index(
+            drop=True)
     write_csv(scored, args.out, digits=None)
     results = Path(args.results)
     min_cell = int(params["report"]["min_cell"])
-    summary = pd.concat([a_summary, o_summary], ignore_index=True)
-    write_csv(suppress_counts(summary, {"n_prorated": [], "n_missing": []}, min_cell),
+    summary = pd.concat(summaries, ignore_index=True)
+    counts = ["n_rows", "n_complete", "n_prorated", "n_missing"]
+    write_csv(suppress_counts(summary, {c: [] for c in counts}, min_cell),
               results / "scoring.csv")
     if set(alliance_inst.item_columns) <= set(alliance.columns):
         min_n = int(params["psychometrics"]["min_n_per_session"])
-        write_csv(reliability(alliance, alliance_inst, min_n_per_session=min_n),
+        raters = (alliance["rater"] if "rater" in alliance.columns
+                  else pd.Series("client", index=alliance.index))
+        rel, fc = [], []
+        for rater, rows in alliance.groupby(raters, sort=True):
+            inst = alliance_inst
+            if rater == "therapist" and therapist_inst is not None:
+                inst, rows = therapist_inst, as_form(rows, alliance_inst, therapist_inst)
+            rel.append(reliability(rows, inst, min_n_per_session=min_n))
+            fc.append(floor_ceiling(rows, inst))
+        write_csv(suppress_counts(pd.concat(rel, ignore_index=True), {"n": []}, min_cell),
                   results / "reliability.csv")
-        fc = floor_ceiling(alliance, alliance_inst)
-        write_csv(suppress_counts(fc, {"n_floor": ["pct_floor"],
-                                       "n_ceiling": ["pct_ceiling"]}, min_cell),
+        write_csv(suppress_counts(pd.concat(fc, ignore_index=True),
+                                  {"n": [], "n_floor": ["pct_floor"],
+                                   "n_ceiling": ["pct_ceiling"]}, min_cell),
                   results / "floor_ceiling.csv")
-    write_csv(subscale_correlations(scored), results / "subscale_correlations.csv")
+    correlations = subscale_correlations(scored)
+    write_csv(suppress_counts(correlations, {"n_clients": ["r", "n_obs"]}, min_cell),
+              results / "subscale_correlations.csv")
     log("score", f"wrote {args.out} ({len(scored)} client x session rows) and {results}/")
 
 
@@ -132,31 +171,45 @@ def cmd_describe(params: dict[str, Any], args: argparse.Namespace) -> None:
     from pipeline.describe import (
         alliance_outcome_correlations,
         attendance,
+        check_conf_level,
         data_counts,
         distributions,
-        suppress_counts,
+        publishable_checks,
+        publishable_k_anonymity,
+        rater_agreement,
+        rater_summary,
         trajectories,
     )
+    from pipeline.score import score_raters
 
+    conf = check_conf_level(params["model"].get("conf_level", 0.95))
     alliance, outcome, clients = _read_validated(Path(args.validated))
     scored = pd.read_csv(args.scored, dtype={"client_id": str, "therapist_id": str})
     min_cell = int(params["report"]["min_cell"])
-    conf = float(params["model"].get("conf_level", 0.95))
     out = Path(args.out)
-    write_csv(data_counts(alliance, outcome, scored, clients), out / "data_counts.csv")
+    write_csv(data_counts(alliance, outcome, scored, clients, min_cell), out / "data_counts.csv")
     write_csv(attendance(scored, min_cell), out / "attendance.csv")
     write_csv(trajectories(scored, min_cell, conf), out / "trajectories.csv")
     write_csv(distributions(scored, min_cell), out / "distributions.csv")
     low, high = params["report"]["plausible_r"]
-    write_csv(alliance_outcome_correlations(scored, (float(low), float(high))),
+    write_csv(alliance_outcome_correlations(scored, (float(low), float(high)), min_cell),
               out / "alliance_outcome_correlations.csv")
+    alliance_inst, _ = _instruments(params)
+    raters, _ = score_raters(alliance, alliance_inst, _therapist_form(params))
+    write_csv(rater_summary(raters, min_cell), out / "rater_summary.csv")
+    write_csv(rater_agreement(raters, min_cell, conf), out / "rater_agreement.csv")
     folder = Path(args.validated)
-    write_csv(pd.read_csv(folder / "checks.csv"), out / "checks.csv")
+    write_csv(publishable_checks(pd.read_csv(folder / "checks.csv"), min_cell),
+              out / "checks.csv")
     k_file = folder / "k_anonymity.csv"
     if k_file.is_file():
-        k_table = pd.read_csv(k_file)
-        write_csv(suppress_counts(k_table, {"n_clients": []}, min_cell), out / "k_anonymity.csv")
-    log("describe", f"wrote {out}/: data_counts, attendance, trajectories, distributions")
+        k_table = pd.read_csv(k_file, dtype=str, keep_default_na=False).astype(
+            {"n_clients": "int64"})
+        write_csv(publishable_k_anonymity(k_table, min_cell), out / "k_anonymity.csv")
+    else:
+        (out / "k_anonymity.csv").unlink(missing_ok=True)
+    log("describe", f"wrote {out}/: data_counts, attendance, trajectories, distributions, "
+                    "raters")
 
 
 def cmd_fit(params: dict[str, Any], args: argparse.Namespace) -> None:

@@ -7,46 +7,105 @@ which people share, never show a figure that could point to one client.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from pipeline.errors import SettingsError
+
 VARIABLES = ("goal", "task", "bond", "wellbeing")
+SCALES = ("goal", "task", "bond", "alliance_total")
+ASSUMED_THERAPIST = "one_therapist"  # pipeline.validate.ASSUMED_THERAPIST
 
 
-def data_counts(alliance: pd.DataFrame, outcome: pd.DataFrame, scored: pd.DataFrame,
-                clients: pd.DataFrame | None = None) -> pd.DataFrame:
+def check_conf_level(conf_level: float, setting: str = "model.conf_level") -> float:
+    """Return ``conf_level`` if it is a proportion strictly between 0 and 1.
+
+    Raises
+    ------
+    SettingsError
+        For ``95`` (a percentage), ``0``, ``1`` or anything else outside (0, 1): such a
+        level would give blank or meaningless intervals without any other sign.
+    """
+    try:
+        value = float(conf_level)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise SettingsError(
+            f"params.yaml {setting}: {conf_level!r} is not a confidence level [rule "
+            "conf_level_between_0_and_1]. Write it as a proportion, e.g. 0.95 for 95%."
+        )
+    return value
+
+
+def _present(scored: pd.DataFrame) -> list[str]:
+    """The variables of ``VARIABLES`` in ``scored`` with at least one value."""
+    return [v for v in VARIABLES if v in scored.columns and scored[v].notna().any()]
+
+
+def data_counts(alliance: pd.DataFrame, outcome: pd.DataFrame | None, scored: pd.DataFrame,
+                clients: pd.DataFrame | None = None,
+                min_cell: int | None = None) -> pd.DataFrame:
     """Counts of therapists, clients and sessions at each step from input to model.
 
     Parameters
     ----------
-    alliance, outcome
-        Validated alliance and outcome rows.
+    alliance
+        Validated alliance rows (all raters).
+    outcome
+        Validated outcome rows, or ``None`` without an outcome file.
     scored
-        Scored client x session rows (alliance matched to outcome).
+        Scored client-rated client x session rows (matched to the outcome when there is
+        one).
     clients
         Validated client file, if any.
+    min_cell
+        Counts from 1 to ``min_cell - 1`` are blanked (``None``: nothing blanked).
 
     Returns
     -------
     DataFrame
-        Columns ``item`` and ``count``.
+        Columns ``item``, ``count`` and ``note`` (why a count is blank, or what was
+        assumed, e.g. one therapist when the file had no therapist_id).
     """
-    model_vars = ["goal", "task", "bond", "wellbeing"]
-    complete = scored.dropna(subset=model_vars)
-    rows = [
-        ("therapists", alliance["therapist_id"].nunique()),
-        ("clients with alliance ratings", alliance["client_id"].nunique()),
-        ("alliance rows (client x session)", len(alliance)),
-        ("outcome rows (client x session)", len(outcome)),
-        ("client x sessions with both forms", len(scored)),
-        ("client x sessions complete for the models", len(complete)),
-        ("clients in the models", complete["client_id"].nunique()),
-        ("therapists in the models", complete["therapist_id"].nunique()),
-    ]
+    rows: list[tuple[str, float, str]] = []
+    assumed = bool((alliance["therapist_id"] == ASSUMED_THERAPIST).all())
+    rows.append(("therapists", alliance["therapist_id"].nunique(),
+                 "assumed: the alliance file has no therapist_id" if assumed else ""))
+    rows.append(("clients with alliance ratings", alliance["client_id"].nunique(), ""))
+    if "rater" in alliance.columns:
+        for rater in ("client", "therapist"):
+            rows.append((f"alliance rows rated by the {rater} (client x session)",
+                         int((alliance["rater"] == rater).sum()), ""))
+    else:
+        rows.append(("alliance rows (client x session)", len(alliance), ""))
+    variables = [v for v in VARIABLES if v in scored.columns]
+    complete = scored.dropna(subset=variables)
+    if outcome is None:
+        rows.append(("outcome rows (client x session)", np.nan, "no outcome file"))
+        rows.append(("client x sessions with complete alliance scores", len(complete), ""))
+    else:
+        rows.append(("outcome rows (client x session)", len(outcome), ""))
+        rows.append(("client x sessions with both forms", len(scored), ""))
+        rows.append(("client x sessions complete for the models", len(complete), ""))
+    rows.append(("clients in the models", complete["client_id"].nunique(), ""))
+    rows.append(("therapists in the models", complete["therapist_id"].nunique(), ""))
     if clients is not None:
-        rows.append(("clients in the clients file", clients["client_id"].nunique()))
-    return pd.DataFrame(rows, columns=["item", "count"])
+        rows.append(("clients in the clients file", clients["client_id"].nunique(), ""))
+    table = pd.DataFrame(rows, columns=["item", "count", "note"])
+    table["count"] = table["count"].astype(float)
+    if min_cell is not None:
+        small = (table["count"] > 0) & (table["count"] < min_cell)
+        table.loc[small, "count"] = np.nan
+        hidden = f"fewer than {min_cell} (report.min_cell): not shown"
+        table.loc[small, "note"] = [f"{n}; {hidden}" if n else hidden
+                                    for n in table.loc[small, "note"]]
+    table["count"] = table["count"].round().astype("Int64")
+    return table
 
 
 def suppress_small(frame: pd.DataFrame, count_col: str, min_cell: int,
@@ -67,7 +126,7 @@ def suppress_small(frame: pd.DataFrame, count_col: str, min_cell: int,
 
 def attendance(scored: pd.DataFrame, min_cell: int) -> pd.DataFrame:
     """How many clients had each number of complete sessions (small cells suppressed)."""
-    per_client = scored.dropna(subset=list(VARIABLES)).groupby("client_id").size()
+    per_client = scored.dropna(subset=_present(scored)).groupby("client_id").size()
     table = per_client.value_counts().sort_index().rename_axis("sessions").reset_index(
         name="clients"
     )
@@ -81,10 +140,19 @@ def trajectories(scored: pd.DataFrame, min_cell: int, conf_level: float = 0.95) 
     -------
     DataFrame
         One row per session x variable: ``session, variable, n, mean, sd, conf_low,
-        conf_high, suppressed``; sessions with fewer than ``min_cell`` clients suppressed.
+        conf_high, suppressed, note``; sessions with fewer than ``min_cell`` clients
+        suppressed; ``note`` says why an interval is blank when it is not suppressed
+        (fewer than two values). Only the variables present (no ``wellbeing`` without an
+        outcome file).
+
+    Raises
+    ------
+    SettingsError
+        If ``conf_level`` is not between 0 and 1 (e.g. ``95``).
     """
+    conf_level = check_conf_level(conf_level)
     rows = []
-    for var in VARIABLES:
+    for var in _present(scored):
         grouped = scored.dropna(subset=[var]).groupby("session")[var]
         agg = grouped.agg(["count", "mean", "std"]).reset_index()
         se = agg["std"] / np.sqrt(agg["count"])
@@ -99,8 +167,12 @@ def trajectories(scored: pd.DataFrame, min_cell: int, conf_level: float = 0.95) 
             "conf_high": agg["mean"] + tcrit * se,
         }))
     table = pd.concat(rows, ignore_index=True).sort_values(["variable", "session"])
-    return suppress_small(table.reset_index(drop=True), "n", min_cell,
-                          value_cols=["mean", "sd", "conf_low", "conf_high"])
+    out = suppress_small(table.reset_index(drop=True), "n", min_cell,
+                         value_cols=["mean", "sd", "conf_low", "conf_high"])
+    blank = ~out["suppressed"] & out["conf_low"].isna()
+    out["note"] = np.where(blank, "interval needs two or more values", "")
+    out.loc[out["suppressed"], "note"] = f"fewer than {min_cell} clients: suppressed"
+    return out
 
 
 def distributions(scored: pd.DataFrame, min_cell: int, bin_width: float = 0.25,
@@ -123,7 +195,7 @@ def distributions(scored: pd.DataFrame, min_cell: int, bin_width: float = 0.25,
         ``variable, lower, upper, sessions, suppressed``.
     """
     rows = []
-    for var in VARIABLES:
+    for var in _present(scored):
         values = scored[var].dropna().to_numpy(dtype=float)
         if values.size == 0:
             continue
@@ -134,6 +206,8 @@ def distributions(scored: pd.DataFrame, min_cell: int, bin_width: float = 0.25,
         counts, _ = np.histogram(values, bins=edges)
         rows.append(pd.DataFrame({"variable": var, "lower": edges[:-1], "upper": edges[1:],
                                   "sessions": counts}))
+    if not rows:
+        return pd.DataFrame(columns=["variable", "lower", "upper", "sessions", "suppressed"])
     table = pd.concat(rows, ignore_index=True)
     return suppress_small(table, "sessions", min_cell, value_cols=[])
 
@@ -169,7 +243,8 @@ def suppress_counts(frame: pd.DataFrame, columns: dict[str, list[str]],
 
 
 def alliance_outcome_correlations(scored: pd.DataFrame,
-                                  plausible: tuple[float, float]) -> pd.DataFrame:
+                                  plausible: tuple[float, float],
+                                  min_cell: int | None = None) -> pd.DataFrame:
     """Correlations of each alliance score with wellbeing, with a plausibility flag.
 
     Meta-analyses put the client-rated alliance-outcome correlation near r = .28
@@ -184,15 +259,23 @@ def alliance_outcome_correlations(scored: pd.DataFrame,
         ``alliance_total`` when present) and ``wellbeing``.
     plausible
         ``(low, high)`` range of correlations not flagged.
+    min_cell
+        A correlation over fewer clients than this is suppressed (``r`` and ``n``
+        blank, ``note`` says why); ``None``: nothing suppressed.
 
     Returns
     -------
     DataFrame
         ``score, level, r, n, plausible, note``; ``level`` is ``sessions`` (all
         sessions pooled), ``between`` (client means; ``n`` clients) or ``within``
-        (deviations from each client's own mean).
+        (deviations from each client's own mean). Empty without a ``wellbeing`` column
+        (no outcome file). A score or outcome without variance gives a blank ``r`` and a
+        note instead of a number.
     """
     low, high = plausible
+    columns = ["score", "level", "r", "n", "plausible", "note"]
+    if "wellbeing" not in scored.columns or scored["wellbeing"].notna().sum() == 0:
+        return pd.DataFrame(columns=columns)
     scores = [c for c in ("goal", "task", "bond", "alliance_total") if c in scored.columns]
     rows = []
     for score in scores:
@@ -200,12 +283,226 @@ def alliance_outcome_correlations(scored: pd.DataFrame,
         means = d.groupby("client_id")[[score, "wellbeing"]].transform("mean")
         client_means = d.groupby("client_id")[[score, "wellbeing"]].mean()
         within = d[[score, "wellbeing"]] - means
+        n_clients = len(client_means)
         for level, frame in (("sessions", d), ("between", client_means), ("within", within)):
-            r = float(np.corrcoef(frame[score], frame["wellbeing"])[0, 1])
+            n: float = len(frame)
+            if min_cell is not None and n_clients < min_cell:
+                rows.append({"score": score, "level": level, "r": np.nan, "n": np.nan,
+                             "plausible": True,
+                             "note": f"fewer than {min_cell} clients: suppressed"})
+                continue
+            x, y = frame[score].to_numpy(float), frame["wellbeing"].to_numpy(float)
+            if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+                rows.append({"score": score, "level": level, "r": np.nan, "n": n,
+                             "plausible": True,
+                             "note": "not computed: fewer than 3 values or no variance"})
+                continue
+            r = float(np.corrcoef(x, y)[0, 1])
             ok = bool(low <= r <= high) if level != "within" else True
             note = "" if ok else (
                 f"outside {low:g} to {high:g}, far from the published r of about .28: check "
                 "the scoring keys (reversed items) and the direction of the outcome measure")
-            rows.append({"score": score, "level": level, "r": r, "n": len(frame),
+            rows.append({"score": score, "level": level, "r": r, "n": n,
                          "plausible": ok, "note": note})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
+
+
+# ---------------------------------------------------------------- two raters
+
+
+def rater_summary(scored: pd.DataFrame, min_cell: int,
+                  scales: Sequence[str] = SCALES) -> pd.DataFrame:
+    """Mean and SD of each alliance score by rater (client, therapist), all sessions pooled.
+
+    Parameters
+    ----------
+    scored
+        Output of :func:`pipeline.score.score_raters` (a ``rater`` column).
+    min_cell
+        Rows from fewer clients than this are suppressed.
+    scales
+        Score columns to describe.
+
+    Returns
+    -------
+    DataFrame
+        ``rater, scale, n_forms, n_clients, mean, sd, suppressed``.
+    """
+    rows = []
+    for (rater, ), group in scored.groupby(["rater"], sort=True):
+        for scale in [c for c in scales if c in group.columns]:
+            values = group[["client_id", scale]].dropna()
+            rows.append({"rater": rater, "scale": scale, "n_forms": len(values),
+                         "n_clients": values["client_id"].nunique(),
+                         "mean": values[scale].mean() if len(values) else np.nan,
+                         "sd": values[scale].std() if len(values) > 1 else np.nan})
+    table = pd.DataFrame(rows, columns=["rater", "scale", "n_forms", "n_clients", "mean", "sd"])
+    out = suppress_small(table, "n_clients", min_cell, value_cols=["n_forms", "mean", "sd"])
+    return out
+
+
+def rater_agreement(scored: pd.DataFrame, min_cell: int, conf_level: float = 0.95,
+                    scales: Sequence[str] = SCALES) -> pd.DataFrame:
+    """Agreement of client and therapist ratings of the same session.
+
+    For every score, client and therapist ratings of the same client x session are
+    paired. Reported per session and pooled over sessions: the number of pairs and
+    clients, the Pearson correlation of the two ratings, both means, and the mean
+    difference (client minus therapist) with its SD and a paired-t interval.
+
+    Parameters
+    ----------
+    scored
+        Output of :func:`pipeline.score.score_raters` (``client_id, session, rater`` and
+        the scores).
+    min_cell
+        Rows with fewer pairs or fewer clients than this are suppressed (every number
+        blanked).
+    conf_level
+        Level of the interval of the mean difference, between 0 and 1.
+    scales
+        Score columns to compare.
+
+    Returns
+    -------
+    DataFrame
+        ``scale, session ("all" or the session number), n_pairs, n_clients, r,
+        mean_client, mean_therapist, mean_difference, sd_difference, conf_low, conf_high,
+        suppressed, note``. Empty when there are no therapist ratings. The pooled rows
+        treat sessions of one client as independent pairs (a descriptive summary, not a
+        test).
+
+    References
+    ----------
+    Bland, J. M., & Altman, D. G. (1986). Statistical methods for assessing agreement
+    between two methods of clinical measurement. *The Lancet, 327*(8476), 307-310.
+
+    Tryon, G. S., Blackwell, S. C., & Hammel, E. F. (2007). A meta-analytic examination of
+    client-therapist perspectives of the working alliance. *Psychotherapy Research,
+    17*(6), 629-642.
+
+    R equivalent: ``cor.test(client, therapist)`` and ``t.test(client, therapist,
+    paired = TRUE)`` on the paired scores.
+    """
+    conf_level = check_conf_level(conf_level)
+    columns = ["scale", "session", "n_pairs", "n_clients", "r", "mean_client",
+               "mean_therapist", "mean_difference", "sd_difference", "conf_low", "conf_high",
+               "suppressed", "note"]
+    if "rater" not in scored.columns or not (scored["rater"] == "therapist").any():
+        return pd.DataFrame(columns=columns)
+    keys = ["client_id", "session"]
+    rows = []
+    for scale in [c for c in scales if c in scored.columns]:
+        wide = scored.pivot_table(index=keys, columns="rater", values=scale, aggfunc="first")
+        if not {"client", "therapist"} <= set(wide.columns):
+            continue
+        pairs = wide[["client", "therapist"]].dropna().reset_index()
+        groups = [("all", pairs)] + [(f"{k:g}", g) for k, g in pairs.groupby("session")]
+        for session, g in groups:
+            c, t = g["client"].to_numpy(float), g["therapist"].to_numpy(float)
+            n = len(g)
+            d = c - t
+            row: dict[str, object] = {
+                "scale": scale, "session": session, "n_pairs": n,
+                "n_clients": g["client_id"].nunique(),
+                "r": np.nan, "mean_client": c.mean() if n else np.nan,
+                "mean_therapist": t.mean() if n else np.nan,
+                "mean_difference": d.mean() if n else np.nan,
+                "sd_difference": d.std(ddof=1) if n > 1 else np.nan,
+                "conf_low": np.nan, "conf_high": np.nan, "note": "",
+            }
+            if n >= 3 and np.ptp(c) > 0 and np.ptp(t) > 0:
+                row["r"] = float(np.corrcoef(c, t)[0, 1])
+            else:
+                row["note"] = "r not computed: fewer than 3 pairs or no variance"
+            if n > 1:
+                half = stats.t.ppf(0.5 + conf_level / 2, n - 1) * d.std(ddof=1) / np.sqrt(n)
+                row["conf_low"] = d.mean() - half
+                row["conf_high"] = d.mean() + half
+            rows.append(row)
+    table = pd.DataFrame(rows, columns=[c for c in columns if c != "suppressed"])
+    values = ["n_clients", "r", "mean_client", "mean_therapist", "mean_difference",
+              "sd_difference", "conf_low", "conf_high"]
+    # A row is shown only when both its pairs and its clients reach min_cell.
+    table["smallest"] = np.minimum(table["n_pairs"], table["n_clients"])
+    out = suppress_small(table, "smallest", min_cell, value_cols=["n_pairs", *values])
+    out.loc[out["suppressed"], "note"] = f"fewer than {min_cell} pairs or clients: suppressed"
+    return out[columns]
+
+
+# ------------------------------------------------------------- publishing checks
+
+
+def publishable_k_anonymity(table: pd.DataFrame, min_cell: int) -> pd.DataFrame:
+    """The k-anonymity table as it may be published: rare combinations pooled.
+
+    A combination of covariate values shared by fewer than ``min_cell`` clients is not
+    shown with its values (that would say such a client exists): all of them are pooled
+    into one row whose values read ``(rare)``, with the number of such combinations and
+    their clients (blank when below ``min_cell``).
+
+    Parameters
+    ----------
+    table
+        Output of :func:`pipeline.anonymity.k_anonymity_table`.
+    min_cell
+        Smallest number of clients shown.
+
+    Returns
+    -------
+    DataFrame
+        The covariate columns, ``n_clients``, ``n_combinations`` and ``suppressed``.
+    """
+    covariates = [c for c in table.columns if c != "n_clients"]
+    common = table[table["n_clients"] >= min_cell].copy()
+    common["n_combinations"] = 1
+    common["suppressed"] = False
+    rare = table[table["n_clients"] < min_cell]
+    out = common
+    if len(rare):
+        n = int(rare["n_clients"].sum())
+        pooled: dict[str, object] = {c: "(rare)" for c in covariates}
+        pooled.update({"n_clients": n if n >= min_cell else np.nan,
+                       "n_combinations": len(rare), "suppressed": True})
+        out = pd.concat([common, pd.DataFrame([pooled])], ignore_index=True)
+    out["n_clients"] = out["n_clients"].astype(float).round().astype("Int64")
+    return out.reset_index(drop=True)
+
+
+_COUNT_WORDS = (r"(rows?|clients?|therapists?|sessions?|combinations?|cells?|forms?|pairs?)")
+
+
+def publishable_checks(checks: pd.DataFrame, min_cell: int) -> pd.DataFrame:
+    """The validation checks table as it may be published: small counts hidden.
+
+    ``n`` from 1 to ``min_cell - 1`` is blanked, and so is every such count of rows,
+    clients, therapists, sessions or combinations written in ``detail``
+    (``"2 clients"`` becomes ``"fewer than 5 clients"``).
+
+    Parameters
+    ----------
+    checks
+        ``check, file, status, n, detail`` (:class:`pipeline.validate.ValidatedInputs`).
+    min_cell
+        Smallest count shown.
+
+    Returns
+    -------
+    DataFrame
+        Same columns; ``n`` as float with blanks.
+    """
+    out = checks.copy()
+    small = (out["n"] > 0) & (out["n"] < min_cell)
+    out["n"] = out["n"].astype(float)
+    out.loc[small, "n"] = np.nan
+    pattern = re.compile(rf"\b(\d+)( of \d+)? {_COUNT_WORDS}\b")
+
+    def hide(text: object) -> object:
+        if not isinstance(text, str):
+            return text
+        return pattern.sub(
+            lambda m: (f"fewer than {min_cell} {m.group(3)}" if 0 < int(m.group(1)) < min_cell
+                       else m.group(0)), text)
+
+    out["detail"] = out["detail"].map(hide)
+    return out

@@ -50,38 +50,54 @@ def save_figure(fig: Figure, data: pd.DataFrame, outdir: str | Path, name: str) 
     return paths
 
 
-def trajectories(traj: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
-    """Mean goal, task, bond and wellbeing per session with intervals.
+def trajectories(traj: pd.DataFrame, outcome_label: str = "wellbeing",
+                 alliance_metric: str = "item-mean metric") -> tuple[Figure, pd.DataFrame]:
+    """Mean goal, task, bond and the outcome per session with intervals.
 
     ``traj`` is ``results/describe/trajectories.csv``; suppressed sessions are not drawn.
+    ``outcome_label`` names the outcome (e.g. the instrument's name) and
+    ``alliance_metric`` the alliance scale (e.g. ``"item mean, 1-7"``). Without outcome
+    rows (an alliance-only analysis) only the alliance panel is drawn.
     """
     data = traj[~traj["suppressed"].astype(bool)].reset_index(drop=True)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    has_outcome = bool((traj["variable"] == "wellbeing").any())
+    fig, axes = plt.subplots(1, 2 if has_outcome else 1, figsize=(10 if has_outcome else 5.5,
+                                                                  3.6), squeeze=False)
+    ax0 = axes[0][0]
     for var in SUBSCALES:
         d = data[data["variable"] == var]
-        axes[0].plot(d["session"], d["mean"], marker="o", ms=3, color=COLORS[var], label=var)
-        axes[0].fill_between(d["session"], d["conf_low"], d["conf_high"], color=COLORS[var],
-                             alpha=0.2, lw=0)
-    axes[0].set(xlabel="session", ylabel="mean (item-mean metric)", title="Goal, task and bond")
-    axes[0].legend(frameon=False)
-    d = data[data["variable"] == "wellbeing"]
-    axes[1].plot(d["session"], d["mean"], marker="o", ms=3, color=COLORS["wellbeing"])
-    axes[1].fill_between(d["session"], d["conf_low"], d["conf_high"],
+        ax0.plot(d["session"], d["mean"], marker="o", ms=3, color=COLORS[var], label=var)
+        ax0.fill_between(d["session"], d["conf_low"], d["conf_high"], color=COLORS[var],
+                         alpha=0.2, lw=0)
+    ax0.set(xlabel="session", ylabel=f"mean ({alliance_metric})", title="Goal, task and bond")
+    ax0.legend(frameon=False)
+    if has_outcome:
+        d = data[data["variable"] == "wellbeing"]
+        ax1 = axes[0][1]
+        ax1.plot(d["session"], d["mean"], marker="o", ms=3, color=COLORS["wellbeing"])
+        ax1.fill_between(d["session"], d["conf_low"], d["conf_high"],
                          color=COLORS["wellbeing"], alpha=0.2, lw=0)
-    axes[1].set(xlabel="session", ylabel="mean wellbeing", title="Wellbeing")
+        ax1.set(xlabel="session", ylabel=f"mean {outcome_label}", title=outcome_label)
     fig.tight_layout()
     return fig, data
 
 
-def distributions(dist: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
-    """Histograms of the session scores (``results/describe/distributions.csv``)."""
+def distributions(dist: pd.DataFrame,
+                  outcome_label: str = "wellbeing") -> tuple[Figure, pd.DataFrame]:
+    """Histograms of the session scores (``results/describe/distributions.csv``).
+
+    Only the variables present are drawn (no outcome panel in an alliance-only analysis).
+    """
     data = dist[~dist["suppressed"].astype(bool)].reset_index(drop=True)
-    fig, axes = plt.subplots(1, 4, figsize=(12, 3.0))
-    for ax, var in zip(axes, (*SUBSCALES, "wellbeing"), strict=True):
+    variables = [v for v in (*SUBSCALES, "wellbeing") if (dist["variable"] == v).any()]
+    fig, axes = plt.subplots(1, max(len(variables), 1), figsize=(3 * max(len(variables), 1),
+                                                                 3.0), squeeze=False)
+    for ax, var in zip(axes[0], variables, strict=False):
         d = data[data["variable"] == var]
         ax.bar(d["lower"], d["sessions"], width=d["upper"] - d["lower"], align="edge",
                color=COLORS[var], edgecolor="white", lw=0.5)
-        ax.set(title=var, xlabel="score", ylabel="sessions" if var == "goal" else "")
+        title = outcome_label if var == "wellbeing" else var
+        ax.set(title=title, xlabel="score", ylabel="sessions" if var == "goal" else "")
     fig.tight_layout()
     return fig, data
 
@@ -201,8 +217,14 @@ def reliability(rel: pd.DataFrame, floor_ceiling: pd.DataFrame) -> tuple[Figure,
     """Cronbach's alpha per session by subscale, and the share of answers at the ceiling.
 
     ``rel`` is ``results/scoring/reliability.csv``, ``floor_ceiling`` is
-    ``results/scoring/floor_ceiling.csv`` (suppressed counts are not drawn).
+    ``results/scoring/floor_ceiling.csv`` (suppressed counts are not drawn). With client
+    and therapist forms, only the first instrument in ``rel`` (the client form) is drawn.
     """
+    if "instrument" in rel.columns and rel["instrument"].nunique() > 1:
+        # Client and therapist forms: the figure shows the first (client) form's items.
+        first = rel["instrument"].iloc[0]
+        rel = rel[rel["instrument"] == first]
+        floor_ceiling = floor_ceiling[floor_ceiling["instrument"] == first]
     per = rel[(rel["subset"] == "session") & rel["alpha"].notna()]
     per = per[["scale", "session", "n", "alpha", "omega_total"]].assign(panel="alpha")
     fc = floor_ceiling[floor_ceiling["pct_ceiling"].notna()]
@@ -217,6 +239,9 @@ def reliability(rel: pd.DataFrame, floor_ceiling: pd.DataFrame) -> tuple[Figure,
     axes[0].legend(frameon=False)
     axes[1].bar(fc["item_number"], fc["pct_ceiling"],
                 color=[COLORS.get(s, "grey") for s in fc["scale"]])
-    axes[1].set(xlabel="item", ylabel="% answers at the top option", title="Ceiling")
+    direction = (floor_ceiling["direction"].iloc[0] if "direction" in floor_ceiling.columns
+                 and len(floor_ceiling) else "as answered")
+    top = "best score (keyed)" if direction == "keyed" else "top option"
+    axes[1].set(xlabel="item", ylabel=f"% answers at the {top}", title="Ceiling")
     fig.tight_layout()
     return fig, pd.concat([per, fc], ignore_index=True)

@@ -62,12 +62,68 @@ def tidy_for_output(frame: pd.DataFrame, digits: int = SIG_DIGITS) -> pd.DataFra
     return out
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV
+#: injection"); tab and carriage return are included because some programs strip them.
+FORMULA_STARTS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells that a spreadsheet would run as a formula with an apostrophe.
+
+    Parameters
+    ----------
+    frame
+        Any table about to be written as CSV.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy in which every text cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a
+        carriage return, and that is not a number written as text (``-0.5`` stays), starts
+        with ``'`` instead, which spreadsheets show as text. Numeric columns are unchanged.
+
+    References
+    ----------
+    OWASP Foundation. *CSV Injection*. https://owasp.org/www-community/attacks/CSV_Injection
+    """
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype != object and not pd.api.types.is_string_dtype(out[col]):
+            continue
+        values = out[col]
+        try:
+            candidates = values.str.startswith(FORMULA_STARTS, na=False).astype(bool)
+        except AttributeError:  # an object column without text (e.g. all booleans)
+            continue
+        if not candidates.any():
+            continue
+        risky = candidates & ~values.map(
+            lambda v: not isinstance(v, str) or _is_number_text(v)).astype(bool)
+        if risky.any():
+            out[col] = values.where(~risky, "'" + values.astype(str))
+    names = [f"'{c}" if isinstance(c, str) and c.startswith(FORMULA_STARTS)
+             and not _is_number_text(c) else c for c in out.columns]
+    out.columns = pd.Index(names)
+    return out
+
+
 def write_csv(frame: pd.DataFrame, path: str | Path, digits: int | None = SIG_DIGITS) -> Path:
     """Write ``frame`` as CSV atomically, floats rounded to ``digits`` significant digits.
 
-    Pass ``digits=None`` to keep full precision (intermediate data between stages).
+    Pass ``digits=None`` to keep full precision (intermediate data between stages). Text
+    cells (and column names) that a spreadsheet would run as a formula are written with a
+    leading apostrophe (:func:`neutralise_formulas`); numbers are never changed.
     """
     data = tidy_for_output(frame, digits) if digits is not None else frame
+    data = neutralise_formulas(data)
     with atomic_open(path) as fh:
         data.to_csv(fh, index=False, lineterminator="\n")
     return Path(path)

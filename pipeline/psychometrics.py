@@ -342,29 +342,34 @@ def subscale_correlations(
     return pd.DataFrame(rows, columns=["level", "scale_1", "scale_2", "r", "n_obs", "n_clients"])
 
 
-def floor_ceiling(items_df: pd.DataFrame, inst: Instrument) -> pd.DataFrame:
-    """Count responses at the lowest and highest response option, per item.
+def floor_ceiling(items_df: pd.DataFrame, inst: Instrument, keyed: bool = True) -> pd.DataFrame:
+    """Count responses at the lowest and highest scored value, per item.
 
     Parameters
     ----------
     items_df
-        Raw item columns of ``inst`` (validated here; NOT reversed, so counts refer to the
-        response options as printed; for reversed items the floor is the keyed ceiling).
+        Raw item columns of ``inst`` (validated here, and reversed when ``keyed``).
     inst
         Instrument key.
+    keyed
+        Count on the keyed (scored) direction, the default: for a reversed item the
+        "floor" is the answer that scores lowest (the highest printed option), so floor
+        always means the worst score and ceiling the best. ``False`` counts the response
+        options as printed. The ``direction`` column says which.
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``instrument, item, item_number, scale, reversed, n, n_floor, n_ceiling,
-        pct_floor, pct_ceiling``; ``n`` counts answered items and percentages are of ``n``.
+        Columns ``instrument, item, item_number, scale, reversed, direction, n, n_floor,
+        n_ceiling, pct_floor, pct_ceiling``; ``n`` counts answered items and percentages
+        are of ``n``; ``direction`` is ``"keyed"`` or ``"as answered"``.
 
     References
     ----------
     Terwee, C. B. et al. (2007). Quality criteria were proposed for measurement properties
     of health status questionnaires. *Journal of Clinical Epidemiology, 60*(1), 34-42.
     """
-    items = validate_items(items_df, inst)
+    items = keyed_items(items_df, inst) if keyed else validate_items(items_df, inst)
     scale_of = {c: name for name, cols in _scales(inst).items() for c in cols}
     rows = []
     for number, col in enumerate(inst.item_columns, start=1):
@@ -374,7 +379,8 @@ def floor_ceiling(items_df: pd.DataFrame, inst: Instrument) -> pd.DataFrame:
         n_ceiling = int((values == inst.item_max).sum())
         rows.append({
             "instrument": inst.key, "item": col, "item_number": number,
-            "scale": scale_of.get(col, ""), "reversed": number in inst.reversed, "n": n,
+            "scale": scale_of.get(col, ""), "reversed": number in inst.reversed,
+            "direction": "keyed" if keyed else "as answered", "n": n,
             "n_floor": n_floor, "n_ceiling": n_ceiling,
             "pct_floor": 100.0 * n_floor / n if n else np.nan,
             "pct_ceiling": 100.0 * n_ceiling / n if n else np.nan,

@@ -27,8 +27,40 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+#: Spreadsheet error values (Excel, LibreOffice, SPSS's ``#NULL!``): a cell that holds one
+#: has no value, so it is read as missing in every text and spreadsheet format and counted
+#: in the notes of :func:`read_table` (``frame.attrs["error_cells"]``).
+ERROR_TEXTS: tuple[str, ...] = (
+    "#NULL!", "#N/A", "#VALUE!", "#DIV/0!", "#REF!", "#NAME?", "#NUM!", "#SPILL!",
+    "#CALC!", "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#UNKNOWN!", "#CONNECT!", "#BUSY!",
+)
+
 #: Cell texts read as missing in CSV/TSV files (besides an empty cell).
-NA_TEXTS: tuple[str, ...] = ("NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "#N/A")
+NA_TEXTS: tuple[str, ...] = ("NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", *ERROR_TEXTS)
+
+#: Byte-order marks recognised at the start of a text file, longest first, with the codec
+#: that reads the rest (Excel's "Unicode text" export is UTF-16 LE with a BOM).
+BOMS: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+#: Leading bytes of container formats that are sometimes renamed to ``.csv``.
+MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"PK\x03\x04", "a zip archive (or an Excel .xlsx workbook, which is one)"),
+    (b"PK\x05\x06", "an empty zip archive"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel .xls workbook (or another "
+     "Microsoft Office file)"),
+    (b"\x1f\x8b", "a gzip-compressed file"),
+    (b"PAR1", "a Parquet file"),
+    (b"$FL2", "an SPSS .sav file"),
+    (b"$FL3", "an SPSS .zsav file"),
+    (b"%PDF", "a PDF document"),
+    (b"SQLite format 3", "an SQLite database"),
+)
 
 #: Delimiters recognised in delimited text files, in order of preference.
 DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
@@ -108,11 +140,17 @@ class InputError(Exception):
     checks
         Optional tidy table of the checks run so far (see
         :class:`pipeline.validate.ValidatedInputs`).
+    notes
+        Warnings gathered before the failure (how each file was read: encoding,
+        delimiter, spreadsheet error cells), printed after the problems so that they are
+        not lost when validation fails.
     """
 
-    def __init__(self, problems: Sequence[Problem], checks: pd.DataFrame | None = None) -> None:
+    def __init__(self, problems: Sequence[Problem], checks: pd.DataFrame | None = None,
+                 notes: Sequence[str] = ()) -> None:
         self.problems: list[Problem] = list(problems)
         self.checks = checks
+        self.notes: list[str] = list(notes)
         super().__init__(self.__str__())
 
     def __str__(self) -> str:
@@ -136,6 +174,11 @@ class InputError(Exception):
                 where = p.where()
                 if where:
                     lines.append(f"     where: {where}")
+        if self.notes:
+            # How the files were read (encoding, delimiter, error cells): often the cause.
+            lines.append("")
+            lines.append("How the files were read (may explain the problems above):")
+            lines.extend(f"  - {note}" for note in self.notes)
         return "\n".join(lines)
 
 
@@ -181,14 +224,120 @@ def _sniff_delimiter(first_line: str, default: str) -> str:
     return best if counts[best] > counts.get(default, 0) else default
 
 
-def _read_delimited(path: Path, default_delimiter: str) -> pd.DataFrame:
-    raw_bytes = path.read_bytes()
+def _not_text(path: Path, head: bytes) -> None:
+    """Refuse a file whose first bytes show it is a binary container, not a text table."""
+    for magic, what in MAGIC:
+        if head.startswith(magic):
+            raise _fail(
+                path, "unsupported_format",
+                f"this is {what}, not a CSV/text table, although its name ends in "
+                f"'{path.suffix}'. Unpack or export the table itself (CSV UTF-8, or keep the "
+                "workbook's own extension such as .xlsx) and name that file in params.yaml.",
+            )
+
+
+def _utf16_without_bom(head: bytes) -> str | None:
+    """``utf-16-le``/``-be`` when every other byte of the start is NUL (ASCII in UTF-16)."""
+    sample = head[:200]
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    if odd.count(0) > 0.9 * len(odd) and even.count(0) == 0:
+        return "utf-16-le"
+    if even.count(0) > 0.9 * len(even) and odd.count(0) == 0:
+        return "utf-16-be"
+    return None
+
+
+def decode_text(path: Path, raw_bytes: bytes) -> tuple[str, list[str]]:
+    """Decode a text table: byte-order mark first, then UTF-8, then Windows-1252.
+
+    Parameters
+    ----------
+    path
+        The file (for messages).
+    raw_bytes
+        Its content.
+
+    Returns
+    -------
+    (text, notes)
+        The decoded text without the byte-order mark, and notes for the validation
+        report saying how it was read when it was not plain UTF-8.
+
+    Raises
+    ------
+    InputError
+        ``unsupported_format`` when the bytes are a zip/Excel/PDF/... container;
+        ``unreadable_file`` when a byte-order mark promises an encoding the bytes break.
+    """
+    _not_text(path, raw_bytes[:16])
     notes: list[str] = []
+    for bom, codec in BOMS:
+        if raw_bytes.startswith(bom):
+            try:
+                text = raw_bytes[len(bom):].decode(codec)
+            except UnicodeDecodeError as exc:
+                raise _fail(
+                    path, "unreadable_file",
+                    f"the file starts with a {codec.upper()} byte-order mark but is not valid "
+                    f"{codec.upper()} ({_first_line(exc)}). Re-save it as CSV UTF-8.",
+                ) from exc
+            if codec != "utf-8":
+                notes.append(f"read as {codec.upper()} (byte-order mark found; Excel's "
+                             "'Unicode text' export). CSV UTF-8 is preferred")
+            return text, notes
+    codec16 = _utf16_without_bom(raw_bytes)
+    if codec16:
+        try:
+            text = raw_bytes.decode(codec16)
+            notes.append(f"read as {codec16.upper()} without a byte-order mark. CSV UTF-8 is "
+                         "preferred")
+            return text, notes
+        except UnicodeDecodeError:
+            pass
     try:
-        text = raw_bytes.decode("utf-8-sig")
+        text = raw_bytes.decode("utf-8")
     except UnicodeDecodeError:
         text = raw_bytes.decode("cp1252", errors="replace")
         notes.append("not valid UTF-8: read as Windows-1252 (save as CSV UTF-8 to avoid this)")
+    if "\x00" in text:
+        raise _fail(
+            path, "unreadable_file",
+            "the file holds NUL bytes, so it is not a text table (a binary file, or text in "
+            "an encoding that could not be recognised). Export it again as CSV UTF-8.",
+        )
+    return text, notes
+
+
+def _count_errors(body: pd.DataFrame, names: Sequence[str], frame: pd.DataFrame,
+                  notes: list[str]) -> None:
+    """Note how many cells of ``body`` (raw cells, columns ``names``) held error values.
+
+    The counts per column go to ``frame.attrs["error_cells"]``; the cells themselves are
+    already missing in ``frame``.
+    """
+    codes = set(ERROR_TEXTS)
+    found: dict[str, int] = {}
+    for j, column in enumerate(names):
+        if j >= body.shape[1] or column not in frame.columns:
+            continue
+        n = int(body.iloc[:, j].map(lambda v: isinstance(v, str) and v.strip() in codes).sum())
+        if n:
+            found[str(column)] = n
+    if found:
+        total = sum(found.values())
+        notes.append(
+            f"{total} cell{'s' if total != 1 else ''} held spreadsheet error values such as "
+            "#NULL!, #N/A or #VALUE!, read as missing (by column: "
+            + ", ".join(f"{c} {n}" for c, n in sorted(found.items())) + ")"
+        )
+    frame.attrs["error_cells"] = found
+
+
+def _read_delimited(path: Path, default_delimiter: str) -> pd.DataFrame:
+    raw_bytes = path.read_bytes()
+    text, notes = decode_text(path, raw_bytes)
     if not text.strip():
         raise _fail(path, "empty_file", "the file is empty: it has no header and no rows.")
     first_line = text.splitlines()[0]
@@ -215,8 +364,21 @@ def _read_delimited(path: Path, default_delimiter: str) -> pd.DataFrame:
         ) from exc
     frame = _header_body(raw, path)
     frame.attrs["row_note"] = "data row N = line N+1 of the file"
+    _count_error_texts(text, delimiter, frame, notes)
     frame.attrs["notes"] = notes
     return frame
+
+
+def _count_error_texts(text: str, delimiter: str, frame: pd.DataFrame,
+                       notes: list[str]) -> None:
+    """Count spreadsheet error values in a text file (already read as missing)."""
+    frame.attrs["error_cells"] = {}
+    if "#" not in text:
+        return
+    cells = pd.read_csv(io.StringIO(text), sep=delimiter, header=None, dtype=str,
+                        keep_default_na=False, na_values=[], skip_blank_lines=False)
+    names = [str(v).strip() for v in cells.iloc[0]]
+    _count_errors(cells.iloc[1:], names, frame, notes)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -256,9 +418,14 @@ def _read_excel(path: Path) -> pd.DataFrame:
             f"the file cannot be read as an Excel workbook ({type(exc).__name__}: "
             f"{_first_line(exc)}). Re-save it from Excel as .xlsx, or export CSV.",
         ) from exc
-    frame = _header_body(raw, path)
+    codes = set(ERROR_TEXTS)
+    errors = raw.map(lambda v: isinstance(v, str) and v.strip() in codes)
+    errors.iloc[0] = False
+    frame = _header_body(raw.mask(errors), path)
     frame.attrs["row_note"] = f"data row N = row N+1 of sheet '{sheet}'"
-    notes = []
+    notes: list[str] = []
+    names = ["" if pd.isna(v) else str(v).strip() for v in raw.iloc[0]] if len(raw) else []
+    _count_errors(raw.iloc[1:], names, frame, notes)
     if len(sheets.sheet_names) > 1:
         notes.append(
             f"the workbook has {len(sheets.sheet_names)} sheets; only the first, '{sheet}', "

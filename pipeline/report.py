@@ -19,6 +19,7 @@ from typing import Any
 
 import jupytext
 import nbformat
+import pandas as pd
 import papermill as pm
 from nbconvert import HTMLExporter
 
@@ -148,7 +149,91 @@ def data_notice(params: Mapping[str, Any]) -> str:
     """First-screen Markdown saying what data a report is about (simulated or whose)."""
     if params["data"].get("simulated", False):
         return SIMULATED_NOTICE
-    # File names only: a folder path can name a person or a machine.
-    files = ", ".join(f"`{Path(params['data'][k]).name}`"
+    # File names only: a folder path can name a person or a machine. Names are escaped:
+    # a file called "x`<script>...`.csv" must not put markup into the report.
+    files = ", ".join(f"<code>{escape(Path(params['data'][k]).name)}</code>"
                       for k in ("alliance", "outcome", "clients") if params["data"].get(k))
     return f"Data: {files}."
+
+
+# Characters with a meaning in HTML or Markdown, written as numeric entities by :func:`escape`.
+_INERT = {c: f"&#{ord(c)};" for c in "&<>\"'`*_[]{}()#+-.!|~\\$"}
+
+
+def escape(text: object) -> str:
+    """Text from the user (file names, column names, levels, keys) made inert for a report.
+
+    HTML special characters become entities (``<script>`` shows as text) and so do the
+    characters Markdown would interpret (a backtick cannot open a code span, ``*`` cannot
+    start emphasis), so the text is shown exactly as written in a Markdown cell or in HTML.
+
+    Parameters
+    ----------
+    text
+        Anything; converted with ``str``.
+
+    Returns
+    -------
+    str
+    """
+    return "".join(_INERT.get(c, c) for c in str(text))
+
+
+def alliance_metric(inst: Any) -> str:
+    """How the alliance scores read, from the instrument key (never hard-coded).
+
+    E.g. ``"item mean, 1 (lowest) to 7 (highest) on the Working Alliance Inventory - Short
+    form (client)"``.
+    """
+    how = "item mean" if inst.score == "mean" else "item sum"
+    return (f"{how}, {inst.item_min:g} (lowest) to {inst.item_max:g} (highest) on the "
+            f"{escape(inst.name)}")
+
+
+def outcome_description(inst: Any | None, higher_is_better: bool = True) -> str:
+    """One sentence on the outcome measure: its name, metric and direction, or its absence."""
+    if inst is None:
+        return ("No outcome file was given: this is an alliance-only analysis, so nothing "
+                "about change in an outcome is reported.")
+    from pipeline.score import outcome_range
+
+    lo, hi = outcome_range(inst)
+    turned = inst.direction == "higher_worse" and higher_is_better
+    if inst.direction == "higher_better":
+        direction = "higher = better"
+    elif turned:
+        direction = (f"higher = worse on the questionnaire, turned round here ({hi + lo:g} "
+                     "minus the score) so that higher = better in every table")
+    else:
+        direction = "higher = worse"
+    return (f"The outcome is the **{escape(inst.name)}** (<code>{escape(inst.key)}</code>), "
+            f"scored {lo:g}\u2013{hi:g}, {direction}.")
+
+
+def top_share(dist: pd.DataFrame, lo: float, hi: float, top_fraction: float,
+              variables: tuple[str, ...] = ("goal", "task", "bond")) -> float:
+    """Share of the (unsuppressed) binned session scores in the top part of the scale.
+
+    Parameters
+    ----------
+    dist
+        ``results/describe/distributions.csv``.
+    lo, hi
+        The scale's range.
+    top_fraction
+        The top part, as a fraction of the range (e.g. 0.25: the top quarter).
+    variables
+        Which variables to pool.
+
+    Returns
+    -------
+    float
+        Sessions in bins whose lower edge is at or above ``hi - top_fraction * (hi - lo)``,
+        divided by all shown sessions; NaN when nothing is shown.
+    """
+    shown = dist[dist["variable"].isin(variables) & ~dist["suppressed"].astype(bool)]
+    total = float(shown["sessions"].sum())
+    if total == 0:
+        return float("nan")
+    cut = hi - top_fraction * (hi - lo)
+    return float(shown.loc[shown["lower"] >= cut - 1e-9, "sessions"].sum()) / total

@@ -30,7 +30,9 @@ Internal Medicine, 16*(9), 606-613.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -366,6 +368,110 @@ def score_alliance(df: pd.DataFrame, inst: Instrument) -> tuple[pd.DataFrame, pd
         )
     scored[TOTAL_COLUMN] = total
     return scored, _summary_frame(rows)
+
+
+def as_form(df: pd.DataFrame, source: Instrument, target: Instrument) -> pd.DataFrame:
+    """Rename ``source``'s item columns to ``target``'s (same items, another form's key).
+
+    In the long layout of ``data/README.md`` client and therapist ratings share the item
+    columns named after the client form (``wai_s_1`` ...); therapist rows are scored with
+    the therapist form's key, whose items are ``wai_s_t_1`` ....
+
+    Parameters
+    ----------
+    df
+        Rows holding ``source``'s item columns.
+    source, target
+        Two forms with the same number of items.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with the item columns renamed; other columns unchanged.
+    """
+    if source.n_items != target.n_items:
+        raise ValueError(f"{source.key} and {target.key} have different numbers of items")
+    return df.rename(columns=dict(zip(source.item_columns, target.item_columns, strict=True)))
+
+
+def score_raters(
+    df: pd.DataFrame, client: Instrument, therapist: Instrument | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score client- and therapist-rated alliance rows, each with its own form's key.
+
+    Parameters
+    ----------
+    df
+        Validated alliance rows. With a ``rater`` column (``client`` / ``therapist``),
+        rows rated by the therapist are scored with ``therapist`` (when given) from the
+        same item columns; without one, every row is a client rating.
+    client
+        The client form (``instruments.alliance``), e.g. ``wai_s``.
+    therapist
+        The therapist form (``instruments.alliance_therapist``), e.g. ``wai_s_t``;
+        ``None`` scores therapist rows with the client key (and says so in ``summary``).
+
+    Returns
+    -------
+    scored : pandas.DataFrame
+        As :func:`score_alliance`, with a ``rater`` column (``client`` when the input has
+        none), rows in the input order.
+    summary : pandas.DataFrame
+        :func:`score_alliance`'s summary per form, with a ``rater`` column.
+
+    Notes
+    -----
+    The analysis plan models client-rated alliance; therapist ratings are described and
+    compared with the client's (``pipeline.describe.rater_agreement``).
+    """
+    raters = (df["rater"].astype(str).str.strip().str.lower() if "rater" in df.columns
+              else pd.Series("client", index=df.index))
+    parts, summaries = [], []
+    for rater in sorted(raters.unique()):
+        rows = df[raters == rater]
+        inst = client
+        if rater == "therapist" and therapist is not None:
+            inst = therapist
+            if _has_items(rows, client):
+                rows = as_form(rows, client, therapist)
+        scored, summary = score_alliance(rows, inst)
+        scored["rater"] = rater
+        summary.insert(0, "rater", rater)
+        parts.append(scored)
+        summaries.append(summary)
+    out = pd.concat(parts).loc[df.index]
+    ids = [c for c in ID_COLUMNS if c in out.columns]
+    return out[ids + [c for c in out.columns if c not in ids]], pd.concat(
+        summaries, ignore_index=True)
+
+
+def therapist_form(instruments: Mapping[str, Any]) -> Instrument | None:
+    """The therapist form of the alliance instrument, from the ``instruments:`` settings.
+
+    Parameters
+    ----------
+    instruments
+        The ``instruments:`` block of ``params.yaml``.
+
+    Returns
+    -------
+    Instrument or None
+        ``instruments.alliance_therapist`` when set; otherwise the registered
+        ``<alliance>_t`` form (``wai_s_t`` for ``wai_s``, ``wai36_t`` for ``wai36``) when
+        it exists in ``instruments.paths`` or the shipped registry; else ``None``
+        (therapist rows, if any, are then scored with the client key and a warning).
+    """
+    from pipeline.instruments import available_instruments, load_instrument
+
+    paths = list(instruments.get("paths") or [])
+    key = str(instruments.get("alliance_therapist") or "")
+    if not key:
+        guess = f"{instruments['alliance']}_t"
+        if guess in available_instruments() or any(
+            (Path(p) / f"{guess}.yaml").is_file() for p in paths
+        ):
+            key = guess
+    return load_instrument(key, paths) if key else None
 
 
 def _sum_range(inst: Instrument, subscale: str) -> tuple[float, float]:

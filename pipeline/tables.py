@@ -119,11 +119,14 @@ def styled(frame: pd.DataFrame, hide_index: bool = True) -> Styler:
 
     pandas gives every Styler a random id (``T_<5 hex digits>``) that ends up in the HTML;
     here the id is a digest of the table's content instead, so identical tables render to
-    identical bytes.
+    identical bytes. Cell values and column labels are HTML-escaped.
     """
     content = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
     digest = hashlib.sha256(content + repr(list(frame.columns)).encode()).hexdigest()[:10]
-    styler = frame.style.set_uuid(digest)
+    # Cells and headers may come from the user (column names, covariate levels, file
+    # names): escaped, so that no value can put markup into a report.
+    styler = frame.style.set_uuid(digest).format(escape="html").format_index(
+        escape="html", axis=1)
     return styler.hide(axis="index") if hide_index else styler
 
 

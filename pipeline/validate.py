@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,12 +40,15 @@ import pandera.pandas as pa
 
 from pipeline.anonymity import (
     check_anonymity,
+    check_covariates,
+    check_headers,
     k_anonymity_table,
     load_rules,
     rare_combinations,
     value_texts,
 )
-from pipeline.instruments import Instrument
+from pipeline.errors import SettingsError
+from pipeline.instruments import Instrument, available_instruments, load_instrument
 from pipeline.read import InputError, Problem, read_table
 from pipeline.score import outcome_range
 
@@ -54,12 +58,17 @@ ROLES: tuple[str, ...] = ("alliance", "outcome", "clients")
 RATERS: tuple[str, ...] = ("client", "therapist")
 """Allowed values of the optional ``rater`` column (after lower-casing)."""
 
+ASSUMED_THERAPIST = "one_therapist"
+"""``therapist_id`` given to every row when the alliance file has no therapist_id column."""
+
 DEFAULT_SETTINGS: dict[str, Any] = {
     "allow_columns": [],
     "k_anonymity": 5,
     "max_examples": 5,
     "covariates": None,
     "anonymity_rules": None,
+    "covariate_levels": None,
+    "max_session": 1000,
 }
 """Defaults of the ``validation:`` block of ``params.yaml``.
 
@@ -74,6 +83,13 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     than ``client_id`` (and the contract's id columns).
 ``anonymity_rules``
     Path of a rules file replacing ``pipeline/anonymity_rules.yaml``; ``None`` = shipped.
+``covariate_levels``
+    Covariate -> list of its levels, declared by the user as safe to publish; the values
+    must be exactly these (``None``: levels must look like categories, see
+    :func:`pipeline.anonymity.check_covariates`).
+``max_session``
+    Largest session number accepted; a larger one is refused as ``session_too_large``
+    (a typing error, a date or a code; ``1e20`` would overflow a whole number).
 """
 
 RULE_TEXT: dict[str, str] = {
@@ -83,12 +99,15 @@ RULE_TEXT: dict[str, str] = {
     "not_a_number": "numbers where numbers are expected",
     "not_whole_number": "session is a whole number",
     "session_below_1": "session is 1 or more",
+    "session_too_large": "session is not above validation.max_session",
     "out_of_range": "values inside the instrument's range",
     "invalid_rater": "rater is client or therapist",
     "duplicate_row": "one row per key (client x session [x rater]; client in clients file)",
     "several_therapists": "each client has exactly one therapist",
     "anonymity_names": "no column name announcing identifying data",
     "anonymity_content": "no identifying content",
+    "anonymity_headers": "no column name that is itself an identifier",
+    "covariate_categories": "covariate values are declared or look like categories",
 }
 """Short descriptions of the checks, used in the ``checks`` table."""
 
@@ -104,7 +123,8 @@ class ValidatedInputs:
         (``wai_sr_1`` ...) or the pre-scored subscales (``goal, task, bond``).
     outcome
         ``client_id, session`` then either the item columns or the pre-scored total
-        (named after the instrument, e.g. ``swemwbs``).
+        (named after the instrument, e.g. ``swemwbs``); ``None`` without an outcome file
+        (an alliance-only analysis).
     clients
         ``client_id`` and the covariates, or ``None`` without a clients file.
     checks
@@ -127,7 +147,7 @@ class ValidatedInputs:
     """
 
     alliance: pd.DataFrame
-    outcome: pd.DataFrame
+    outcome: pd.DataFrame | None
     clients: pd.DataFrame | None
     checks: pd.DataFrame
     warnings: list[str]
@@ -144,6 +164,8 @@ class _Settings:
     max_examples: int
     covariates: tuple[str, ...] | None
     anonymity_rules: str | None
+    covariate_levels: dict[str, tuple[str, ...]]
+    max_session: int
 
 
 def _settings(raw: Mapping[str, Any] | None, problems: list[Problem],
@@ -178,6 +200,17 @@ def _settings(raw: Mapping[str, Any] | None, problems: list[Problem],
             return int(DEFAULT_SETTINGS[key])
         return int(value)
 
+    levels_raw = merged["covariate_levels"] or {}
+    levels: dict[str, tuple[str, ...]] = {}
+    if not isinstance(levels_raw, Mapping):
+        bad("covariate_levels", "must map covariate names to lists of levels, e.g. "
+            "{approach: [CBT, psychodynamic]}.")
+    else:
+        for key, values in levels_raw.items():
+            if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+                bad("covariate_levels", f"'{key}' must list its levels, e.g. [CBT, humanistic].")
+                continue
+            levels[_column_name(key)] = tuple(str(v).strip() for v in values)
     rules = merged["anonymity_rules"]
     if rules is not None and not Path(str(rules)).is_file():
         bad("anonymity_rules", "names a rules file that does not exist.")
@@ -188,6 +221,8 @@ def _settings(raw: Mapping[str, Any] | None, problems: list[Problem],
         max_examples=positive("max_examples"),
         covariates=names("covariates"),
         anonymity_rules=str(rules) if rules else None,
+        covariate_levels=levels,
+        max_session=positive("max_session"),
     )
 
 
@@ -239,12 +274,48 @@ def as_numbers(series: pd.Series) -> pd.Series:
     return series.map(lookup).astype("float64")
 
 
+def _stripped(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        return text if text else np.nan
+    return value
+
+
 def _blank_to_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """Strip surrounding spaces from text cells; a cell left empty becomes missing.
+
+    Works on the distinct values of each column (a few per item column), so a
+    two-million-row file costs one hash lookup per cell.
+    """
     out = frame.copy()
     for column in out.columns:
         if out[column].dtype == object:
-            values = out[column].map(lambda v: v.strip() if isinstance(v, str) else v)
-            out[column] = values.mask(values.map(lambda v: isinstance(v, str) and v == ""))
+            values = out[column]
+            uniques = pd.unique(values.dropna())
+            lookup = {u: _stripped(u) for u in uniques}
+            if any(lookup[u] is not u for u in uniques):
+                out[column] = values.map(lookup)
+    return out
+
+
+def _parse_numbers(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Store text columns whose every cell is a number as float64 (speed only).
+
+    Only contract columns that must be numbers (session, items, scores) are parsed, and
+    only when no cell would be lost: a column with any non-number stays text, so the
+    ``not_a_number`` check still names its rows. Checks on float columns are vectorised,
+    which matters for files of millions of rows.
+    """
+    out = frame
+    for column in columns:
+        series = frame[column]
+        if series.dtype != object:
+            continue
+        numbers = as_numbers(series)
+        if int(numbers.notna().sum()) == int(series.notna().sum()):
+            if out is frame:
+                out = frame.copy()
+            out[column] = numbers
     return out
 
 
@@ -288,6 +359,9 @@ class _Spec:
     expectation: str = ""
     notes: list[str] = field(default_factory=list)
     extra_problems: list[tuple[str, str, str]] = field(default_factory=list)
+    instrument: str = ""
+    assumed_therapist: bool = False
+    max_session: float = np.inf
 
     @property
     def columns(self) -> list[str]:
@@ -337,7 +411,13 @@ def _items_spec(spec: _Spec, columns: Sequence[str], inst: Instrument,
 
 def _alliance_spec(columns: Sequence[str], inst: Instrument) -> _Spec:
     spec = _Spec("alliance", ["client_id", "therapist_id"], ["client_id", "session"], True,
-                 "rater" in columns, {}, one_therapist=True)
+                 "rater" in columns, {}, one_therapist=True, instrument=inst.key)
+    near_miss = difflib.get_close_matches("therapist_id", list(columns), n=1, cutoff=0.75)
+    if "therapist_id" not in columns and not near_miss:
+        # No therapist id at all (not a misspelt one): one therapist is assumed and said.
+        spec.ids = ["client_id"]
+        spec.one_therapist = False
+        spec.assumed_therapist = True
     if spec.rater:
         spec.keys.append("rater")
     scores: dict[str, tuple[float, float, str]] = {}
@@ -356,7 +436,8 @@ def _alliance_spec(columns: Sequence[str], inst: Instrument) -> _Spec:
 
 
 def _outcome_spec(columns: Sequence[str], inst: Instrument) -> _Spec:
-    spec = _Spec("outcome", ["client_id"], ["client_id", "session"], True, False, {})
+    spec = _Spec("outcome", ["client_id"], ["client_id", "session"], True, False, {},
+                 instrument=inst.key)
     lo, hi = outcome_range(inst)
     _items_spec(spec, columns, inst, {inst.key: (lo, hi, f"{inst.name} score range")})
     spec.expectation = (
@@ -396,6 +477,13 @@ def _is_whole(s: pd.Series) -> pd.Series:
 
 def _not_below_1(s: pd.Series) -> pd.Series:
     return ~(as_numbers(s) < 1)
+
+
+def _not_above(limit: float) -> Callable[[pd.Series], pd.Series]:
+    def check(s: pd.Series) -> pd.Series:
+        return ~(as_numbers(s) > limit)
+
+    return check
 
 
 def _is_rater(s: pd.Series) -> pd.Series:
@@ -444,6 +532,7 @@ def build_schema(spec: _Spec) -> pa.DataFrameSchema:
                 is_number,
                 _check(_is_whole, "not_whole_number"),
                 _check(_not_below_1, "session_below_1"),
+                _check(_not_above(spec.max_session), "session_too_large"),
             ],
         )
     if spec.rater:
@@ -492,6 +581,13 @@ def _message(rule: str, column: str | None, n: int, spec: _Spec) -> str:
             "missing-value codes such as -99 or 999 (leave missing answers blank), a "
             "different answer scale, or the wrong instrument under instruments: in params.yaml."
         )
+    if rule == "session_too_large":
+        return (
+            f"{rows} {have} a session number above {spec.max_session:g} "
+            "(validation.max_session). Such a number is usually a date, a code or a typing "
+            "error (1e20 would not even fit a whole number). Correct the session, or raise "
+            "validation.max_session in params.yaml if the therapy really was that long."
+        )
     if rule == "invalid_rater":
         return f"{rows} {have} a rater other than {' or '.join(RATERS)}."
     if rule == "duplicate_row":
@@ -510,8 +606,56 @@ def _message(rule: str, column: str | None, n: int, spec: _Spec) -> str:
     return RULE_TEXT.get(rule, rule)
 
 
+def registered_instrument_hint(present: Sequence[str], role: str,
+                               configured: str) -> str:
+    """Name the registered instrument whose item columns the file has, if not the configured one.
+
+    Parameters
+    ----------
+    present
+        The file's (normalised) column names.
+    role
+        ``"alliance"`` or ``"outcome"`` (the instrument kind, and the ``instruments:`` key).
+    configured
+        The instrument key set in ``params.yaml``.
+
+    Returns
+    -------
+    str
+        E.g. ``"The file has the item columns of the Working Alliance Inventory - Short form
+        (client) (wai_s_1 ... wai_s_12): set instruments.alliance: wai_s in params.yaml."``,
+        or ``""`` when no other registered instrument has at least half its items present.
+    """
+    columns = set(present)
+    best: tuple[float, str, Instrument] | None = None
+    for key in available_instruments():
+        if key == configured:
+            continue
+        try:
+            inst = load_instrument(key)
+        except Exception:  # a broken registry file is reported where it is used
+            continue
+        if inst.kind != role:
+            continue
+        share = sum(c in columns for c in inst.item_columns) / inst.n_items
+        if share >= 0.5 and (best is None or share > best[0]):
+            best = (share, key, inst)
+    if best is None:
+        return ""
+    _, key, inst = best
+    return (f"The file has the item columns of {inst.name} ({inst.item_columns[0]} ... "
+            f"{inst.item_columns[-1]}): set instruments.{role}: {key} in params.yaml.")
+
+
 def _missing_columns_problem(file: str, missing: list[str], present: Sequence[str],
                              spec: _Spec) -> Problem:
+    other = ""
+    if spec.role in ("alliance", "outcome") and spec.instrument:
+        other = registered_instrument_hint(present, spec.role, spec.instrument)
+    if other:
+        text = (f"required column{'s' if len(missing) > 1 else ''} missing: "
+                f"{', '.join(missing)}. {other}")
+        return Problem(file, ", ".join(missing), [], "missing_column", text)
     hints = []
     for name in missing:
         close = difflib.get_close_matches(name, list(present), n=1, cutoff=0.75)
@@ -667,7 +811,7 @@ def _schema_problems(item: _File, run: _Run) -> None:
             counts[rule] = len(rows)
     rules = ["missing_value"]
     if spec.session:
-        rules += ["not_whole_number", "session_below_1"]
+        rules += ["not_whole_number", "session_below_1", "session_too_large"]
     if spec.session or spec.numbers:
         rules.insert(1, "not_a_number")
     if spec.numbers:
@@ -683,9 +827,18 @@ def _schema_problems(item: _File, run: _Run) -> None:
 def _anonymity(item: _File, run: _Run, settings: _Settings, rules: Any) -> None:
     spec = item.spec
     contract = set(spec.ids) | set(spec.numbers) | {"session", "rater"}
+    source = item.frame.attrs.get("source_names") or {}
+    headers = [str(source.get(c, c)) for c in item.frame.columns]
+    header_problems = check_headers(headers, item.path, rules)
+    refused = [item.frame.columns[int(p.column.split()[1]) - 1] for p in header_problems
+               if p.column]
+    item.frame.attrs["refused_headers"] = sorted(set(refused))
+    run.problems.extend(header_problems)
+    run.check("anonymity_headers", spec.role, "fail" if refused else "pass",
+              len(set(refused)), RULE_TEXT["anonymity_headers"])
     problems = check_anonymity(
         item.frame, item.path, rules,
-        allow_columns=settings.allow_columns,
+        allow_columns=(*settings.allow_columns, *refused),
         contract_columns=contract,
         max_examples=settings.max_examples,
         row_note=item.row_note,
@@ -699,10 +852,31 @@ def _anonymity(item: _File, run: _Run, settings: _Settings, rules: Any) -> None:
               RULE_TEXT["anonymity_names"])
     run.check("anonymity_content", spec.role, "fail" if by_content else "pass",
               len(by_content), RULE_TEXT["anonymity_content"])
+    if spec.covariates:
+        labels = item.frame.attrs.get("value_labels", {})
+        # A column already refused by a name or content rule is reported once, not twice.
+        done = by_name | by_content
+        present = [c for c in spec.covariates if c in item.frame.columns and c not in refused
+                   and str(source.get(c, c)) not in done]
+        labelled = pd.DataFrame({c: _covariate(item.frame[c], labels.get(c)) for c in present},
+                                index=item.frame.index)
+        cov_problems, continuous = check_covariates(
+            labelled, present, item.path, rules,
+            declared=settings.covariate_levels,
+            allow_columns=settings.allow_columns,
+            max_examples=settings.max_examples,
+            row_note=item.row_note,
+            source_names=source,
+        )
+        item.frame.attrs["continuous"] = continuous
+        run.problems.extend(cov_problems)
+        failed = {p.column for p in cov_problems}
+        run.check("covariate_categories", spec.role, "fail" if failed else "pass",
+                  len(failed), RULE_TEXT["covariate_categories"])
 
 
 def _unused_columns(item: _File, run: _Run) -> None:
-    keep = set(item.spec.columns)
+    keep = set(item.spec.columns) | set(item.frame.attrs.get("refused_headers", []))
     unused = [c for c in item.frame.columns if c not in keep]
     if unused:
         run.warn(
@@ -732,6 +906,8 @@ def _normalise(item: _File) -> pd.DataFrame:
         else:
             out[column] = _covariate(frame[column],
                                      frame.attrs.get("value_labels", {}).get(column))
+    if spec.assumed_therapist:
+        out.insert(1, "therapist_id", ASSUMED_THERAPIST)
     order = [c for c in ("client_id", "session", "rater") if c in out.columns]
     return out.sort_values(order, kind="mergesort").reset_index(drop=True)
 
@@ -794,11 +970,17 @@ def _cross_checks(files: Mapping[str, _File], run: _Run) -> None:
                       f"every alliance client has {role} data")
 
 
-def _rater_form(item: _File, inst: Instrument, run: _Run) -> None:
+def _rater_form(item: _File, inst: Instrument, run: _Run,
+                therapist: Instrument | None = None) -> None:
     if not item.spec.rater or not inst.rater:
         return
     raters = item.frame["rater"].map(lambda v: str(v).strip().lower())
     other = raters.ne(inst.rater) & item.frame["rater"].notna()
+    if therapist is not None and inst.rater == "client":
+        n = int(raters.eq("therapist").sum())
+        run.check("rater_form", "alliance", "info", n,
+                  f"therapist-rated rows scored with the therapist form {therapist.key}")
+        other &= raters.ne("therapist")
     if other.any():
         run.warn(
             "rater_form", "alliance", int(other.sum()),
@@ -809,7 +991,12 @@ def _rater_form(item: _File, inst: Instrument, run: _Run) -> None:
 
 
 def _k_anonymity(clients: pd.DataFrame, covariates: Sequence[str], k: int,
-                 run: _Run) -> pd.DataFrame | None:
+                 run: _Run, continuous: Sequence[str] = ()) -> pd.DataFrame | None:
+    if continuous:
+        run.check("k_anonymity_withheld", "clients", "info", len(continuous),
+                  f"{len(continuous)} numeric covariate(s) with many different values: used "
+                  "in the models, values not tabulated")
+    covariates = [c for c in covariates if c not in set(continuous)]
     if not covariates:
         return None
     table = k_anonymity_table(clients, covariates)
@@ -834,20 +1021,32 @@ def _k_anonymity(clients: pd.DataFrame, covariates: Sequence[str], k: int,
 def validate_inputs(
     paths: Mapping[str, str | None],
     alliance_instrument: Instrument,
-    outcome_instrument: Instrument,
+    outcome_instrument: Instrument | None,
     settings: Mapping[str, Any] | None = None,
+    therapist_instrument: Instrument | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> ValidatedInputs:
     """Read, check and normalise the input files.
 
     Parameters
     ----------
     paths
-        ``{"alliance": ..., "outcome": ..., "clients": ...}``; ``clients`` may be
-        ``None`` or ``""`` (no clients file).
+        ``{"alliance": ..., "outcome": ..., "clients": ...}``; ``outcome`` and ``clients``
+        may be ``None`` or ``""`` (no such file: an alliance-only analysis, no
+        covariates).
     alliance_instrument, outcome_instrument
-        The instruments named in ``params.yaml`` (:func:`pipeline.instruments.load_instrument`).
+        The instruments named in ``params.yaml`` (:func:`pipeline.instruments.load_instrument`);
+        ``outcome_instrument`` may be ``None`` when there is no outcome file.
     settings
         The ``validation:`` block of ``params.yaml``; see :data:`DEFAULT_SETTINGS`.
+    therapist_instrument
+        The therapist form used for rows with ``rater`` = ``therapist`` (e.g. ``wai_s_t``
+        beside ``wai_s``). Its items are read from the same columns as the client form's
+        (one layout for both raters, see ``data/README.md``), so it must have the same
+        number of items and answer range.
+    progress
+        Called with a short line after each long step (file read, guard, schema), so a
+        file of millions of rows does not run silently; e.g. the CLI's logger.
 
     Returns
     -------
@@ -858,7 +1057,27 @@ def validate_inputs(
     InputError
         With every problem found in every file (``str()`` is the report to show). Its
         ``checks`` attribute holds the checks table so far.
+    SettingsError
+        When the therapist form does not fit the client form's columns.
     """
+    if therapist_instrument is not None and (
+        therapist_instrument.n_items != alliance_instrument.n_items
+        or (therapist_instrument.item_min, therapist_instrument.item_max)
+        != (alliance_instrument.item_min, alliance_instrument.item_max)
+    ):
+        raise SettingsError(
+            f"params.yaml instruments.alliance_therapist: {therapist_instrument.key} has "
+            f"{therapist_instrument.n_items} items on "
+            f"{therapist_instrument.item_min:g}-{therapist_instrument.item_max:g}, but "
+            f"{alliance_instrument.key} has {alliance_instrument.n_items} on "
+            f"{alliance_instrument.item_min:g}-{alliance_instrument.item_max:g} [rule "
+            "therapist_form]. Both forms are read from the same item columns: choose the "
+            "therapist form of the same questionnaire."
+        )
+    def say(message: str) -> None:
+        if progress is not None:
+            progress(message)
+
     notes: list[str] = []
     setting_problems: list[Problem] = []
     cfg = _settings(settings, setting_problems, notes)
@@ -866,27 +1085,47 @@ def validate_inputs(
     for note in notes:
         run.warn("settings", "params.yaml", 0, note)
     rules = load_rules(cfg.anonymity_rules)
+    def outcome_spec(cols: Sequence[str]) -> _Spec:
+        if outcome_instrument is None:
+            raise SettingsError("params.yaml instruments.outcome: an outcome file is named "
+                                "but no outcome instrument [rule missing_setting]. Name the "
+                                "questionnaire's key, e.g. swemwbs.")
+        return _outcome_spec(cols, outcome_instrument)
+
     specs: dict[str, Callable[[Sequence[str]], _Spec]] = {
         "alliance": lambda cols: _alliance_spec(cols, alliance_instrument),
-        "outcome": lambda cols: _outcome_spec(cols, outcome_instrument),
+        "outcome": outcome_spec,
         "clients": lambda cols: _clients_spec(cols, cfg.covariates),
     }
     files: dict[str, _File] = {}
     for role in ROLES:
         path = paths.get(role)
         if not path:
-            if role != "clients":
+            if role == "outcome":
+                run.check("no_outcome_file", "outcome", "info", 0,
+                          "no outcome file: an alliance-only analysis")
+            elif role != "clients":
                 run.problem("params.yaml", f"data.{role}", [], "missing_path",
                             f"no {role} file is named under data: in params.yaml.")
             continue
+        step = time.perf_counter()
         frame = _prepare(role, str(path), run)
         if frame is None:
             continue
+        say(f"{role} file read: {len(frame):,} rows, {frame.shape[1]} columns "
+            f"({time.perf_counter() - step:.1f} s)")
         spec = specs[role](list(frame.columns))
+        spec.max_session = float(cfg.max_session)
+        frame = _parse_numbers(frame, [c for c in (["session"] if spec.session else [])
+                                       + list(spec.numbers) if c in frame.columns])
         item = _File(role, str(path), frame, spec, str(frame.attrs.get("row_note", "")))
+        step = time.perf_counter()
         _anonymity(item, run, cfg, rules)
+        say(f"{role} file: anonymisation guard done ({time.perf_counter() - step:.1f} s)")
+        step = time.perf_counter()
         _schema_problems(item, run)
         _unused_columns(item, run)
+        say(f"{role} file: contract checks done ({time.perf_counter() - step:.1f} s)")
         files[role] = item
     present = {c for item in files.values() for c in item.frame.columns}
     for name in cfg.allow_columns:
@@ -894,16 +1133,23 @@ def validate_inputs(
             run.warn("allow_columns", "params.yaml", 0,
                      f"validation.allow_columns lists '{name}', which no input file has")
     if "alliance" in files:
-        _rater_form(files["alliance"], alliance_instrument, run)
+        _rater_form(files["alliance"], alliance_instrument, run, therapist_instrument)
+        if files["alliance"].spec.assumed_therapist:
+            run.warn("no_therapist_id", "alliance", 0,
+                     "alliance file: no therapist_id column, so all clients are assumed to be "
+                     "seen by one therapist; differences between therapists cannot be "
+                     "estimated")
     _cross_checks(files, run)
     if run.problems:
-        raise InputError(run.problems, checks=run.table())
+        read_notes = [r["detail"] for r in run.rows if r["check"] == "how_read"]
+        raise InputError(run.problems, checks=run.table(), notes=read_notes)
     alliance = _normalise(files["alliance"])
-    outcome = _normalise(files["outcome"])
+    outcome = _normalise(files["outcome"]) if "outcome" in files else None
     clients = _normalise(files["clients"]) if "clients" in files else None
     table = None
     if clients is not None:
-        table = _k_anonymity(clients, files["clients"].spec.covariates, cfg.k_anonymity, run)
+        table = _k_anonymity(clients, files["clients"].spec.covariates, cfg.k_anonymity, run,
+                             files["clients"].frame.attrs.get("continuous", []))
     return ValidatedInputs(alliance, outcome, clients, run.table(), run.warnings, table)
 
 

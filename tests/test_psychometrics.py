@@ -182,12 +182,24 @@ def test_floor_ceiling_counts_raw_responses() -> None:
     inst = load_instrument("core10")
     items = pd.DataFrame({f"core10_{i}": [0, 4, 4, 2, None] for i in range(1, 11)})
     items["core10_2"] = [0, 0, 0, 1, 1]               # reversed item: raw counts
-    out = floor_ceiling(items, inst).set_index("item")
+    out = floor_ceiling(items, inst, keyed=False).set_index("item")
     assert out.loc["core10_1", ["n", "n_floor", "n_ceiling"]].tolist() == [4, 1, 2]
     assert out.loc["core10_1", "pct_ceiling"] == 50.0
     assert out.loc["core10_2", ["n", "n_floor", "n_ceiling"]].tolist() == [5, 3, 0]
     assert bool(out.loc["core10_2", "reversed"]) and not bool(out.loc["core10_1", "reversed"])
     assert len(out) == 10
+    assert set(out["direction"]) == {"as answered"}
+
+
+def test_floor_ceiling_counts_the_keyed_direction_by_default() -> None:
+    """A reversed item's lowest printed answer is its best score: counted as ceiling."""
+    inst = load_instrument("core10")
+    items = pd.DataFrame({f"core10_{i}": [0, 4, 4, 2, None] for i in range(1, 11)})
+    items["core10_2"] = [0, 0, 0, 1, 1]               # reversed: 0 scores 4
+    out = floor_ceiling(items, inst).set_index("item")
+    assert out.loc["core10_2", ["n", "n_floor", "n_ceiling"]].tolist() == [5, 0, 3]
+    assert out.loc["core10_1", ["n_floor", "n_ceiling"]].tolist() == [1, 2]
+    assert set(out["direction"]) == {"keyed"}
 
 
 def test_floor_ceiling_names_subscales() -> None:

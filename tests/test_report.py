@@ -68,4 +68,6 @@ def test_notice_says_simulated_or_names_files_without_folders(root: Path) -> Non
                     "clients": "", "simulated": False}}
     notice = data_notice(own)
     assert "SIMULATED" not in notice
-    assert "`wai.sav`" in notice and "alice" not in notice
+    import html
+
+    assert "<code>wai.sav</code>" in html.unescape(notice) and "alice" not in notice

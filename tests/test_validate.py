@@ -402,9 +402,9 @@ def test_unknown_settings_and_unused_allowances_warn(wai: Instrument,
 
 
 def test_missing_required_path(wai: Instrument, swemwbs: Instrument) -> None:
-    error = _fail(wai, swemwbs, outcome=None)
+    error = _fail(wai, swemwbs, alliance=None)
     assert [(p.file, p.column, p.rule) for p in error.problems] == [
-        ("params.yaml", "data.outcome", "missing_path")]
+        ("params.yaml", "data.alliance", "missing_path")]
 
 
 # -------------------------------------------------------------------------- schema
