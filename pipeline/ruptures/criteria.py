@@ -28,16 +28,14 @@ size below the pre-drop level: the strain is over by the criterion's own yardsti
 
 References
 ----------
-Gumz, A., Brähler, E., Geyer, M., & Erices, R. (2012). Crisis-repair sequences --
-considerations on the method of assessing the working alliance. *BMC Medical Research
-Methodology, 12*, 10.
+Gumz, A., Brähler, E., Geyer, M., & Erices, R. (2012). *BMC Medical Research
+Methodology, 12*, 10 (criteria for crisis-repair sequences in the working alliance).
 
 Jacobson, N. S., & Truax, P. (1991). Clinical significance: a statistical approach to
 defining meaningful change in psychotherapy research. *Journal of Consulting and Clinical
 Psychology, 59*(1), 12-19.
 
-Stiles, W. B., Glick, M. J., Osatuke, K., Hardy, G. E., Shapiro, D. A., Agnew-Davies, R.,
-Rees, A., & Barkham, M. (2004). Patterns of alliance development and the rupture-repair
+Stiles, W. B., et al. (2004). Patterns of alliance development and the rupture-repair
 hypothesis. *Journal of Counseling Psychology, 51*(1), 81-92.
 
 Tang, T. Z., & DeRubeis, R. J. (1999). Sudden gains and critical sessions in cognitive-

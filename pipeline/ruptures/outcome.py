@@ -209,16 +209,37 @@ def group_table(data: pd.DataFrame, groups: pd.DataFrame, criterion: str,
                                                                    "sd_change"]}, min_cell)
 
 
-def model_status(data: pd.DataFrame, min_cell: int) -> str:
-    """Why the outcome model cannot be fitted on these rows ("" when it can)."""
+def model_plan(data: pd.DataFrame, formula: str, min_cell: int) -> tuple[str, str, str]:
+    """The formula to fit, the simplification applied, and why it cannot be fitted.
+
+    A group with no client at all (e.g. no unrepaired episode under a V-shape rule, which
+    only counts repaired ones) is dropped from the formula (its indicator would be a
+    column of zeros) and the simplification is named. A group with 1 to ``min_cell - 1``
+    clients makes the model not estimable: its estimate would describe too few clients.
+
+    Returns
+    -------
+    (formula, simplification, reason)
+        ``reason`` is "" when the model can be fitted.
+    """
     n_rep, n_unrep = int(data["repaired"].sum()), int(data["unrepaired"].sum())
     n_none = len(data) - n_rep - n_unrep
     small = [name for name, n in (("repaired", n_rep), ("unrepaired", n_unrep),
-                                  ("no rupture", n_none)) if n < min_cell]
-    if small:
-        return (f"fewer than report.min_cell = {min_cell} clients in the group(s) "
-                f"{', '.join(small)}: a group estimate would describe too few clients")
-    return ""
+                                  ("no rupture", n_none)) if 0 < n < min_cell]
+    if small or n_none == 0 or n_rep + n_unrep == 0:
+        what = (f"fewer than report.min_cell = {min_cell} clients in the group(s) "
+                f"{', '.join(small)}: a group estimate would describe too few clients"
+                if small else "all clients are in one group: nothing to compare")
+        return formula, "", what
+    lhs, rhs = formula.split("~", 1)
+    terms = [t.strip() for t in rhs.split("+")]
+    dropped = [g for g, n in (("repaired", n_rep), ("unrepaired", n_unrep))
+               if n == 0 and g in terms]
+    if not dropped:
+        return formula, "", ""
+    kept = [t for t in terms if t not in dropped]
+    return (f"{lhs.strip()} ~ {' + '.join(kept)}",
+            f"{' and '.join(dropped)} dropped: no client in that group", "")
 
 
 def repair_correlation(data: pd.DataFrame, reference_r: float,
@@ -244,7 +265,8 @@ def repair_correlation(data: pd.DataFrame, reference_r: float,
     if len(d) - n_rep < min_cell or n_rep < min_cell:
         return {**out, "r": np.nan, "conf_low": np.nan, "conf_high": np.nan,
                 "within_reference": np.nan,
-                "note": f"fewer than {min_cell} repaired or unrepaired clients"}
+                "note": f"needs at least {min_cell} repaired and {min_cell} unrepaired "
+                        "clients (a V-shape rule has no unrepaired episodes)"}
     x = np.column_stack([np.ones(len(d)), d["baseline"], d["span"]])
     beta, *_ = np.linalg.lstsq(x, d["change"].to_numpy(dtype=float), rcond=None)
     resid = d["change"].to_numpy(dtype=float) - x @ beta

@@ -105,13 +105,13 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
         groups = O.client_groups(episodes, applied, crit.name)
         data = O.change_data(groups, wellbeing)
         groups_out.append(O.group_table(data, groups, crit.name, min_cell))
-        reason = O.model_status(data, min_cell)
+        formula, simplification, reason = O.model_plan(data, str(ocfg["formula"]), min_cell)
         fit = (O.MixedFit("not estimable", reason, n_obs=len(data)) if reason else
-               O.fit_mixed(data, str(ocfg["formula"]), ocfg["random"], model_settings))
+               O.fit_mixed(data, formula, ocfg["random"], model_settings))
         models.append({"criterion": crit.name, "model": f"outcome_{crit.name}",
-                       "formula": str(ocfg["formula"]),
-                       "random": str(ocfg["random"].get("lme4", "")), "status": fit.status,
-                       "reason": fit.reason, "n_clients": fit.n_obs,
+                       "formula": formula, "random": str(ocfg["random"].get("lme4", "")),
+                       "status": fit.status, "reason": fit.reason,
+                       "simplification": simplification, "n_clients": fit.n_obs,
                        "n_therapists": fit.n_groups,
                        **{f"var_{k}": v for k, v in fit.variances.items()}})
         if not fit.coefficients.empty:
@@ -144,8 +144,11 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
     out["endings_model"] = pd.DataFrame([{
         "model": "unplanned_ending", "formula": str(cfg["endings"]["formula"]),
         "status": status, "reason": reason, "n_person_periods": len(pp),
+        "n_in_model": int(pp["alliance_within"].notna().sum()) if len(pp) else 0,
         "n_clients": int(pp["client_id"].nunique()) if len(pp) else 0,
-        "n_events": int(pp["event"].sum()) if len(pp) else 0}])
+        "n_events": int(pp["event"].sum()) if len(pp) else 0,
+        "n_events_in_model": (int(pp.loc[pp["alliance_within"].notna(), "event"].sum())
+                              if len(pp) else 0)}])
     if not ecoefs.empty:
         out["endings_coefficients"] = ecoefs
     _log(f"endings model: {status} {reason}".rstrip())

@@ -1,0 +1,383 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Ruptures, repairs and endings
+#
+# **In short.** The working alliance is not constant. Sometimes the collaboration between
+# client and therapist comes under strain: the client feels misunderstood, disagrees with
+# what they are asked to do, or withdraws. Researchers call this a **rupture**. When client
+# and therapist notice the strain and talk it through, the relationship can recover, and
+# often comes out stronger: a **repair**, a chance to rebuild trust. This report looks for
+# the traces of ruptures and repairs in the session-by-session alliance questionnaires,
+# using several published rules side by side, and asks whether they go with how wellbeing
+# changed and with clients ending therapy early. It shows aggregates only: no client
+# appears, and groups smaller than `report.min_cell` are suppressed.
+
+# %% tags=["parameters"]
+params_file = None  # path to params.yaml (None: the file of this project)
+
+# %%
+import html
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown, display
+
+from pipeline import figures
+from pipeline.report import data_notice, open_project
+from pipeline.ruptures import plots
+from pipeline.tables import styled
+
+root, params = open_project(params_file)
+results = root / "results" / "ruptures"
+min_cell = int(params["report"]["min_cell"])
+cfg = params["ruptures"]
+figures.apply_style()
+meta = json.loads((results / "meta.json").read_text(encoding="utf-8"))
+criteria = cfg["criteria"]
+labels = {name: str(c.get("label", name)) for name, c in criteria.items()}
+
+
+def esc(text: object) -> str:
+    """Text from settings or data, safe inside Markdown/HTML."""
+    return html.escape(str(text))
+
+
+def read(name: str) -> pd.DataFrame:
+    """A table of results/ruptures/ (empty when the step did not write it)."""
+    path = results / f"{name}.csv"
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+def show(frame: pd.DataFrame, digits: int = 2) -> None:
+    """Display a table with its text escaped, counts as whole numbers, others rounded."""
+    counts = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+              and frame[c].dropna().mod(1).eq(0).all() and c not in ("r", "kappa")]
+    fmt = {c: (lambda v: "–" if pd.isna(v) else f"{v:,.0f}") for c in counts}
+    display(styled(frame).format(precision=digits, escape="html", na_rep="–")
+            .format(fmt, escape="html"))
+
+
+display(Markdown(data_notice(params)))
+
+# %% [markdown]
+# ## What a post-session questionnaire can and cannot see
+#
+# After each session the client rates the alliance (goal, task and bond; here their mean,
+# the **total**, and each part). A rupture happens *inside* a session, between two people;
+# the questionnaire only records how the client rated the session afterwards. A sudden
+# drop in that rating is therefore an **indicator** of a possible rupture, and a return
+# to the earlier level an indicator of a possible repair, not an observation of either.
+# Ratings also move from session to session for no particular reason (a bad day, a
+# hurried answer): a low rating after a high one tends to be followed by a more usual one
+# anyway (*regression to the mean*). The rules below differ mainly in how large a drop
+# must be before it counts, so they find very different numbers of episodes (Gumz et al.,
+# 2012): they are shown side by side, never as one number.
+
+# %% [markdown]
+# ## How each rule decides
+#
+# An **episode** starts at the session whose score falls at least the rule's threshold
+# below the level before it (the mean of up to the previous
+# `ruptures.rules.pre_sessions` rated sessions). It is **repaired** when a later session,
+# at most `ruptures.rules.window` sessions on, is back at the rule's repair level; it is
+# **unrepaired** when the window passed with further sessions and no repair, and
+# **censored** when the ratings stop before the window closes: the last sessions of a
+# therapy cannot show a repair yet, so they are never called unrepaired. Missed sessions
+# are skipped over when they are few (`ruptures.rules.max_gap`); after a longer gap the
+# series starts afresh.
+
+# %%
+rules = cfg["rules"]
+lines = [f"- **{esc(labels[name])}**: {esc(c.get('plain', ''))}." for name, c in criteria.items()]
+display(Markdown("\n".join(lines) + (
+    f"\n\nShared rules: pre-drop level = mean of up to {int(rules['pre_sessions'])} "
+    f"previous rated sessions; repair window {int(rules['window'])} sessions; up to "
+    f"{int(rules['max_gap'])} missed sessions bridged; a client's own SD is used from "
+    f"{int(rules['min_sessions_client_sd'])} rated sessions on.")))
+thr = read("thresholds")
+if len(thr):
+    tab = thr[thr["rater"] == "client"][["label", "scale", "sd", "reliability", "n_series",
+                                         "median_threshold", "q1_threshold", "q3_threshold",
+                                         "note"]]
+    show(tab.rename(columns={"label": "rule", "sd": "variability used",
+                             "n_series": "clients", "median_threshold": "median drop needed",
+                             "q1_threshold": "25%", "q3_threshold": "75%"}))
+rel_text = ", ".join(f"{esc(k)} {v:.2f}" for k, v in meta["reliability"].items())
+display(Markdown(
+    "The drop needed is in points of the questionnaire's item-mean scale. The Gumz rules "
+    "combine the client's own variability with the variability between clients and take "
+    "the larger (stricter) one; the reliable-drop rule uses the measurement error implied "
+    "by the scale's reliability, computed from these data "
+    f"({rel_text or 'not available: no item data'}). "
+    "The V-shape threshold is this project's setting: Stiles et al. (2004) called their own "
+    "criterion preliminary, and later studies used other thresholds."))
+
+# %% [markdown]
+# ## What these data allow
+#
+# To see a drop, a client needs a rated session before it; to see a repair, at least one
+# more afterwards. Clients with few rated sessions limit what can be found.
+
+# %%
+det = read("detectability")
+if len(det):
+    show(det[["rater", "sessions", "n_clients", "can_show"]].rename(
+        columns={"sessions": "rated sessions", "n_clients": "clients"}))
+    client = det[det["rater"] == "client"].set_index("sessions")["n_clients"]
+    if float(np.nan_to_num(client.get("3+", 0.0))) == 0:
+        display(Markdown(
+            "**No client has three or more rated sessions.** A repair, and therefore a V "
+            "shape, cannot be seen at all in these data; every drop found is censored, and "
+            "each client's own variability cannot be estimated (only the sample's is used). "
+            "The outcome comparison of repaired and unrepaired clients is not possible."))
+
+# %% [markdown]
+# ## How many episodes each rule finds, and why they disagree
+
+# %%
+prev = read("prevalence")
+if len(prev) and prev["pct_clients"].notna().any():
+    fig, _ = plots.prevalence(prev)
+    plt.show()
+if len(prev):
+    tab = prev[prev["rater"] == "client"][[
+        "label", "scale", "n_series", "n_clients_with_episode", "pct_clients", "n_episodes",
+        "n_repaired", "n_unrepaired", "n_censored", "pct_repaired", "median_length"]]
+    show(tab.rename(columns={"label": "rule", "n_series": "clients",
+                             "n_clients_with_episode": "with an episode",
+                             "pct_clients": "%", "n_episodes": "episodes",
+                             "n_repaired": "repaired", "n_unrepaired": "unrepaired",
+                             "n_censored": "censored", "pct_repaired": "% repaired*",
+                             "median_length": "median length"}), 1)
+    display(Markdown(
+        "\\* Repaired among episodes whose outcome is known (censored ones left out). A V "
+        "shape is repaired by definition. Length = sessions from the drop to the repair. "
+        f"Blank cells: fewer than {min_cell} clients or episodes (suppressed)."))
+    if (prev["rater"] == "therapist").any():
+        display(Markdown("Therapist-rated series were analysed too; their rows are in "
+                         "`results/ruptures/prevalence.csv` (rater = therapist)."))
+
+# %%
+agr = read("agreement")
+if len(agr):
+    tab = agr[(agr["rater"] == "client") & (agr["scale"] == "total")].copy()
+    tab["criterion_a"] = tab["criterion_a"].map(labels)
+    tab["criterion_b"] = tab["criterion_b"].map(labels)
+    show(tab[["criterion_a", "criterion_b", "n_clients", "n_both", "n_only_a", "n_only_b",
+              "kappa", "jaccard"]].rename(columns={
+                  "criterion_a": "rule A", "criterion_b": "rule B", "n_both": "both",
+                  "n_only_a": "only A", "n_only_b": "only B"}))
+    display(Markdown(
+        "Agreement on the total score. **kappa**: do two rules agree on *which clients* had "
+        "at least one episode, beyond chance (1 = always, 0 = no better than chance). "
+        "**Jaccard**: of the rupture sessions found by either rule, the share found by both. "
+        "Rules disagree because their thresholds differ (a stricter rule finds a subset of "
+        "a laxer one's drops, plus none of the small ones), because the V shape also needs "
+        "the return, and because the reliable-drop rule uses one yardstick for every client "
+        "while the SD rules adapt to each client's own variability."))
+
+# %% [markdown]
+# ### When episodes start and how long they last
+
+# %%
+tim = read("timing")
+if len(tim):
+    t = tim[(tim["rater"] == "client") & (tim["scale"] == "total")].copy()
+    t["rule"] = t["criterion"].map(labels)
+    wide = t.set_index(["kind", "period", "rule"])["n_episodes"].unstack("rule")
+    order = list(dict.fromkeys(zip(t["kind"], t["period"], strict=True)))
+    wide = wide.reindex(order)[[labels[c] for c in criteria if labels[c] in wide.columns]]
+    show(wide.reset_index().rename(columns={"kind": "by"}))
+    display(Markdown(
+        "Rupture sessions by session number and by third of each client's rated sessions "
+        "(early, middle, late). Session 1 cannot start an episode. Blank: suppressed."))
+lng = read("lengths")
+if len(lng):
+    t = lng[(lng["rater"] == "client") & (lng["scale"] == "total")].copy()
+    t["rule"] = t["criterion"].map(labels)
+    wide = t.set_index(["length", "rule"])["n_episodes"].unstack("rule")
+    show(wide[[labels[c] for c in criteria if labels[c] in wide.columns]].reset_index())
+    display(Markdown("Repaired episodes by length (sessions from the drop to the repair)."))
+
+# %%
+rec = read("recovery")
+if len(rec):
+    t = rec.copy()
+    t["rule"] = t["criterion"].map(labels)
+    show(t[["rule", "n_observable", "n_detected", "n_matched", "recall", "precision",
+            "status_agreement"]].rename(columns={
+                "n_observable": "injected, observable", "n_detected": "found",
+                "n_matched": "found and injected", "status_agreement": "status agrees"}))
+    display(Markdown(
+        "**How well do the rules find the episodes the simulation put in?** These data are "
+        "simulated with known episodes (`truth.yaml`). *Recall*: share of injected episodes "
+        "(whose rupture session and an earlier one were rated) that a rule found at the "
+        "right session. *Precision*: share of a rule's episodes that were injected. Lax "
+        "rules find most injected drops but also many drops of ordinary session-to-session "
+        "noise; strict rules miss shallower drops. Precision also depends on how common "
+        "ruptures are: in data with fewer real ruptures it is lower."))
+
+# %% [markdown]
+# ## The average course around an episode
+#
+# Alliance and wellbeing of clients around their rupture sessions, lined up so that 0 is
+# the session of the drop, and averaged over episodes (deviations from each client's own
+# mean, with 95% intervals). Offsets with fewer than `min_cell` episodes are not drawn.
+# This is an average over many clients, never one client's trajectory.
+
+# %%
+crs = read("course")
+fig_crit = str(cfg.get("figure_criterion"))
+if len(crs) and crs[(crs["criterion"] == fig_crit) & ~crs["suppressed"].astype(bool)].shape[0]:
+    fig, _ = plots.course(crs, fig_crit, labels.get(fig_crit, fig_crit))
+    plt.show()
+    display(Markdown(
+        f"Rule: **{esc(labels.get(fig_crit, fig_crit))}** (`ruptures.figure_criterion`). "
+        "The dip at 0 is partly built in: sessions were *selected* for being low. Whether "
+        "wellbeing follows the alliance down and back up is the informative part."))
+else:
+    display(Markdown("Too few episodes to draw the average course."))
+
+# %% [markdown]
+# ## Ruptures and outcome
+#
+# Does wellbeing change differently in clients whose ruptures were repaired, clients
+# whose ruptures were not, and clients without a detected rupture? For each rule, a mixed
+# model of each client's wellbeing change (last minus first rated session), adjusted for
+# the first wellbeing score and the number of sessions in between, with a random
+# intercept for the therapist. **This is observational**: nobody was assigned to repair.
+# Clients who repair may differ in many ways (engagement, severity, their therapist), and
+# a longer therapy both changes more and offers more chances to see an episode. A
+# difference here is a description, not an effect of repair.
+
+# %%
+om = read("outcome_models")
+oc = read("outcome_coefficients")
+og = read("outcome_groups")
+for _, m in om.iterrows():
+    name = str(m["criterion"])
+    head = f"**{esc(labels.get(name, name))}**: "
+    if m["status"] not in ("fitted", "singular"):
+        display(Markdown(head + f"{esc(m['status'])}: {esc(m['reason'])}"))
+        continue
+    c = oc[(oc["criterion"] == name) & oc["term"].isin(["repaired", "unrepaired"])]
+    parts = []
+    for _, row in c.iterrows():
+        parts.append(f"{row['term']} vs no rupture {row['estimate']:+.2f} points "
+                     f"(95% CI {row['conf_low']:.2f} to {row['conf_high']:.2f})")
+    flag = " (a variance is at its boundary)" if m["status"] == "singular" else ""
+    if isinstance(m.get("simplification"), str) and m["simplification"]:
+        flag += f" Simplified: {esc(m['simplification'])}."
+    display(Markdown(head + "; ".join(parts) + f"; {int(m['n_clients'])} clients, "
+                     f"{int(m['n_therapists'])} therapists{flag}."))
+if len(og):
+    t = og.copy()
+    t["rule"] = t["criterion"].map(labels)
+    show(t[["rule", "group", "n_clients", "n_in_model", "mean_change", "sd_change"]].rename(
+        columns={"n_clients": "clients", "n_in_model": "in the model",
+                 "mean_change": "mean change", "sd_change": "SD"}))
+
+# %%
+rc = read("repair_correlation")
+if len(rc):
+    t = rc.copy()
+    t["rule"] = t["criterion"].map(labels)
+    show(t[["rule", "n_clients", "r", "conf_low", "conf_high", "note"]].rename(
+        columns={"n_clients": "clients with an episode"}))
+    ref = rc.iloc[0]
+    display(Markdown(
+        "**Sanity check.** Among clients with an episode, the correlation of being repaired "
+        "with the (adjusted) wellbeing change. A meta-analysis of 11 studies (Eubanks, Muran "
+        f"& Safran, 2018) put the link between repair and outcome at about r = "
+        f"{ref['reference_r']:.2f}, with a wide interval (roughly {ref['reference_low']:.2f} "
+        f"to {ref['reference_high']:.2f}); these figures are approximate. A value far "
+        "outside that range is not wrong by itself, but it asks whether the rule detects "
+        "real ruptures (see precision above) before anything is read into it."))
+
+# %% [markdown]
+# ## How therapy ended
+#
+# A weaker alliance is known to go with clients leaving therapy early (Sharf, Primavera &
+# Diener, 2010). When the clients file says how each therapy ended (`ending`: planned,
+# unplanned, ongoing), a discrete-time survival model asks, session by session: is a
+# client more likely to end unplanned right after a session whose alliance was lower than
+# their own earlier sessions (within), and are clients with a lower alliance in general
+# (between) more likely to? Planned endings and clients still in therapy count as
+# "not (yet) ended unplanned" (censored).
+
+# %%
+em = read("endings_model")
+ec = read("endings_coefficients")
+cnt = read("endings_counts")
+if len(cnt):
+    show(cnt[["ending", "n_clients"]].rename(columns={"n_clients": "clients"}), 0)
+m = em.iloc[0] if len(em) else None
+if m is not None and m["status"] == "fitted" and len(ec):
+    t = ec[ec["term"] != "Intercept"][["term", "odds_ratio", "or_low", "or_high", "p_value"]]
+    show(t.rename(columns={"odds_ratio": "odds ratio per point", "or_low": "95% CI low",
+                           "or_high": "95% CI high", "p_value": "p"}), 3)
+    w = ec.set_index("term")
+    lines = []
+    for term, what in (("alliance_within", "lower than the client's own earlier sessions"),
+                       ("alliance_between", "lower in general (a client's earlier mean)")):
+        if term in w.index:
+            ratio = float(np.exp(-0.1 * w.loc[term, "estimate"]))
+            lines.append(f"- a session rated 0.1 points {what}: odds of ending unplanned "
+                         f"after it multiplied by {ratio:.2f}")
+    display(Markdown(
+        f"{int(m['n_events_in_model'])} unplanned endings among {int(m['n_clients'])} "
+        f"clients ({int(m['n_in_model'])} client-sessions from each client's second rated "
+        "session on). Standard errors allow for clients sharing a therapist.\n\n"
+        + "\n".join(lines)))
+elif m is not None:
+    display(Markdown(f"**Unplanned ending model: {esc(m['status'])}.** {esc(m['reason'])}."))
+last = read("last_session")
+if m is not None and m["status"] != "fitted" and len(last):
+    row = last.iloc[0]
+    if pd.notna(row["mean_difference"]):
+        display(Markdown(
+            "What the last rated session alone can say: among clients with three or more "
+            f"rated sessions ({int(row['n_clients'])}), the alliance at the last session "
+            f"was {row['mean_difference']:+.2f} points from their other sessions' mean "
+            f"(95% CI {row['conf_low']:.2f} to {row['conf_high']:.2f}); "
+            f"{row['share_lower']:.0f}% rated it lower. Without knowing how therapy ended, "
+            "this cannot separate an unplanned ending from a planned one."))
+
+# %% [markdown]
+# ## Limits
+#
+# - **Post-session ratings are indicators.** A drop may be a rupture, a bad week, or a
+#   careless answer; a rupture that the client does not report, or reports only later,
+#   leaves no trace. A single-case study that checked post-session V shapes against
+#   observer-coded ruptures found that they can reflect real ruptures within sessions
+#   (Lipner et al., 2023); that does not show that they always do.
+# - **The rules are conventions.** Gumz et al. (2012) showed how strongly the count depends
+#   on the rule; this report shows several for that reason.
+# - **Ceiling.** Alliance ratings crowd near the top of the scale, where a client has little
+#   room to show a further rise, and a repair "back to the earlier level" may be hard to
+#   distinguish from noise.
+# - **Observational links.** The outcome and ending models describe associations; they do
+#   not show that repairing a rupture causes better outcomes or keeps clients in therapy.
+#
+# *References.* Eubanks, C. F., Muran, J. C., & Safran, J. D. (2018). Alliance rupture
+# repair: a meta-analysis. *Psychotherapy, 55*(4), 508–519. Gumz, A., Brähler, E., Geyer,
+# M., & Erices, R. (2012). *BMC Medical Research Methodology, 12*, 10. Jacobson, N. S., &
+# Truax, P. (1991). *Journal of Consulting and Clinical Psychology, 59*(1), 12–19. Lipner
+# et al. (2023). *Psychotherapy*, doi 10.1037/pst0000469. Sharf, J., Primavera, L.
+# H., & Diener, M. J. (2010). *Psychotherapy, 47*(4), 637–645. Stiles, W. B., et al.
+# (2004). *Journal of Counseling Psychology, 51*(1), 81–92. Singer, J. D., & Willett, J. B.
+# (2003). *Applied longitudinal data analysis*. Oxford University Press.
