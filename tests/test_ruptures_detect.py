@@ -166,15 +166,15 @@ def test_alliance_series_from_scored_rows() -> None:
 
 
 def test_settings_errors_name_the_setting() -> None:
-    with pytest.raises(SettingsError, match="ruptures.criteria.x.kind"):
+    with pytest.raises(SettingsError, match=r"ruptures\.criteria\.x\.kind"):
         load_criteria({"criteria": {"x": {"kind": "magic"}}})
-    with pytest.raises(SettingsError, match="ruptures.criteria.x.sd"):
+    with pytest.raises(SettingsError, match=r"ruptures\.criteria\.x\.sd"):
         load_criteria({"criteria": {"x": {"kind": "sd", "sd": ["nonsense"]}}})
     with pytest.raises(SettingsError, match="unknown keys"):
         load_criteria({"criteria": {"x": {"kind": "sd", "treshold": 1}}})
-    with pytest.raises(SettingsError, match="ruptures.criteria is empty"):
+    with pytest.raises(SettingsError, match=r"ruptures\.criteria is empty"):
         load_criteria({"criteria": {}})
-    with pytest.raises(SettingsError, match="ruptures.rules"):
+    with pytest.raises(SettingsError, match=r"ruptures\.rules"):
         load_rules({"rules": {"window": 0}})
 
 

@@ -43,7 +43,8 @@ def course(table: pd.DataFrame, criterion: str, label: str = "",
         ax.axvline(0, color="grey", lw=1, ls="--")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set(xlabel="sessions from the rupture session", ylabel=ylab)
-        ax.legend(frameon=False, fontsize="small")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(frameon=False, fontsize="small")
     axes[0].set_title(f"Alliance around an episode ({label or criterion})")
     axes[1].set_title("Wellbeing around an episode")
     fig.tight_layout()
