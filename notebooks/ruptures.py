@@ -356,6 +356,10 @@ if m is not None and m["status"] != "fitted" and len(last):
             f"(95% CI {row['conf_low']:.2f} to {row['conf_high']:.2f}); "
             f"{row['share_lower']:.0f}% rated it lower. Without knowing how therapy ended, "
             "this cannot separate an unplanned ending from a planned one."))
+    else:
+        display(Markdown(
+            f"Fewer than {min_cell} clients have three or more rated sessions, so not even "
+            "the last rated session can be compared with a client's usual level."))
 
 # %% [markdown]
 # ## Limits
