@@ -277,7 +277,7 @@ for _, m in om.iterrows():
     c = oc[(oc["criterion"] == name) & oc["term"].isin(["repaired", "unrepaired"])]
     parts = []
     for _, row in c.iterrows():
-        parts.append(f"{row['term']} vs no rupture {row['estimate']:+.2f} points "
+        parts.append(f"{esc(row['term'])} vs no rupture {row['estimate']:+.2f} points "
                      f"(95% CI {row['conf_low']:.2f} to {row['conf_high']:.2f})")
     flag = " (a variance is at its boundary)" if m["status"] == "singular" else ""
     if isinstance(m.get("simplification"), str) and m["simplification"]:
