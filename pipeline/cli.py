@@ -307,9 +307,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with threadpool_limits(limits=1):
             func(params, args)
     except Exception as exc:
+        from pipeline.errors import PipelineError
         from pipeline.validate import InputError
 
-        if isinstance(exc, InputError):
+        if isinstance(exc, InputError | PipelineError):
             print(str(exc), file=sys.stderr)
             print(f"[{args.command}] stopped: nothing was written; earlier results are "
                   "unchanged.", file=sys.stderr)

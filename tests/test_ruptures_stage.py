@@ -153,3 +153,21 @@ def test_prescored_alliance_has_no_reliable_change_criterion(tmp_path: Path,
     assert rci["median_threshold"].isna().all()
     assert rci["note"].str.contains("reliability unknown").all()
     assert thr[thr["criterion"] == "gumz_1sd"]["median_threshold"].notna().all()
+
+
+def test_bad_setting_exits_2_naming_it_and_writes_nothing(
+    tmp_path: Path, params: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = copy.deepcopy(params)
+    cfg["ruptures"]["figure_criterion"] = "nonsense"
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "results"
+    status = main(["ruptures", "--params", str(params_file),
+                   "--episodes", str(tmp_path / "episodes.csv"), "--out", str(out),
+                   "--figures", str(tmp_path / "figures")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "ruptures.figure_criterion" in err and "nonsense" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "episodes.csv").exists() and not out.exists()

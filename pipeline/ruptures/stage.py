@@ -52,6 +52,31 @@ def _truth_episodes(params: Mapping[str, Any]) -> pd.DataFrame | None:
     return pd.DataFrame(eps).astype({"client_id": str})
 
 
+def _check_settings(cfg: Mapping[str, Any], names: list[str]) -> None:
+    """Refuse settings the step would fail on, before anything is written."""
+    from pipeline.errors import SettingsError
+
+    fig = str(cfg.get("figure_criterion", names[0]))
+    if fig not in names:
+        raise SettingsError(f"params.yaml: ruptures.figure_criterion is {fig!r}, which is not "
+                            f"a criterion under ruptures.criteria ({', '.join(names)}).")
+    scales = [str(s) for s in cfg.get("scales", ["total"])]
+    if "total" not in scales or not set(scales) <= {"total", "goal", "task", "bond"}:
+        raise SettingsError("params.yaml: ruptures.scales must include total and name only "
+                            "total, goal, task, bond.")
+    for key, lhs in (("outcome", "change"), ("endings", "event")):
+        formula = str((cfg.get(key) or {}).get("formula", ""))
+        if "~" not in formula or formula.split("~", 1)[0].strip() != lhs:
+            raise SettingsError(f"params.yaml: ruptures.{key}.formula must read "
+                                f"'{lhs} ~ ...' (see pipeline/ruptures/{key}.py), not "
+                                f"{formula!r}.")
+    for key in ("before", "after"):
+        value = (cfg.get("course") or {}).get(key)
+        if not isinstance(value, int) or value < 0:
+            raise SettingsError(f"params.yaml: ruptures.course.{key} must be a whole number "
+                                "of sessions, 0 or more.")
+
+
 def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results: Path,
         figures_dir: Path, instruments: tuple[Any, Any]) -> None:
     """Run the step and write every output (see the module docstring)."""
@@ -68,6 +93,7 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
     conf = float(model_settings.get("conf_level", 0.95))
     criteria = load_criteria(cfg)
     rules = load_rules(cfg)
+    _check_settings(cfg, [c.name for c in criteria])
     alliance_inst, outcome_inst = instruments
     alliance, outcome, clients = _read(validated)
 
@@ -172,11 +198,6 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
     figures.apply_style()
     labels = {c.name: c.label for c in criteria}
     fig_crit = str(cfg.get("figure_criterion", criteria[0].name))
-    if fig_crit not in labels:
-        from pipeline.errors import SettingsError
-
-        raise SettingsError(f"params.yaml: ruptures.figure_criterion is {fig_crit!r}, which is "
-                            f"not a criterion under ruptures.criteria ({', '.join(labels)}).")
     made = [("ruptures_prevalence", plots.prevalence(out["prevalence"])),
             ("ruptures_course", plots.course(out["course"], fig_crit, labels.get(fig_crit, "")))]
     for name, (fig, data) in made:
