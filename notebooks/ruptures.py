@@ -39,6 +39,8 @@ from IPython.display import Markdown, display
 from pipeline import figures
 from pipeline.report import data_notice, open_project
 from pipeline.ruptures import plots
+from pipeline.ruptures.criteria import load_rules
+from pipeline.ruptures.detect import detect_series
 from pipeline.tables import styled
 
 root, params = open_project(params_file)
@@ -125,6 +127,45 @@ display(Markdown(
     f"({rel_text or 'not available: no item data'}). "
     "The V-shape threshold is this project's setting: Stiles et al. (2004) called their own "
     "criterion preliminary, and later studies used other thresholds."))
+
+# %% [markdown]
+# ### The rules at work on an invented series
+#
+# The same made-up series of post-session ratings (invented numbers, not a client of these
+# data), read by each rule with the median drop it requires in these data. Red line: the
+# session a rupture starts, marked R (repaired; the dashed green line is the repair), U
+# (unrepaired: no repair within the window although ratings went on) or C (censored: the
+# ratings stop before a repair could be seen).
+
+# %%
+demo_sessions = list(range(1, 15))
+demo_scores = [4.0, 4.2, 4.1, 3.2, 3.6, 4.2, 4.3, 4.3, 3.9, 3.3, 3.4, 3.4, 3.5, 2.9]
+demo_rules = load_rules(cfg)
+total_thr = thr[(thr["rater"] == "client") & (thr["scale"] == "total")].set_index(
+    "criterion")["median_threshold"] if len(thr) else pd.Series(dtype=float)
+shown = [name for name in criteria if pd.notna(total_thr.get(name, np.nan))]
+if shown:
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 2.8), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, name in zip(axes, shown, strict=True):
+        c = criteria[name]
+        found = detect_series(demo_sessions, demo_scores, float(total_thr[name]), demo_rules,
+                              str(c.get("repair", "pre_level" if c["kind"] == "v_shape"
+                                         else "below_threshold")),
+                              c["kind"] == "v_shape")
+        ax.plot(demo_sessions, demo_scores, marker="o", ms=3, color="#333333")
+        for ep in found:
+            ax.axvline(ep["rupture_session"], color="#C44E52", lw=1.5)
+            if ep["repair_session"] is not None:
+                ax.axvline(ep["repair_session"], color="#55A868", lw=1.5, ls="--")
+            ax.text(ep["rupture_session"] + 0.3, 4.55, ep["status"][0].upper(), ha="left",
+                    color="#C44E52", fontsize="small")
+        ax.set(title=f"{labels[name]}\n(drop >= {total_thr[name]:.2f})", xlabel="session",
+               ylim=(2.7, 4.7), xticks=demo_sessions[::2])
+    axes[0].set_ylabel("total alliance (invented)")
+    fig.suptitle("Illustration with an invented series (not data)", fontsize="medium")
+    fig.tight_layout()
+    plt.show()
 
 # %% [markdown]
 # ## What these data allow
