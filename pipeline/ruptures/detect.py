@@ -28,6 +28,13 @@ The rules, stated once (numbers in ``ruptures.rules``, see
    window (unrepaired); a censored episode ends the segment.
 6. **V shape.** Under a ``v_shape`` criterion only repaired episodes are kept (a V needs
    the return); with fewer than three observed sessions no V can be seen.
+7. **Dip.** Under a ``dip`` criterion rule 1 reads: the pre-drop level is the mean of up
+   to the criterion's ``before`` previous sessions of the segment, and a rupture starts at
+   ``s`` when the dip contrast (mean of those and of up to ``after`` following sessions of
+   the segment, ``m`` in all, minus ``score(s)``) is at least ``threshold *
+   sqrt(1 + 1/m)`` and the drop from the pre-drop level is at least ``min_drop`` (the
+   reliable drop, when the criterion asks for one). The last session of a segment has no
+   session after it and cannot start a dip. Rules 2-5 apply unchanged.
 
 References
 ----------
@@ -50,6 +57,9 @@ from pipeline.ruptures.criteria import (
     SERIES_KEYS,
     Criterion,
     Rules,
+    clean_within_sd,
+    dip_contrasts,
+    segments,
     series_sd,
     thresholds,
 )
@@ -105,7 +115,8 @@ def _repaired(score: float, pre: float, threshold: float, mode: str) -> bool:
 
 def detect_series(sessions: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray,
                   threshold: float, rules: Rules, repair: str = "pre_level",
-                  repaired_only: bool = False) -> list[dict[str, Any]]:
+                  repaired_only: bool = False, dip: tuple[int, int] | None = None,
+                  min_drop: float = 0.0) -> list[dict[str, Any]]:
     """Episodes of one series (the rules of this module's docstring).
 
     Parameters
@@ -122,6 +133,11 @@ def detect_series(sessions: Sequence[int] | np.ndarray, scores: Sequence[float] 
         ``pre_level`` or ``below_threshold``.
     repaired_only
         Keep only repaired episodes (V shape).
+    dip
+        ``(before, after)`` for a ``dip`` criterion (rule 7): the drop test is the dip
+        contrast against ``threshold * sqrt(1 + 1/m)``; ``None`` for the other kinds.
+    min_drop
+        Drop from the pre-drop level also required (``dip`` with ``rci_z``).
 
     Returns
     -------
@@ -136,19 +152,28 @@ def detect_series(sessions: Sequence[int] | np.ndarray, scores: Sequence[float] 
     if not np.isfinite(threshold) or threshold <= 0:
         return []
     # Segment id: a new segment after a gap of more than max_gap missed sessions.
-    segment = np.concatenate([[0], np.cumsum(np.diff(s) > rules.max_gap + 1)])
+    segment = segments(s, rules.max_gap) if len(s) else np.zeros(0, dtype=int)
+    if dip is not None:
+        dip_pre, contrast, m = dip_contrasts(s, x, rules.max_gap, dip[0], dip[1])
     episodes: list[dict[str, Any]] = []
     i, n = 1, len(s)
     while i < n:
         if segment[i] != segment[i - 1]:
             i += 1
             continue
-        lo = i - 1
-        while lo > 0 and segment[lo - 1] == segment[i] and i - lo < rules.pre_sessions:
-            lo -= 1
-        pre = float(x[lo:i].mean())
+        if dip is None:
+            lo = i - 1
+            while lo > 0 and segment[lo - 1] == segment[i] and i - lo < rules.pre_sessions:
+                lo -= 1
+            pre = float(x[lo:i].mean())
+            found = pre - x[i] >= threshold - 1e-9
+        else:
+            pre = float(dip_pre[i])
+            found = bool(m[i] > 0
+                         and contrast[i] >= threshold * np.sqrt(1.0 + 1.0 / m[i]) - 1e-9
+                         and pre - x[i] >= min_drop - 1e-9)
         depth = pre - x[i]
-        if depth < threshold - 1e-9:
+        if not found:
             i += 1
             continue
         status, repair_at, j = "censored", None, i + 1
@@ -215,7 +240,12 @@ def detect_episodes(series: pd.DataFrame, criteria: Sequence[Criterion], rules: 
     rows: list[dict[str, Any]] = []
     applied = []
     for crit in criteria:
-        thr = thresholds(sds, crit, reliability).merge(info, on=list(SERIES_KEYS))
+        crit_sds = sds
+        if "within_clean" in crit.sd and crit.kind == "dip":
+            crit_sds = sds.merge(
+                clean_within_sd(series, crit.z, crit.before, crit.after, rules.max_gap),
+                on=["rater", "scale"], how="left")
+        thr = thresholds(crit_sds, crit, reliability).merge(info, on=list(SERIES_KEYS))
         thr = thr.merge(sds[[*SERIES_KEYS, "n_sessions"]], on=list(SERIES_KEYS))
         thr["criterion"] = crit.name
         applied.append(thr)
@@ -223,7 +253,9 @@ def detect_episodes(series: pd.DataFrame, criteria: Sequence[Criterion], rules: 
             g = groups[(rec["client_id"], rec["rater"], rec["scale"])]
             found = detect_series(g["session"].to_numpy(), g["score"].to_numpy(),
                                   float(rec["threshold"]), rules, crit.repair,
-                                  crit.repaired_only)
+                                  crit.repaired_only,
+                                  (crit.before, crit.after) if crit.kind == "dip" else None,
+                                  float(rec["min_drop"]))
             for ep in found:
                 rows.append({
                     **{k: rec[k] for k in ("client_id", "therapist_id", "rater", "scale",
