@@ -10,6 +10,8 @@ from pipeline.errors import SettingsError
 from pipeline.ruptures.criteria import (
     Criterion,
     Rules,
+    clean_within_sd,
+    dip_contrasts,
     load_criteria,
     load_rules,
     series_sd,
@@ -180,6 +182,48 @@ def test_settings_errors_name_the_setting() -> None:
 
 def test_shipped_criteria_load(params: dict) -> None:
     crits = load_criteria(params["ruptures"])
-    assert {c.kind for c in crits} == {"sd", "rci", "v_shape"}
+    assert {c.kind for c in crits} == {"sd", "rci", "v_shape", "dip"}
     assert {c.name: c.k for c in crits if c.kind == "sd"} == {"gumz_1sd": 1.0, "gumz_2sd": 2.0}
     assert all(c.plain for c in crits)
+
+
+def test_dip_contrast_uses_sessions_before_and_after_within_a_segment() -> None:
+    pre, contrast, m = dip_contrasts(np.array([1, 2, 3, 4, 5, 9]),
+                                     np.array([4.0, 4.2, 2.0, 3.8, 4.0, 1.0]),
+                                     max_gap=2, before=3, after=3)
+    assert m.tolist() == [0, 4, 4, 4, 0, 0]  # ends of a segment have no side; 9 is cut off
+    assert pre[2] == pytest.approx(4.1)
+    assert contrast[2] == pytest.approx(np.mean([4.0, 4.2, 3.8, 4.0]) - 2.0)
+
+
+def test_dip_criterion_needs_a_contrast_and_a_reliable_drop() -> None:
+    sessions, scores = [1, 2, 3, 4, 5, 6], [4.0, 4.0, 3.0, 4.0, 4.0, 4.0]
+    # contrast 1.0 against threshold 0.5 * sqrt(1 + 1/5): a dip, repaired at session 4.
+    found = detect_series(sessions, scores, 0.5, RULES, "below_threshold", dip=(3, 3))
+    assert [(e["rupture_session"], e["repair_session"]) for e in found] == [(3, 4)]
+    assert detect_series(sessions, scores, 0.5, RULES, "below_threshold", dip=(3, 3),
+                         min_drop=1.5) == []  # not a reliable drop
+    assert detect_series(sessions, scores, 1.0, RULES, "below_threshold", dip=(3, 3)) == []
+    # A drop at the last session has nothing after it: no dip, whatever its depth.
+    assert detect_series([1, 2, 3], [4.0, 4.0, 1.0], 0.1, RULES, dip=(3, 3)) == []
+
+
+def test_clean_within_sd_is_not_inflated_by_the_dips() -> None:
+    rng = np.random.default_rng(1)
+    rows = {f"C{i}": list(3.5 + rng.normal(0, 0.3, 10)) for i in range(200)}
+    for scores in rows.values():
+        scores[5] -= 1.0  # a one-session drop of 3.3 SDs in every client
+    data = _long(rows)
+    pooled = float(series_sd(data, 3)["pooled_within"].iloc[0])
+    clean = float(clean_within_sd(data, 1.7, 3, 3, max_gap=2)["within_clean"].iloc[0])
+    assert pooled > 0.4  # inflated by a third
+    assert clean == pytest.approx(0.3, abs=0.03)
+
+
+def test_dip_settings() -> None:
+    crit = load_criteria({"criteria": {"d": {"kind": "dip", "z": 1.7, "rci_z": 1.96}}})[0]
+    assert crit.sd == ("within_clean",) and (crit.before, crit.after) == (3, 3)
+    with pytest.raises(SettingsError, match=r"within_clean is defined for dip"):
+        load_criteria({"criteria": {"x": {"kind": "sd", "sd": ["within_clean"]}}})
+    with pytest.raises(SettingsError, match=r"ruptures\.criteria\.d: before and after"):
+        load_criteria({"criteria": {"d": {"kind": "dip", "after": 0}}})

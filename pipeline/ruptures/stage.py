@@ -3,7 +3,10 @@
 ``python -m pipeline ruptures`` calls :func:`run`. Inputs are the validated tables
 (``data/interim/validated/``); outputs are the row-level episodes
 (``data/interim/episodes.csv``, private), aggregate tables in ``results/ruptures/`` and
-two figures (PNG, SVG, CSV) in ``reports/ruptures/``.
+two figures (PNG, SVG, CSV) in ``reports/ruptures/``. ``detection_benchmark.csv`` holds
+each criterion's recall, precision and false episodes on simulated scenarios with known
+one-session drops (:func:`pipeline.ruptures.recovery.detection_benchmark`), whatever the
+data analysed.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pipeline.ruptures import outcome as O
 from pipeline.ruptures import summarise as S
 from pipeline.ruptures.criteria import load_criteria, load_rules, scale_reliability
 from pipeline.ruptures.detect import alliance_series, detect_episodes
-from pipeline.ruptures.recovery import recovery
+from pipeline.ruptures.recovery import detection_benchmark, recovery
 
 
 def _log(message: str) -> None:
@@ -182,6 +185,10 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
     truth = _truth_episodes(params)
     if truth is not None:
         out["recovery"] = recovery(episodes, truth, series, criteria)
+    # How the rules behave on simulated data with known one-session drops (the simulate:
+    # settings, whatever the data): recall, precision and false episodes per criterion.
+    out["detection_benchmark"] = detection_benchmark(params)
+    _log("detection benchmark on simulated scenarios done")
 
     results.mkdir(parents=True, exist_ok=True)
     for stale in results.glob("*.csv"):
