@@ -229,8 +229,8 @@ def detect_episodes(series: pd.DataFrame, criteria: Sequence[Criterion], rules: 
         Row-level, :data:`EPISODE_COLUMNS` (private: ``data/interim/episodes.csv``).
     applied : pandas.DataFrame
         One row per series x criterion: ``client_id, therapist_id, rater, scale,
-        criterion, n_sessions, first_session, last_session, threshold, note`` (also
-        row-level; the summaries aggregate it).
+        criterion, n_sessions, first_session, last_session, threshold, min_drop, note``
+        (also row-level; the summaries aggregate it).
     """
     sds = series_sd(series, rules.min_sessions_client_sd)
     info = series.groupby(list(SERIES_KEYS), sort=True).agg(
@@ -271,5 +271,5 @@ def detect_episodes(series: pd.DataFrame, criteria: Sequence[Criterion], rules: 
     ).drop(columns="_o").reset_index(drop=True)
     applied_df = pd.concat(applied, ignore_index=True)[
         ["client_id", "therapist_id", "rater", "scale", "criterion", "n_sessions",
-         "first_session", "last_session", "threshold", "note"]]
+         "first_session", "last_session", "threshold", "min_drop", "note"]]
     return episodes, applied_df

@@ -294,8 +294,11 @@ def thresholds_table(applied: pd.DataFrame, criteria: Sequence[Criterion],
     pandas.DataFrame
         Per criterion x rater x scale: ``label, kind, k, z, sd, repair, reliability``
         (the value used by ``rci``), ``n_series, median_threshold, q1_threshold,
-        q3_threshold`` (points; shown only over at least ``min_cell`` series) and
-        ``note`` (why some series could not be analysed).
+        q3_threshold`` (points; shown only over at least ``min_cell`` series; for
+        ``dip`` criteria the threshold is ``z`` times the SD, which the dip contrast must
+        reach times ``sqrt(1 + 1/m)``), ``median_min_drop`` (the reliable drop a ``dip``
+        also needs; 0 for the other kinds) and ``note`` (why some series could not be
+        analysed).
     """
     info = {c.name: c for c in criteria}
     rows = []
@@ -307,13 +310,17 @@ def thresholds_table(applied: pd.DataFrame, criteria: Sequence[Criterion],
         enough = len(ok) >= min_cell
         rows.append({
             "criterion": crit, "rater": rater, "scale": scale, "label": c.label,
-            "kind": c.kind, "k": c.k if c.kind != "rci" else np.nan,
-            "z": c.z if c.kind == "rci" else np.nan,
+            "kind": c.kind, "k": c.k if c.kind in ("sd", "v_shape") else np.nan,
+            "z": c.z if c.kind in ("rci", "dip") else np.nan,
             "sd": "+".join(c.sd) + f" ({c.combine})" if c.kind != "rci" else "baseline",
             "repair": c.repair,
-            "reliability": reliability.get(scale, np.nan) if c.kind == "rci" else np.nan,
+            "reliability": (reliability.get(scale, np.nan)
+                            if c.kind == "rci" or (c.kind == "dip" and c.rci_z is not None)
+                            else np.nan),
             "n_series": len(ok),
             "median_threshold": float(ok.median()) if enough else np.nan,
+            "median_min_drop": (float(g.loc[ok.index, "min_drop"].median())
+                                if enough and "min_drop" in g.columns else np.nan),
             "q1_threshold": float(ok.quantile(0.25)) if enough else np.nan,
             "q3_threshold": float(ok.quantile(0.75)) if enough else np.nan,
             "note": "; ".join(notes),
