@@ -109,8 +109,13 @@ def test_prevalence_suppresses_small_groups_and_their_shares() -> None:
 
 def test_recovery_and_meta_written_for_simulated_data(shipped_run: Path) -> None:
     rec = pd.read_csv(shipped_run / "results" / "recovery.csv")
-    assert set(rec["criterion"]) == {"gumz_1sd", "gumz_2sd", "reliable_drop", "v_shape"}
+    crits = {"gumz_1sd", "gumz_2sd", "reliable_drop", "v_shape", "sudden_dip"}
+    assert set(rec["criterion"]) == crits
     assert rec["recall"].between(0, 1).all()
+    bench = pd.read_csv(shipped_run / "results" / "detection_benchmark.csv")
+    assert set(bench["scenario"]) == {"deep_clear", "very_deep", "no_ruptures"}
+    assert set(bench["criterion"]) == crits
+    assert (bench.loc[bench["scenario"] == "no_ruptures", "n_matched"] == 0).all()
     meta = json.loads((shipped_run / "results" / "meta.json").read_text())
     assert meta["has_ending"] and meta["simulated"]
     assert set(meta["reliability"]) == {"goal", "task", "bond", "total"}
