@@ -192,7 +192,8 @@ if len(det):
     if float(np.nan_to_num(client.get("3+", 0.0))) == 0:
         display(Markdown(
             "**No client has three or more rated sessions.** A repair, and therefore a V "
-            "shape, cannot be seen at all in these data; every drop found is censored, and "
+            "shape, cannot be seen at all in these data, nor a sudden dip (it needs a "
+            "session after the low one); every drop found is censored, and "
             "each client's own variability cannot be estimated (only the sample's is used). "
             "The outcome comparison of repaired and unrepaired clients is not possible."))
 
@@ -308,13 +309,57 @@ if len(bench):
     tab = wide[cols]
     tab.columns = [f"{v.replace('false_per_100', 'false per 100 sessions')}, {s}"
                    for v, s in cols]
-    show(tab.round(2).reset_index())
+    show(tab.map(lambda v: "–" if pd.isna(v) else f"{v:.2f}").reset_index())
     deep = b[b["scenario"] == "3-SD drops"].set_index("criterion")
     null = b[b["scenario"] == "no ruptures"].set_index("criterion")
     good = [c for c in deep.index if deep.loc[c, "recall"] >= 0.8
             and deep.loc[c, "precision"] >= 0.8]
     low_recall = [c for c in deep.index if deep.loc[c, "recall"] < 0.8]
     low_prec = [c for c in deep.index if deep.loc[c, "precision"] < 0.8]
+    # The squeeze for a rule comparing a session with the mean of the `pre_sessions`
+    # before it (sigma = the within-client SD, known): the comparison's SD is
+    # sigma * sqrt(1 + 1/p); the bar giving recall 0.8 for a 3-sigma drop lets through a
+    # share of ordinary sessions, and each client has (sessions - 2) of those.
+    from scipy.stats import norm
+
+    p_pre = int(rules["pre_sessions"])
+    sd_c = float(np.sqrt(1 + 1 / p_pre))
+    bar = 3 - norm.ppf(0.8) * sd_c
+    false_share = float(norm.sf(bar / sd_c))
+    per_client = float(deep["n_sessions"].iloc[0] / deep["n_injected"].iloc[0])
+    expected_prec = 0.8 / (0.8 + (per_client - 2) * false_share)
+
+    def precision_at(b: float) -> float:
+        hit = float(norm.sf((b - 3) / sd_c))
+        return hit / (hit + (per_client - 2) * float(norm.sf(b / sd_c)))
+
+    from scipy.optimize import brentq
+
+    bar_p = brentq(lambda b: precision_at(b) - 0.8, 0.0, 6.0)
+    recall_p = float(norm.sf((bar_p - 3) / sd_c))
+    between = [c for c, e in criteria.items() if e.get("kind") in ("sd", "v_shape")
+               and "between" in e.get("sd", ["client", "between"]) and c in deep.index]
+    between_text = (
+        "Rules that also use the SD *between* clients ("
+        + ", ".join(f"{esc(labels[c])}: recall {deep.loc[c, 'recall']:.2f}" for c in between)
+        + ") set their bar partly in that SD, which is larger than the wobble within a "
+        "client, so a multiple of it asks for a deeper drop than it seems. "
+        if between else "")
+    dips = [c for c, e in criteria.items() if e.get("kind") == "dip" and c in deep.index]
+    dip_text = (
+        f"A dip rule ({', '.join(esc(labels[c]) for c in dips)}) looks at the sessions "
+        "on *both* sides of a low session, which separates a real one-session drop from a "
+        "wobble better, and it measures the wobble with the dips left out, so that the "
+        "ruptures do not raise the bar. It pays for this: it cannot see a drop at a "
+        "client's last rated session, and a drop that lasts several sessions or is never "
+        "repaired looks less like a dip." if dips else "")
+    trade_off = (
+        f"comparing a session with the mean of the {p_pre} before it, a bar that finds 80% "
+        f"of 3-SD drops ({bar:.1f} within-client SDs) is also passed by "
+        f"{100 * false_share:.0f}% of ordinary sessions; with {per_client:.1f} rated "
+        f"sessions per client and one real drop, that is a precision of about "
+        f"{expected_prec:.2f}. Raising the bar until precision is 0.8 ({bar_p:.1f} SDs) "
+        f"brings recall down to about {recall_p:.2f}.")
 
     def names_of(keys: list[str]) -> str:
         return ", ".join(f"**{esc(labels.get(k, k))}**" for k in keys) or "none"
@@ -334,16 +379,11 @@ if len(bench):
         "session to session. A rule that compares a session only with the one or two "
         "before it faces a choice: a low bar catches nearly every real drop but also many "
         "ordinary wobbles (low precision), a high bar ignores the wobbles but misses many "
-        "real drops (low recall). With normally distributed wobbles and about ten sessions "
-        "per client, no bar on that comparison reaches 0.8 on both for a 3-SD drop "
-        "(the test suite shows the calculation). The Gumz 2-SD rule also measures the SD "
-        "partly *between* clients, which is larger than the wobble within a client, so its "
-        "bar is about three within-client SDs and it finds only about half of such drops. "
-        "The sudden dip looks at the sessions on *both* sides of a low session, which "
-        "separates a real one-session drop from a wobble better, and it measures the "
-        "wobble with the dips left out, so that the ruptures do not raise the bar. It "
-        "pays for this: it cannot see a drop at a client's last rated session, and a drop "
-        "that lasts several sessions or is never repaired looks less like a dip.\n\n"
+        "real drops (low recall). A back-of-the-envelope calculation with normally "
+        "distributed wobbles shows the squeeze: "
+        f"{trade_off} "
+        f"{between_text}"
+        f"{dip_text}\n\n"
         + "\n".join(f"- {fig(c)}" for c in deep.index if c in null.index)))
 
 # %% [markdown]

@@ -272,9 +272,10 @@ def detectability(applied: pd.DataFrame, criteria: Sequence[Criterion], rules: R
     rows = []
     texts = {
         "1": "nothing: a drop needs a session before it",
-        "2": "a drop at session 2 at most, never its repair (always censored); no V shape; "
-             "no own SD (the sample SDs are used)",
-        "3+": "drops, repairs and V shapes (within the repair window)",
+        "2": "a drop at session 2 at most, never its repair (always censored); no V shape "
+             "and no sudden dip (both need a session after the drop); no own SD (the "
+             "sample SDs are used)",
+        "3+": "drops, repairs, V shapes and sudden dips (within the repair window)",
     }
     for rater, g in per.groupby("rater"):
         n = g["n_sessions"]
