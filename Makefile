@@ -26,7 +26,7 @@ help:
 	@echo "make test   - set up .venv and run pytest + nbval"
 	@echo "make lab    - open the notebooks in JupyterLab"
 	@echo "make lint   - ruff"
-	@echo "make bench  - benchmarks (fit time vs lme4, coverage)"
+	@echo "make bench  - benchmarks (fit time vs lme4, coverage, ruptures coverage)"
 
 $(UV):
 	$(PYTHON) -m pip install --disable-pip-version-check --quiet --target .tools "uv==$(UV_VERSION)"
@@ -75,6 +75,7 @@ lab: setup
 bench: setup
 	python benchmarks/bench_fit.py
 	python benchmarks/coverage.py
+	python benchmarks/ruptures_coverage.py
 
 clean-env:
 	rm -rf $(VENV) .tools

@@ -306,6 +306,13 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
     log("publish", f"tables in {tabdir}/ (html, tex, md)")
 
 
+def cmd_ruptures(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from pipeline.ruptures.stage import run
+
+    run(params, Path(args.validated), Path(args.episodes), Path(args.out), Path(args.figures),
+        _instruments(params))
+
+
 def cmd_render(params: dict[str, Any], args: argparse.Namespace) -> None:
     from pipeline.report import render
 
@@ -322,6 +329,7 @@ COMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None], 
     "describe": (cmd_describe, "aggregate description of the data"),
     "fit": (cmd_fit, "fit the mixed-effects models"),
     "publish": (cmd_publish, "figures (PNG, SVG, CSV) and APA tables (HTML, LaTeX, Markdown)"),
+    "ruptures": (cmd_ruptures, "rupture-repair episodes, outcome and endings (aggregates)"),
     "render": (cmd_render, "render a notebook to an HTML report"),
 }
 
@@ -336,6 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", default="data/simulated")
         if name == "validate":
             p.add_argument("--out", default=str(VALIDATED))
+        if name == "ruptures":
+            p.add_argument("--validated", default=str(VALIDATED))
+            p.add_argument("--episodes", default=str(INTERIM / "episodes.csv"))
+            p.add_argument("--out", default=str(RESULTS / "ruptures"))
+            p.add_argument("--figures", default="reports/ruptures")
         if name in ("score", "describe", "fit"):
             p.add_argument("--validated", default=str(VALIDATED))
         if name == "score":
@@ -367,9 +380,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with threadpool_limits(limits=1):
             func(params, args)
     except Exception as exc:
+        from pipeline.errors import PipelineError
         from pipeline.validate import InputError
 
-        if isinstance(exc, InputError):
+        if isinstance(exc, InputError | PipelineError):
             print(str(exc), file=sys.stderr)
             print(f"[{args.command}] stopped: nothing was written; earlier results are "
                   "unchanged.", file=sys.stderr)

@@ -61,6 +61,9 @@ RATERS: tuple[str, ...] = ("client", "therapist")
 ASSUMED_THERAPIST = "one_therapist"
 """``therapist_id`` given to every row when the alliance file has no therapist_id column."""
 
+ENDINGS: tuple[str, ...] = ("planned", "unplanned", "ongoing")
+"""Allowed values of the optional ``ending`` column of the clients file (lower-cased)."""
+
 DEFAULT_SETTINGS: dict[str, Any] = {
     "allow_columns": [],
     "k_anonymity": 5,
@@ -102,6 +105,7 @@ RULE_TEXT: dict[str, str] = {
     "session_too_large": "session is not above validation.max_session",
     "out_of_range": "values inside the instrument's range",
     "invalid_rater": "rater is client or therapist",
+    "invalid_ending": "ending (clients file, optional) is planned, unplanned or ongoing",
     "duplicate_row": "one row per key (client x session [x rater]; client in clients file)",
     "several_therapists": "each client has exactly one therapist",
     "anonymity_names": "no column name announcing identifying data",
@@ -355,6 +359,7 @@ class _Spec:
     rater: bool
     numbers: dict[str, tuple[float, float, str]]
     one_therapist: bool = False
+    ending: bool = False
     covariates: list[str] = field(default_factory=list)
     expectation: str = ""
     notes: list[str] = field(default_factory=list)
@@ -371,6 +376,8 @@ class _Spec:
             out.append("session")
         if self.rater:
             out.append("rater")
+        if self.ending:
+            out.append("ending")
         return out + list(self.numbers) + list(self.covariates)
 
 
@@ -449,12 +456,13 @@ def _outcome_spec(columns: Sequence[str], inst: Instrument) -> _Spec:
 
 
 def _clients_spec(columns: Sequence[str], covariates: Sequence[str] | None) -> _Spec:
-    spec = _Spec("clients", ["client_id"], ["client_id"], False, False, {})
+    spec = _Spec("clients", ["client_id"], ["client_id"], False, False, {},
+                 ending="ending" in columns)
     if covariates is None:
-        reserved = {"client_id", "therapist_id", "session", "rater"}
+        reserved = {"client_id", "therapist_id", "session", "rater", "ending"}
         spec.covariates = [c for c in columns if c not in reserved]
     else:
-        spec.covariates = list(covariates)
+        spec.covariates = [c for c in covariates if c != "ending"]
     spec.expectation = (
         "The clients file needs client_id and the covariates"
         + (f" {', '.join(covariates)}" if covariates else "")
@@ -488,6 +496,10 @@ def _not_above(limit: float) -> Callable[[pd.Series], pd.Series]:
 
 def _is_rater(s: pd.Series) -> pd.Series:
     return s.map(lambda v: str(v).strip().lower() in RATERS).astype(bool)
+
+
+def _is_ending(s: pd.Series) -> pd.Series:
+    return s.map(lambda v: str(v).strip().lower() in ENDINGS).astype(bool)
 
 
 def _in_range(lo: float, hi: float) -> Callable[[pd.Series], pd.Series]:
@@ -540,6 +552,9 @@ def build_schema(spec: _Spec) -> pa.DataFrameSchema:
             nullable=False,
             checks=[_check(_is_rater, "invalid_rater")],
         )
+    if spec.ending:
+        columns["ending"] = pa.Column(nullable=True,
+                                      checks=[_check(_is_ending, "invalid_ending")])
     for name, (lo, hi, _) in spec.numbers.items():
         columns[name] = pa.Column(
             nullable=True,
@@ -590,6 +605,9 @@ def _message(rule: str, column: str | None, n: int, spec: _Spec) -> str:
         )
     if rule == "invalid_rater":
         return f"{rows} {have} a rater other than {' or '.join(RATERS)}."
+    if rule == "invalid_ending":
+        return (f"{rows} {have} an ending other than {', '.join(ENDINGS)}. Recode it (e.g. "
+                "dropout as unplanned), or leave it blank when unknown (data/README.md).")
     if rule == "duplicate_row":
         key = " x ".join(spec.keys)
         return (
@@ -818,6 +836,8 @@ def _schema_problems(item: _File, run: _Run) -> None:
         rules.append("out_of_range")
     if spec.rater:
         rules.append("invalid_rater")
+    if spec.ending:
+        rules.append("invalid_ending")
     rules += [rule for rule, _, _ in frame_checks]
     for rule in rules:
         n = counts.get(rule, 0)
@@ -899,8 +919,9 @@ def _normalise(item: _File) -> pd.DataFrame:
             out[column] = _id_series(frame[column]).astype(object)
         elif column == "session":
             out[column] = as_numbers(frame[column]).astype("int64")
-        elif column == "rater":
-            out[column] = frame[column].map(lambda v: str(v).strip().lower())
+        elif column in ("rater", "ending"):
+            out[column] = frame[column].map(
+                lambda v: str(v).strip().lower() if pd.notna(v) else v)
         elif column in spec.numbers:
             out[column] = as_numbers(frame[column])
         else:

@@ -44,7 +44,8 @@ def test_shape_like_real_data(params: dict) -> None:
     assert list(sim.alliance.columns[:3]) == ["client_id", "therapist_id", "session"]
     assert [f"wai_sr_{i}" for i in range(1, 13)] == list(sim.alliance.columns[3:])
     assert [f"swemwbs_{i}" for i in range(1, 8)] == list(sim.outcome.columns[2:])
-    assert set(sim.clients.columns) == {"client_id", "approach", "modality"}
+    ending = {"ending"} if (params["simulate"].get("endings") or {}).get("enabled") else set()
+    assert set(sim.clients.columns) == {"client_id", "approach", "modality"} | ending
     items = sim.alliance.iloc[:, 3:].to_numpy(dtype=float)
     assert np.nanmin(items) >= 1 and np.nanmax(items) <= 5
     assert np.isnan(items).any()  # a few blank items, as in real data

@@ -1,0 +1,542 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Ruptures, repairs and endings
+#
+# **In short.** The working alliance is not constant. Sometimes the collaboration between
+# client and therapist comes under strain: the client feels misunderstood, disagrees with
+# what they are asked to do, or withdraws. Researchers call this a **rupture**. When client
+# and therapist notice the strain and talk it through, the relationship can recover, and
+# often comes out stronger: a **repair**, a chance to rebuild trust. This report looks for
+# the traces of ruptures and repairs in the session-by-session alliance questionnaires,
+# using several published rules side by side, and asks whether they go with how wellbeing
+# changed and with clients ending therapy early. It shows aggregates only: no client
+# appears, and groups smaller than `report.min_cell` are suppressed.
+
+# %% tags=["parameters"]
+params_file = None  # path to params.yaml (None: the file of this project)
+
+# %%
+import html
+import json
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown, display
+
+from pipeline import figures
+from pipeline.report import data_notice, open_project
+from pipeline.ruptures import plots
+from pipeline.ruptures.criteria import load_rules
+from pipeline.ruptures.detect import detect_series
+from pipeline.tables import styled
+
+root, params = open_project(params_file)
+results = root / "results" / "ruptures"
+min_cell = int(params["report"]["min_cell"])
+cfg = params["ruptures"]
+figures.apply_style()
+meta = json.loads((results / "meta.json").read_text(encoding="utf-8"))
+criteria = cfg["criteria"]
+labels = {name: str(c.get("label", name)) for name, c in criteria.items()}
+
+
+def esc(text: object) -> str:
+    """Text from settings or data, safe inside Markdown/HTML."""
+    return html.escape(str(text))
+
+
+def read(name: str) -> pd.DataFrame:
+    """A table of results/ruptures/ (empty when the step did not write it)."""
+    path = results / f"{name}.csv"
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+def show(frame: pd.DataFrame, digits: int = 2) -> None:
+    """Display a table with its text escaped, counts as whole numbers, others rounded."""
+    counts = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+              and frame[c].dropna().mod(1).eq(0).all() and c not in ("r", "kappa")]
+    fmt = {c: (lambda v: "–" if pd.isna(v) else f"{v:,.0f}") for c in counts}
+    display(styled(frame).format(precision=digits, escape="html", na_rep="–")
+            .format(fmt, escape="html"))
+
+
+display(Markdown(data_notice(params)))
+
+# %% [markdown]
+# ## What a post-session questionnaire can and cannot see
+#
+# After each session the client rates the alliance (goal, task and bond; here their mean,
+# the **total**, and each part). A rupture happens *inside* a session, between two people;
+# the questionnaire only records how the client rated the session afterwards. A sudden
+# drop in that rating is therefore an **indicator** of a possible rupture, and a return
+# to the earlier level an indicator of a possible repair, not an observation of either.
+# Ratings also move from session to session for no particular reason (a bad day, a
+# hurried answer): a low rating after a high one tends to be followed by a more usual one
+# anyway (*regression to the mean*). The rules below differ mainly in how large a drop
+# must be before it counts, so they find very different numbers of episodes (Gumz et al.,
+# 2012): they are shown side by side, never as one number.
+
+# %% [markdown]
+# ## How each rule decides
+#
+# An **episode** starts at the session whose score falls at least the rule's threshold
+# below the level before it (the mean of up to the previous
+# `ruptures.rules.pre_sessions` rated sessions). It is **repaired** when a later session,
+# at most `ruptures.rules.window` sessions on, is back at the rule's repair level; it is
+# **unrepaired** when the window passed with further sessions and no repair, and
+# **censored** when the ratings stop before the window closes: the last sessions of a
+# therapy cannot show a repair yet, so they are never called unrepaired. Missed sessions
+# are skipped over when they are few (`ruptures.rules.max_gap`); after a longer gap the
+# series starts afresh.
+
+# %%
+rules = cfg["rules"]
+lines = [f"- **{esc(labels[name])}**: {esc(c.get('plain', ''))}." for name, c in criteria.items()]
+display(Markdown("\n".join(lines) + (
+    f"\n\nShared rules: pre-drop level = mean of up to {int(rules['pre_sessions'])} "
+    f"previous rated sessions; repair window {int(rules['window'])} sessions; up to "
+    f"{int(rules['max_gap'])} missed sessions bridged; a client's own SD is used from "
+    f"{int(rules['min_sessions_client_sd'])} rated sessions on.")))
+thr = read("thresholds")
+if len(thr):
+    tab = thr[thr["rater"] == "client"][["label", "scale", "sd", "reliability", "n_series",
+                                         "median_threshold", "q1_threshold", "q3_threshold",
+                                         "note"]]
+    show(tab.rename(columns={"label": "rule", "sd": "variability used",
+                             "n_series": "clients", "median_threshold": "median drop needed",
+                             "q1_threshold": "25%", "q3_threshold": "75%"}))
+rel_text = ", ".join(f"{esc(k)} {v:.2f}" for k, v in meta["reliability"].items())
+display(Markdown(
+    "The drop needed is in points of the questionnaire's item-mean scale. The Gumz rules "
+    "combine the client's own variability with the variability between clients and take "
+    "the larger (stricter) one; the reliable-drop rule uses the measurement error implied "
+    "by the scale's reliability, computed from these data "
+    f"({rel_text or 'not available: no item data'}). "
+    "The V-shape threshold is this project's setting: Stiles et al. (2004) called their own "
+    "criterion preliminary, and later studies used other thresholds. The sudden dip is "
+    "this project's rule after the sudden-gains template (Tang & DeRubeis, 1999): the "
+    "session must lie far below the sessions before *and* after it (its 'drop needed' is "
+    "z times the usual session-to-session SD, computed with the dips left out, so that "
+    "the ruptures themselves do not raise the bar), and its drop must also be larger than "
+    "the measurement error."))
+
+# %% [markdown]
+# ### The rules at work on an invented series
+#
+# The same made-up series of post-session ratings (invented numbers, not a client of these
+# data), read by each rule with the median drop it requires in these data. Red line: the
+# session a rupture starts, marked R (repaired; the dashed green line is the repair), U
+# (unrepaired: no repair within the window although ratings went on) or C (censored: the
+# ratings stop before a repair could be seen).
+
+# %%
+demo_sessions = list(range(1, 15))
+demo_scores = [4.0, 4.2, 4.1, 3.2, 3.6, 4.2, 4.3, 4.3, 3.9, 3.3, 3.4, 3.4, 3.5, 2.9]
+demo_rules = load_rules(cfg)
+total_thr = thr[(thr["rater"] == "client") & (thr["scale"] == "total")].set_index(
+    "criterion")["median_threshold"] if len(thr) else pd.Series(dtype=float)
+total_min = thr[(thr["rater"] == "client") & (thr["scale"] == "total")].set_index(
+    "criterion")["median_min_drop"] if len(thr) and "median_min_drop" in thr else {}
+shown = [name for name in criteria if pd.notna(total_thr.get(name, np.nan))]
+if shown:
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 2.8), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, name in zip(axes, shown, strict=True):
+        c = criteria[name]
+        found = detect_series(demo_sessions, demo_scores, float(total_thr[name]), demo_rules,
+                              str(c.get("repair", "pre_level" if c["kind"] == "v_shape"
+                                         else "below_threshold")),
+                              c["kind"] == "v_shape",
+                              ((int(c.get("before", 3)), int(c.get("after", 3)))
+                               if c["kind"] == "dip" else None),
+                              float(np.nan_to_num(total_min.get(name, 0.0))))
+        ax.plot(demo_sessions, demo_scores, marker="o", ms=3, color="#333333")
+        for ep in found:
+            ax.axvline(ep["rupture_session"], color="#C44E52", lw=1.5)
+            if ep["repair_session"] is not None:
+                ax.axvline(ep["repair_session"], color="#55A868", lw=1.5, ls="--")
+            ax.text(ep["rupture_session"] + 0.3, 4.55, ep["status"][0].upper(), ha="left",
+                    color="#C44E52", fontsize="small")
+        ax.set(title=f"{labels[name]}\n(drop >= {total_thr[name]:.2f})", xlabel="session",
+               ylim=(2.7, 4.7), xticks=demo_sessions[::2])
+    axes[0].set_ylabel("total alliance (invented)")
+    fig.suptitle("Illustration with an invented series (not data)", fontsize="medium")
+    fig.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# ## What these data allow
+#
+# To see a drop, a client needs a rated session before it; to see a repair, at least one
+# more afterwards. Clients with few rated sessions limit what can be found.
+
+# %%
+det = read("detectability")
+if len(det):
+    show(det[["rater", "sessions", "n_clients", "can_show"]].rename(
+        columns={"sessions": "rated sessions", "n_clients": "clients"}))
+    client = det[det["rater"] == "client"].set_index("sessions")["n_clients"]
+    if float(np.nan_to_num(client.get("3+", 0.0))) == 0:
+        display(Markdown(
+            "**No client has three or more rated sessions.** A repair, and therefore a V "
+            "shape, cannot be seen at all in these data, nor a sudden dip (it needs a "
+            "session after the low one); every drop found is censored, and "
+            "each client's own variability cannot be estimated (only the sample's is used). "
+            "The outcome comparison of repaired and unrepaired clients is not possible."))
+
+# %% [markdown]
+# ## How many episodes each rule finds, and why they disagree
+
+# %%
+prev = read("prevalence")
+if len(prev) and prev["pct_clients"].notna().any():
+    fig, _ = plots.prevalence(prev)
+    plt.show()
+if len(prev):
+    tab = prev[prev["rater"] == "client"][[
+        "label", "scale", "n_series", "n_clients_with_episode", "pct_clients", "n_episodes",
+        "n_repaired", "n_unrepaired", "n_censored", "pct_repaired", "median_length"]]
+    show(tab.rename(columns={"label": "rule", "n_series": "clients",
+                             "n_clients_with_episode": "with an episode",
+                             "pct_clients": "%", "n_episodes": "episodes",
+                             "n_repaired": "repaired", "n_unrepaired": "unrepaired",
+                             "n_censored": "censored", "pct_repaired": "% repaired*",
+                             "median_length": "median length"}), 1)
+    display(Markdown(
+        "\\* Repaired among episodes whose outcome is known (censored ones left out). A V "
+        "shape is repaired by definition. Length = sessions from the drop to the repair. "
+        f"Blank cells: fewer than {min_cell} clients or episodes (suppressed)."))
+    if (prev["rater"] == "therapist").any():
+        display(Markdown("Therapist-rated series were analysed too; their rows are in "
+                         "`results/ruptures/prevalence.csv` (rater = therapist)."))
+
+# %%
+agr = read("agreement")
+if len(agr):
+    tab = agr[(agr["rater"] == "client") & (agr["scale"] == "total")].copy()
+    tab["criterion_a"] = tab["criterion_a"].map(labels)
+    tab["criterion_b"] = tab["criterion_b"].map(labels)
+    show(tab[["criterion_a", "criterion_b", "n_clients", "n_both", "n_only_a", "n_only_b",
+              "kappa", "jaccard"]].rename(columns={
+                  "criterion_a": "rule A", "criterion_b": "rule B", "n_both": "both",
+                  "n_only_a": "only A", "n_only_b": "only B"}))
+    display(Markdown(
+        "Agreement on the total score. **kappa**: do two rules agree on *which clients* had "
+        "at least one episode, beyond chance (1 = always, 0 = no better than chance). "
+        "**Jaccard**: of the rupture sessions found by either rule, the share found by both. "
+        "Rules disagree because their thresholds differ (a stricter rule finds a subset of "
+        "a laxer one's drops, plus none of the small ones), because the V shape also needs "
+        "the return, and because the reliable-drop rule uses one yardstick for every client "
+        "while the SD rules adapt to each client's own variability."))
+
+# %% [markdown]
+# ### When episodes start and how long they last
+
+# %%
+tim = read("timing")
+if len(tim):
+    t = tim[(tim["rater"] == "client") & (tim["scale"] == "total")].copy()
+    t["rule"] = t["criterion"].map(labels)
+    wide = t.set_index(["kind", "period", "rule"])["n_episodes"].unstack("rule")
+    order = list(dict.fromkeys(zip(t["kind"], t["period"], strict=True)))
+    wide = wide.reindex(order)[[labels[c] for c in criteria if labels[c] in wide.columns]]
+    show(wide.reset_index().rename(columns={"kind": "by"}))
+    display(Markdown(
+        "Rupture sessions by session number and by third of each client's rated sessions "
+        "(early, middle, late). Session 1 cannot start an episode. Blank: suppressed."))
+lng = read("lengths")
+if len(lng):
+    t = lng[(lng["rater"] == "client") & (lng["scale"] == "total")].copy()
+    t["rule"] = t["criterion"].map(labels)
+    wide = t.set_index(["length", "rule"])["n_episodes"].unstack("rule")
+    show(wide[[labels[c] for c in criteria if labels[c] in wide.columns]].reset_index())
+    display(Markdown("Repaired episodes by length (sessions from the drop to the repair)."))
+
+# %%
+rec = read("recovery")
+if len(rec):
+    t = rec.copy()
+    t["rule"] = t["criterion"].map(labels)
+    show(t[["rule", "n_observable", "n_detected", "n_matched", "recall", "precision",
+            "status_agreement"]].rename(columns={
+                "n_observable": "injected, observable", "n_detected": "found",
+                "n_matched": "found and injected", "status_agreement": "status agrees"}))
+    display(Markdown(
+        "**How well do the rules find the episodes the simulation put in?** These data are "
+        "simulated with known episodes (`truth.yaml`). *Recall*: share of injected episodes "
+        "(whose rupture session and an earlier one were rated) that a rule found at the "
+        "right session. *Precision*: share of a rule's episodes that were injected. Lax "
+        "rules find most injected drops but also many drops of ordinary session-to-session "
+        "noise; strict rules miss shallower drops. Precision also depends on how common "
+        "ruptures are: in data with fewer real ruptures it is lower."))
+
+# %% [markdown]
+# ## How well can a rule find a rupture at all? A simulated test
+#
+# Whatever the data analysed, the step also runs every rule on simulated data built with
+# this project's simulation settings, where the truth is known: every client has exactly
+# one rupture, a drop of three (or six) times the usual session-to-session variability,
+# lasting one session; and, as a control, data with no ruptures at all.
+
+# %%
+bench = read("detection_benchmark")
+if len(bench):
+    b = bench.copy()
+    b["rule"] = b["criterion"].map(labels)
+    names = {"deep_clear": "3-SD drops", "very_deep": "6-SD drops",
+             "no_ruptures": "no ruptures"}
+    b["scenario"] = b["scenario"].map(names).fillna(b["scenario"])
+    wide = b.pivot_table(index="rule", columns="scenario",
+                         values=["recall", "precision", "false_per_100"], sort=False)
+    wide = wide.reindex([labels[c] for c in criteria if labels[c] in wide.index])
+    cols = [(v, s) for s in ("3-SD drops", "6-SD drops") for v in ("recall", "precision")
+            if (v, s) in wide.columns]
+    cols += [("false_per_100", "no ruptures")] if ("false_per_100", "no ruptures") in wide \
+        else []
+    tab = wide[cols]
+    tab.columns = [f"{v.replace('false_per_100', 'false per 100 sessions')}, {s}"
+                   for v, s in cols]
+    show(tab.map(lambda v: "–" if pd.isna(v) else f"{v:.2f}").reset_index())
+    deep = b[b["scenario"] == "3-SD drops"].set_index("criterion")
+    null = b[b["scenario"] == "no ruptures"].set_index("criterion")
+    good = [c for c in deep.index if deep.loc[c, "recall"] >= 0.8
+            and deep.loc[c, "precision"] >= 0.8]
+    low_recall = [c for c in deep.index if deep.loc[c, "recall"] < 0.8]
+    low_prec = [c for c in deep.index if deep.loc[c, "precision"] < 0.8]
+    # The squeeze for a rule comparing a session with the mean of the `pre_sessions`
+    # before it (sigma = the within-client SD, known): the comparison's SD is
+    # sigma * sqrt(1 + 1/p); the bar giving recall 0.8 for a 3-sigma drop lets through a
+    # share of ordinary sessions, and each client has (sessions - 2) of those.
+    from scipy.stats import norm
+
+    p_pre = int(rules["pre_sessions"])
+    sd_c = float(np.sqrt(1 + 1 / p_pre))
+    bar = 3 - norm.ppf(0.8) * sd_c
+    false_share = float(norm.sf(bar / sd_c))
+    per_client = float(deep["n_sessions"].iloc[0] / deep["n_injected"].iloc[0])
+    expected_prec = 0.8 / (0.8 + (per_client - 2) * false_share)
+
+    def precision_at(b: float) -> float:
+        hit = float(norm.sf((b - 3) / sd_c))
+        return hit / (hit + (per_client - 2) * float(norm.sf(b / sd_c)))
+
+    from scipy.optimize import brentq
+
+    bar_p = brentq(lambda b: precision_at(b) - 0.8, 0.0, 6.0)
+    recall_p = float(norm.sf((bar_p - 3) / sd_c))
+    between = [c for c, e in criteria.items() if e.get("kind") in ("sd", "v_shape")
+               and "between" in e.get("sd", ["client", "between"]) and c in deep.index]
+    between_text = (
+        "Rules that also use the SD *between* clients ("
+        + ", ".join(f"{esc(labels[c])}: recall {deep.loc[c, 'recall']:.2f}" for c in between)
+        + ") set their bar partly in that SD, which is larger than the wobble within a "
+        "client, so a multiple of it asks for a deeper drop than it seems. "
+        if between else "")
+    dips = [c for c, e in criteria.items() if e.get("kind") == "dip" and c in deep.index]
+    dip_text = (
+        f"A dip rule ({', '.join(esc(labels[c]) for c in dips)}) looks at the sessions "
+        "on *both* sides of a low session, which separates a real one-session drop from a "
+        "wobble better, and it measures the wobble with the dips left out, so that the "
+        "ruptures do not raise the bar. It pays for this: it cannot see a drop at a "
+        "client's last rated session, and a drop that lasts several sessions or is never "
+        "repaired looks less like a dip." if dips else "")
+    trade_off = (
+        f"comparing a session with the mean of the {p_pre} before it, a bar that finds 80% "
+        f"of 3-SD drops ({bar:.1f} within-client SDs) is also passed by "
+        f"{100 * false_share:.0f}% of ordinary sessions; with {per_client:.1f} rated "
+        f"sessions per client and one real drop, that is a precision of about "
+        f"{expected_prec:.2f}. Raising the bar until precision is 0.8 ({bar_p:.1f} SDs) "
+        f"brings recall down to about {recall_p:.2f}.")
+
+    def names_of(keys: list[str]) -> str:
+        return ", ".join(f"**{esc(labels.get(k, k))}**" for k in keys) or "none"
+
+    def fig(c: str) -> str:
+        return (f"{esc(labels.get(c, c))}: recall {deep.loc[c, 'recall']:.2f}, precision "
+                f"{deep.loc[c, 'precision']:.2f}, {null.loc[c, 'false_per_100']:.1f} false "
+                "episodes per 100 sessions without ruptures")
+
+    display(Markdown(
+        "*Recall*: share of the simulated ruptures a rule finds at the right session. "
+        "*Precision*: share of what a rule finds that is a simulated rupture. The target "
+        "set for this project is at least 0.8 on both for 3-SD drops. Reached by: "
+        f"{names_of(good)}. Recall below 0.8: {names_of(low_recall)}; precision below "
+        f"0.8: {names_of(low_prec)}.\n\n"
+        "**Why the published rules fall short, in plain words.** Ratings wobble from "
+        "session to session. A rule that compares a session only with the one or two "
+        "before it faces a choice: a low bar catches nearly every real drop but also many "
+        "ordinary wobbles (low precision), a high bar ignores the wobbles but misses many "
+        "real drops (low recall). A back-of-the-envelope calculation with normally "
+        "distributed wobbles shows the squeeze: "
+        f"{trade_off} "
+        f"{between_text}"
+        f"{dip_text}\n\n"
+        + "\n".join(f"- {fig(c)}" for c in deep.index if c in null.index)))
+
+# %% [markdown]
+# ## The average course around an episode
+#
+# Alliance and wellbeing of clients around their rupture sessions, lined up so that 0 is
+# the session of the drop, and averaged over episodes (deviations from each client's own
+# mean, with 95% intervals). Offsets with fewer than `min_cell` episodes are not drawn.
+# This is an average over many clients, never one client's trajectory.
+
+# %%
+crs = read("course")
+fig_crit = str(cfg.get("figure_criterion"))
+if len(crs) and crs[(crs["criterion"] == fig_crit) & ~crs["suppressed"].astype(bool)].shape[0]:
+    fig, _ = plots.course(crs, fig_crit, labels.get(fig_crit, fig_crit))
+    plt.show()
+    display(Markdown(
+        f"Rule: **{esc(labels.get(fig_crit, fig_crit))}** (`ruptures.figure_criterion`). "
+        "The dip at 0 is partly built in: sessions were *selected* for being low. Whether "
+        "wellbeing follows the alliance down and back up is the informative part."))
+else:
+    display(Markdown("Too few episodes to draw the average course."))
+
+# %% [markdown]
+# ## Ruptures and outcome
+#
+# Does wellbeing change differently in clients whose ruptures were repaired, clients
+# whose ruptures were not, and clients without a detected rupture? For each rule, a mixed
+# model of each client's wellbeing change (last minus first rated session), adjusted for
+# the first wellbeing score and the number of sessions in between, with a random
+# intercept for the therapist. **This is observational**: nobody was assigned to repair.
+# Clients who repair may differ in many ways (engagement, severity, their therapist), and
+# a longer therapy both changes more and offers more chances to see an episode. A
+# difference here is a description, not an effect of repair.
+
+# %%
+om = read("outcome_models")
+oc = read("outcome_coefficients")
+og = read("outcome_groups")
+for _, m in om.iterrows():
+    name = str(m["criterion"])
+    head = f"**{esc(labels.get(name, name))}**: "
+    if m["status"] not in ("fitted", "singular"):
+        display(Markdown(head + f"{esc(m['status'])}: {esc(m['reason'])}"))
+        continue
+    c = oc[(oc["criterion"] == name) & oc["term"].isin(["repaired", "unrepaired"])]
+    parts = []
+    for _, row in c.iterrows():
+        parts.append(f"{esc(row['term'])} vs no rupture {row['estimate']:+.2f} points "
+                     f"(95% CI {row['conf_low']:.2f} to {row['conf_high']:.2f})")
+    flag = " (a variance is at its boundary)" if m["status"] == "singular" else ""
+    if isinstance(m.get("simplification"), str) and m["simplification"]:
+        flag += f" Simplified: {esc(m['simplification'])}."
+    display(Markdown(head + "; ".join(parts) + f"; {int(m['n_clients'])} clients, "
+                     f"{int(m['n_therapists'])} therapists{flag}."))
+if len(og):
+    t = og.copy()
+    t["rule"] = t["criterion"].map(labels)
+    show(t[["rule", "group", "n_clients", "n_in_model", "mean_change", "sd_change"]].rename(
+        columns={"n_clients": "clients", "n_in_model": "in the model",
+                 "mean_change": "mean change", "sd_change": "SD"}))
+
+# %%
+rc = read("repair_correlation")
+if len(rc):
+    t = rc.copy()
+    t["rule"] = t["criterion"].map(labels)
+    show(t[["rule", "n_clients", "r", "conf_low", "conf_high", "note"]].rename(
+        columns={"n_clients": "clients with an episode"}))
+    ref = rc.iloc[0]
+    display(Markdown(
+        "**Sanity check.** Among clients with an episode, the correlation of being repaired "
+        "with the (adjusted) wellbeing change. A meta-analysis of 11 studies (Eubanks, Muran "
+        f"& Safran, 2018) put the link between repair and outcome at about r = "
+        f"{ref['reference_r']:.2f}, with a wide interval (roughly {ref['reference_low']:.2f} "
+        f"to {ref['reference_high']:.2f}); these figures are approximate. A value far "
+        "outside that range is not wrong by itself, but it asks whether the rule detects "
+        "real ruptures (see precision above) before anything is read into it."))
+
+# %% [markdown]
+# ## How therapy ended
+#
+# A weaker alliance is known to go with clients leaving therapy early (Sharf, Primavera &
+# Diener, 2010). When the clients file says how each therapy ended (`ending`: planned,
+# unplanned, ongoing), a discrete-time survival model asks, session by session: is a
+# client more likely to end unplanned right after a session whose alliance was lower than
+# their own earlier sessions (within), and are clients with a lower alliance in general
+# (between) more likely to? Planned endings and clients still in therapy count as
+# "not (yet) ended unplanned" (censored).
+
+# %%
+em = read("endings_model")
+ec = read("endings_coefficients")
+cnt = read("endings_counts")
+if len(cnt):
+    show(cnt[["ending", "n_clients"]].rename(columns={"n_clients": "clients"}), 0)
+m = em.iloc[0] if len(em) else None
+if m is not None and m["status"] == "fitted" and len(ec):
+    t = ec[ec["term"] != "Intercept"][["term", "odds_ratio", "or_low", "or_high", "p_value"]]
+    show(t.rename(columns={"odds_ratio": "odds ratio per point", "or_low": "95% CI low",
+                           "or_high": "95% CI high", "p_value": "p"}), 3)
+    w = ec.set_index("term")
+    lines = []
+    for term, what in (("alliance_within", "lower than the client's own earlier sessions"),
+                       ("alliance_between", "lower in general (a client's earlier mean)")):
+        if term in w.index:
+            ratio = float(np.exp(-0.1 * w.loc[term, "estimate"]))
+            lines.append(f"- a session rated 0.1 points {what}: odds of ending unplanned "
+                         f"after it multiplied by {ratio:.2f}")
+    display(Markdown(
+        f"{int(m['n_events_in_model'])} unplanned endings among {int(m['n_clients'])} "
+        f"clients ({int(m['n_in_model'])} client-sessions from each client's second rated "
+        "session on). Standard errors allow for clients sharing a therapist.\n\n"
+        + "\n".join(lines)))
+elif m is not None:
+    display(Markdown(f"**Unplanned ending model: {esc(m['status'])}.** {esc(m['reason'])}."))
+last = read("last_session")
+if m is not None and m["status"] != "fitted" and len(last):
+    row = last.iloc[0]
+    if pd.notna(row["mean_difference"]):
+        display(Markdown(
+            "What the last rated session alone can say: among clients with three or more "
+            f"rated sessions ({int(row['n_clients'])}), the alliance at the last session "
+            f"was {row['mean_difference']:+.2f} points from their other sessions' mean "
+            f"(95% CI {row['conf_low']:.2f} to {row['conf_high']:.2f}); "
+            f"{row['share_lower']:.0f}% rated it lower. Without knowing how therapy ended, "
+            "this cannot separate an unplanned ending from a planned one."))
+    else:
+        display(Markdown(
+            f"Fewer than {min_cell} clients have three or more rated sessions, so not even "
+            "the last rated session can be compared with a client's usual level."))
+
+# %% [markdown]
+# ## Limits
+#
+# - **Post-session ratings are indicators.** A drop may be a rupture, a bad week, or a
+#   careless answer; a rupture that the client does not report, or reports only later,
+#   leaves no trace. A single-case study that checked post-session V shapes against
+#   observer-coded ruptures found that they can reflect real ruptures within sessions
+#   (Lipner et al., 2023); that does not show that they always do.
+# - **The rules are conventions.** Gumz et al. (2012) showed how strongly the count depends
+#   on the rule; this report shows several for that reason.
+# - **Ceiling.** Alliance ratings crowd near the top of the scale, where a client has little
+#   room to show a further rise, and a repair "back to the earlier level" may be hard to
+#   distinguish from noise.
+# - **Observational links.** The outcome and ending models describe associations; they do
+#   not show that repairing a rupture causes better outcomes or keeps clients in therapy.
+#
+# *References.* Eubanks, C. F., Muran, J. C., & Safran, J. D. (2018). Alliance rupture
+# repair: a meta-analysis. *Psychotherapy, 55*(4), 508–519. Gumz, A., Brähler, E., Geyer,
+# M., & Erices, R. (2012). *BMC Medical Research Methodology, 12*, 10. Jacobson, N. S., &
+# Truax, P. (1991). *Journal of Consulting and Clinical Psychology, 59*(1), 12–19. Lipner
+# et al. (2023). *Psychotherapy*, doi 10.1037/pst0000469. Sharf, J., Primavera, L.
+# H., & Diener, M. J. (2010). *Psychotherapy, 47*(4), 637–645. Stiles, W. B., et al.
+# (2004). *Journal of Counseling Psychology, 51*(1), 81–92. Singer, J. D., & Willett, J. B.
+# (2003). *Applied longitudinal data analysis*. Oxford University Press.

@@ -1,0 +1,191 @@
+"""How therapy ended: a discrete-time survival model of unplanned ending on alliance.
+
+With an ``ending`` column in the clients file (``planned``, ``unplanned``, ``ongoing``;
+see ``data/README.md``), each client contributes one row per rated session while at risk
+(a *person-period* table, Singer & Willett 2003): ``event = 1`` on the client's last rated
+session when therapy ended unplanned, 0 otherwise. Planned endings and clients still in
+therapy are censored after their last session (a cause-specific hazard of unplanned
+ending). A logistic regression of ``event`` on the client's total alliance at that
+session, split into the deviation from the mean of the client's *earlier* rated sessions
+(within) and that earlier mean around the mean of clients (between), and on time,
+estimates whether a weaker alliance raises the hazard of ending unplanned after that
+session. The split uses earlier sessions only because a client's mean over all sessions
+contains the very session before the ending: with few sessions (early dropouts) it pulls
+half of a last-session drop into the "between" part. (On three simulated data sets with a
+within effect of -1.5 per point, the person-mean split estimated -0.45 to +0.03; the
+earlier-sessions split -1.10 to -1.41, intervals covering the truth;
+``tests/test_ruptures_models.py`` checks one of them.) Standard errors are robust to
+the clustering of clients in therapists (cluster-robust sandwich; the therapist level is
+not modelled as a random effect). Formula as data: ``ruptures.endings.formula``.
+
+Rules stated: the last session with an alliance rating stands for the last attended
+session; a client's first rated session has no earlier sessions, so the model starts at
+the second (endings right after the first rated session are counted in the hazard table,
+not in the model).
+
+Without an ``ending`` column, how therapy ended is unknown: the hazard of unplanned ending
+cannot be estimated. :func:`last_session` then describes what the last rated session
+alone can show: whether clients' alliance at their last session was lower than their own
+usual level (which an unplanned ending would produce, but so could a planned one).
+
+References
+----------
+Singer, J. D., & Willett, J. B. (2003). *Applied longitudinal data analysis: Modeling
+change and event occurrence*. Oxford University Press. (R: ``glm(event ~ ..., family =
+binomial)`` on a person-period data set; ``sandwich::vcovCL`` for clustered SEs.)
+Sharf, J., Primavera, L. H., & Diener, M. J. (2010). Dropout and therapeutic alliance: a
+meta-analysis of adult individual psychotherapy. *Psychotherapy, 47*(4), 637-645.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+import statsmodels.formula.api as smf
+from scipy import stats
+
+from pipeline.describe import suppress_counts
+
+ENDINGS = ("planned", "unplanned", "ongoing")
+"""Levels of the optional ``ending`` column of the clients file."""
+
+
+def person_period(series: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFrame:
+    """One row per client x rated session at risk of an unplanned ending.
+
+    Parameters
+    ----------
+    series
+        Client-rated total alliance: ``client_id, therapist_id, session, score``.
+    clients
+        ``client_id, ending``; clients with a blank ending are left out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``client_id, therapist_id, session, time`` (session - 1), ``alliance,
+        alliance_within`` (minus the mean of the client's earlier rated sessions; NaN at
+        the first), ``alliance_between`` (that earlier mean minus the mean of the client
+        means), ``event``.
+    """
+    ends = clients.dropna(subset=["ending"])[["client_id", "ending"]]
+    data = series.merge(ends, on="client_id").sort_values(["client_id", "session"])
+    data = data.rename(columns={"score": "alliance"})
+    earlier = data.groupby("client_id")["alliance"].transform(
+        lambda x: x.shift(1).expanding().mean())
+    grand = float(data.groupby("client_id")["alliance"].mean().mean())
+    data["alliance_within"] = data["alliance"] - earlier
+    data["alliance_between"] = earlier - grand
+    last = data.groupby("client_id")["session"].transform("max")
+    data["event"] = ((data["session"] == last) & (data["ending"] == "unplanned")).astype(int)
+    data["time"] = data["session"].astype(float) - 1.0
+    cols = ["client_id", "therapist_id", "session", "time", "alliance", "alliance_within",
+            "alliance_between", "event"]
+    return data[cols].reset_index(drop=True)
+
+
+def fit_endings(pp: pd.DataFrame, formula: str, conf_level: float,
+                min_events: int) -> tuple[str, str, pd.DataFrame]:
+    """Fit the discrete-time logistic hazard model.
+
+    Parameters
+    ----------
+    pp
+        Output of :func:`person_period`.
+    formula
+        e.g. ``event ~ alliance_within + alliance_between + time``.
+    conf_level
+        Interval level.
+    min_events
+        Fewest unplanned endings (and censored clients) needed (``report.min_cell``).
+
+    Returns
+    -------
+    (status, reason, coefficients)
+        ``status`` as in the results contract (``fitted``, ``not estimable``, ``not
+        converged``, ``failed``); coefficients ``term, estimate, std_error, statistic,
+        p_value, conf_low, conf_high, odds_ratio, or_low, or_high, conf_level,
+        df_method``.
+    """
+    pp = pp.dropna(subset=["alliance_within", "alliance_between"])
+    n_events = int(pp["event"].sum())
+    n_clients = int(pp["client_id"].nunique())
+    if n_events < min_events or n_clients - n_events < min_events:
+        return ("not estimable", f"{n_events} unplanned endings among {n_clients} clients: "
+                f"fewer than report.min_cell = {min_events} events or non-events", pd.DataFrame())
+    if pp["therapist_id"].nunique() < 2:
+        return ("not estimable", "one therapist: clustered standard errors need several",
+                pd.DataFrame())
+    try:
+        model = smf.glm(formula, pp, family=sm.families.Binomial())
+        groups = pd.factorize(pp["therapist_id"])[0]
+        res = model.fit(cov_type="cluster", cov_kwds={"groups": groups})
+    except Exception as exc:  # recorded, never stops the stage
+        return "failed", f"{type(exc).__name__}: {exc}", pd.DataFrame()
+    est, se = res.params, res.bse
+    zc = stats.norm.ppf(0.5 + conf_level / 2)
+    coefs = pd.DataFrame({
+        "term": list(est.index), "estimate": est.to_numpy(), "std_error": se.to_numpy(),
+        "statistic": (est / se).to_numpy(), "p_value": res.pvalues.to_numpy(),
+        "conf_low": (est - zc * se).to_numpy(), "conf_high": (est + zc * se).to_numpy(),
+    })
+    coefs["odds_ratio"] = np.exp(coefs["estimate"])
+    coefs["or_low"] = np.exp(coefs["conf_low"])
+    coefs["or_high"] = np.exp(coefs["conf_high"])
+    coefs["conf_level"] = conf_level
+    coefs["df_method"] = "Wald z, cluster-robust by therapist"
+    converged = bool(getattr(res, "converged", True))
+    return ("fitted" if converged else "not converged", "", coefs)
+
+
+def ending_counts(clients: pd.DataFrame | None, min_cell: int) -> pd.DataFrame:
+    """Clients by how therapy ended (small counts suppressed); empty without the column."""
+    if clients is None or "ending" not in clients.columns:
+        return pd.DataFrame(columns=["ending", "n_clients", "suppressed"])
+    counts = clients["ending"].fillna("not given").value_counts()
+    levels = [*ENDINGS, "not given"]
+    table = pd.DataFrame({"ending": levels,
+                          "n_clients": [int(counts.get(k, 0)) for k in levels]})
+    return suppress_counts(table, {"n_clients": []}, min_cell)
+
+
+def last_session(series: pd.DataFrame, min_cell: int, conf_level: float) -> pd.DataFrame:
+    """Alliance at each client's last rated session compared with their own usual level.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row: ``n_clients`` (with three or more rated sessions), ``mean_difference``
+        (last session minus the mean of the client's other sessions, score points),
+        ``conf_low, conf_high`` (t interval), ``share_lower`` (% of clients whose last
+        session was below their usual level) and ``suppressed``.
+    """
+    d = series.sort_values(["client_id", "session"])
+    n = d.groupby("client_id")["score"].transform("size")
+    d = d[n >= 3]
+    last = d.groupby("client_id").tail(1).set_index("client_id")["score"]
+    total = d.groupby("client_id")["score"].agg(["sum", "size"])
+    others = (total["sum"] - last) / (total["size"] - 1)
+    diff = (last - others).dropna()
+    k = len(diff)
+    mean = float(diff.mean()) if k else np.nan
+    half = (stats.t.ppf(0.5 + conf_level / 2, k - 1) * diff.std(ddof=1) / np.sqrt(k)
+            if k > 1 else np.nan)
+    table = pd.DataFrame([{
+        "n_clients": k, "mean_difference": mean, "conf_low": mean - half,
+        "conf_high": mean + half,
+        "share_lower": 100 * float((diff < 0).mean()) if k else np.nan,
+    }])
+    return suppress_counts(table, {"n_clients": ["mean_difference", "conf_low", "conf_high",
+                                                 "share_lower"]}, min_cell)
+
+
+def hazard_table(pp: pd.DataFrame, min_cell: int) -> pd.DataFrame:
+    """Observed hazard of unplanned ending per session (clients at risk, events)."""
+    table = pp.groupby("session").agg(at_risk=("client_id", "size"),
+                                      events=("event", "sum")).reset_index()
+    table["hazard"] = table["events"] / table["at_risk"]
+    table.loc[table["at_risk"] < min_cell, "hazard"] = np.nan
+    return suppress_counts(table, {"at_risk": ["hazard"], "events": ["hazard"]}, min_cell)
+

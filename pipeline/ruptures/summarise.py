@@ -1,0 +1,329 @@
+"""Aggregates of the episodes, with small cells suppressed, for ``results/ruptures/``.
+
+Every function takes the row-level episode and series tables and returns a tidy table of
+counts, shares, medians or means. A count below ``min_cell`` (``report.min_cell``) is
+blanked together with what was computed from it (:func:`pipeline.describe.suppress_counts`);
+a zero is shown. Nothing here names a client or a therapist.
+
+References
+----------
+Cohen, J. (1960). A coefficient of agreement for nominal scales. *Educational and
+Psychological Measurement, 20*(1), 37-46. (R: ``irr::kappa2``.)
+Jaccard, P. (1912). The distribution of the flora in the alpine zone. *New Phytologist,
+11*(2), 37-50.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations, pairwise
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from pipeline.describe import suppress_counts
+from pipeline.ruptures.criteria import Criterion, Rules
+from pipeline.ruptures.detect import STATUSES
+
+GROUP = ["criterion", "rater", "scale"]
+
+
+def _order(frame: pd.DataFrame, criteria: Sequence[Criterion]) -> pd.DataFrame:
+    """Rows in criterion order (as in params.yaml), then rater, then total/goal/task/bond."""
+    order = {c.name: i for i, c in enumerate(criteria)}
+    scale_order = {"total": 0, "goal": 1, "task": 2, "bond": 3}
+    keyed = frame.assign(_c=frame["criterion"].map(order), _s=frame["scale"].map(scale_order))
+    return keyed.sort_values(["_c", "rater", "_s"], kind="mergesort").drop(
+        columns=["_c", "_s"]).reset_index(drop=True)
+
+
+def prevalence(episodes: pd.DataFrame, applied: pd.DataFrame,
+               criteria: Sequence[Criterion], min_cell: int) -> pd.DataFrame:
+    """How many clients have at least one episode, and how many episodes were repaired.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per criterion x rater x scale: ``label, n_series`` (clients whose series the
+        criterion could be applied to), ``n_not_applicable``, ``median_threshold``
+        (points), ``n_clients_with_episode, pct_clients, n_episodes, n_repaired,
+        n_unrepaired, n_censored, pct_repaired`` (repaired among episodes whose outcome is
+        known, i.e. not censored), ``median_depth, median_length, q1_length, q3_length``
+        (sessions, repaired episodes) and ``suppressed``.
+    """
+    labels = {c.name: c.label for c in criteria}
+    ok = applied[applied["threshold"].notna()]
+    base = applied.groupby(GROUP).agg(n_all=("client_id", "size")).join(
+        ok.groupby(GROUP).agg(n_series=("client_id", "size"),
+                              median_threshold=("threshold", "median")), how="left")
+    base["n_series"] = base["n_series"].fillna(0).astype(int)
+    base["n_not_applicable"] = base["n_all"] - base["n_series"]
+    ep = episodes.groupby(GROUP)
+    counts = pd.DataFrame({
+        "n_clients_with_episode": ep["client_id"].nunique(),
+        "n_episodes": ep.size(),
+        "median_depth": ep["depth"].median(),
+    })
+    for status in STATUSES:
+        counts[f"n_{status}"] = episodes[episodes["status"] == status].groupby(GROUP).size()
+    rep = episodes[episodes["status"] == "repaired"].groupby(GROUP)["length"]
+    counts["median_length"] = rep.median()
+    counts["q1_length"] = rep.quantile(0.25)
+    counts["q3_length"] = rep.quantile(0.75)
+    table = base.join(counts, how="left").reset_index()
+    for col in ("n_clients_with_episode", "n_episodes", *[f"n_{s}" for s in STATUSES]):
+        table[col] = table[col].fillna(0).astype(int)
+    table["pct_clients"] = 100 * table["n_clients_with_episode"] / table["n_series"].where(
+        table["n_series"] > 0)
+    known = table["n_repaired"] + table["n_unrepaired"]
+    table["pct_repaired"] = 100 * table["n_repaired"] / known.where(known > 0)
+    # Shares from fewer than min_cell episodes are not shown (they would single out few).
+    table.loc[(known > 0) & (known < min_cell), "pct_repaired"] = np.nan
+    table.loc[table["n_repaired"] < min_cell, ["median_length", "q1_length", "q3_length"]] = (
+        np.nan)
+    table.loc[table["n_episodes"] < min_cell, "median_depth"] = np.nan
+    table.insert(1, "label", table["criterion"].map(labels))
+    table = table.drop(columns="n_all")
+    table = suppress_counts(table, {
+        "n_clients_with_episode": ["pct_clients"], "n_episodes": [],
+        "n_repaired": [], "n_unrepaired": [], "n_censored": [], "n_not_applicable": [],
+    }, min_cell)
+    return _order(table, criteria)
+
+
+def lengths(episodes: pd.DataFrame, criteria: Sequence[Criterion], rules: Rules,
+            min_cell: int) -> pd.DataFrame:
+    """Counts of repaired episodes by length (sessions from the drop to the repair)."""
+    rows = []
+    for key, g in episodes.groupby(GROUP):
+        r = g[g["status"] == "repaired"]
+        for length in range(1, rules.window + 1):
+            rows.append({**dict(zip(GROUP, key, strict=True)), "length": length,
+                         "n_episodes": int((r["length"] == length).sum())})
+    table = pd.DataFrame(rows, columns=[*GROUP, "length", "n_episodes"])
+    return _order(suppress_counts(table, {"n_episodes": []}, min_cell), criteria)
+
+
+def timing(episodes: pd.DataFrame, criteria: Sequence[Criterion], bins: Sequence[int],
+           min_cell: int) -> pd.DataFrame:
+    """Where in therapy ruptures start: by session number and by third of the series.
+
+    Parameters
+    ----------
+    bins
+        Lower edges of the session-number bins (e.g. ``[2, 5, 9]`` gives 2-4, 5-8, 9+).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``criterion, rater, scale, kind`` (``session`` or ``third``), ``period``,
+        ``n_episodes``, ``suppressed``. The third is the rupture's position between the
+        series' first and last observed session (early, middle, late).
+    """
+    edges = sorted(int(b) for b in bins)
+    labels = [f"{a}-{b - 1}" if b - 1 > a else f"{a}" for a, b in pairwise(edges)]
+    labels.append(f"{edges[-1]}+")
+    rows = []
+    for key, g in episodes.groupby(GROUP):
+        base = dict(zip(GROUP, key, strict=True))
+        idx = np.searchsorted(edges, g["rupture_session"].to_numpy(), side="right") - 1
+        for i, lab in enumerate(labels):
+            rows.append({**base, "kind": "session", "period": lab,
+                         "n_episodes": int((idx == i).sum())})
+        span = (g["last_session"] - g["first_session"]).replace(0, np.nan)
+        pos = (g["rupture_session"] - g["first_session"]) / span
+        third = np.minimum((pos * 3).fillna(2).astype(int), 2)
+        for i, lab in enumerate(("early", "middle", "late")):
+            rows.append({**base, "kind": "third", "period": lab,
+                         "n_episodes": int((third == i).sum())})
+    table = pd.DataFrame(rows, columns=[*GROUP, "kind", "period", "n_episodes"])
+    return _order(suppress_counts(table, {"n_episodes": []}, min_cell), criteria)
+
+
+def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
+    """Cohen's kappa of two binary ratings of the same units (NaN when undefined)."""
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    if a.size == 0:
+        return float("nan")
+    po = float(np.mean(a == b))
+    pa, pb = a.mean(), b.mean()
+    pe = float(pa * pb + (1 - pa) * (1 - pb))
+    return float("nan") if pe >= 1 else (po - pe) / (1 - pe)
+
+
+def agreement(episodes: pd.DataFrame, applied: pd.DataFrame, criteria: Sequence[Criterion],
+              min_cell: int) -> pd.DataFrame:
+    """Agreement between every pair of criteria on the same rater x scale.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``rater, scale, criterion_a, criterion_b, n_clients`` (series both could be
+        applied to), ``n_both, n_only_a, n_only_b, n_neither`` (clients with at least one
+        episode), ``kappa`` (Cohen's kappa of "has an episode") and ``jaccard`` (rupture
+        sessions found by both / found by either), ``suppressed``.
+    """
+    rows = []
+    names = [c.name for c in criteria]
+    ok = applied[applied["threshold"].notna()]
+    for (rater, scale), g in ok.groupby(["rater", "scale"]):
+        sub = episodes[(episodes["rater"] == rater) & (episodes["scale"] == scale)]
+        for a, b in combinations(names, 2):
+            clients = sorted(set(g.loc[g["criterion"] == a, "client_id"])
+                             & set(g.loc[g["criterion"] == b, "client_id"]))
+            if not clients:
+                continue
+            ea = sub[sub["criterion"] == a]
+            eb = sub[sub["criterion"] == b]
+            has_a = np.isin(clients, ea["client_id"].unique())
+            has_b = np.isin(clients, eb["client_id"].unique())
+            sa = set(zip(ea["client_id"], ea["rupture_session"], strict=True))
+            sb = set(zip(eb["client_id"], eb["rupture_session"], strict=True))
+            union = sa | sb
+            rows.append({
+                "rater": rater, "scale": scale, "criterion_a": a, "criterion_b": b,
+                "n_clients": len(clients), "n_both": int((has_a & has_b).sum()),
+                "n_only_a": int((has_a & ~has_b).sum()), "n_only_b": int((~has_a & has_b).sum()),
+                "n_neither": int((~has_a & ~has_b).sum()),
+                "kappa": cohen_kappa(has_a, has_b),
+                "jaccard": len(sa & sb) / len(union) if union else np.nan,
+            })
+    table = pd.DataFrame(rows, columns=["rater", "scale", "criterion_a", "criterion_b",
+                                        "n_clients", "n_both", "n_only_a", "n_only_b",
+                                        "n_neither", "kappa", "jaccard"])
+    return suppress_counts(table, {"n_both": [], "n_only_a": [], "n_only_b": [],
+                                   "n_neither": []}, min_cell)
+
+
+def course(episodes: pd.DataFrame, series: pd.DataFrame, wellbeing: pd.DataFrame,
+           criteria: Sequence[Criterion], min_cell: int, conf_level: float, before: int,
+           after: int, scale: str = "total", rater: str = "client") -> pd.DataFrame:
+    """Average alliance and wellbeing around an episode, aligned on the rupture session.
+
+    Scores are deviations from the client's own mean over all their sessions, so the
+    course shows the change around the episode rather than differences between clients.
+
+    Parameters
+    ----------
+    episodes
+        Row-level episodes.
+    series
+        Long alliance series (:func:`pipeline.ruptures.detect.alliance_series`).
+    wellbeing
+        ``client_id, session, wellbeing``.
+    before, after
+        Session offsets shown (``-before`` ... ``after``; 0 = the rupture session).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``criterion, status, variable`` (``alliance`` or ``wellbeing``), ``offset, n``
+        (episodes with a score at that offset), ``mean, sd, conf_low, conf_high``
+        (t interval; episodes treated as independent), ``suppressed`` (n < min_cell).
+    """
+    alli = series[(series["scale"] == scale) & (series["rater"] == rater)]
+    alli = alli.assign(dev=alli["score"] - alli.groupby("client_id")["score"].transform("mean"))
+    wb = wellbeing.dropna(subset=["wellbeing"])
+    wb = wb.assign(dev=wb["wellbeing"] - wb.groupby("client_id")["wellbeing"].transform("mean"))
+    sources = {"alliance": alli[["client_id", "session", "dev"]],
+               "wellbeing": wb[["client_id", "session", "dev"]]}
+    ep = episodes[(episodes["scale"] == scale) & (episodes["rater"] == rater)]
+    rows = []
+    for crit in criteria:
+        e = ep[ep["criterion"] == crit.name]
+        for status in STATUSES:
+            es = e[e["status"] == status][["client_id", "rupture_session"]].reset_index(
+                drop=True).reset_index(names="episode")
+            for variable, src in sources.items():
+                merged = es.merge(src, on="client_id")
+                merged["offset"] = merged["session"] - merged["rupture_session"]
+                merged = merged[merged["offset"].between(-before, after)]
+                for offset in range(-before, after + 1):
+                    vals = merged.loc[merged["offset"] == offset, "dev"].to_numpy(dtype=float)
+                    n = len(vals)
+                    mean = float(vals.mean()) if n else np.nan
+                    sd = float(vals.std(ddof=1)) if n > 1 else np.nan
+                    half = (stats.t.ppf(0.5 + conf_level / 2, n - 1) * sd / np.sqrt(n)
+                            if n > 1 else np.nan)
+                    rows.append({"criterion": crit.name, "status": status,
+                                 "variable": variable, "offset": offset, "n": n,
+                                 "mean": mean, "sd": sd, "conf_low": mean - half,
+                                 "conf_high": mean + half})
+    table = pd.DataFrame(rows, columns=["criterion", "status", "variable", "offset", "n",
+                                        "mean", "sd", "conf_low", "conf_high"])
+    small = table["n"] < min_cell
+    table.loc[small, ["n", "mean", "sd", "conf_low", "conf_high"]] = np.nan
+    table["suppressed"] = small
+    return table
+
+
+def detectability(applied: pd.DataFrame, criteria: Sequence[Criterion], rules: Rules,
+                  min_cell: int) -> pd.DataFrame:
+    """What the data allow: series by number of observed sessions, and what each can show.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per rater (scale ``total``): ``sessions`` (``1``, ``2``, ``3+``), ``n_clients``,
+        ``can_show`` (plain words) and ``suppressed``.
+    """
+    per = applied[(applied["scale"] == "total")].drop_duplicates(["client_id", "rater"])
+    rows = []
+    texts = {
+        "1": "nothing: a drop needs a session before it",
+        "2": "a drop at session 2 at most, never its repair (always censored); no V shape "
+             "and no sudden dip (both need a session after the drop); no own SD (the "
+             "sample SDs are used)",
+        "3+": "drops, repairs, V shapes and sudden dips (within the repair window)",
+    }
+    for rater, g in per.groupby("rater"):
+        n = g["n_sessions"]
+        for label, mask in (("1", n == 1), ("2", n == 2), ("3+", n >= 3)):
+            rows.append({"rater": rater, "sessions": label, "n_clients": int(mask.sum()),
+                         "can_show": texts[label]})
+    table = pd.DataFrame(rows, columns=["rater", "sessions", "n_clients", "can_show"])
+    return suppress_counts(table, {"n_clients": []}, min_cell)
+
+
+def thresholds_table(applied: pd.DataFrame, criteria: Sequence[Criterion],
+                     reliability: dict[str, float], min_cell: int) -> pd.DataFrame:
+    """How each criterion decides, in numbers: the drop it requires (median and range).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per criterion x rater x scale: ``label, kind, k, z, sd, repair, reliability``
+        (the value used by ``rci``), ``n_series, median_threshold, q1_threshold,
+        q3_threshold`` (points; shown only over at least ``min_cell`` series; for
+        ``dip`` criteria the threshold is ``z`` times the SD, which the dip contrast must
+        reach times ``sqrt(1 + 1/m)``), ``median_min_drop`` (the reliable drop a ``dip``
+        also needs; 0 for the other kinds) and ``note`` (why some series could not be
+        analysed).
+    """
+    info = {c.name: c for c in criteria}
+    rows = []
+    for key, g in applied.groupby(GROUP, sort=False):
+        crit, rater, scale = (str(k) for k in key)
+        c = info[crit]
+        ok = g["threshold"].dropna()
+        notes = sorted({str(x) for x in g["note"] if isinstance(x, str) and x})
+        enough = len(ok) >= min_cell
+        rows.append({
+            "criterion": crit, "rater": rater, "scale": scale, "label": c.label,
+            "kind": c.kind, "k": c.k if c.kind in ("sd", "v_shape") else np.nan,
+            "z": c.z if c.kind in ("rci", "dip") else np.nan,
+            "sd": "+".join(c.sd) + f" ({c.combine})" if c.kind != "rci" else "baseline",
+            "repair": c.repair,
+            "reliability": (reliability.get(scale, np.nan)
+                            if c.kind == "rci" or (c.kind == "dip" and c.rci_z is not None)
+                            else np.nan),
+            "n_series": len(ok),
+            "median_threshold": float(ok.median()) if enough else np.nan,
+            "median_min_drop": (float(g.loc[ok.index, "min_drop"].median())
+                                if enough and "min_drop" in g.columns else np.nan),
+            "q1_threshold": float(ok.quantile(0.25)) if enough else np.nan,
+            "q3_threshold": float(ok.quantile(0.75)) if enough else np.nan,
+            "note": "; ".join(notes),
+        })
+    return _order(pd.DataFrame(rows), criteria)
