@@ -66,11 +66,11 @@ def fit_mixed(data: pd.DataFrame, formula: str, random: Mapping[str, Any],
     formula
         Fixed part (patsy syntax), e.g. ``change ~ repaired + unrepaired``.
     random
-        ``groups`` (column), ``re_formula`` (statsmodels), optional ``vc_formula``
-        (name -> formula), ``group_label``, ``reml`` (default true), ``lme4`` (notation).
+        ``formula`` (random part in lme4 notation; default ``(1 | <groups>)``), ``groups``
+        (the grouping column), ``group_label`` (its name in tables), ``reml`` (default
+        true).
     settings
-        The ``model:`` block of params.yaml (``optimizers``, ``gradient_tolerance``,
-        ``conf_level``).
+        The ``model:`` block of params.yaml (engine, df method, ``conf_level``).
 
     Returns
     -------
@@ -78,52 +78,45 @@ def fit_mixed(data: pd.DataFrame, formula: str, random: Mapping[str, Any],
         ``status`` is ``fitted``, ``singular`` (a variance at the boundary; numbers shown
         with a flag), ``not converged`` (numbers not to be interpreted), ``not estimable``
         (no numbers; ``reason`` says why) or ``failed``. ``coefficients`` has ``term,
-        estimate, std_error, statistic, p_value, conf_low, conf_high, conf_level,
-        df_method``.
+        estimate, std_error, df, statistic, p_value, conf_low, conf_high, conf_level,
+        df_method`` (Satterthwaite df unless ``model.df_method`` says otherwise).
 
     Notes
     -----
-    Calls :func:`pipeline.model.build_model` and :func:`pipeline.model.fit_optimum` (the
-    engine of this branch). When the engine moves to ``pipeline/models/``, only this
-    function changes.
+    Fits with :func:`pipeline.models.fit`, the project's engine (R: ``lmerTest::lmer``).
     """
-    from pipeline.model import DF_METHOD, RandomPart, build_model, fit_optimum
+    from pipeline.errors import PipelineError
+    from pipeline.models import fit
+    from pipeline.models.inference import tests_and_intervals
 
     groups = str(random.get("groups", "therapist_id"))
     label = str(random.get("group_label", "therapist"))
+    part = str(random.get("formula") or f"(1 | {groups})")
     n_groups = int(data[groups].nunique()) if groups in data.columns else 0
     if n_groups < 2:
         return MixedFit("not estimable", f"{n_groups} {label}(s): the {label} variance is "
                         "not identified", n_obs=len(data), n_groups=n_groups)
-    part = RandomPart(name="ruptures", groups=groups, group_label=label,
-                      re_formula=str(random.get("re_formula", "1")),
-                      vc_formula={str(k): str(v)
-                                  for k, v in (random.get("vc_formula") or {}).items()},
-                      intercepts=(label,), lme4=str(random.get("lme4", "")))
     conf = float(settings.get("conf_level", 0.95))
     try:
-        model = build_model(formula, data, part)
-        fit = fit_optimum(model, reml=bool(random.get("reml", True)),
-                          optimizers=[str(o) for o in settings.get(
-                              "optimizers", ["powell", "lbfgs"])],
-                          gradient_tolerance=float(settings.get("gradient_tolerance", 1e-3)),
-                          random=part)
-    except Exception as exc:  # recorded per model, never stops the stage
+        m = fit(formula, part, data, reml=bool(random.get("reml", True)), settings=settings,
+                labels={groups: label})
+    except PipelineError as exc:
+        return MixedFit("not estimable", str(exc), n_obs=len(data), n_groups=n_groups)
+    except (np.linalg.LinAlgError, ValueError, RuntimeError) as exc:
+        # recorded per model, never stops the stage
         return MixedFit("failed", f"{type(exc).__name__}: {exc}", n_obs=len(data),
                         n_groups=n_groups)
-    se = np.sqrt(np.diag(fit.fe_cov.to_numpy()))
-    est = fit.fe_params.to_numpy()
-    zcrit = stats.norm.ppf(0.5 + conf / 2)
+    est, se, df = m.beta.to_numpy(), m.std_error.to_numpy(), m.df.to_numpy()
+    stat, p, low, high = tests_and_intervals(est, se, None if np.isinf(df).all() else df, conf)
     coefs = pd.DataFrame({
-        "term": list(fit.fe_params.index), "estimate": est, "std_error": se,
-        "statistic": est / se, "p_value": 2 * stats.norm.sf(np.abs(est / se)),
-        "conf_low": est - zcrit * se, "conf_high": est + zcrit * se,
-        "conf_level": conf, "df_method": DF_METHOD,
+        "term": list(m.beta.index), "estimate": est, "std_error": se, "df": df,
+        "statistic": stat, "p_value": p, "conf_low": low, "conf_high": high,
+        "conf_level": conf, "df_method": m.df_method,
     })
-    boundary = any(w.startswith("variance at the boundary") for w in fit.warnings)
-    status = ("not converged" if not fit.converged else "singular" if boundary else "fitted")
-    return MixedFit(status, "; ".join(fit.warnings), coefs, dict(fit.variances),
-                    n_obs=len(data), n_groups=n_groups)
+    status = "not converged" if not m.converged else "singular" if m.singular else "fitted"
+    notes = [*m.messages, *m.record.get("simplification", [])]
+    return MixedFit(status, "; ".join(notes), coefs, dict(m.variances), n_obs=m.n_obs,
+                    n_groups=n_groups)
 
 
 def client_groups(episodes: pd.DataFrame, applied: pd.DataFrame, criterion: str,

@@ -138,7 +138,7 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
         fit = (O.MixedFit("not estimable", reason, n_obs=len(data)) if reason else
                O.fit_mixed(data, formula, ocfg["random"], model_settings))
         models.append({"criterion": crit.name, "model": f"outcome_{crit.name}",
-                       "formula": formula, "random": str(ocfg["random"].get("lme4", "")),
+                       "formula": formula, "random": str(ocfg["random"].get("formula", "")),
                        "status": fit.status, "reason": fit.reason,
                        "simplification": simplification, "n_clients": fit.n_obs,
                        "n_therapists": fit.n_groups,
