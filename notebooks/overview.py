@@ -141,3 +141,11 @@ plt.show()
 # %%
 fig, _ = figures.distributions(pd.read_csv(results / "describe" / "distributions.csv"))
 plt.show()
+
+# %%
+# The works this report cites (docs/references.yaml; the questionnaires used, too).
+from IPython.display import Markdown, display
+
+from pipeline.references import instrument_keys, reference_list
+
+display(Markdown(reference_list(["bordin_1979", *instrument_keys(params)])))

@@ -148,3 +148,11 @@ if fc_file.is_file():
 
     display(styled(fc).format({"n": "{:,.0f}", "n_floor": count, "n_ceiling": count,
                                "pct_floor": pct, "pct_ceiling": pct}))
+
+# %%
+# The works this report cites (docs/references.yaml; the questionnaires used, too).
+from IPython.display import Markdown, display
+
+from pipeline.references import instrument_keys, reference_list
+
+display(Markdown(reference_list(["cronbach_1951", "mcdonald_1999", *instrument_keys(params)])))

@@ -31,7 +31,7 @@ from IPython.display import Markdown, display
 from pipeline import figures
 from pipeline.model import load_specs
 from pipeline.report import data_notice, open_project
-from pipeline.tables import styled, term_label
+from pipeline.tables import estimates_by_model, styled, yes_no
 
 root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
@@ -60,7 +60,7 @@ for name in names:
     spec = plan.get(name)
     st = stats[stats["model"] == name].iloc[0]
     rows.append({"model": name, "what": spec.title, "sessions": int(st["n_obs"]),
-                 "clients": int(st["n_clients"]), "converged": bool(st["converged"])})
+                 "clients": int(st["n_clients"]), "converged": yes_no(st["converged"])})
 styled(pd.DataFrame(rows)).format({"sessions": "{:,}", "clients": "{:,}"})
 
 # %% [markdown]
@@ -77,10 +77,17 @@ terms = [f"{k}_{part}" for part in ("within", "between") for k in ("goal", "task
 wide = (coefs[coefs["model"].isin(names) & coefs["term"].isin(terms)]
         .pivot(index="term", columns="model", values="estimate")
         .loc[terms, names])
-wide.index = [term_label(t) for t in wide.index]
 shift = wide.drop(columns="primary").sub(wide["primary"], axis=0).abs().max().max()
-display(styled(wide.reset_index(names="term")).format(precision=3))
+display(styled(estimates_by_model(coefs, names, terms)))
 display(Markdown(
     f"The largest change of an estimate from the primary model is **{shift:.3f}** "
     "wellbeing points per alliance point."
 ))
+
+# %%
+# The works this report cites (docs/references.yaml; the questionnaires used, too).
+from IPython.display import Markdown, display
+
+from pipeline.references import reference_list
+
+display(Markdown(reference_list(["falkenstrom_2017"])))

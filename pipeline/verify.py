@@ -40,7 +40,7 @@ from pipeline.errors import PipelineError
 CODE_PREFIXES = ("pipeline/", "notebooks/")
 CODE_SUFFIXES = (".py",)
 #: Files hashed for the code stamp (see :func:`code_stamp`).
-STAMP_GLOBS = ("pipeline/**/*.py", "pipeline/**/*.yaml", "notebooks/*.py", "dvc.yaml")
+STAMP_GLOBS = ("pipeline/**/*.py", "pipeline/**/*.yaml", "notebooks/*.py")
 #: Environment of the rerun: same numbers on every machine (as the Makefile sets).
 RERUN_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
              "PYTHONHASHSEED": "0", "DVC_NO_ANALYTICS": "1"}
@@ -202,7 +202,7 @@ def code_stamp(root: Path) -> str:
     """Date-free version stamp of the code: 12 hex digits of a SHA-256.
 
     Hashes the path and content of every file matching :data:`STAMP_GLOBS` (the package,
-    its YAML rules, the notebook sources and ``dvc.yaml``), in sorted order. Unlike a commit
+    its YAML rules and the notebook sources), in sorted order. Unlike a commit
     hash it changes only when the code changes, so an output can carry it (see
     ``docs/reproducibility.md``).
     """

@@ -1,0 +1,40 @@
+"""`make repro` output: noise dropped, one progress line per stage, real messages kept."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+from pipeline.progress import filter_line, load_rules, run
+
+DVC_OUTPUT = """Running stage 'render':
+> .venv/bin/python -m pipeline render --out reports --notebook notebooks/overview.py
+[render] wrote reports/overview.html in 4 s
+[IPKernelApp] WARNING | Kernel is running over TCP without encryption. All communication ...
+
+Updating lock file 'dvc.lock'
+Stage 'fit' didn't change, skipping
+[validate] WARNING: 3 rows have a session number above 60
+Use `dvc push` to send your updates to remote storage.
+"""
+
+
+def test_noise_is_dropped_and_stages_get_one_line() -> None:
+    rules = load_rules()
+    shown = [s for line in DVC_OUTPUT.splitlines() if (s := filter_line(line, rules)) is not None]
+    assert shown == [
+        "stage render: running",
+        "[render] wrote reports/overview.html in 4 s",
+        "stage fit: up to date",
+        "[validate] WARNING: 3 rows have a session number above 60",
+    ]
+
+
+def test_run_keeps_errors_and_the_exit_status() -> None:
+    out = io.StringIO()
+    code = run([sys.executable, "-c",
+                "import sys; print('Use `dvc push` to send your updates to remote storage.');"
+                "print('data/x.csv: column client_email refused', file=sys.stderr); sys.exit(2)"],
+               out=out)
+    assert code == 2
+    assert out.getvalue() == "data/x.csv: column client_email refused\n"
