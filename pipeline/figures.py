@@ -241,7 +241,9 @@ def reliability(rel: pd.DataFrame, floor_ceiling: pd.DataFrame) -> tuple[Figure,
                 color=[COLORS.get(s, "grey") for s in fc["scale"]])
     axes[1].set(xlabel="item", ylabel="% answers at the top option", title="Ceiling")
     integer_axis(axes[1])
+    shown = sorted(dict.fromkeys(fc["scale"]),
+                   key=lambda sc: SUBSCALES.index(sc) if sc in SUBSCALES else len(SUBSCALES))
     axes[1].legend(handles=[Patch(color=COLORS.get(sc, "grey"), label=label(sc))
-                            for sc in dict.fromkeys(fc["scale"])], frameon=False)
+                            for sc in shown], frameon=False)
     fig.tight_layout()
     return fig, pd.concat([per, fc], ignore_index=True)
