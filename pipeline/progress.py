@@ -3,8 +3,8 @@
 Each output line is matched against the rules in ``pipeline/progress.yaml``: lines nobody
 can act on are dropped (DVC's ``dvc push`` hint in a project without a remote, the command
 line echoed before each stage, blank lines), DVC's stage headers become one short progress
-line per stage, and everything else (every warning and error) is printed unchanged. The
-exit status is the command's.
+line per stage (and, when the stage is done, its time), and everything else (every
+warning and error) is printed unchanged. The exit status is the command's.
 
 Usage: ``python -m pipeline.progress dvc repro [args]``.
 """
@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -60,12 +61,32 @@ def filter_line(line: str, rules: Rules) -> str | None:
     return line
 
 
-def filter_stream(lines: Iterable[str], rules: Rules, out: IO[str]) -> None:
-    """Write the filtered ``lines`` to ``out`` as they come."""
+_STAGE = re.compile(r"^Running stage '(?P<stage>[^']+)':$")
+
+
+def filter_stream(lines: Iterable[str], rules: Rules, out: IO[str],
+                  clock: Callable[[], float] = time.perf_counter) -> None:
+    """Write the filtered ``lines`` to ``out`` as they come, with each stage's time."""
+    current: tuple[str, float] | None = None
+
+    def finish() -> None:
+        if current is not None:
+            print(f"stage {current[0]}: done in {clock() - current[1]:.1f} s", file=out,
+                  flush=True)
+
     for raw in lines:
-        shown = filter_line(raw.rstrip("\n"), rules)
+        line = raw.rstrip("\n")
+        started = _STAGE.match(line)
+        if started:
+            finish()
+            current = (started["stage"], clock())
+        elif line.startswith("Stage '") or line.startswith("Use `dvc push`"):
+            finish()  # a skipped stage or the end of the run: the running stage is done
+            current = None
+        shown = filter_line(line, rules)
         if shown is not None:
             print(shown, file=out, flush=True)
+    finish()
 
 
 def run(command: Sequence[str], rules: Rules | None = None, out: IO[str] = sys.stdout) -> int:

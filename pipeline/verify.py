@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -244,13 +245,28 @@ def dvc_command() -> list[str]:
 
 
 def rerun_pipeline(scratch: Path, log: Path) -> int:
-    """Run ``dvc repro -f`` in ``scratch``; write its output to ``log``; return its status."""
+    """Run ``dvc repro -f`` in ``scratch``; write its output to ``log``; return its status.
+
+    The output goes through the ``make repro`` filter (:mod:`pipeline.progress`), so the
+    log has one line per stage with its time.
+    """
+    from pipeline.progress import filter_stream, load_rules
+
     env = {**os.environ, **RERUN_ENV}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    with log.open("w") as fh:
-        done = subprocess.run([*dvc_command(), "repro", "-f"], cwd=scratch, env=env,
-                              stdout=fh, stderr=subprocess.STDOUT, check=False)
-    return done.returncode
+    with log.open("w") as fh, subprocess.Popen(
+            [*dvc_command(), "repro", "-f"], cwd=scratch, env=env, text=True, bufsize=1,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        assert proc.stdout is not None
+        filter_stream(proc.stdout, load_rules(), fh)
+    return proc.returncode
+
+
+def stage_times(log: Path) -> dict[str, float]:
+    """Seconds per stage from a rerun's log (lines ``stage <name>: done in <s> s``)."""
+    found = re.findall(r"^stage (\S+): done in ([0-9.]+) s$",
+                       log.read_text(errors="replace") if log.is_file() else "", flags=re.M)
+    return {name: float(seconds) for name, seconds in found}
 
 
 def _short(pairs: list[tuple[str, str]]) -> str:
@@ -319,6 +335,10 @@ def verify(root: Path, keep: bool = False,
         rerun_lock = yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}
         checks = compare(head_lock, rerun_lock, scratch, root, committed, listing.splitlines())
         print(report(checks, head_lock, commit, code_stamp(scratch)), file=out, flush=True)
+        times = stage_times(log)
+        if times:
+            print(f"Rerun: {sum(times.values()):.0f} s of stages (" +
+                  ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + ").", file=out)
         return 0 if all(c.status == "same" for c in checks) else 1
     finally:
         if keep:

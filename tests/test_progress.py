@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import sys
 
-from pipeline.progress import filter_line, load_rules, run
+from pipeline.progress import filter_line, filter_stream, load_rules, run
 
 DVC_OUTPUT = """Running stage 'render':
 > .venv/bin/python -m pipeline render --out reports --notebook notebooks/overview.py
@@ -38,3 +38,15 @@ def test_run_keeps_errors_and_the_exit_status() -> None:
                out=out)
     assert code == 2
     assert out.getvalue() == "data/x.csv: column client_email refused\n"
+
+
+def test_each_stage_reports_its_time() -> None:
+    ticks = iter([0.0, 2.5, 3.0, 10.25])
+    out = io.StringIO()
+    lines = ["Running stage 'a':", "> cmd a", "[a] did it", "Running stage 'b':",
+             "Stage 'c' didn't change, skipping",
+             "Use `dvc push` to send your updates to remote storage."]
+    filter_stream(lines, load_rules(), out, clock=lambda: next(ticks))
+    assert out.getvalue().splitlines() == [
+        "stage a: running", "[a] did it", "stage a: done in 2.5 s", "stage b: running",
+        "stage b: done in 7.2 s", "stage c: up to date"]

@@ -83,6 +83,7 @@ def test_everything_reproduces_and_the_working_copy_is_untouched(project: Path) 
     assert "code:     pipeline/gen.py (" in printed
     assert "inputs:   data.txt (" in printed
     assert "settings: n=3" in printed
+    assert "Rerun: " in printed and "gen " in printed
     assert _status(project) == before
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
 
