@@ -109,7 +109,7 @@ def coefficient_table(coefs: pd.DataFrame, models: list[str] | None = None,
         "p": [format_p(v) for v in rows["p_value"]],
     })
     if "df" in rows.columns and np.isfinite(rows["df"].to_numpy(dtype=float)).any():
-        table.insert(table.columns.get_loc("p"), "df", [format_df(v) for v in rows["df"]])
+        table.insert(list(table.columns).index("p"), "df", [format_df(v) for v in rows["df"]])
     if "p_holm" in rows.columns and rows["p_holm"].notna().any():
         table["p (Holm)"] = [format_p(v) for v in rows["p_holm"]]
     if models is not None and len(models) == 1:
