@@ -38,7 +38,7 @@ import yaml
 from pipeline.errors import PipelineError
 
 #: Dependencies under these folders (or with these suffixes) are code; the rest are inputs.
-CODE_PREFIXES = ("pipeline/", "notebooks/")
+CODE_PREFIXES = ("pipeline/", "notebooks/", "docs/")
 CODE_SUFFIXES = (".py",)
 #: Files hashed for the code stamp (see :func:`code_stamp`).
 STAMP_GLOBS = ("pipeline/**/*.py", "pipeline/**/*.yaml", "notebooks/*.py")
@@ -81,7 +81,8 @@ def file_md5(path: Path) -> str:
 
 
 def _is_code(path: str) -> bool:
-    return path.startswith(CODE_PREFIXES) or path.endswith(CODE_SUFFIXES)
+    folder = path.rstrip("/") + "/"
+    return folder.startswith(CODE_PREFIXES) or path.endswith(CODE_SUFFIXES)
 
 
 def _flatten(prefix: str, value: Any) -> dict[str, Any]:

@@ -145,13 +145,13 @@ def test_no_commit_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_provenance_splits_code_inputs_and_settings() -> None:
     lock = {"stages": {"fit": {
-        "deps": [{"path": "pipeline/model.py", "md5": "aa"},
+        "deps": [{"path": "pipeline/model.py", "md5": "aa"}, {"path": "notebooks", "md5": "dd.dir"},
                  {"path": "data/interim/scored.csv", "md5": "bb"}],
         "params": {"params.yaml": {"model": {"conf_level": 0.95}}},
         "outs": [{"path": "results/coefficients.csv", "md5": "cc"}]}}}
     prov = provenance(lock)["results/coefficients.csv"]
     assert prov.stage == "fit"
-    assert prov.code == [("pipeline/model.py", "aa")]
+    assert prov.code == [("pipeline/model.py", "aa"), ("notebooks", "dd.dir")]
     assert prov.inputs == [("data/interim/scored.csv", "bb")]
     assert prov.settings == {"model.conf_level": 0.95}
 
