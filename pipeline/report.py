@@ -58,11 +58,12 @@ def clean_executed(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-#: Modules a kernel imports while it waits for its notebook (every report needs them).
-#: Importing them early changes no output; it only moves the import time off the
-#: critical path, because the next report's kernel starts while the current one runs.
+#: Modules a kernel imports while it waits for its notebook (the reports import them).
+#: Importing them early changes no output and binds no name in the notebook; it moves the
+#: import time off the critical path, because the next report's kernel starts while the
+#: current one runs. A module that does not exist is skipped.
 PRELOAD = ("pandas", "matplotlib.pyplot", "pipeline.figures", "pipeline.tables",
-           "pipeline.report")
+           "pipeline.report", "pipeline.references", "pipeline.model", "pipeline.models")
 
 
 @contextmanager
@@ -95,8 +96,10 @@ def _start_kernel(cwd: str | Path, folder: str | Path, index: int,
     """
     km = KernelManager(kernel_name=KERNEL, transport="ipc",
                        ip=str(Path(folder) / f"kernel-{index}"))
-    lines = [f"--IPKernelApp.exec_lines=import {module}" for module in preload]
-    km.start_kernel(cwd=str(cwd), extra_arguments=lines)
+    # One expression statement ending in ";": IPython shows nothing and binds no name.
+    line = (f"[__import__(m) for m in {tuple(preload)!r} "
+            "if __import__('importlib.util').util.find_spec(m)];")
+    km.start_kernel(cwd=str(cwd), extra_arguments=[f"--IPKernelApp.exec_lines={line}"])
     return km
 
 
@@ -153,11 +156,11 @@ def render(source: str | Path, html_out: str | Path, parameters: Mapping[str, An
 
 def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mapping[str, Any],
                 cwd: str | Path, timeout: int = 3600,
-                progress: Callable[[str], None] | None = None) -> list[Path]:
+                progress: Callable[[str], None] | None = None, ahead: int = 3) -> list[Path]:
     """Render several notebooks in one process, each in a fresh kernel started ahead.
 
     Every report still gets its own kernel (no state passes between reports), but the
-    next kernel starts, and imports :data:`PRELOAD`, while the current report runs, and the
+    next kernels start, and import :data:`PRELOAD`, while the current report runs, and the
     papermill/nbconvert machinery is imported once instead of once per report. The HTML is
     byte-identical to rendering each report alone (``tests/test_report.py``).
 
@@ -173,6 +176,9 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
         Seconds a cell may run.
     progress
         Called with one line per report written (e.g. a logger).
+    ahead
+        Kernels started ahead of the report that runs (more overlap, more memory: about
+        150 MB per kernel).
 
     Returns
     -------
@@ -181,18 +187,20 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
     """
     written: list[Path] = []
     with _kernel_environment(), tempfile.TemporaryDirectory(prefix="render-") as tmp:
-        pending: KernelManager | None = _start_kernel(cwd, tmp, 0) if jobs else None
+        kernels: list[KernelManager] = []
         try:
+            # Kernels start ahead (``ahead`` at a time), so their start-up and imports
+            # overlap with the reports that run before them.
             for i, (source, html_out) in enumerate(jobs):
                 start = time.perf_counter()
-                km, pending = pending, (_start_kernel(cwd, tmp, i + 1)
-                                        if i + 1 < len(jobs) else None)
+                while len(kernels) < min(ahead + 1, len(jobs) - i):
+                    kernels.append(_start_kernel(cwd, tmp, i + len(kernels)))
+                km = kernels.pop(0)
                 nb = _normalise_source(jupytext.read(str(source)))
                 try:
                     executed = _run(nb, Path(source).stem, parameters, cwd, km, tmp, timeout)
                 finally:
-                    if km is not None:
-                        km.shutdown_kernel(now=True)
+                    km.shutdown_kernel(now=True)
                 html = to_html(executed, title=Path(html_out).stem)
                 with atomic_open(html_out) as fh:
                     fh.write(html)
@@ -200,8 +208,8 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
                 if progress is not None:
                     progress(f"wrote {html_out} in {time.perf_counter() - start:.0f} s")
         finally:
-            if pending is not None:
-                pending.shutdown_kernel(now=True)
+            for km in kernels:
+                km.shutdown_kernel(now=True)
     return written
 
 
