@@ -129,7 +129,9 @@ def build_index(root: str | Path, params: Mapping[str, Any], reports: list[str |
         links = " · ".join(f'<a href="figures/{esc(name)}.{ext}">{ext.upper()}</a>'
                            for ext in ("png", "svg", "csv")
                            if (figures_dir / f"{name}.{ext}").is_file())
-        figure_rows.append([f"<code>{esc(name)}</code>", links,
+        thumb = (f'<a href="figures/{esc(name)}.png"><img src="figures/{esc(name)}.png" '
+                 f'alt="{esc(name)}" width="180"></a>')
+        figure_rows.append([thumb, f"<code>{esc(name)}</code><br>{links}",
                             esc(desc["figures"].get(name, f"figure {name}"))])
     table_rows = []
     for name in sorted({p.stem for p in tables_dir.glob("*.html")}):
@@ -181,7 +183,7 @@ how the outputs are kept byte-stable, and how to check them, is in
 <p>Each figure as PNG and SVG, with the numbers drawn as CSV (redraw it, or
 <code>dvc plots show</code>).</p>
 <table>
-<tr><th>figure</th><th>files</th><th>what it shows</th></tr>
+<tr><th></th><th>figure</th><th>what it shows</th></tr>
 {_rows(figure_rows)}
 </table>
 

@@ -30,6 +30,7 @@ def test_front_page(root: Path, params: dict) -> None:
     assert code_stamp(root) in page
     assert "data/simulated/alliance.csv" not in page  # input files by name, not their folder
     assert "http" not in page  # self-contained: no scripts, fonts or links off the page
+    assert '<img src="figures/trajectories.png"' in page
 
 
 def test_user_values_are_escaped(root: Path, params: dict, tmp_path: Path) -> None:
