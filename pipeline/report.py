@@ -17,15 +17,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import jupytext
-import nbformat
-import papermill as pm
-from jupyter_client.manager import KernelManager
-from nbconvert import HTMLExporter
+from typing import TYPE_CHECKING, Any
 
 from pipeline.outputs import atomic_open
+
+if TYPE_CHECKING:  # the Jupyter stack is imported where it is used: reading the data
+    # notice (open_project, data_notice) from a notebook or the index stage stays fast.
+    import nbformat
+    from jupyter_client.manager import KernelManager
 
 KERNEL = "python3"
 
@@ -94,6 +93,8 @@ def _start_kernel(cwd: str | Path, folder: str | Path, index: int,
     IPC transport instead of TCP: nothing listens on a network port, and jupyter_client's
     "Kernel is running over TCP without encryption" warning does not arise.
     """
+    from jupyter_client.manager import KernelManager
+
     km = KernelManager(kernel_name=KERNEL, transport="ipc",
                        ip=str(Path(folder) / f"kernel-{index}"))
     # One expression statement ending in ";": IPython shows nothing and binds no name.
@@ -106,6 +107,9 @@ def _start_kernel(cwd: str | Path, folder: str | Path, index: int,
 def _run(nb: nbformat.NotebookNode, name: str, parameters: Mapping[str, Any],
          cwd: str | Path, km: KernelManager | None, folder: str | Path,
          timeout: int) -> nbformat.NotebookNode:
+    import nbformat
+    import papermill as pm
+
     src = Path(folder) / f"{name}.ipynb"
     nbformat.write(nb, src)
     executed = pm.execute_notebook(
@@ -127,6 +131,8 @@ def _run(nb: nbformat.NotebookNode, name: str, parameters: Mapping[str, Any],
 def execute(source: str | Path, parameters: Mapping[str, Any], cwd: str | Path,
             timeout: int = 3600) -> nbformat.NotebookNode:
     """Execute a jupytext source with papermill and return the cleaned notebook."""
+    import jupytext
+
     nb = _normalise_source(jupytext.read(str(source)))
     with _kernel_environment(), tempfile.TemporaryDirectory(prefix="render-") as tmp:
         km = _start_kernel(cwd, tmp, 0)
@@ -138,6 +144,8 @@ def execute(source: str | Path, parameters: Mapping[str, Any], cwd: str | Path,
 
 def to_html(nb: nbformat.NotebookNode, title: str) -> str:
     """Convert an executed notebook to HTML showing outputs and markdown, not code."""
+    from nbconvert import HTMLExporter
+
     exporter = HTMLExporter(
         template_name="lab",
         exclude_input=True,
@@ -185,6 +193,8 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
     list of Path
         The HTML files written.
     """
+    import jupytext
+
     written: list[Path] = []
     with _kernel_environment(), tempfile.TemporaryDirectory(prefix="render-") as tmp:
         kernels: list[KernelManager] = []
