@@ -247,7 +247,7 @@ comparisons(["moderation_approach", "moderation_modality"])
 # The sensitivity analyses (plan group 7) have their own report, `sensitivity.html`.
 
 # %%
-# The works this report cites (docs/references.yaml; the questionnaires used, too).
+# The works this report cites (docs/references.yaml).
 from IPython.display import Markdown, display
 
 from pipeline.references import reference_list

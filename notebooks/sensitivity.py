@@ -85,7 +85,7 @@ display(Markdown(
 ))
 
 # %%
-# The works this report cites (docs/references.yaml; the questionnaires used, too).
+# The works this report cites (docs/references.yaml).
 from IPython.display import Markdown, display
 
 from pipeline.references import reference_list
