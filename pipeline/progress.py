@@ -80,7 +80,7 @@ def filter_stream(lines: Iterable[str], rules: Rules, out: IO[str],
         if started:
             finish()
             current = (started["stage"], clock())
-        elif line.startswith("Stage '") or line.startswith("Use `dvc push`"):
+        elif line.startswith(("Stage '", "Use `dvc push`", "To track the changes", "ERROR")):
             finish()  # a skipped stage or the end of the run: the running stage is done
             current = None
         shown = filter_line(line, rules)

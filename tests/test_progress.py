@@ -41,12 +41,14 @@ def test_run_keeps_errors_and_the_exit_status() -> None:
 
 
 def test_each_stage_reports_its_time() -> None:
-    ticks = iter([0.0, 2.5, 3.0, 10.25])
+    ticks = iter([0.0, 2.5, 3.0, 10.25, 11.0, 12.0])
     out = io.StringIO()
     lines = ["Running stage 'a':", "> cmd a", "[a] did it", "Running stage 'b':",
-             "Stage 'c' didn't change, skipping",
+             "Stage 'c' didn't change, skipping", "Running stage 'd':",
+             "To track the changes with git, run:",
              "Use `dvc push` to send your updates to remote storage."]
     filter_stream(lines, load_rules(), out, clock=lambda: next(ticks))
     assert out.getvalue().splitlines() == [
         "stage a: running", "[a] did it", "stage a: done in 2.5 s", "stage b: running",
-        "stage b: done in 7.2 s", "stage c: up to date"]
+        "stage b: done in 7.2 s", "stage c: up to date", "stage d: running",
+        "stage d: done in 1.0 s", "To track the changes with git, run:"]
