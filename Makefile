@@ -19,26 +19,37 @@ export PYTHONHASHSEED := 0
 export UV_PYTHON_DOWNLOADS := never
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup notebooks browser repro test test-fast lint lab bench clean-env help
+.PHONY: setup notebooks browser repro verify test test-fast lint lab bench clean-env help
 
 help:
 	@echo "make repro  - set up .venv and run the DVC pipeline (renders reports/)"
+	@echo "make verify - rerun everything in a scratch copy; does every output reproduce?"
 	@echo "make test   - set up .venv and run pytest + nbval"
+	@echo "make test-fast - the quick tests only (no end-to-end runs)"
 	@echo "make lab    - open the notebooks in JupyterLab"
 	@echo "make lint   - ruff"
 	@echo "make bench  - benchmarks (fit time vs lme4, coverage, ruptures coverage)"
 
 $(UV):
-	$(PYTHON) -m pip install --disable-pip-version-check --quiet --target .tools "uv==$(UV_VERSION)"
+	@echo "installing uv $(UV_VERSION) into .tools/"
+	@$(PYTHON) -m pip install --disable-pip-version-check --no-warn-script-location \
+	  --root-user-action=ignore --quiet --target .tools "uv==$(UV_VERSION)"
 
 $(STAMP): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python $(PYTHON)
+	@echo "creating .venv from uv.lock (first run: about a minute)"
+	@$(UV) sync --frozen --quiet --python $(PYTHON)
 	@touch $(STAMP)
 
 setup: $(STAMP)
 
+# One line per stage and only messages a user can act on (pipeline/progress.yaml).
 repro: setup
-	dvc repro
+	@python -m pipeline.progress dvc repro
+
+# The reviewer's command: rerun the committed pipeline in a scratch copy and compare every
+# output byte for byte (pipeline/verify.py); never writes to the working copy.
+verify: setup
+	@python -m pipeline.verify
 
 test: setup notebooks browser
 	ruff check pipeline tests benchmarks notebooks

@@ -15,7 +15,7 @@
 # # Do goal, task and bond predict wellbeing?
 #
 # **In short.** This report fits the pre-registered primary model of the analysis plan
-# (`shared/reference/analysis-plan.md`): wellbeing at each session is predicted from the
+# (`docs/analysis-plan.md`): wellbeing at each session is predicted from the
 # client's goal, task and bond scores, split into a *within-client* part (is a client
 # better off in sessions where their alliance is higher than usual for them?) and a
 # *between-client* part (are clients with a stronger alliance on average better off?).
@@ -33,8 +33,8 @@ from IPython.display import Markdown, display
 from pipeline import figures
 from pipeline.models import load_specs
 from pipeline.models.results import read_results
-from pipeline.report import data_notice, open_project
-from pipeline.tables import coefficient_table, format_p, styled
+from pipeline.report import data_notice, escape, open_project
+from pipeline.tables import coefficient_table, lr_table, styled, variance_table
 
 root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
@@ -74,7 +74,8 @@ primary_ok = pstats["status"] in ("fitted", "singular")
 if not primary_ok:
     reason = pstats["reason"] if isinstance(pstats["reason"], str) else pstats["warning"]
     label = "not converged" if pstats["status"] == "not converged" else "not estimable"
-    display(Markdown(f"**Primary model: {label}: {reason}** No numbers are shown."))
+    display(Markdown(f"**Primary model: {label}: {escape(str(reason))}** No numbers are "
+                     "shown."))
 else:
     display(Markdown(
         f"**Primary model** fitted by {'REML' if pstats['reml'] else 'ML'} on "
@@ -83,17 +84,13 @@ else:
         "converged (lme4's checks: scaled gradient, Hessian positive definite)."
         + (" **Singular fit**: a variance is estimated at zero (flagged, numbers usable)."
            if pstats["status"] == "singular" else "")
-        + (f" Simplified: {pstats['simplification']}."
+        + (f" Simplified: {escape(pstats['simplification'])}."
            if isinstance(pstats["simplification"], str) and pstats["simplification"] else "")
     ))
     df_method = primary["df_method"].iloc[0]
     display(Markdown(f"p-values and intervals: {df_method}."))
-    table = primary[["term", "estimate", "std_error", "df", "conf_low", "conf_high",
-                     "p_value"]]
-    display(styled(table).format(
-        {"estimate": "{:.3f}", "std_error": "{:.3f}", "df": "{:.1f}", "conf_low": "{:.3f}",
-         "conf_high": "{:.3f}", "p_value": lambda p: "< .001" if p < 0.001 else f"{p:.3f}"}
-    ))
+    display(styled(coefficient_table(coefs, ["primary"],
+                                     float(params["model"].get("conf_level", 0.95)))))
 
 # %% [markdown]
 # ## Within- versus between-client effects
@@ -128,9 +125,8 @@ if primary_ok:
 # the clients' own slopes over sessions, `residual` what is left from session to session.
 
 # %%
-vc = varcomp[varcomp["model"] == "primary"][["component", "variance", "sd"]]
 if primary_ok:
-    display(styled(vc).format({"variance": "{:.3f}", "sd": "{:.3f}"}, na_rep=""))
+    display(styled(variance_table(varcomp, ["primary"])))
 
 # %% [markdown]
 # ### Does the model fit?
@@ -188,15 +184,7 @@ def section(models: list[str]) -> None:
 
 def comparisons(names: list[str]) -> None:
     """Show likelihood-ratio tests by name."""
-    rows = lr[lr["comparison"].isin(names)]
-    table = pd.DataFrame({
-        "comparison": [described.get(c, c) for c in rows["comparison"]],
-        "df": rows["df"], "chi2": rows["statistic"].map("{:.2f}".format),
-        "p": rows["p_value"].map(format_p),
-        "AIC (reduced, full)": [f"{a:.1f}, {b:.1f}" for a, b in
-                                zip(rows["aic_reduced"], rows["aic_full"], strict=True)],
-    })
-    display(styled(table))
+    display(styled(lr_table(lr[lr["comparison"].isin(names)], described)))
 
 
 # %% [markdown]
@@ -284,3 +272,12 @@ comparisons(["moderation_approach", "moderation_modality"])
 
 # %% [markdown]
 # The sensitivity analyses (plan group 7) have their own report, `sensitivity.html`.
+
+# %%
+# The works this report cites (docs/references.yaml).
+from IPython.display import Markdown, display
+
+from pipeline.references import reference_list
+
+display(Markdown(reference_list(
+    ["curran_bauer_2011", "falkenstrom_2013", "nickell_1981", "baldwin_2007"])))

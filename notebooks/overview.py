@@ -235,3 +235,11 @@ if (raters["rater"] == "therapist").any():
         display(Markdown("No session was rated by both: agreement cannot be computed."))
 else:
     display(Markdown("Only client ratings were given."))
+
+# %%
+# The works this report cites (docs/references.yaml; the questionnaires used, too).
+from IPython.display import Markdown, display
+
+from pipeline.references import instrument_keys, reference_list
+
+display(Markdown(reference_list(["bordin_1979", *instrument_keys(params)])))

@@ -184,3 +184,11 @@ if fc_file.is_file():
         display(Markdown(text))
 else:
     display(Markdown("The alliance data were pre-scored: no item-level counts."))
+
+# %%
+# The works this report cites (docs/references.yaml; the questionnaires used, too).
+from IPython.display import Markdown, display
+
+from pipeline.references import instrument_keys, reference_list
+
+display(Markdown(reference_list(["cronbach_1951", "mcdonald_1999", *instrument_keys(params)])))

@@ -32,7 +32,7 @@ from pipeline import figures
 from pipeline.models import load_specs
 from pipeline.models.results import read_results
 from pipeline.report import data_notice, open_project
-from pipeline.tables import styled, term_label
+from pipeline.tables import estimates_by_model, styled
 
 root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
@@ -96,10 +96,17 @@ if "primary" in shown and len(shown) > 1:
     wide = (coefs[coefs["model"].isin(shown) & coefs["term"].isin(terms)]
             .pivot(index="term", columns="model", values="estimate")
             .loc[terms, shown])
-    wide.index = [term_label(t) for t in wide.index]
     shift = wide.drop(columns="primary").sub(wide["primary"], axis=0).abs().max().max()
-    display(styled(wide.reset_index(names="term")).format(precision=3))
+    display(styled(estimates_by_model(coefs, shown, terms)))
     display(Markdown(
         f"The largest change of an estimate from the primary model is **{shift:.3f}** "
         "wellbeing points per alliance point."
     ))
+
+# %%
+# The works this report cites (docs/references.yaml).
+from IPython.display import Markdown, display
+
+from pipeline.references import reference_list
+
+display(Markdown(reference_list(["falkenstrom_2017"])))

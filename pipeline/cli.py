@@ -314,12 +314,31 @@ def cmd_ruptures(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_render(params: dict[str, Any], args: argparse.Namespace) -> None:
-    from pipeline.report import render
+    from pipeline.report import render_many
 
+    # One notebook: --out is the HTML file; several: --out is a folder of <name>.html.
+    sources = [Path(n) for n in args.notebook]
+    if len(sources) == 1 and str(args.out).endswith(".html"):
+        jobs = [(sources[0], Path(args.out))]
+    else:
+        jobs = [(src, Path(args.out) / f"{src.stem}.html") for src in sources]
     start = time.perf_counter()
-    log("render", f"executing {args.notebook}")
-    out = render(args.notebook, args.out, {"params_file": args.params}, cwd=Path.cwd())
-    log("render", f"wrote {out} in {time.perf_counter() - start:.0f} s")
+    log("render", "executing " + ", ".join(str(s) for s in sources))
+    render_many(jobs, {"params_file": args.params}, cwd=Path.cwd(),
+                progress=lambda line: log("render", line))
+    log("render", f"{len(jobs)} report(s) in {time.perf_counter() - start:.0f} s")
+
+
+def cmd_index(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from pipeline.index import build_index, load_descriptions, report_sources
+    from pipeline.outputs import atomic_open
+
+    desc = load_descriptions()
+    sources = report_sources(args.notebooks, list(desc.get("reports_order") or []))
+    page = build_index(Path.cwd(), params, sources, args.figures, args.tables, desc)
+    with atomic_open(args.out) as fh:
+        fh.write(page)
+    log("index", f"wrote {args.out} ({len(sources)} reports)")
 
 
 COMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None], str]] = {
@@ -331,6 +350,7 @@ COMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None], 
     "publish": (cmd_publish, "figures (PNG, SVG, CSV) and APA tables (HTML, LaTeX, Markdown)"),
     "ruptures": (cmd_ruptures, "rupture-repair episodes, outcome and endings (aggregates)"),
     "render": (cmd_render, "render a notebook to an HTML report"),
+    "index": (cmd_index, "front page reports/index.html: every report, figure and table"),
 }
 
 
@@ -364,9 +384,16 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--results", default=str(RESULTS))
             p.add_argument("--figures", default="reports/figures")
             p.add_argument("--tables", default="reports/tables")
+        if name == "index":
+            p.add_argument("--notebooks", default="notebooks")
+            p.add_argument("--figures", default="reports/figures")
+            p.add_argument("--tables", default="reports/tables")
+            p.add_argument("--out", default="reports/index.html")
         if name == "render":
-            p.add_argument("--notebook", required=True, help="jupytext .py source")
-            p.add_argument("--out", required=True, help="HTML file to write")
+            p.add_argument("--notebook", required=True, nargs="+",
+                           help="jupytext .py source(s), rendered in one process")
+            p.add_argument("--out", required=True,
+                           help="HTML file to write (one notebook) or folder (several)")
     return parser
 
 

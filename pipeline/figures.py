@@ -13,13 +13,32 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from pipeline.outputs import atomic_open, write_csv
+from pipeline.tables import term_label
 
 SUBSCALES = ("goal", "task", "bond")
-COLORS = {"goal": "#4C72B0", "task": "#DD8452", "bond": "#55A868", "wellbeing": "#8172B3",
-          "within": "#4C72B0", "between": "#DD8452"}
+#: One palette for every figure: a colour per subscale, per part, and in order per model.
+PALETTE = ("#4C72B0", "#DD8452", "#55A868", "#8172B3", "#C44E52", "#937860", "#DA8BC3",
+           "#8C8C8C")
+COLORS = {"goal": PALETTE[0], "task": PALETTE[1], "bond": PALETTE[2], "wellbeing": PALETTE[3],
+          "total": PALETTE[4], "within": PALETTE[0], "between": PALETTE[1]}
+#: Words for the parts of a disaggregated predictor, as the tables say them.
+PARTS = {"within": "within client", "between": "between clients"}
+
+
+def label(name: str) -> str:
+    """Display name of a variable (``goal`` -> ``Goal``), the same in every figure."""
+    return name.replace("_", " ").capitalize()
+
+
+def integer_axis(ax: Axes, axis: str = "x") -> None:
+    """Ticks at whole numbers only (sessions, item numbers)."""
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
 STYLE = {
     "svg.hashsalt": "alliance-pipeline",
     "svg.fonttype": "path",
@@ -66,7 +85,8 @@ def trajectories(traj: pd.DataFrame, outcome_label: str = "wellbeing",
     ax0 = axes[0][0]
     for var in SUBSCALES:
         d = data[data["variable"] == var]
-        ax0.plot(d["session"], d["mean"], marker="o", ms=3, color=COLORS[var], label=var)
+        ax0.plot(d["session"], d["mean"], marker="o", ms=3, color=COLORS[var],
+                 label=label(var))
         ax0.fill_between(d["session"], d["conf_low"], d["conf_high"], color=COLORS[var],
                          alpha=0.2, lw=0)
     ax0.set(xlabel="session", ylabel=f"mean ({alliance_metric})", title="Goal, task and bond")
@@ -78,6 +98,8 @@ def trajectories(traj: pd.DataFrame, outcome_label: str = "wellbeing",
         ax1.fill_between(d["session"], d["conf_low"], d["conf_high"],
                          color=COLORS["wellbeing"], alpha=0.2, lw=0)
         ax1.set(xlabel="session", ylabel=f"mean {outcome_label}", title=outcome_label)
+    for ax in axes[0]:
+        integer_axis(ax)
     fig.tight_layout()
     return fig, data
 
@@ -96,7 +118,7 @@ def distributions(dist: pd.DataFrame,
         d = data[data["variable"] == var]
         ax.bar(d["lower"], d["sessions"], width=d["upper"] - d["lower"], align="edge",
                color=COLORS[var], edgecolor="white", lw=0.5)
-        title = outcome_label if var == "wellbeing" else var
+        title = outcome_label if var == "wellbeing" else label(var)
         ax.set(title=title, xlabel="score", ylabel="sessions" if var == "goal" else "")
     fig.tight_layout()
     return fig, data
@@ -117,9 +139,9 @@ def coefficient_plot(coefs: pd.DataFrame, model: str = "primary") -> tuple[Figur
         y = np.array([ypos[s] for s in d["subscale"]]) + offset
         ax.errorbar(d["estimate"], y,
                     xerr=[d["estimate"] - d["conf_low"], d["conf_high"] - d["estimate"]],
-                    fmt="o", color=COLORS[part], capsize=3, label=f"{part}-client")
+                    fmt="o", color=COLORS[part], capsize=3, label=PARTS[part])
     ax.axvline(0, color="grey", lw=1)
-    ax.set_yticks(list(ypos.values()), list(ypos.keys()))
+    ax.set_yticks(list(ypos.values()), [label(k) for k in ypos])
     ax.set_xlabel("change in wellbeing per point of alliance (95% CI)")
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
@@ -152,11 +174,11 @@ def predicted_wellbeing(coefs: pd.DataFrame, model: str = "primary",
         for part in ("within", "between"):
             d = data[(data["subscale"] == k) & (data["part"] == part)]
             ax.plot(d["alliance_difference"], d["predicted_difference"], color=COLORS[part],
-                    label=f"{part}-client")
+                    label=PARTS[part])
             ax.fill_between(d["alliance_difference"], d["conf_low"], d["conf_high"],
                             color=COLORS[part], alpha=0.2, lw=0)
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set(title=k, xlabel=f"{k}: points above the usual / average")
+        ax.set(title=label(k), xlabel=f"{label(k)}: points above the usual / average")
     axes[0].set_ylabel("predicted difference in wellbeing")
     axes[0].legend(frameon=False)
     fig.tight_layout()
@@ -196,7 +218,6 @@ def sensitivity(coefs: pd.DataFrame, models: list[str]) -> tuple[Figure, pd.Data
     terms = [f"{k}_{part}" for part in ("within", "between") for k in SUBSCALES]
     data = coefs[coefs["model"].isin(models) & coefs["term"].isin(terms)]
     data = data[["model", "term", "estimate", "conf_low", "conf_high"]].reset_index(drop=True)
-    palette = plt.get_cmap("tab10")
     fig, ax = plt.subplots(figsize=(8, 4.2))
     step = 0.8 / max(len(models), 1)
     for i, model in enumerate(models):
@@ -204,9 +225,9 @@ def sensitivity(coefs: pd.DataFrame, models: list[str]) -> tuple[Figure, pd.Data
         y = np.arange(len(terms))[::-1] + 0.4 - step / 2 - i * step
         ax.errorbar(d["estimate"], y, xerr=[d["estimate"] - d["conf_low"],
                     d["conf_high"] - d["estimate"]], fmt="o", ms=4, capsize=2,
-                    color=palette(i), label=model)
+                    color=PALETTE[i % len(PALETTE)], label=model)
     ax.axvline(0, color="grey", lw=1)
-    ax.set_yticks(np.arange(len(terms))[::-1], terms)
+    ax.set_yticks(np.arange(len(terms))[::-1], [term_label(t) for t in terms])
     ax.set_xlabel("change in wellbeing per point of alliance (95% CI)")
     ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
@@ -233,15 +254,21 @@ def reliability(rel: pd.DataFrame, floor_ceiling: pd.DataFrame) -> tuple[Figure,
     for scale in dict.fromkeys(per["scale"]):
         d = per[per["scale"] == scale]
         axes[0].plot(d["session"], d["alpha"], marker="o", ms=3,
-                     color=COLORS.get(scale, "grey"), label=scale)
+                     color=COLORS.get(scale, "grey"), label=label(scale))
     axes[0].axhline(0.7, color="grey", lw=1, ls="--")
     axes[0].set(xlabel="session", ylabel="Cronbach's alpha", title="Reliability per session")
     axes[0].legend(frameon=False)
+    integer_axis(axes[0])
     axes[1].bar(fc["item_number"], fc["pct_ceiling"],
                 color=[COLORS.get(s, "grey") for s in fc["scale"]])
     direction = (floor_ceiling["direction"].iloc[0] if "direction" in floor_ceiling.columns
                  and len(floor_ceiling) else "as answered")
     top = "best score (keyed)" if direction == "keyed" else "top option"
     axes[1].set(xlabel="item", ylabel=f"% answers at the {top}", title="Ceiling")
+    integer_axis(axes[1])
+    shown = sorted(dict.fromkeys(fc["scale"]),
+                   key=lambda sc: SUBSCALES.index(sc) if sc in SUBSCALES else len(SUBSCALES))
+    axes[1].legend(handles=[Patch(color=COLORS.get(sc, "grey"), label=label(sc))
+                            for sc in shown], frameon=False)
     fig.tight_layout()
     return fig, pd.concat([per, fc], ignore_index=True)

@@ -3,7 +3,7 @@
 A report is made in three steps: the ``py:percent`` source is turned into a notebook with
 fixed cell ids, papermill executes it with the given parameters, and nbconvert writes HTML
 without code cells. What would otherwise change between identical runs (see
-``shared/reference/reproducibility.md``) is removed on the way: papermill's run metadata,
+``docs/reproducibility.md``) is removed on the way: papermill's run metadata,
 nbclient's per-cell timings (``record_timing=False``), the random id of the injected
 parameters cell, and stderr streams (warnings print absolute paths of the machine).
 """
@@ -13,17 +13,19 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import jupytext
-import nbformat
-import pandas as pd
-import papermill as pm
-from nbconvert import HTMLExporter
+from typing import TYPE_CHECKING, Any
 
 from pipeline.outputs import atomic_open
+
+if TYPE_CHECKING:  # the Jupyter stack is imported where it is used: reading the data
+    # notice (open_project, data_notice) from a notebook or the index stage stays fast.
+    import nbformat
+    import pandas as pd
+    from jupyter_client.manager import KernelManager
 
 KERNEL = "python3"
 
@@ -56,10 +58,17 @@ def clean_executed(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def execute(source: str | Path, parameters: Mapping[str, Any], cwd: str | Path,
-            timeout: int = 3600) -> nbformat.NotebookNode:
-    """Execute a jupytext source with papermill and return the cleaned notebook."""
-    nb = _normalise_source(jupytext.read(str(source)))
+#: Modules a kernel imports while it waits for its notebook (the reports import them).
+#: Importing them early changes no output and binds no name in the notebook; it moves the
+#: import time off the critical path, because the next report's kernel starts while the
+#: current one runs. A module that does not exist is skipped.
+PRELOAD = ("pandas", "matplotlib.pyplot", "pipeline.figures", "pipeline.tables",
+           "pipeline.report", "pipeline.references", "pipeline.model", "pipeline.models")
+
+
+@contextmanager
+def _kernel_environment() -> Iterator[None]:
+    """Kernel settings that must hold while kernels start (restored afterwards)."""
     # The kernel must be this environment's Python, not a "python3" kernel a user has
     # registered elsewhere: JUPYTER_PATH comes first in Jupyter's search path.
     env_share = str(Path(sys.prefix) / "share" / "jupyter")
@@ -69,32 +78,75 @@ def execute(source: str | Path, parameters: Mapping[str, Any], cwd: str | Path,
     # Figures must be embedded in the notebook, whatever backend the caller's shell set.
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
-        with tempfile.TemporaryDirectory(prefix="render-") as tmp:
-            src = Path(tmp) / Path(source).with_suffix(".ipynb").name
-            nbformat.write(nb, src)
-            executed = pm.execute_notebook(
-                str(src),
-                str(Path(tmp) / "executed.ipynb"),
-                parameters=dict(parameters),
-                kernel_name=KERNEL,
-                language="python",
-                cwd=str(cwd),
-                progress_bar=False,
-                log_output=False,
-                record_timing=False,
-                execution_timeout=timeout,
-            )
+        yield
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _start_kernel(cwd: str | Path, folder: str | Path, index: int,
+                  preload: Sequence[str] = PRELOAD) -> KernelManager:
+    """Start a kernel that talks over Unix sockets in ``folder`` and preloads modules.
+
+    IPC transport instead of TCP: nothing listens on a network port, and jupyter_client's
+    "Kernel is running over TCP without encryption" warning does not arise.
+    """
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name=KERNEL, transport="ipc",
+                       ip=str(Path(folder) / f"kernel-{index}"))
+    # One expression statement ending in ";": IPython shows nothing and binds no name.
+    line = (f"[__import__(m) for m in {tuple(preload)!r} "
+            "if __import__('importlib.util').util.find_spec(m)];")
+    km.start_kernel(cwd=str(cwd), extra_arguments=[f"--IPKernelApp.exec_lines={line}"])
+    return km
+
+
+def _run(nb: nbformat.NotebookNode, name: str, parameters: Mapping[str, Any],
+         cwd: str | Path, km: KernelManager | None, folder: str | Path,
+         timeout: int) -> nbformat.NotebookNode:
+    import nbformat
+    import papermill as pm
+
+    src = Path(folder) / f"{name}.ipynb"
+    nbformat.write(nb, src)
+    executed = pm.execute_notebook(
+        str(src),
+        str(Path(folder) / f"{name}.executed.ipynb"),
+        parameters=dict(parameters),
+        kernel_name=KERNEL,
+        language="python",
+        cwd=str(cwd),
+        progress_bar=False,
+        log_output=False,
+        record_timing=False,
+        execution_timeout=timeout,
+        km=km,
+    )
     return clean_executed(executed)
+
+
+def execute(source: str | Path, parameters: Mapping[str, Any], cwd: str | Path,
+            timeout: int = 3600) -> nbformat.NotebookNode:
+    """Execute a jupytext source with papermill and return the cleaned notebook."""
+    import jupytext
+
+    nb = _normalise_source(jupytext.read(str(source)))
+    with _kernel_environment(), tempfile.TemporaryDirectory(prefix="render-") as tmp:
+        km = _start_kernel(cwd, tmp, 0)
+        try:
+            return _run(nb, Path(source).stem, parameters, cwd, km, tmp, timeout)
+        finally:
+            km.shutdown_kernel(now=True)
 
 
 def to_html(nb: nbformat.NotebookNode, title: str) -> str:
     """Convert an executed notebook to HTML showing outputs and markdown, not code."""
+    from nbconvert import HTMLExporter
+
     exporter = HTMLExporter(
         template_name="lab",
         exclude_input=True,
@@ -108,11 +160,68 @@ def to_html(nb: nbformat.NotebookNode, title: str) -> str:
 def render(source: str | Path, html_out: str | Path, parameters: Mapping[str, Any],
            cwd: str | Path) -> Path:
     """Execute ``source`` and write its HTML report to ``html_out`` atomically."""
-    nb = execute(source, parameters, cwd)
-    html = to_html(nb, title=Path(html_out).stem)
-    with atomic_open(html_out) as fh:
-        fh.write(html)
-    return Path(html_out)
+    return render_many([(source, html_out)], parameters, cwd)[0]
+
+
+def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mapping[str, Any],
+                cwd: str | Path, timeout: int = 3600,
+                progress: Callable[[str], None] | None = None, ahead: int = 3) -> list[Path]:
+    """Render several notebooks in one process, each in a fresh kernel started ahead.
+
+    Every report still gets its own kernel (no state passes between reports), but the
+    next kernels start, and import :data:`PRELOAD`, while the current report runs, and the
+    papermill/nbconvert machinery is imported once instead of once per report. The HTML is
+    byte-identical to rendering each report alone (``tests/test_report.py``).
+
+    Parameters
+    ----------
+    jobs
+        ``(jupytext source, HTML file to write)`` pairs, rendered in this order.
+    parameters
+        Papermill parameters passed to every notebook.
+    cwd
+        Working folder of the kernels (the project root).
+    timeout
+        Seconds a cell may run.
+    progress
+        Called with one line per report written (e.g. a logger).
+    ahead
+        Kernels started ahead of the report that runs (more overlap, more memory: about
+        150 MB per kernel).
+
+    Returns
+    -------
+    list of Path
+        The HTML files written.
+    """
+    import jupytext
+
+    written: list[Path] = []
+    with _kernel_environment(), tempfile.TemporaryDirectory(prefix="render-") as tmp:
+        kernels: list[KernelManager] = []
+        try:
+            # Kernels start ahead (``ahead`` at a time), so their start-up and imports
+            # overlap with the reports that run before them.
+            for i, (source, html_out) in enumerate(jobs):
+                start = time.perf_counter()
+                while len(kernels) < min(ahead + 1, len(jobs) - i):
+                    kernels.append(_start_kernel(cwd, tmp, i + len(kernels)))
+                km = kernels.pop(0)
+                nb = _normalise_source(jupytext.read(str(source)))
+                try:
+                    executed = _run(nb, Path(source).stem, parameters, cwd, km, tmp, timeout)
+                finally:
+                    km.shutdown_kernel(now=True)
+                html = to_html(executed, title=Path(html_out).stem)
+                with atomic_open(html_out) as fh:
+                    fh.write(html)
+                written.append(Path(html_out))
+                if progress is not None:
+                    progress(f"wrote {html_out} in {time.perf_counter() - start:.0f} s")
+        finally:
+            for km in kernels:
+                km.shutdown_kernel(now=True)
+    return written
 
 
 SIMULATED_NOTICE = (

@@ -3,7 +3,10 @@
 Built with pandas' ``Styler`` (HTML, LaTeX with booktabs) and ``tabulate`` (Markdown via
 ``DataFrame.to_markdown``), so no table markup is written by hand here. Numbers follow
 APA 7: two decimals, intervals in brackets, p-values without a leading zero and
-``< .001`` below one in a thousand.
+``< .001`` below one in a thousand, degrees of freedom of a likelihood-ratio test as
+integers, yes/no instead of True/False. This module is the one place of the table style:
+the published tables (``publish`` stage) and the tables inside the reports (``styled``
+over the functions below) use the same labels, decimals and p-format.
 """
 
 from __future__ import annotations
@@ -34,6 +37,27 @@ def format_num(x: float, digits: int = 2) -> str:
         return ""
     text = f"{x:.{digits}f}"
     return text.replace("-", "\u2212") if text.startswith("-") else text
+
+
+def format_int(x: float) -> str:
+    """An integer count or df with thousands separators; blank for missing values."""
+    if x is None or not np.isfinite(x):
+        return ""
+    return f"{round(float(x)):,}"
+
+
+def format_df(x: float) -> str:
+    """Degrees of freedom: integers as integers, Satterthwaite df with one decimal."""
+    if x is None or not np.isfinite(x):
+        return ""
+    return format_int(x) if float(x).is_integer() else f"{x:.1f}"
+
+
+def yes_no(flag: object) -> str:
+    """``yes``/``no`` for a flag read from a CSV (bool or the strings True/False)."""
+    if isinstance(flag, str):
+        return "yes" if flag.strip().lower() in ("true", "1", "yes") else "no"
+    return "yes" if bool(flag) else "no"
 
 
 _PARTS = {
@@ -80,13 +104,12 @@ def coefficient_table(coefs: pd.DataFrame, models: list[str] | None = None,
         "Term": [term_label(t) for t in rows["term"]],
         "b": [format_num(v) for v in rows["estimate"]],
         "SE": [format_num(v) for v in rows["std_error"]],
-        "df": [format_num(v, 1) for v in rows["df"]] if "df" in rows.columns else "",
         ci: [f"[{format_num(lo)}, {format_num(hi)}]"
              for lo, hi in zip(rows["conf_low"], rows["conf_high"], strict=True)],
         "p": [format_p(v) for v in rows["p_value"]],
     })
-    if "df" not in rows.columns or not rows["df"].notna().any():
-        table = table.drop(columns="df")   # Wald z: no df
+    if "df" in rows.columns and np.isfinite(rows["df"].to_numpy(dtype=float)).any():
+        table.insert(list(table.columns).index("p"), "df", [format_df(v) for v in rows["df"]])
     if "p_holm" in rows.columns and rows["p_holm"].notna().any():
         table["p (Holm)"] = [format_p(v) for v in rows["p_holm"]]
     if models is not None and len(models) == 1:
@@ -130,14 +153,58 @@ def styled(frame: pd.DataFrame, hide_index: bool = True) -> Styler:
     return styler.hide(axis="index") if hide_index else styler
 
 
-def variance_table(varcomp: pd.DataFrame) -> pd.DataFrame:
-    """APA table of variance components: Model, Component, Variance, SD."""
-    return pd.DataFrame({
-        "Model": varcomp["model"].to_numpy(),
-        "Component": varcomp["component"].str.replace("_", " \u00d7 ", regex=False).to_numpy(),
-        "Variance": [format_num(v, 3) for v in varcomp["variance"]],
-        "SD": [format_num(v, 3) for v in varcomp["sd"]],
+_COMPONENTS = {
+    "therapist": "Therapist intercept",
+    "client": "Client intercept",
+    "client_time": "Client slope on time",
+    "residual": "Residual (session)",
+}
+
+
+def component_label(component: str) -> str:
+    """Readable name of a variance component (``client_time`` -> ``Client slope on time``)."""
+    return _COMPONENTS.get(component, component.replace("_", " \u00d7 ").capitalize())
+
+
+def variance_table(varcomp: pd.DataFrame, models: list[str] | None = None) -> pd.DataFrame:
+    """APA table of variance components: Model, Component, Variance, SD.
+
+    With one model in ``models`` the Model column is dropped (a report's own table).
+    """
+    rows = varcomp if models is None else varcomp[varcomp["model"].isin(models)]
+    table = pd.DataFrame({
+        "Model": rows["model"].to_numpy(),
+        "Component": [component_label(c) for c in rows["component"]],
+        "Variance": [format_num(v, 3) for v in rows["variance"]],
+        "SD": [format_num(v, 3) for v in rows["sd"]],
     })
+    if models is not None and len(models) == 1:
+        table = table.drop(columns="Model")
+    return table.reset_index(drop=True)
+
+
+def lr_table(lr: pd.DataFrame, described: dict[str, str] | None = None) -> pd.DataFrame:
+    """APA table of likelihood-ratio tests: Comparison, df (integer), chi-squared, p, AIC."""
+    described = described or {}
+    return pd.DataFrame({
+        "Comparison": [described.get(c, c) for c in lr["comparison"]],
+        "df": [format_int(v) for v in lr["df"]],
+        "\u03c7\u00b2": [format_num(v) for v in lr["statistic"]],
+        "p": [format_p(v) for v in lr["p_value"]],
+        "AIC (reduced, full)": [f"{format_num(a, 1)}, {format_num(b, 1)}"
+                                for a, b in zip(lr["aic_reduced"], lr["aic_full"], strict=True)],
+    }).reset_index(drop=True)
+
+
+def estimates_by_model(coefs: pd.DataFrame, models: list[str], terms: list[str],
+                       digits: int = 2) -> pd.DataFrame:
+    """Estimates of ``terms`` (rows, labelled) by model (columns), APA decimals."""
+    wide = (coefs[coefs["model"].isin(models) & coefs["term"].isin(terms)]
+            .pivot(index="term", columns="model", values="estimate")
+            .reindex(index=terms, columns=[m for m in models if m in set(coefs["model"])]))
+    table = wide.apply(lambda col: [format_num(v, digits) for v in col])
+    table.insert(0, "Term", [term_label(t) for t in wide.index])
+    return table.reset_index(drop=True)
 
 
 def fit_table(stats: pd.DataFrame) -> pd.DataFrame:
@@ -154,5 +221,5 @@ def fit_table(stats: pd.DataFrame) -> pd.DataFrame:
         "R\u00b2 marginal": [format_num(v, 2) for v in fitted["r2_marginal"]],
         "R\u00b2 conditional": [format_num(v, 2) for v in fitted["r2_conditional"]],
         "Optimizer": fitted["optimizer"].to_numpy(),
-        "Converged": ["yes" if c else "NO" for c in fitted["converged"]],
+        "Converged": ["yes" if yes_no(c) == "yes" else "NO" for c in fitted["converged"]],
     })

@@ -1,0 +1,119 @@
+"""Run a command (``dvc repro``) and show its output without the noise: ``make repro``.
+
+Each output line is matched against the rules in ``pipeline/progress.yaml``: lines nobody
+can act on are dropped (DVC's ``dvc push`` hint in a project without a remote, the command
+line echoed before each stage, blank lines), DVC's stage headers become one short progress
+line per stage (and, when the stage is done, its time), and everything else (every
+warning and error) is printed unchanged. The exit status is the command's.
+
+Usage: ``python -m pipeline.progress dvc repro [args]``.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import yaml
+
+from pipeline.errors import SettingsError
+
+RULES = Path(__file__).with_name("progress.yaml")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Compiled filter rules: patterns to drop, and (pattern, template) rewrites."""
+
+    drop: tuple[re.Pattern[str], ...]
+    rewrite: tuple[tuple[re.Pattern[str], str], ...]
+
+
+def load_rules(path: str | Path = RULES) -> Rules:
+    """Read and compile the rules; a bad regular expression names itself."""
+    with Path(path).open(encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    try:
+        drop = tuple(re.compile(p) for p in data.get("drop") or [])
+        rewrite = tuple((re.compile(r["pattern"]), str(r["to"]))
+                        for r in data.get("rewrite") or [])
+    except (re.error, KeyError, TypeError) as exc:
+        raise SettingsError(f"{Path(path).name}: every `drop` entry must be a regular "
+                            "expression and every `rewrite` entry a `pattern` and a `to`; "
+                            f"fix: {exc}") from exc
+    return Rules(drop, rewrite)
+
+
+def filter_line(line: str, rules: Rules) -> str | None:
+    """The line to show for ``line`` (without its newline), or ``None`` to drop it."""
+    if any(p.search(line) for p in rules.drop):
+        return None
+    for pattern, template in rules.rewrite:
+        match = pattern.search(line)
+        if match:
+            return template.format(**match.groupdict())
+    return line
+
+
+_STAGE = re.compile(r"^Running stage '(?P<stage>[^']+)':$")
+
+
+def filter_stream(lines: Iterable[str], rules: Rules, out: IO[str],
+                  clock: Callable[[], float] = time.perf_counter) -> None:
+    """Write the filtered ``lines`` to ``out`` as they come, with each stage's time."""
+    current: tuple[str, float] | None = None
+
+    def finish() -> None:
+        if current is not None:
+            print(f"stage {current[0]}: done in {clock() - current[1]:.1f} s", file=out,
+                  flush=True)
+
+    for raw in lines:
+        line = raw.rstrip("\n")
+        started = _STAGE.match(line)
+        if started:
+            finish()
+            current = (started["stage"], clock())
+        elif line.startswith(("Stage '", "Use `dvc push`", "To track the changes", "ERROR")):
+            finish()  # a skipped stage or the end of the run: the running stage is done
+            current = None
+        shown = filter_line(line, rules)
+        if shown is not None:
+            print(shown, file=out, flush=True)
+    finish()
+
+
+def run(command: Sequence[str], rules: Rules | None = None, out: IO[str] = sys.stdout) -> int:
+    """Run ``command`` with stderr merged into stdout, filter its output, return its status."""
+    rules = rules or load_rules()
+    with subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, bufsize=1) as proc:
+        assert proc.stdout is not None
+        filter_stream(proc.stdout, rules, out)
+    return proc.returncode
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``python -m pipeline.progress <command> [args]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        print("usage: python -m pipeline.progress <command> [args]", file=sys.stderr)
+        return 2
+    try:
+        return run(args)
+    except SettingsError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.exit_status
+    except FileNotFoundError:
+        print(f"{args[0]}: command not found; run `make setup` first", file=sys.stderr)
+        return 127
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""`make repro` output: noise dropped, one progress line per stage, real messages kept."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+from pipeline.progress import filter_line, filter_stream, load_rules, run
+
+DVC_OUTPUT = """Running stage 'render':
+> .venv/bin/python -m pipeline render --out reports --notebook notebooks/overview.py
+[render] wrote reports/overview.html in 4 s
+[IPKernelApp] WARNING | Kernel is running over TCP without encryption. All communication ...
+
+Updating lock file 'dvc.lock'
+Stage 'fit' didn't change, skipping
+[validate] WARNING: 3 rows have a session number above 60
+Use `dvc push` to send your updates to remote storage.
+"""
+
+
+def test_noise_is_dropped_and_stages_get_one_line() -> None:
+    rules = load_rules()
+    shown = [s for line in DVC_OUTPUT.splitlines() if (s := filter_line(line, rules)) is not None]
+    assert shown == [
+        "stage render: running",
+        "[render] wrote reports/overview.html in 4 s",
+        "stage fit: up to date",
+        "[validate] WARNING: 3 rows have a session number above 60",
+    ]
+
+
+def test_run_keeps_errors_and_the_exit_status() -> None:
+    out = io.StringIO()
+    code = run([sys.executable, "-c",
+                "import sys; print('Use `dvc push` to send your updates to remote storage.');"
+                "print('data/x.csv: column client_email refused', file=sys.stderr); sys.exit(2)"],
+               out=out)
+    assert code == 2
+    assert out.getvalue() == "data/x.csv: column client_email refused\n"
+
+
+def test_each_stage_reports_its_time() -> None:
+    ticks = iter([0.0, 2.5, 3.0, 10.25, 11.0, 12.0])
+    out = io.StringIO()
+    lines = ["Running stage 'a':", "> cmd a", "[a] did it", "Running stage 'b':",
+             "Stage 'c' didn't change, skipping", "Running stage 'd':",
+             "To track the changes with git, run:",
+             "Use `dvc push` to send your updates to remote storage."]
+    filter_stream(lines, load_rules(), out, clock=lambda: next(ticks))
+    assert out.getvalue().splitlines() == [
+        "stage a: running", "[a] did it", "stage a: done in 2.5 s", "stage b: running",
+        "stage b: done in 7.2 s", "stage c: up to date", "stage d: running",
+        "stage d: done in 1.0 s", "To track the changes with git, run:"]

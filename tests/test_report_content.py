@@ -1,0 +1,123 @@
+"""What the reports show, beyond "every cell ran" (nbval --nbval-lax).
+
+The notebooks are rendered from the committed results (as the `render` stage does) and the
+HTML is read back as a reader sees it: the primary model's numbers in models.html are
+those of results/coefficients.csv in the APA format of pipeline/tables.py; every
+author-year citation of a report is in the report's own reference list, hence in
+docs/references.yaml; no table prints True/False.
+"""
+
+from __future__ import annotations
+
+import html as html_mod
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.references import cited_keys, load_bibliography
+from pipeline.report import render, render_many
+from pipeline.tables import coefficient_table
+
+NOTEBOOKS = ("overview", "psychometrics", "models", "sensitivity")
+
+
+def _text(fragment: str) -> str:
+    return html_mod.unescape(re.sub(r"<[^>]+>", " ", fragment))
+
+
+def table_rows(page: str) -> list[list[str]]:
+    """Cells of every table row of an HTML page, as text."""
+    rows = []
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", page, flags=re.S):
+        cells = re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, flags=re.S)
+        rows.append([" ".join(_text(c).split()) for c in cells])
+    return rows
+
+
+def body_and_references(page: str) -> tuple[str, list[str]]:
+    """Readable text of a report before its References heading, and the entries after."""
+    parts = re.split(r"<h2[^>]*>\s*References", page, maxsplit=1)
+    assert len(parts) == 2, "the report has no References section"
+    # Drop embedded images and styles: only what a reader reads.
+    body = re.sub(r"<(style|script)[^>]*>.*?</\1>", " ", parts[0], flags=re.S)
+    body = re.sub(r"data:[a-z/+]+;base64,[A-Za-z0-9+/=]+", "", body)
+    entries = [" ".join(_text(e).split())
+               for e in re.findall(r"<p[^>]*>(.*?)</p>", parts[1], flags=re.S)]
+    return _text(body), entries
+
+
+@pytest.fixture(scope="module")
+def reports(root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    out = tmp_path_factory.mktemp("reports")
+    jobs = [(root / "notebooks" / f"{n}.py", out / f"{n}.html") for n in NOTEBOOKS]
+    render_many(jobs, {"params_file": str(root / "params.yaml")}, cwd=root)
+    return {n: (out / f"{n}.html").read_text(encoding="utf-8") for n in NOTEBOOKS}
+
+
+@pytest.mark.slow
+def test_primary_model_numbers_in_models_html_equal_the_results(
+        root: Path, params: dict, reports: dict[str, str]) -> None:
+    coefs = pd.read_csv(root / "results" / "coefficients.csv")
+    expected = coefficient_table(coefs, ["primary"], float(params["model"]["conf_level"]))
+    rows = table_rows(reports["models"])
+    header = list(expected.columns)
+    assert header in rows, f"no table with the APA header {header} in models.html"
+    start = rows.index(header)
+    shown = rows[start + 1: start + 1 + len(expected)]
+    assert shown == expected.to_numpy().tolist()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_reports_cite_only_what_their_reference_list_has(reports: dict[str, str],
+                                                         name: str) -> None:
+    body, entries = body_and_references(reports[name])
+    assert entries, f"{name}.html has an empty reference list"
+    bib = load_bibliography()
+    keys, unmatched = cited_keys(body, bib)
+    assert not unmatched, f"{name}.html cites works not in docs/references.yaml: {unmatched}"
+    for key in keys:
+        work = bib.works[key]
+        head = f"{work['authors'][0]}"
+        assert any(e.startswith(head) and f"({work['year']})" in e for e in entries), (
+            f"{name}.html cites {key} but its reference list does not include it")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_no_table_prints_python_values_or_raw_names(reports: dict[str, str], name: str) -> None:
+    cells = [c for row in table_rows(reports[name]) for c in row]
+    for bad in ("True", "False", "nan", "std_error", "goal_within", "p_value"):
+        assert bad not in cells, f"{name}.html prints '{bad}' in a table"
+    assert "shared/reference" not in reports[name]
+    assert "SIMULATED" in body_and_references(reports[name])[0][:3000]
+
+
+SOURCE = '''# %% [markdown]
+# # Tiny
+
+# %% tags=["parameters"]
+answer = 0
+
+# %%
+import matplotlib.pyplot as plt
+plt.plot([1, 2], [answer, 1]); plt.show()
+print("answer", answer)
+'''
+
+
+def test_rendering_together_gives_the_bytes_of_rendering_alone(tmp_path: Path) -> None:
+    sources = []
+    for name in ("one", "two"):
+        path = tmp_path / f"{name}.py"
+        path.write_text(SOURCE.replace("Tiny", name))
+        sources.append(path)
+    together = render_many([(s, tmp_path / "together" / f"{s.stem}.html") for s in sources],
+                           {"answer": 7}, cwd=tmp_path)
+    for source, html_file in zip(sources, together, strict=True):
+        alone = render(source, tmp_path / "alone" / f"{source.stem}.html", {"answer": 7},
+                       cwd=tmp_path)
+        assert html_file.read_bytes() == alone.read_bytes()
+        assert "answer 7" in html_file.read_text()

@@ -1,0 +1,95 @@
+"""One table style and one figure style: labels, decimals, p-format, integers, legends."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+
+from pipeline import figures
+from pipeline.tables import (
+    coefficient_table,
+    component_label,
+    estimates_by_model,
+    format_df,
+    lr_table,
+    variance_table,
+    yes_no,
+)
+
+
+def test_lr_df_are_integers_and_p_is_apa() -> None:
+    lr = pd.DataFrame({"comparison": ["a_vs_b"], "df": [6.0], "statistic": [342.2174],
+                       "p_value": [7e-71], "aic_reduced": [13955.535], "aic_full": [13625.3178]})
+    table = lr_table(lr, {"a_vs_b": "Do a add to b?"})
+    assert table.iloc[0].tolist() == ["Do a add to b?", "6", "342.22", "< .001",
+                                      "13955.5, 13625.3"]
+
+
+def test_df_column_when_the_engine_gives_satterthwaite_df() -> None:
+    coefs = pd.DataFrame({"model": ["primary"] * 2, "term": ["Intercept", "goal_between"],
+                          "estimate": [21.0, 1.2], "std_error": [0.3, 0.4],
+                          "conf_low": [20.4, 0.4], "conf_high": [21.6, 2.0],
+                          "p_value": [1e-9, 0.004], "df": [27.83, 350.0]})
+    table = coefficient_table(coefs, ["primary"])
+    assert list(table.columns) == ["Term", "b", "SE", "95% CI", "df", "p"]
+    assert table["df"].tolist() == ["27.8", "350"]
+    assert format_df(float("inf")) == ""
+
+
+def test_flags_never_print_true() -> None:
+    assert [yes_no(v) for v in (True, False, "True", "False", np.True_)] == [
+        "yes", "no", "yes", "no", "yes"]
+
+
+def test_variance_components_and_estimates_use_labels() -> None:
+    vc = pd.DataFrame({"model": ["primary"] * 2, "component": ["client_time", "residual"],
+                       "variance": [0.0123, 4.0], "sd": [0.111, 2.0]})
+    table = variance_table(vc, ["primary"])
+    assert table["Component"].tolist() == ["Client slope on time", "Residual (session)"]
+    assert table["Variance"].tolist() == ["0.012", "4.000"]
+    assert component_label("therapist") == "Therapist intercept"
+    coefs = pd.DataFrame({"model": ["primary", "sens_ml"], "term": ["goal_within"] * 2,
+                          "estimate": [1.0422, -0.5]})
+    wide = estimates_by_model(coefs, ["primary", "sens_ml"], ["goal_within"])
+    assert wide.iloc[0].tolist() == ["Goal (within client)", "1.04", "\u22120.50"]
+
+
+def _traj() -> pd.DataFrame:
+    rows = [{"session": s, "variable": v, "n": 50, "mean": 3.0 + s / 10, "sd": 1.0,
+             "conf_low": 2.8, "conf_high": 3.4, "suppressed": False}
+            for s in range(1, 6) for v in ("goal", "task", "bond", "wellbeing")]
+    return pd.DataFrame(rows)
+
+
+def test_session_axes_show_whole_sessions_only() -> None:
+    fig, _ = figures.trajectories(_traj())
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert all(float(t).is_integer() for t in ticks), ticks
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["Goal", "Task",
+                                                                             "Bond"]
+
+
+def test_ceiling_chart_has_a_legend_and_sensitivity_uses_term_labels() -> None:
+    rel = pd.DataFrame({"subset": ["session"] * 3, "scale": ["goal", "task", "bond"],
+                        "session": [1, 1, 1], "n": [60] * 3, "alpha": [0.8, 0.7, 0.9],
+                        "omega_total": [0.8, 0.7, 0.9]})
+    fc = pd.DataFrame({"scale": ["goal", "task"], "item_number": [1, 2],
+                       "pct_ceiling": [20.0, 30.0]})
+    fig, _ = figures.reliability(rel, fc)
+    legend = fig.axes[1].get_legend()
+    assert legend is not None
+    assert [t.get_text() for t in legend.get_texts()] == ["Goal", "Task"]
+    coefs = pd.DataFrame([{"model": m, "term": f"{k}_{p}", "estimate": 0.5, "conf_low": 0.1,
+                           "conf_high": 0.9}
+                          for m in ("primary", "sens_ml") for k in ("goal", "task", "bond")
+                          for p in ("within", "between")])
+    fig, _ = figures.sensitivity(coefs, ["primary", "sens_ml"])
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert "Goal (within client)" in labels and "goal_within" not in labels
+    colours = {h.lines[0].get_color() for h in fig.axes[0].containers}
+    assert colours == {figures.PALETTE[0], figures.PALETTE[1]}
