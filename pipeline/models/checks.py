@@ -1,0 +1,225 @@
+"""lme4's pre-fit checks, in ONE place for every model and every branch of the project.
+
+Each check either passes, applies a documented simplification rule (recorded in the
+model's ``simplification`` and shown in the report), or raises
+:class:`~pipeline.errors.NotEstimableError` whose message names the model, the reason and
+what to do. Thresholds and rules are data: ``model.checks`` in params.yaml (defaults in
+:data:`DEFAULT_CHECKS`).
+
+=======================  ==========================================  =====================
+check                    lme4 (``lmerControl``)                      here
+=======================  ==========================================  =====================
+constant outcome         (fits, sigma = 0 ...)                       not estimable
+grouping factor < 2      ``check.nlev.gtr.1``: error "grouping       ``one_level: drop``:
+levels                   factors must have > 1 sampled level"        drop that level's
+                                                                     terms (simplification)
+                                                                     or ``refuse``
+random slopes with at    (fits; slope variance unidentified          ``few_sessions: drop``:
+most 2 rows per client   from the residual)                          drop the slope
+                                                                     (simplification) or
+                                                                     ``refuse``
+n <= levels              ``check.nobs.vs.nlev``: error               not estimable
+n <= random effects      ``check.nobs.vs.nRE``: error                not estimable
+rank-deficient X         drops columns with a message                not estimable, naming
+                                                                     the collinear terms
+=======================  ==========================================  =====================
+
+R equivalent: ``lme4:::checkNlevels``, ``lme4:::checkZdims``, ``lme4:::chkRank.drop.cols``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import linalg
+
+from pipeline.errors import NotEstimableError, SettingsError
+from pipeline.models.spec import RandomPart
+
+#: Defaults of ``model.checks`` in params.yaml.
+DEFAULT_CHECKS: dict[str, Any] = {
+    "min_levels": 2,            # a grouping factor needs at least this many levels
+    "one_level": "drop",        # drop | refuse: what to do with a factor below min_levels
+    "slope_min_rows": 3,        # a random slope needs some level with at least this many rows
+    "few_sessions": "drop",     # drop | refuse: what to do when no level has that many
+    "rank_tolerance": 1e-7,     # relative tolerance of the pivoted QR rank (lme4: 1e-7)
+}
+_RULES = ("drop", "refuse")
+
+
+@dataclass
+class CheckOutcome:
+    """What the checks decided.
+
+    Attributes
+    ----------
+    random
+        The random part to fit (simplified when a rule applied).
+    simplifications
+        One sentence per rule applied.
+    """
+
+    random: RandomPart
+    simplifications: list[str] = field(default_factory=list)
+
+
+def check_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``model.checks`` merged over the defaults, validated.
+
+    Raises
+    ------
+    SettingsError
+        Unknown keys or rules.
+    """
+    given = dict(settings or {})
+    unknown = sorted(set(given) - set(DEFAULT_CHECKS))
+    if unknown:
+        raise SettingsError(f"params.yaml model.checks: unknown key(s) {unknown}; allowed: "
+                            f"{sorted(DEFAULT_CHECKS)}")
+    out = {**DEFAULT_CHECKS, **given}
+    for key in ("one_level", "few_sessions"):
+        if out[key] not in _RULES:
+            raise SettingsError(f"params.yaml model.checks.{key}: {out[key]!r} is not one of "
+                                f"{_RULES}")
+    return out
+
+
+def _plural(label: str, n: int) -> str:
+    return f"{n} {label}" + ("" if n == 1 else "s")
+
+
+def collinear_terms(x: np.ndarray, names: list[str], tol: float) -> list[str]:
+    """Describe the linearly dependent columns of ``x`` (empty when full rank).
+
+    Pivoted QR as lme4's ``chkRank.drop.cols``; each dropped column is named with the
+    kept columns it is a combination of.
+    """
+    if x.shape[1] == 0:
+        return []
+    scale = np.sqrt(np.sum(x * x, axis=0))
+    scale[scale == 0] = 1.0
+    _, r, piv = linalg.qr(x / scale, mode="economic", pivoting=True)
+    diag = np.abs(np.diag(r))
+    rank = int(np.sum(diag > tol * diag[0])) if diag.size and diag[0] > 0 else 0
+    if rank == x.shape[1]:
+        return []
+    kept, dropped = list(piv[:rank]), list(piv[rank:])
+    out = []
+    for j in sorted(dropped):
+        if kept:
+            coef, *_ = np.linalg.lstsq(x[:, kept], x[:, j], rcond=None)
+            with_ = [names[k] for k, c in zip(kept, coef, strict=True) if abs(c) > 1e-8]
+        else:
+            with_ = []
+        if not np.any(x[:, j]):
+            out.append(f"{names[j]} (zero on every row)")
+        elif with_:
+            out.append(f"{names[j]} (= a combination of {', '.join(with_)})")
+        else:
+            out.append(names[j])
+    return out
+
+
+def run_checks(model: str, data: pd.DataFrame, y: np.ndarray, x: np.ndarray,
+               x_names: list[str], random: RandomPart,
+               settings: Mapping[str, Any] | None = None) -> CheckOutcome:
+    """Run every pre-fit check of one model.
+
+    Parameters
+    ----------
+    model
+        Model name (named in every message).
+    data
+        The model's rows (grouping columns and random-effect variables).
+    y, x, x_names
+        Outcome, fixed-effect model matrix and its column names.
+    random
+        The specified random part.
+    settings
+        ``model.checks`` of params.yaml.
+
+    Returns
+    -------
+    CheckOutcome
+        The random part to fit and the simplifications applied.
+
+    Raises
+    ------
+    NotEstimableError
+        When the model cannot be estimated; the message says why and what to do.
+    """
+    conf = check_settings(settings)
+    n = len(y)
+    if n == 0:
+        raise NotEstimableError(f"model {model}: no rows with every model variable")
+    if np.ptp(y) == 0:
+        raise NotEstimableError(
+            f"model {model}: the outcome is constant ({y[0]:g}) on all {n} rows, so there is "
+            "no variance to model; check the scoring of the outcome")
+    outcome = CheckOutcome(random)
+    # grouping factors with too few levels
+    for factor in random.factors:
+        levels = data[factor].nunique()
+        if levels >= int(conf["min_levels"]):
+            continue
+        label = random.label(factor)
+        reason = (f"{_plural(label, levels)}: a {label} variance is not identified (lme4: "
+                  "grouping factors must have > 1 sampled level)")
+        rest = set(outcome.random.factors) - {factor}
+        if conf["one_level"] == "refuse" or not rest:
+            raise NotEstimableError(
+                f"model {model}: {reason}; fit it on data with at least "
+                f"{conf['min_levels']} {label}s")
+        outcome.random = outcome.random.without(factors={factor})
+        outcome.simplifications.append(f"{label} level dropped: {reason}")
+    # random slopes without levels that have enough rows
+    for factor in outcome.random.factors:
+        slopes = {c for t in outcome.random.terms if t.factor == factor
+                  for c in t.columns if c != "(Intercept)"}
+        if not slopes:
+            continue
+        most = int(data.groupby(factor).size().max())
+        if most >= int(conf["slope_min_rows"]):
+            continue
+        label = random.label(factor)
+        names = ", ".join(sorted(slopes))
+        reason = (f"no {label} has more than {most} rows, so a {label} slope on {names} "
+                  "cannot be told from the residual")
+        if conf["few_sessions"] == "refuse":
+            raise NotEstimableError(f"model {model}: {reason}; use data with more rows per "
+                                    f"{label} or set model.checks.few_sessions: drop")
+        outcome.random = outcome.random.without(columns=slopes, within=factor)
+        outcome.simplifications.append(f"{label} random slope on {names} dropped: {reason}")
+    if not outcome.random.terms:
+        raise NotEstimableError(f"model {model}: no random effect is left after the checks")
+    # observations against levels and random effects (lme4 check.nobs.vs.*)
+    q = 0
+    for factor in outcome.random.factors:
+        levels = data[factor].nunique()
+        k = sum(len(t.columns) for t in outcome.random.terms if t.factor == factor)
+        q += levels * k
+        if n <= levels:
+            label = random.label(factor)
+            raise NotEstimableError(
+                f"model {model}: {n} rows for {_plural(label, levels)}: the {label} variance "
+                "cannot be told from the residual (lme4: number of levels of each grouping "
+                "factor must be < number of observations); more rows per "
+                f"{label} are needed")
+    if n <= q:
+        raise NotEstimableError(
+            f"model {model}: {n} rows for {q} random effects (lme4: number of observations "
+            "<= number of random effects); simplify the random part or add data")
+    # fixed effects
+    bad = collinear_terms(x, x_names, float(conf["rank_tolerance"]))
+    if bad:
+        raise NotEstimableError(
+            f"model {model}: the fixed effects are rank deficient: {'; '.join(bad)}. Remove "
+            "one of the collinear terms (e.g. a covariate with one level within the rows "
+            "used, or a predictor that does not vary)")
+    if n <= x.shape[1]:
+        raise NotEstimableError(f"model {model}: {n} rows for {x.shape[1]} fixed effects")
+    return outcome

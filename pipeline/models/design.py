@@ -1,0 +1,236 @@
+"""Each model's rows and predictors, built from the scored data (and again from new data).
+
+The design is kept apart from the engine so that the same construction can be applied to
+new or simulated data (power analysis, bootstrap, another site's data): call
+:func:`model_data` with the model's :class:`~pipeline.models.spec.ModelSpec`.
+
+``complete``: rows with every model variable, ``time = session - 1`` and the Curran &
+Bauer (2011) person-mean disaggregation; ``lagged``: each row paired with the client's
+previous observed row (Falkenström et al. 2013); ``detrended``: within-client alliance
+with each client's linear trend removed (Falkenström et al. 2017); ``min_sessions``:
+clients with fewer complete rows left out before the predictors are computed.
+
+References
+----------
+Curran, P. J., & Bauer, D. J. (2011). *Annual Review of Psychology, 62*, 583-619.
+Falkenström, F., Granström, F., & Holmqvist, R. (2013). *Journal of Counseling
+Psychology, 60*, 317-328.
+Falkenström, F., Finkel, S., Sandell, R., Rubel, J. A., & Holmqvist, R. (2017). *Journal
+of Consulting and Clinical Psychology, 85*, 537-549.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import NotEstimableError
+from pipeline.models.spec import ModelSpec
+
+SUBSCALES: tuple[str, ...] = ("goal", "task", "bond")
+#: Alliance scores disaggregated by :func:`prepare` (``total`` = mean of the subscales).
+ALLIANCE: tuple[str, ...] = (*SUBSCALES, "total")
+#: Columns every model needs; rows missing any of them are left out.
+MODEL_VARIABLES: tuple[str, ...] = (
+    "client_id", "therapist_id", "session", *SUBSCALES, "wellbeing",
+)
+
+
+def prepare(
+    scored: pd.DataFrame,
+    covariates: pd.DataFrame | None = None,
+    *,
+    required: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Complete rows, ``time`` and the person-mean disaggregation of alliance.
+
+    Parameters
+    ----------
+    scored
+        One row per client x session with at least :data:`MODEL_VARIABLES`.
+    covariates
+        Client-level covariates (``client_id`` plus e.g. ``approach``, ``modality``),
+        merged on ``client_id``; columns already in ``scored`` are not taken again.
+    required
+        Further columns (e.g. covariates) a row must have to be kept.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows with every variable of :data:`MODEL_VARIABLES` and ``required``, sorted
+        by therapist, client and session, with ``time = session - 1``, ``total`` (mean of
+        goal, task, bond) and for ``k`` in goal, task, bond, total (Curran & Bauer 2011),
+        computed on these rows:
+
+        * ``k_between`` = client mean of k - mean over clients of the client means,
+        * ``k_within`` = k - client mean of k,
+        * ``k_therapist`` = therapist's mean of their clients' means - mean of client
+          means, and ``k_client`` = client mean - that therapist mean (so
+          ``k_between = k_therapist + k_client``).
+
+        ``attrs["n_input"]`` holds the number of input rows and ``attrs["n_missing"]`` the
+        number left out for missing values.
+
+    Raises
+    ------
+    NotEstimableError
+        When a column is absent, a client x session occurs twice, or a client has more
+        than one therapist (client ids must be unique across therapists).
+
+    References
+    ----------
+    Curran, P. J., & Bauer, D. J. (2011). *Annual Review of Psychology, 62*, 583-619.
+    """
+    data = scored.copy()
+    if covariates is not None:
+        if covariates["client_id"].duplicated().any():
+            raise NotEstimableError("the clients table has duplicated client_id values")
+        extra = [c for c in covariates.columns if c != "client_id" and c not in data.columns]
+        data = data.merge(covariates[["client_id", *extra]], on="client_id", how="left",
+                          validate="many_to_one")
+    need = [*MODEL_VARIABLES, *[c for c in required if c not in MODEL_VARIABLES]]
+    absent = [c for c in need if c not in data.columns]
+    if absent:
+        raise NotEstimableError(f"columns missing for the model: {absent}")
+    n_input = len(data)
+    data = data[data[need].notna().all(axis=1)]
+    if data.duplicated(["client_id", "session"]).any():
+        raise NotEstimableError("a client x session occurs more than once")
+    if (data.groupby("client_id")["therapist_id"].nunique() > 1).any():
+        raise NotEstimableError("a client has more than one therapist; client ids must be unique "
+                         "across therapists")
+    data = data.sort_values(["therapist_id", "client_id", "session"], kind="mergesort")
+    data = data.reset_index(drop=True)
+    data["time"] = data["session"].astype(float) - 1.0
+    data["total"] = data[list(SUBSCALES)].astype(float).mean(axis=1)
+    data = disaggregate(data)
+    data.attrs.update(n_input=n_input, n_missing=n_input - len(data))
+    return data
+
+
+def disaggregate(data: pd.DataFrame, scores: Sequence[str] = ALLIANCE) -> pd.DataFrame:
+    """Add the person-mean disaggregation of ``scores`` (see :func:`prepare`).
+
+    Parameters
+    ----------
+    data
+        Rows a model uses, with ``client_id``, ``therapist_id`` and the scores.
+    scores
+        Columns to disaggregate.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with ``k_within``, ``k_between``, ``k_client`` and ``k_therapist``.
+    """
+    out = data.copy()
+    by_client = out.groupby("client_id", sort=True)
+    client_therapist = by_client["therapist_id"].first()
+    for k in scores:
+        client_mean = by_client[k].mean()
+        grand = float(client_mean.mean())
+        therapist_mean = client_mean.groupby(client_therapist).mean()
+        cm = out["client_id"].map(client_mean).astype(float)
+        tm = out["therapist_id"].map(therapist_mean).astype(float)
+        out[f"{k}_between"] = cm - grand
+        out[f"{k}_within"] = out[k].astype(float) - cm
+        out[f"{k}_therapist"] = tm - grand
+        out[f"{k}_client"] = cm - tm
+    return out
+
+
+def add_lags(data: pd.DataFrame, scores: Sequence[str] = ALLIANCE) -> pd.DataFrame:
+    """Pair each row with the client's previous observed row.
+
+    Parameters
+    ----------
+    data
+        Output of :func:`prepare` (sorted by client and session).
+    scores
+        Alliance scores whose ``k_within`` is lagged.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows that have a previous row, with ``k_within_lag``, ``wellbeing_lag`` and
+        ``session_lag``; the disaggregation columns themselves are unchanged (client
+        means over all the client's complete rows).
+    """
+    out = data.copy()
+    by_client = out.groupby("client_id", sort=False)
+    for col in [*(f"{k}_within" for k in scores), "wellbeing", "session"]:
+        out[f"{col}_lag"] = by_client[col].shift(1)
+    out = out[out["session_lag"].notna()].reset_index(drop=True)
+    out.attrs = dict(data.attrs)
+    return out
+
+
+def detrend_within(data: pd.DataFrame, scores: Sequence[str] = ALLIANCE) -> pd.DataFrame:
+    """Replace ``k_within`` by the residual of each client's own OLS line of k on time.
+
+    Parameters
+    ----------
+    data
+        Output of :func:`prepare`.
+    scores
+        Scores to detrend.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy; for a client whose times do not vary the residual is ``k_within``.
+
+    References
+    ----------
+    Falkenström, F., Finkel, S., Sandell, R., Rubel, J. A., & Holmqvist, R. (2017).
+    *Journal of Consulting and Clinical Psychology, 85*, 537-549.
+    """
+    out = data.copy()
+    by_client = out.groupby("client_id", sort=False)
+    t_c = out["time"] - by_client["time"].transform("mean")
+    sxx = (t_c**2).groupby(out["client_id"], sort=False).transform("sum")
+    for k in scores:
+        y_c = out[f"{k}_within"]
+        sxy = (t_c * y_c).groupby(out["client_id"], sort=False).transform("sum")
+        slope = np.where(sxx > 0, sxy / sxx.where(sxx > 0, 1.0), 0.0)
+        out[f"{k}_within"] = y_c - slope * t_c
+    out.attrs = dict(data.attrs)
+    return out
+
+
+def model_data(
+    scored: pd.DataFrame, clients: pd.DataFrame | None, spec: ModelSpec
+) -> pd.DataFrame:
+    """Build the rows and predictors a model uses.
+
+    Parameters
+    ----------
+    scored
+        Scored client x session rows.
+    clients
+        Client covariates or ``None``.
+    spec
+        The model.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`prepare`, with ``min_sessions``, ``lagged`` or ``detrended`` applied;
+        ``attrs`` has ``n_input``, ``n_missing`` and ``n_excluded`` (rows left out by the
+        model's design: too few sessions, no previous row).
+    """
+    data = prepare(scored, clients if spec.covariates else None, required=spec.covariates)
+    attrs = dict(data.attrs)
+    n_complete = len(data)
+    if spec.min_sessions is not None:
+        counts = data.groupby("client_id")["session"].transform("size")
+        data = disaggregate(data[counts >= spec.min_sessions].reset_index(drop=True))
+    if spec.data == "lagged":
+        data = add_lags(data)
+    elif spec.data == "detrended":
+        data = detrend_within(data)
+    data.attrs = {**attrs, "n_excluded": n_complete - len(data)}
+    return data
+

@@ -1,0 +1,157 @@
+"""Inference on a fitted model: df, tests and intervals, R², ICC, LRT, Holm.
+
+Satterthwaite degrees of freedom follow lmerTest (Kuznetsova, Brockhoff & Christensen
+2017) exactly: with ``phi = (theta, sigma)`` at the optimum,
+
+* ``A = 2 H^+``, ``H`` the Hessian of the deviance in ``phi`` with beta profiled out
+  (lmerTest's ``devfun_vp``; Moore-Penrose inverse over eigenvalues above 1e-8), the
+  asymptotic covariance of ``phi``;
+* ``J_i = d vcov(beta) / d phi_i`` (lmerTest's ``get_covbeta``, ``vcov(beta) = sigma^2
+  (R_X' R_X)^-1``);
+* for the contrast ``l`` (a unit vector for one coefficient):
+  ``df = 2 (l' V l)^2 / (g' A g)``, ``g_i = l' J_i l``.
+
+lmerTest differentiates numerically (numDeriv, Richardson extrapolation); so does this
+module (central differences with one Richardson step), on the engine's blocked deviance.
+
+References
+----------
+Kuznetsova, A., Brockhoff, P. B., & Christensen, R. H. B. (2017). lmerTest package:
+Tests in linear mixed effects models. *Journal of Statistical Software, 82*(13).
+Satterthwaite, F. E. (1946). *Biometrics Bulletin, 2*, 110-114.
+Nakagawa, S., & Schielzeth, H. (2013). *Methods in Ecology and Evolution, 4*, 133-142.
+Johnson, P. C. D. (2014). *Methods in Ecology and Evolution, 5*, 944-946.
+Holm, S. (1979). *Scandinavian Journal of Statistics, 6*, 65-70.
+R equivalents: ``lmerTest::contest1D``, ``MuMIn::r.squaredGLMM``, ``p.adjust(, "holm")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+from pipeline.models.engine import Problem, richardson_derivatives
+
+#: Names written to ``df_method``.
+DF_METHODS = {
+    "satterthwaite": "Satterthwaite (lmerTest)",
+    "wald": "Wald z (asymptotic normal)",
+}
+#: Eigenvalues of the deviance Hessian below this are treated as zero (lmerTest's tol).
+EIGEN_TOLERANCE = 1e-8
+
+
+def varpar_covariance(problem: Problem, theta: np.ndarray, sigma: float,
+                      reml: bool) -> np.ndarray:
+    """``A = 2 H^+``: asymptotic covariance of ``(theta, sigma)`` (lmerTest ``vcov_varpar``)."""
+    varpar = np.append(np.asarray(theta, dtype=float), sigma)
+    _, hess = richardson_derivatives(lambda v: problem.deviance_vp(v, reml), varpar)
+    hess = (hess + hess.T) / 2.0
+    values, vectors = np.linalg.eigh(hess)
+    keep = values > EIGEN_TOLERANCE
+    inv = (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
+    return 2.0 * inv
+
+
+def vcov_jacobian(problem: Problem, theta: np.ndarray, sigma: float) -> np.ndarray:
+    """``d vcov(beta) / d phi_i`` for every ``phi = (theta, sigma)``: ``(k, p, p)``."""
+    varpar = np.append(np.asarray(theta, dtype=float), sigma)
+    k = len(varpar)
+    h0 = 1e-3 * np.maximum(np.abs(varpar), 0.1)
+    out = np.empty((k, problem.p, problem.p))
+    for i in range(k):
+        est = []
+        for h in (h0[i], h0[i] / 2):
+            e = np.zeros(k)
+            e[i] = h
+            est.append((problem.vcov_beta_vp(varpar + e)
+                        - problem.vcov_beta_vp(varpar - e)) / (2 * h))
+        out[i] = (4 * est[1] - est[0]) / 3
+    return out
+
+
+def satterthwaite_df(problem: Problem, theta: np.ndarray, sigma2: float, vcov: np.ndarray,
+                     reml: bool) -> np.ndarray:
+    """Satterthwaite df of every fixed effect (lmerTest's ``contest1D`` per coefficient).
+
+    Parameters
+    ----------
+    problem
+        The engine problem of the fit.
+    theta, sigma2
+        Optimum.
+    vcov
+        ``vcov(beta)`` at the optimum.
+    reml
+        Whether the fit is REML (the deviance differentiated is the one optimised).
+
+    Returns
+    -------
+    numpy.ndarray
+        One df per fixed effect.
+    """
+    sigma = float(np.sqrt(sigma2))
+    a = varpar_covariance(problem, theta, sigma, reml)
+    jac = vcov_jacobian(problem, theta, sigma)
+    out = np.empty(problem.p)
+    for j in range(problem.p):
+        g = jac[:, j, j]
+        denom = float(g @ a @ g)
+        out[j] = 2.0 * vcov[j, j] ** 2 / denom if denom > 0 else np.inf
+    return out
+
+
+def tests_and_intervals(estimate: np.ndarray, std_error: np.ndarray, df: np.ndarray | None,
+                        conf_level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                    np.ndarray]:
+    """t (or z when ``df`` is None) statistics, two-sided p-values and intervals."""
+    stat = estimate / std_error
+    if df is None:
+        p = 2.0 * stats.norm.sf(np.abs(stat))
+        crit = np.full_like(stat, stats.norm.ppf(0.5 + conf_level / 2.0))
+    else:
+        p = 2.0 * stats.t.sf(np.abs(stat), df)
+        crit = stats.t.ppf(0.5 + conf_level / 2.0, df)
+    return stat, p, estimate - crit * std_error, estimate + crit * std_error
+
+
+def r_squared(x: np.ndarray, beta: np.ndarray, z_by_factor: Sequence[np.ndarray],
+              cov_by_factor: Sequence[np.ndarray], sigma2: float) -> tuple[float, float]:
+    """Marginal and conditional R² (Nakagawa & Schielzeth 2013; Johnson 2014).
+
+    ``var_fixed = var(X beta)``; the random part's variance is
+    ``sum_f mean_i(z_fi' Sigma_f z_fi)`` over the rows (Johnson's extension for random
+    slopes, covariances included); ``sigma2`` the residual variance.
+    """
+    varying = np.ptp(x, axis=0) > 0
+    fixed = x[:, varying] @ beta[varying]
+    var_fixed = float(np.var(fixed, ddof=1)) if varying.any() and len(fixed) > 1 else 0.0
+    var_random = 0.0
+    for z, cov in zip(z_by_factor, cov_by_factor, strict=True):
+        var_random += float(np.mean(np.sum((z @ cov) * z, axis=1)))
+    total = var_fixed + var_random + sigma2
+    return var_fixed / total, (var_fixed + var_random) / total
+
+
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values, in the input order."""
+    p = np.asarray(p_values, dtype=float)
+    m = len(p)
+    order = np.argsort(p, kind="mergesort")
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adjusted
+    return out
+
+
+def likelihood_ratio(loglik_reduced: float, loglik_full: float, df: int) -> tuple[float, float]:
+    """Chi-square LRT statistic ``2 (l_full - l_reduced)`` and its p-value."""
+    stat = 2.0 * (loglik_full - loglik_reduced)
+    return stat, float(stats.chi2.sf(max(stat, 0.0), df)) if df > 0 else float("nan")
+
+
+def information_criteria(loglik: float, n_params: int, n_obs: int) -> tuple[float, float]:
+    """AIC and BIC of an ML fit."""
+    return -2.0 * loglik + 2.0 * n_params, -2.0 * loglik + n_params * np.log(n_obs)
