@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.errors import SettingsError
 from pipeline.instruments import load_instrument
-from pipeline.model import prepare
+from pipeline.models import prepare
 from pipeline.simulation.alliance import (
     AllianceProcess,
     alliance_items,

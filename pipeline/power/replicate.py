@@ -26,7 +26,7 @@ COUNTED = ("fitted", "singular")
 
 @functools.lru_cache(maxsize=8)
 def _spec(model: str) -> Any:
-    from pipeline.model import load_specs
+    from pipeline.models import load_specs
 
     return load_specs().get(model)
 
@@ -45,21 +45,30 @@ def check_model(model: str) -> None:
 
 
 def fit_terms(spec: Any, data: pd.DataFrame, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Fit ``spec`` to ``data``; return the status and each term's estimate and p-value."""
-    from scipy import stats
+    """Fit ``spec`` to ``data`` with the project's engine; each term's estimate and p.
 
-    from pipeline.model import build_model, fit_optimum
+    The status follows the results contract: ``fitted``, ``singular`` (a variance at the
+    boundary; the tests stand), ``not converged``; p-values use the model's df method
+    (Satterthwaite by default), as the models report does.
+    """
+    from pipeline.models.fitting import fit_formula
+    from pipeline.models.inference import tests_and_intervals
 
-    model = build_model(spec.formula, data, spec.random)
-    fit = fit_optimum(model, reml=spec.reml, random=spec.random,
-                      optimizers=list(settings.get("optimizers", ["powell"])),
-                      gradient_tolerance=float(settings.get("gradient_tolerance", 1e-3)))
-    se = np.sqrt(np.diag(fit.fe_cov.to_numpy()))
-    est = fit.fe_params.to_numpy()
-    p = 2.0 * stats.norm.sf(np.abs(est / se))
-    return {"status": "fitted" if fit.converged else "not converged",
+    fit, simplified = fit_formula(data, spec.formula, spec.random, reml=spec.reml,
+                                  settings=settings, model=spec.name)
+    if simplified:
+        # The checks fitted a simpler model than the one planned: not a test of its terms.
+        return {"status": "failed: not estimable as planned (" + "; ".join(simplified) + ")",
+                "terms": {}}
+    est = fit.beta.to_numpy()
+    df = fit.df.to_numpy()
+    _, p, _, _ = tests_and_intervals(est, fit.std_error.to_numpy(),
+                                     None if np.isinf(df).all() else df, 0.95)
+    status = ("not converged" if not fit.converged
+              else "singular" if fit.singular else "fitted")
+    return {"status": status,
             "terms": {str(t): {"estimate": float(e), "p_value": float(q)}
-                      for t, e, q in zip(fit.fe_params.index, est, p, strict=True)}}
+                      for t, e, q in zip(fit.beta.index, est, p, strict=True)}}
 
 
 def power_replicate(task: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,7 +89,7 @@ def power_replicate(task: Mapping[str, Any]) -> dict[str, Any]:
     instrument = load_instrument(task["instrument"]) if task.get("instrument") else None
 
     def build(scored: pd.DataFrame) -> pd.DataFrame:
-        from pipeline.model import model_data
+        from pipeline.models import model_data
 
         return model_data(scored, None, spec)
 

@@ -83,3 +83,72 @@ def run_power(settings: PowerSettings, truth: ModelTruth, execution: ExecutionSe
     table = power_table(settings.designs, by_design, terms,
                         {t: float(truth.fixed[t]) for t in terms}, settings.alpha)
     return table, smallest_adequate(table, settings.target)
+
+
+def truth_table(truth: ModelTruth, effects: Mapping[str, float]) -> pd.DataFrame:
+    """The true values simulated from, and where each came from (for the report)."""
+    rows = [{"parameter": term, "kind": "fixed effect", "value": float(value),
+             "source": "power.effects" if term in effects else "fitted model"}
+            for term, value in truth.fixed.items()]
+    rows += [{"parameter": name, "kind": "SD", "value": float(value), "source": "fitted model"}
+             for name, value in truth.sd.items()]
+    rows.append({"parameter": "client_time_corr", "kind": "correlation",
+                 "value": float(truth.client_time_corr), "source": "fitted model"})
+    return pd.DataFrame(rows, columns=["parameter", "kind", "value", "source"])
+
+
+def power_stage(params: Mapping[str, Any], results: Path, checkpoint: Path,
+                log: Any = None) -> dict[str, pd.DataFrame]:
+    """The ``power`` DVC stage: settings first, then true values, replicates, tables.
+
+    Parameters
+    ----------
+    params
+        All of params.yaml.
+    results
+        The results folder (reads the fitted model's tables from it).
+    checkpoint
+        JSON-lines file of finished replicates (kept outside DVC's outputs, so an
+        interrupted run resumes).
+
+    Returns
+    -------
+    dict of DataFrame
+        ``power``, ``power_target`` and ``power_truth`` tables (aggregates only).
+    """
+    from pipeline.models.fitting import settings_from
+    from pipeline.parallel import execution_settings
+
+    from .settings import power_settings
+    from .truth import truth_from_fit
+
+    settings = power_settings(params.get("power"),
+                              (params.get("simulate") or {}).get("alliance"))
+    execution = execution_settings(params.get("parallel"))
+    fit_settings = settings_from(params.get("model"))
+    check_model(settings.model)
+    stats = pd.read_csv(results / "fit_statistics.csv")
+    status_rows = stats.loc[stats["model"] == settings.model, "status"]
+    status = str(status_rows.iloc[0]) if len(status_rows) else "absent"
+    truth = truth_from_fit(settings.model, settings.effects,
+                           pd.read_csv(results / "coefficients.csv"),
+                           pd.read_csv(results / "variance_components.csv"), status)
+    instrument = (params.get("instruments") or {}).get("alliance")
+    if log is not None:
+        n = len(settings.designs) * settings.replications
+        serial = execution.workers == 1 and not execution.scheduler
+        log("power", f"{len(settings.designs)} designs x {settings.replications} replicates "
+                     f"= {n} fits of {settings.model!r}, "
+                     f"{'serial' if serial else 'on Dask'}")
+    table, target = run_power(settings, truth, execution, _plain(fit_settings),
+                              instrument=str(instrument) if instrument else None,
+                              checkpoint=checkpoint)
+    return {"power": table, "power_target": target,
+            "power_truth": truth_table(truth, settings.effects)}
+
+
+def _plain(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as plain JSON-able values (they fingerprint the checkpoint)."""
+    import json
+
+    return dict(json.loads(json.dumps(dict(settings), default=str)))
