@@ -233,6 +233,15 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
     log("publish", f"tables in {tabdir}/ (html, tex, md)")
 
 
+def cmd_power(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from pipeline.power.run import power_stage
+
+    tables = power_stage(params, Path(args.results), Path(args.checkpoint), log=log)
+    for name, frame in tables.items():
+        write_csv(frame, Path(args.results) / f"{name}.csv")
+        log("power", f"wrote {Path(args.results) / name}.csv")
+
+
 def cmd_render(params: dict[str, Any], args: argparse.Namespace) -> None:
     from pipeline.report import render
 
@@ -249,6 +258,7 @@ COMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None], 
     "describe": (cmd_describe, "aggregate description of the data"),
     "fit": (cmd_fit, "fit the mixed-effects models"),
     "publish": (cmd_publish, "figures (PNG, SVG, CSV) and APA tables (HTML, LaTeX, Markdown)"),
+    "power": (cmd_power, "simulation-based power over the designs in params.yaml"),
     "render": (cmd_render, "render a notebook to an HTML report"),
 }
 
@@ -278,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--results", default=str(RESULTS))
             p.add_argument("--figures", default="reports/figures")
             p.add_argument("--tables", default="reports/tables")
+        if name == "power":
+            p.add_argument("--results", default=str(RESULTS))
+            p.add_argument("--checkpoint", default=str(INTERIM / "power" / "replicates.jsonl"),
+                           help="finished replicates, kept so an interrupted run resumes")
         if name == "render":
             p.add_argument("--notebook", required=True, help="jupytext .py source")
             p.add_argument("--out", required=True, help="HTML file to write")
