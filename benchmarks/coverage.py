@@ -6,8 +6,8 @@ Usage, from the project root::
     .venv/bin/python benchmarks/coverage.py -n 200 --seed 1
 
 Each replication simulates a data set from the ``simulate:`` settings of params.yaml with
-seed ``seed + i``, fits the primary model with :func:`pipeline.model.fit_model` (REML,
-every optimizer of ``model.optimizers``, no ML refit) and records whether each fixed
+seed ``seed + i``, fits the primary model with :func:`pipeline.models.fit_model` (REML,
+the native engine, Satterthwaite df, no ML refit) and records whether each fixed
 effect's interval (``model.conf_level``) covers the true value. Printed per term:
 coverage with its Monte Carlo standard error, mean bias, the empirical SD of the
 estimates and the mean reported SE (their ratio should be near 1), and the number of
@@ -29,7 +29,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import model as M  # noqa: E402
+from pipeline import models as M  # noqa: E402
 from pipeline.simulate import simulate  # noqa: E402
 
 

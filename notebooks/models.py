@@ -31,7 +31,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import figures
-from pipeline.model import load_specs
+from pipeline.models import load_specs
 from pipeline.report import data_notice, open_project
 from pipeline.tables import coefficient_table, format_p, styled
 
@@ -69,21 +69,30 @@ varcomp = pd.read_csv(results / "variance_components.csv")
 # %%
 primary = coefs[coefs["model"] == "primary"].copy()
 pstats = stats[stats["model"] == "primary"].iloc[0]
-converged = bool(pstats["converged"])
-display(Markdown(
-    f"**Primary model** fitted by {'REML' if pstats['reml'] else 'ML'} on "
-    f"{int(pstats['n_obs']):,} sessions of {int(pstats['n_clients']):,} clients and "
-    f"{int(pstats['n_therapists']):,} therapists. Optimizer: `{pstats['optimizer']}`; "
-    + ("converged (gradient checked)." if converged else
-       "**DID NOT CONVERGE: do not use these numbers.**")
-))
-df_method = primary["df_method"].iloc[0]
-table = primary[["term", "estimate", "std_error", "conf_low", "conf_high", "p_value"]]
-display(Markdown(f"p-values: {df_method}."))
-styled(table).format(
-    {"estimate": "{:.3f}", "std_error": "{:.3f}", "conf_low": "{:.3f}", "conf_high": "{:.3f}",
-     "p_value": lambda p: "< .001" if p < 0.001 else f"{p:.3f}"}
-)
+primary_ok = pstats["status"] in ("fitted", "singular")
+if not primary_ok:
+    reason = pstats["reason"] if isinstance(pstats["reason"], str) else pstats["warning"]
+    label = "not converged" if pstats["status"] == "not converged" else "not estimable"
+    display(Markdown(f"**Primary model: {label}: {reason}** No numbers are shown."))
+else:
+    display(Markdown(
+        f"**Primary model** fitted by {'REML' if pstats['reml'] else 'ML'} on "
+        f"{int(pstats['n_obs']):,} sessions of {int(pstats['n_clients']):,} clients and "
+        f"{int(pstats['n_therapists']):,} therapists. Optimizer: `{pstats['optimizer']}`; "
+        "converged (lme4's checks: scaled gradient, Hessian positive definite)."
+        + (" **Singular fit**: a variance is estimated at zero (flagged, numbers usable)."
+           if pstats["status"] == "singular" else "")
+        + (f" Simplified: {pstats['simplification']}."
+           if isinstance(pstats["simplification"], str) and pstats["simplification"] else "")
+    ))
+    df_method = primary["df_method"].iloc[0]
+    display(Markdown(f"p-values and intervals: {df_method}."))
+    table = primary[["term", "estimate", "std_error", "df", "conf_low", "conf_high",
+                     "p_value"]]
+    display(styled(table).format(
+        {"estimate": "{:.3f}", "std_error": "{:.3f}", "df": "{:.1f}", "conf_low": "{:.3f}",
+         "conf_high": "{:.3f}", "p_value": lambda p: "< .001" if p < 0.001 else f"{p:.3f}"}
+    ))
 
 # %% [markdown]
 # ## Within- versus between-client effects
@@ -92,8 +101,9 @@ styled(table).format(
 # with 95% intervals. An interval that does not cross zero is a clear effect at the 5% level.
 
 # %%
-fig, _ = figures.coefficient_plot(coefs)
-plt.show()
+if primary_ok:
+    fig, _ = figures.coefficient_plot(coefs)
+    plt.show()
 
 # %% [markdown]
 # ## What the effects mean in wellbeing points
@@ -104,8 +114,9 @@ plt.show()
 # held constant. The bands are 95% intervals.
 
 # %%
-fig, _ = figures.predicted_wellbeing(coefs)
-plt.show()
+if primary_ok:
+    fig, _ = figures.predicted_wellbeing(coefs)
+    plt.show()
 
 # %% [markdown]
 # ## How much varies between therapists, clients and sessions
@@ -117,7 +128,8 @@ plt.show()
 
 # %%
 vc = varcomp[varcomp["model"] == "primary"][["component", "variance", "sd"]]
-styled(vc).format({"variance": "{:.3f}", "sd": "{:.3f}"})
+if primary_ok:
+    display(styled(vc).format({"variance": "{:.3f}", "sd": "{:.3f}"}, na_rep=""))
 
 # %% [markdown]
 # ### Does the model fit?
@@ -131,15 +143,17 @@ styled(vc).format({"variance": "{:.3f}", "sd": "{:.3f}"})
 # quantile or a bin of many sessions), never a single client.
 
 # %%
-fig, _ = figures.diagnostics(pd.read_csv(results / "diagnostics.csv"))
-plt.show()
+if primary_ok:
+    fig, _ = figures.diagnostics(pd.read_csv(results / "diagnostics.csv"))
+    plt.show()
 
 # %% [markdown]
 # ## Secondary models
 #
 # The analysis plan lists seven groups of secondary models. Each is specified in
 # `pipeline/models.yaml`; the descriptions below are read from there. p-values are
-# Wald z tests; comparisons between models are likelihood-ratio tests on maximum-likelihood
+# on Satterthwaite degrees of freedom (lmerTest's method, named beside each table);
+# comparisons between models are likelihood-ratio tests on maximum-likelihood
 # refits (REML likelihoods cannot compare models with different fixed effects).
 
 # %%
@@ -156,10 +170,18 @@ def section(models: list[str]) -> None:
         row = stats[stats["model"] == name]
         status = row["status"].iloc[0] if len(row) else "not fitted"
         display(Markdown(f"**{spec.title}** (`{name}`). {spec.description}"))
-        if status != "fitted":
-            note = row["warning"].iloc[0] if len(row) and "warning" in row else ""
-            display(Markdown(f"*Status: {status}.* {note if isinstance(note, str) else ''}"))
+        if status not in ("fitted", "singular"):
+            reason = row["reason"].iloc[0] if len(row) else ""
+            if not isinstance(reason, str) or not reason:
+                reason = row["warning"].iloc[0] if len(row) else ""
+            label = status if status in ("not converged", "skipped") else "not estimable"
+            display(Markdown(f"*{label}: {reason if isinstance(reason, str) else ''}*"))
             continue
+        simple = row["simplification"].iloc[0]
+        if isinstance(simple, str) and simple:
+            display(Markdown(f"*Simplified: {simple}.*"))
+        if status == "singular":
+            display(Markdown("*Singular fit: a variance is estimated at zero.*"))
         display(styled(coefficient_table(coefs, [name], conf)))
 
 
@@ -184,11 +206,12 @@ def comparisons(names: list[str]) -> None:
 
 # %%
 g = stats[stats["model"] == "growth"].iloc[0]
-display(Markdown(
-    f"Therapists account for **{g['icc_therapist']:.0%}** of the variance in wellbeing and "
-    f"clients (within therapists) for **{g['icc_client']:.0%}**; the rest varies from "
-    "session to session."
-))
+if g["status"] in ("fitted", "singular"):
+    display(Markdown(
+        f"Therapists account for **{g['icc_therapist']:.0%}** of the variance in wellbeing "
+        f"and clients (within therapists) for **{g['icc_client']:.0%}**; the rest varies "
+        "from session to session."
+    ))
 section(["growth"])
 comparisons(["alliance_vs_growth", "total_vs_growth"])
 
@@ -235,7 +258,9 @@ section(["lagged"])
 # model splits total alliance in that way.
 
 # %%
-levels = varcomp[varcomp["model"].str.startswith("alliance_levels_")].copy()
+ok_models = set(stats.loc[stats["status"].isin(["fitted", "singular"]), "model"])
+levels = varcomp[varcomp["model"].str.startswith("alliance_levels_")
+                 & varcomp["model"].isin(ok_models)].copy()
 levels["subscale"] = levels["model"].str.replace("alliance_levels_", "", regex=False)
 levels["share"] = levels["variance"] / levels.groupby("model")["variance"].transform("sum")
 shares = levels.pivot(index="subscale", columns="component", values="share")

@@ -29,7 +29,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import figures
-from pipeline.model import load_specs
+from pipeline.models import load_specs
 from pipeline.report import data_notice, open_project
 from pipeline.tables import styled, term_label
 
@@ -52,16 +52,26 @@ plan = load_specs()
 #   within-client part is computed (Falkenström et al., 2017).
 # - **Clients with at least three sessions** (`sens_min3`): a client with one or two
 #   sessions says little about within-client change.
+# - **Correlated client intercept and slope** (`sens_correlated`): lme4's default random
+#   part, `(1 | therapist_id) + (1 + time | client_id)`; the primary model keeps the client
+#   slope on time uncorrelated with the client intercept, which makes the fit depend on
+#   where time is zero.
 
 # %%
 names = list(params["report"]["sensitivity_models"])
+readable = set(stats.loc[stats["status"].isin(["fitted", "singular"]), "model"])
 rows = []
 for name in names:
     spec = plan.get(name)
     st = stats[stats["model"] == name].iloc[0]
-    rows.append({"model": name, "what": spec.title, "sessions": int(st["n_obs"]),
-                 "clients": int(st["n_clients"]), "converged": bool(st["converged"])})
-styled(pd.DataFrame(rows)).format({"sessions": "{:,}", "clients": "{:,}"})
+    ok = st["status"] in ("fitted", "singular")
+    reason = st["reason"] if isinstance(st["reason"], str) else ""
+    rows.append({"model": name, "what": spec.title,
+                 "sessions": f"{int(st['n_obs']):,}" if ok else "",
+                 "clients": f"{int(st['n_clients']):,}" if ok else "",
+                 "status": st["status"] if ok else f"not estimable: {reason}"
+                 if st["status"] != "not converged" else "not converged"})
+styled(pd.DataFrame(rows))
 
 # %% [markdown]
 # ## Effects side by side
@@ -69,18 +79,21 @@ styled(pd.DataFrame(rows)).format({"sessions": "{:,}", "clients": "{:,}"})
 # Each point is an estimate with its 95% interval; each row a term, each colour a model.
 
 # %%
-fig, data = figures.sensitivity(coefs, names)
-plt.show()
+shown = [n for n in names if n in readable]
+if "primary" in shown:
+    fig, data = figures.sensitivity(coefs, shown)
+    plt.show()
 
 # %%
 terms = [f"{k}_{part}" for part in ("within", "between") for k in ("goal", "task", "bond")]
-wide = (coefs[coefs["model"].isin(names) & coefs["term"].isin(terms)]
-        .pivot(index="term", columns="model", values="estimate")
-        .loc[terms, names])
-wide.index = [term_label(t) for t in wide.index]
-shift = wide.drop(columns="primary").sub(wide["primary"], axis=0).abs().max().max()
-display(styled(wide.reset_index(names="term")).format(precision=3))
-display(Markdown(
-    f"The largest change of an estimate from the primary model is **{shift:.3f}** "
-    "wellbeing points per alliance point."
-))
+if "primary" in shown and len(shown) > 1:
+    wide = (coefs[coefs["model"].isin(shown) & coefs["term"].isin(terms)]
+            .pivot(index="term", columns="model", values="estimate")
+            .loc[terms, shown])
+    wide.index = [term_label(t) for t in wide.index]
+    shift = wide.drop(columns="primary").sub(wide["primary"], axis=0).abs().max().max()
+    display(styled(wide.reset_index(names="term")).format(precision=3))
+    display(Markdown(
+        f"The largest change of an estimate from the primary model is **{shift:.3f}** "
+        "wellbeing points per alliance point."
+    ))

@@ -163,18 +163,21 @@ def cmd_fit(params: dict[str, Any], args: argparse.Namespace) -> None:
     import pandas as pd
 
     from pipeline.diagnostics import diagnostics
-    from pipeline.model import fit_all, write_results
+    from pipeline.models import fit_all, settings_from, write_results
 
     scored = pd.read_csv(args.scored, dtype={"client_id": str, "therapist_id": str})
     clients_file = Path(args.validated) / "clients.csv"
     clients = (pd.read_csv(clients_file, dtype={"client_id": str})
                if clients_file.is_file() else None)
-    log("fit", f"fitting models on {len(scored)} rows")
-    fits = fit_all(scored, clients, params["model"])
+    settings = settings_from(params["model"])   # a settings error stops before any output
+    log("fit", f"fitting models on {len(scored)} rows ({settings['engine']} engine)")
+    fits = fit_all(scored, clients, settings)
     write_results(fits, args.out)
-    wanted = set(params["model"].get("diagnostics_for") or ["primary"])
+    wanted = set(settings.get("diagnostics_for") or ["primary"])
     diag = pd.concat([diagnostics(f) for f in fits if f.name in wanted], ignore_index=True)
     write_csv(diag, Path(args.out) / "diagnostics.csv")
+    for f in fits:  # times go to stderr only: tracked outputs stay byte-identical
+        log("fit", f"{f.name}: {f.status} in {f.seconds:.2f} s")
     log("fit", f"wrote {args.out}/")
 
 
@@ -192,38 +195,53 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
     def read(name: str) -> pd.DataFrame:
         return pd.read_csv(results / name)
 
+    stats = read("fit_statistics.csv").set_index("model")
+    # only models whose numbers may be read reach figures and tables (results contract)
+    readable = set(stats.index[stats["status"].isin(["fitted", "singular"])])
     coefs = read("coefficients.csv")
+    coefs = coefs[coefs["model"].isin(readable)]
     made = [
         ("trajectories", figures.trajectories(read("describe/trajectories.csv"))),
         ("distributions", figures.distributions(read("describe/distributions.csv"))),
-        ("coefficients_within_between", figures.coefficient_plot(coefs)),
-        ("predicted_wellbeing", figures.predicted_wellbeing(coefs)),
-        ("diagnostics_primary", figures.diagnostics(read("diagnostics.csv"))),
-        ("sensitivity", figures.sensitivity(coefs, list(params["report"]["sensitivity_models"]))),
     ]
+    if "primary" in readable:
+        made += [
+            ("coefficients_within_between", figures.coefficient_plot(coefs)),
+            ("predicted_wellbeing", figures.predicted_wellbeing(coefs)),
+            ("diagnostics_primary", figures.diagnostics(read("diagnostics.csv"))),
+        ]
+    sens = [m for m in params["report"]["sensitivity_models"] if m in readable]
+    if "primary" in sens:
+        made.append(("sensitivity", figures.sensitivity(coefs, sens)))
     if (results / "scoring" / "reliability.csv").is_file():
         made.append(("reliability", figures.reliability(
             read("scoring/reliability.csv"), read("scoring/floor_ceiling.csv"))))
     for name, (fig, data) in made:
         figures.save_figure(fig, data, figdir, name)
         log("publish", f"figure {figdir / name}.png/.svg/.csv")
-    stats = read("fit_statistics.csv").set_index("model")
     conf = float(params["model"].get("conf_level", 0.95))
     df_method = "; ".join(sorted(coefs["df_method"].dropna().unique()))
-    prim = stats.loc["primary"]
-    note = (f"N = {int(prim['n_obs']):,} sessions, {int(prim['n_clients']):,} clients, "
-            f"{int(prim['n_therapists']):,} therapists. b = unstandardised coefficient; "
-            f"CI = confidence interval; p-values: {df_method}.")
+    prim = stats.loc["primary"] if "primary" in stats.index else None
+    if prim is not None and "primary" in readable:
+        note = (f"N = {int(prim['n_obs']):,} sessions, {int(prim['n_clients']):,} clients, "
+                f"{int(prim['n_therapists']):,} therapists. ")
+    else:
+        reason = "" if prim is None else str(prim["reason"] or prim["warning"])
+        note = f"Primary model {'not fitted' if prim is None else prim['status']}: {reason}. "
+    note += (f"b = unstandardised coefficient; CI = confidence interval; "
+             f"p-values: {df_method}.")
     if params["data"].get("simulated", False):
         note += " SIMULATED data."
-    tables.write_table(tables.coefficient_table(coefs, ["primary"], conf), tabdir, "primary",
-                       "Table 1. Primary model: alliance and wellbeing, within and between "
-                       "clients", note)
+    if "primary" in readable:
+        tables.write_table(tables.coefficient_table(coefs, ["primary"], conf), tabdir,
+                           "primary", "Table 1. Primary model: alliance and wellbeing, within "
+                           "and between clients", note)
     others = [m for m in dict.fromkeys(coefs["model"]) if m != "primary"]
     if others:
         tables.write_table(tables.coefficient_table(coefs, others, conf), tabdir, "secondary",
                            "Table 2. Secondary and sensitivity models: fixed effects", note)
-    tables.write_table(tables.variance_table(read("variance_components.csv")), tabdir,
+    varcomp = read("variance_components.csv")
+    tables.write_table(tables.variance_table(varcomp[varcomp["model"].isin(readable)]), tabdir,
                        "variance_components", "Table 3. Variance components", note)
     tables.write_table(tables.fit_table(read("fit_statistics.csv")), tabdir, "fit_statistics",
                        "Table 4. Model fit", note + " LL = log-likelihood of the fit as "

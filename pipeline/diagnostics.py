@@ -8,15 +8,11 @@ and mean residuals in bins of the fitted values (each bin holds many sessions).
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline.model import FitResult
-
-_COMPONENT = re.compile(r"^(?P<name>[^\[]+)\[")
+from pipeline.models import FitResult
 
 
 def _qq(values: np.ndarray, n_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,18 +32,11 @@ def random_effects(fit: FitResult) -> dict[str, np.ndarray]:
     -------
     dict
         Component name (``therapist``, ``client``, ``client_time``, ...) -> values, one per
-        therapist or client.
+        therapist or client (the engine returns them by group and component).
     """
     if fit.fit is None:
         return {}
-    group_label = fit.spec.random.group_label
-    out: dict[str, list[float]] = {}
-    for effects in fit.fit.result.random_effects.values():
-        for name, value in effects.items():
-            match = _COMPONENT.match(str(name))
-            key = match.group("name") if match else str(group_label)
-            out.setdefault(key, []).append(float(value))
-    return {k: np.asarray(v) for k, v in out.items()}
+    return {name: values.to_numpy(dtype=float) for name, values in fit.fit.ranef.items()}
 
 
 def diagnostics(fit: FitResult, n_points: int = 99, n_bins: int = 20) -> pd.DataFrame:
@@ -77,9 +66,8 @@ def diagnostics(fit: FitResult, n_points: int = 99, n_bins: int = 20) -> pd.Data
     """
     if fit.fit is None:
         return pd.DataFrame(columns=["model", "plot", "component", "x", "y", "n"])
-    result = fit.fit.result
-    resid = np.asarray(result.resid, dtype=float)
-    fitted = np.asarray(result.fittedvalues, dtype=float)
+    resid = np.asarray(fit.fit.resid, dtype=float)
+    fitted = np.asarray(fit.fit.fitted, dtype=float)
     rows = []
     x, y = _qq(resid, n_points)
     rows.append(pd.DataFrame({"plot": "qq", "component": "residual", "x": x, "y": y,

@@ -80,10 +80,13 @@ def coefficient_table(coefs: pd.DataFrame, models: list[str] | None = None,
         "Term": [term_label(t) for t in rows["term"]],
         "b": [format_num(v) for v in rows["estimate"]],
         "SE": [format_num(v) for v in rows["std_error"]],
+        "df": [format_num(v, 1) for v in rows["df"]] if "df" in rows.columns else "",
         ci: [f"[{format_num(lo)}, {format_num(hi)}]"
              for lo, hi in zip(rows["conf_low"], rows["conf_high"], strict=True)],
         "p": [format_p(v) for v in rows["p_value"]],
     })
+    if "df" not in rows.columns or not rows["df"].notna().any():
+        table = table.drop(columns="df")   # Wald z: no df
     if "p_holm" in rows.columns and rows["p_holm"].notna().any():
         table["p (Holm)"] = [format_p(v) for v in rows["p_holm"]]
     if models is not None and len(models) == 1:
@@ -136,7 +139,7 @@ def variance_table(varcomp: pd.DataFrame) -> pd.DataFrame:
 
 def fit_table(stats: pd.DataFrame) -> pd.DataFrame:
     """APA table of model fit: N, log-likelihoods, AIC and BIC (ML), R squared, optimizer."""
-    fitted = stats[stats["status"] == "fitted"]
+    fitted = stats[stats["status"].isin(["fitted", "singular"])]
     return pd.DataFrame({
         "Model": fitted["model"].to_numpy(),
         "Sessions": [f"{int(n):,}" for n in fitted["n_obs"]],

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 
 from pipeline.diagnostics import diagnostics, random_effects
-from pipeline.model import fit_all
+from pipeline.models import fit_all
 from pipeline.simulate import simulate
 
 
@@ -15,7 +15,7 @@ def test_diagnostics_are_aggregates(params: dict) -> None:
     cfg = copy.deepcopy(params["simulate"])
     cfg.update(n_therapists=8, clients_per_therapist=8, seed=3)
     sim = simulate(cfg)
-    fits = fit_all(sim.scored, None, {"optimizers": ["powell"]}, models=["primary"],
+    fits = fit_all(sim.scored, None, {"df_method": "wald"}, models=["primary"],
                    verbose=False)
     diag = diagnostics(fits[0], n_points=50, n_bins=10)
     re = random_effects(fits[0])

@@ -19,7 +19,8 @@ most 2 rows per client   from the residual)                          drop the sl
                                                                      (simplification) or
                                                                      ``refuse``
 n <= levels              ``check.nobs.vs.nlev``: error               not estimable
-n <= random effects      ``check.nobs.vs.nRE``: error                not estimable
+n <= random effects of   ``check.nobs.vs.nRE``: error                not estimable
+one term
 rank-deficient X         drops columns with a message                not estimable, naming
                                                                      the collinear terms
 =======================  ==========================================  =====================
@@ -196,23 +197,22 @@ def run_checks(model: str, data: pd.DataFrame, y: np.ndarray, x: np.ndarray,
         outcome.simplifications.append(f"{label} random slope on {names} dropped: {reason}")
     if not outcome.random.terms:
         raise NotEstimableError(f"model {model}: no random effect is left after the checks")
-    # observations against levels and random effects (lme4 check.nobs.vs.*)
-    q = 0
-    for factor in outcome.random.factors:
-        levels = data[factor].nunique()
-        k = sum(len(t.columns) for t in outcome.random.terms if t.factor == factor)
-        q += levels * k
+    # observations against levels and random effects (lme4 check.nobs.vs.*), per term
+    for term in outcome.random.terms:
+        levels = data[term.factor].nunique()
+        label = random.label(term.factor)
         if n <= levels:
-            label = random.label(factor)
             raise NotEstimableError(
                 f"model {model}: {n} rows for {_plural(label, levels)}: the {label} variance "
                 "cannot be told from the residual (lme4: number of levels of each grouping "
                 "factor must be < number of observations); more rows per "
                 f"{label} are needed")
-    if n <= q:
-        raise NotEstimableError(
-            f"model {model}: {n} rows for {q} random effects (lme4: number of observations "
-            "<= number of random effects); simplify the random part or add data")
+        q = levels * len(term.columns)
+        if n <= q:
+            raise NotEstimableError(
+                f"model {model}: {n} rows for {q} random effects of "
+                f"({' + '.join(term.columns)} | {term.factor}) (lme4: number of observations "
+                "<= number of random effects); simplify the random part or add data")
     # fixed effects
     bad = collinear_terms(x, x_names, float(conf["rank_tolerance"]))
     if bad:

@@ -281,31 +281,29 @@ class Problem:
             return self._factorize_dense(lams)
         fine = self.factors[0]
         lf = lams[0]
-        a_ff = _sandwich(lf, self.f_zz)
+        a_ff = _between(lf, self.f_zz, lf)
         a_ff[:, np.arange(fine.k), np.arange(fine.k)] += 1.0
         l_f = _chol_batched(a_ff)
-        r_f = _fsolve_batched(l_f, np.einsum("ji,gjm->gim", lf, self.f_zw))
+        r_f = _fsolve_batched(l_f, _between(lf, self.f_zw, None))
         logdet = 2.0 * float(np.sum(np.log(np.diagonal(l_f, axis1=1, axis2=2))))
-        m = self.ww - np.einsum("gim,gin->mn", r_f, r_f)
+        m = self.ww - _gram(r_f)
         fac = Factorization(theta=np.asarray(theta, dtype=float).copy(), lambdas=lams,
                             l_f=l_f, r_f=r_f)
         if self.structure == "nested":
             coarse = self.factors[1]
             lc = lams[1]
-            a_cf = np.einsum("ji,gjl,lm->gim", lc, self.cf_zz, lf)   # (G_f, k_c, k_f)
+            a_cf = _between(lc, self.cf_zz, lf)                     # (G_f, k_c, k_f)
             # L_cf = A_cf L_f^-T  <=>  L_f L_cf' = A_cf'
             l_cf = np.swapaxes(_fsolve_batched(l_f, np.swapaxes(a_cf, 1, 2)), 1, 2)
-            s_c = _sandwich(lc, self.c_zz)
+            s_c = _between(lc, self.c_zz, lc)
             s_c[:, np.arange(coarse.k), np.arange(coarse.k)] += 1.0
-            s_c -= _sum_by(self.parent, np.einsum("gik,gjk->gij", l_cf, l_cf),
-                           coarse.n_levels)
-            rhs_c = np.einsum("ji,gjm->gim", lc, self.c_zw)
-            rhs_c -= _sum_by(self.parent, np.einsum("gik,gkm->gim", l_cf, r_f),
-                             coarse.n_levels)
+            s_c -= _sum_by(self.parent, _outer_rows(l_cf, l_cf), coarse.n_levels)
+            rhs_c = _between(lc, self.c_zw, None)
+            rhs_c -= _sum_by(self.parent, _small_matmul(l_cf, r_f), coarse.n_levels)
             l_c = _chol_batched(s_c)
             r_c = _fsolve_batched(l_c, rhs_c)
             logdet += 2.0 * float(np.sum(np.log(np.diagonal(l_c, axis1=1, axis2=2))))
-            m -= np.einsum("gim,gin->mn", r_c, r_c)
+            m -= _gram(r_c)
             fac.l_cf, fac.l_c, fac.r_c = l_cf, l_c, r_c
         fac.logdet_l = logdet
         fac.finish(m, self.p)
@@ -451,9 +449,32 @@ def _sum_by(parent: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray
     return out.reshape((n_groups, *values.shape[1:]))
 
 
-def _sandwich(lam: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """``Lambda' S_g Lambda`` for every group."""
-    return np.einsum("ji,gjl,lm->gim", lam, s, lam)
+def _between(left: np.ndarray, s: np.ndarray, right: np.ndarray | None) -> np.ndarray:
+    """``left' S_g right`` for every group (``right=None``: ``left' S_g``), as two BLAS
+    products over the stacked groups (the Lambda templates are shared by all groups)."""
+    g, a, b = s.shape
+    t = s if right is None else (s.reshape(g * a, b) @ right).reshape(g, a, right.shape[1])
+    c = t.shape[2]
+    # (left' t_g)' = t_g' left, computed for all groups at once
+    u = (np.swapaxes(t, 1, 2).reshape(g * c, a) @ left).reshape(g, c, left.shape[1])
+    return np.swapaxes(u, 1, 2)
+
+
+def _gram(r: np.ndarray) -> np.ndarray:
+    """``sum_g r_g' r_g`` as one BLAS product."""
+    g, k, m = r.shape
+    flat = r.reshape(g * k, m)
+    return flat.T @ flat
+
+
+def _outer_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a_g b_g'`` for every group (small blocks)."""
+    return np.sum(a[:, :, None, :] * b[:, None, :, :], axis=3)
+
+
+def _small_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a_g b_g`` for every group (small blocks)."""
+    return np.sum(a[:, :, :, None] * b[:, None, :, :], axis=2)
 
 
 def _chol_batched(a: np.ndarray) -> np.ndarray:

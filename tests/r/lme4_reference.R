@@ -7,17 +7,24 @@
 # script computes the model variables itself (time = session - 1; Curran & Bauer person-mean
 # disaggregation: k_between = client mean - mean of client means, k_within = k - client mean;
 # total = mean of goal, task, bond), fits the models below in lme4 and writes
-#   lme4_fixed.csv    dataset, model, term, estimate, std_error
+#   lme4_fixed.csv    dataset, model, term, estimate, std_error, df, p_value
+#                     (df and p: lmerTest's Satterthwaite method, summary(fit))
 #   lme4_varcomp.csv  dataset, model, component, variance
 #   lme4_fit.csv      dataset, model, reml, n_obs, loglik, optimizer, singular,
 #                     r2_marginal, r2_conditional
-#   lme4_session.txt  R and lme4 versions
+#   lme4_refusals.csv dataset, model, formula, message: lme4's own refusal of the full
+#                     random part on the degenerate data sets (one therapist; at most
+#                     two sessions per client), where the fixtures hold lme4's fit of the
+#                     simplified random part our checks choose (see `random_for` below)
+#   lme4_unchecked.csv dataset, model, loglik, therapist variance, intercept SE of the
+#                     full random part with lme4's checks switched off
+#   lme4_session.txt  R, lme4 and lmerTest versions
 # Each model is fitted with three optimizers (bobyqa, Nelder_Mead, nloptwrap) with tight
 # tolerances and the best REML/ML criterion is kept, so the reference is the optimum.
 # R2 follows Nakagawa & Schielzeth (2013) with Johnson's (2014) random-slope term,
 # written out here (MuMIn is not needed).
 
-suppressPackageStartupMessages(library(lme4))
+suppressPackageStartupMessages({library(lme4); library(lmerTest)})
 
 args <- commandArgs(trailingOnly = TRUE)
 outdir <- if (length(args) >= 1) args[1] else file.path("tests", "fixtures", "lme4")
@@ -37,6 +44,7 @@ prepare <- function(d) {
 
 random3 <- "(1 | therapist_id) + (1 | client_id) + (0 + time | client_id)"
 random2 <- "(1 | therapist_id) + (1 | client_id)"
+randomc <- "(1 | therapist_id) + (1 + time | client_id)"
 models <- list(
   primary = list(fixed = paste("wellbeing ~ time + goal_within + task_within + bond_within",
                                "+ goal_between + task_between + bond_between"),
@@ -47,8 +55,27 @@ models <- list(
   alliance_levels_goal = list(fixed = "goal ~ 1", random = random2, reml = TRUE),
   sens_ml = list(fixed = paste("wellbeing ~ time + goal_within + task_within + bond_within",
                                "+ goal_between + task_between + bond_between"),
-                 random = random3, reml = FALSE)
+                 random = random3, reml = FALSE),
+  sens_correlated = list(fixed = paste("wellbeing ~ time + goal_within + task_within",
+                                       "+ bond_within + goal_between + task_between",
+                                       "+ bond_between"),
+                         random = randomc, reml = TRUE)
 )
+
+# The random part our pre-fit checks (pipeline/models/checks.py) fit on the degenerate
+# data sets: one therapist -> therapist level dropped; at most two sessions per client ->
+# client slope dropped.
+random_for <- function(dataset, random) {
+  if (dataset == "one_therapist") {
+    return(trimws(sub("\\(1 \\| therapist_id\\) \\+", "", random)))
+  }
+  if (dataset == "two_sessions") {
+    random <- sub("\\(1 \\+ time \\| client_id\\)", "(1 | client_id)", random)
+    return(sub(" \\+ \\(0 \\+ time \\| client_id\\)", "", random))
+  }
+  random
+}
+degenerate <- c("one_therapist", "two_sessions")
 
 controls <- list(
   bobyqa = lmerControl(optimizer = "bobyqa",
@@ -73,21 +100,23 @@ best_fit <- function(formula, data, reml) {
   list(fit = best, optimizer = best_name)
 }
 
-component_name <- function(grp, var1) {
+component_name <- function(grp, var1, var2) {
   if (grp == "therapist_id") return("therapist")
   if (grp == "Residual") return("residual")
+  if (!is.na(var2) && var2 == "time") return("cov_client_client_time")
   if (var1 == "time") return("client_time")
   "client"
 }
 
 r_squared <- function(fit, data) {
   var_fixed <- var(as.vector(model.matrix(fit) %*% fixef(fit)))
-  vc <- as.data.frame(VarCorr(fit))
+  # Johnson (2014): mean over rows of z' Sigma z for every random term (covariances too)
   var_random <- 0
-  for (i in seq_len(nrow(vc))) {
-    if (vc$grp[i] == "Residual") next
-    z2 <- if (is.na(vc$var1[i]) || vc$var1[i] == "(Intercept)") 1 else mean(data$time^2)
-    var_random <- var_random + vc$vcov[i] * z2
+  for (s in VarCorr(fit)) {
+    cols <- colnames(s)
+    z <- sapply(cols, function(c) if (c == "(Intercept)") rep(1, nrow(data)) else data[[c]])
+    z <- matrix(z, nrow = nrow(data))
+    var_random <- var_random + mean(rowSums((z %*% s) * z))
   }
   resid <- sigma(fit)^2
   total <- var_fixed + var_random + resid
@@ -99,6 +128,8 @@ fmt <- function(x) trimws(formatC(x, digits = 15, format = "g"))
 fixed_rows <- list()
 vc_rows <- list()
 fit_rows <- list()
+refusal_rows <- list()
+unchecked_rows <- list()
 files <- sort(list.files(outdir, pattern = "^data_.*\\.csv$", full.names = TRUE))
 for (path in files) {
   dataset <- sub("^data_(.*)\\.csv$", "\\1", basename(path))
@@ -106,22 +137,44 @@ for (path in files) {
                                                 therapist_id = "character")))
   for (model in names(models)) {
     spec <- models[[model]]
-    formula <- as.formula(paste(spec$fixed, "+", spec$random))
+    if (dataset %in% degenerate && !(model %in% c("primary", "sens_correlated"))) next
+    random <- random_for(dataset, spec$random)
+    if (random != spec$random) {
+      full <- as.formula(paste(spec$fixed, "+", spec$random))
+      msg <- tryCatch({lmer(full, data = data, REML = spec$reml); "fitted without error"},
+                      error = function(e) conditionMessage(e))
+      refusal_rows[[length(refusal_rows) + 1]] <- data.frame(
+        dataset = dataset, model = model, formula = spec$random,
+        message = gsub("[\n,]", " ", msg))
+      unchecked <- suppressWarnings(suppressMessages(lmer(
+        full, data = data, REML = spec$reml,
+        control = lmerControl(check.nlev.gtr.1 = "ignore", check.nobs.vs.nRE = "ignore",
+                              check.nobs.vs.nlev = "ignore", check.nobs.vs.rankZ = "ignore"))))
+      vcu <- as.data.frame(VarCorr(unchecked))
+      unchecked_rows[[length(unchecked_rows) + 1]] <- data.frame(
+        dataset = dataset, model = model, formula = spec$random,
+        loglik = fmt(as.numeric(logLik(unchecked))),
+        therapist_variance = fmt(sum(vcu$vcov[vcu$grp == "therapist_id"])),
+        intercept_se = fmt(sqrt(as.matrix(vcov(unchecked))[1, 1])))
+    }
+    formula <- as.formula(paste(spec$fixed, "+", random))
     res <- best_fit(formula, data, spec$reml)
     fit <- res$fit
     est <- fixef(fit)
     se <- sqrt(diag(as.matrix(vcov(fit))))
+    sat <- summary(fit, ddf = "Satterthwaite")$coefficients
     terms <- sub("^\\(Intercept\\)$", "Intercept", names(est))
     fixed_rows[[length(fixed_rows) + 1]] <- data.frame(
       dataset = dataset, model = model, term = terms, estimate = fmt(est),
-      std_error = fmt(se))
+      std_error = fmt(se), df = fmt(sat[, "df"]), p_value = fmt(sat[, "Pr(>|t|)"]))
     vc <- as.data.frame(VarCorr(fit))
     vc_rows[[length(vc_rows) + 1]] <- data.frame(
       dataset = dataset, model = model,
-      component = mapply(component_name, vc$grp, vc$var1), variance = fmt(vc$vcov))
+      component = mapply(component_name, vc$grp, vc$var1, vc$var2), variance = fmt(vc$vcov))
     r2 <- r_squared(fit, data)
     fit_rows[[length(fit_rows) + 1]] <- data.frame(
-      dataset = dataset, model = model, reml = if (spec$reml) "True" else "False",
+      dataset = dataset, model = model, random = random,
+      reml = if (spec$reml) "True" else "False",
       n_obs = nrow(data), loglik = fmt(as.numeric(logLik(fit))), optimizer = res$optimizer,
       singular = if (isSingular(fit)) "True" else "False",
       r2_marginal = fmt(r2[1]), r2_conditional = fmt(r2[2]))
@@ -136,6 +189,9 @@ write_table <- function(rows, name) {
 write_table(fixed_rows, "lme4_fixed.csv")
 write_table(vc_rows, "lme4_varcomp.csv")
 write_table(fit_rows, "lme4_fit.csv")
+write_table(refusal_rows, "lme4_refusals.csv")
+write_table(unchecked_rows, "lme4_unchecked.csv")
 writeLines(c(R.version.string, paste("lme4", as.character(packageVersion("lme4"))),
-             paste("Matrix", as.character(packageVersion("Matrix")))),
+             paste("Matrix", as.character(packageVersion("Matrix"))),
+             paste("lmerTest", as.character(packageVersion("lmerTest")))),
            file.path(outdir, "lme4_session.txt"))

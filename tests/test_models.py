@@ -1,0 +1,468 @@
+"""Tests of pipeline/models/: spec, design, checks, engine against lme4/lmerTest, tables.
+
+The lme4 / lmerTest reference values are fixtures made by
+``tests/fixtures/lme4/make_fixtures.py`` (which runs ``tests/r/lme4_reference.R``) on
+FROZEN data files; R is not needed to run these tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline import models as M
+from pipeline.errors import NotEstimableError, SettingsError, SpecError
+from pipeline.models.checks import run_checks
+from pipeline.models.engine import Problem, ReTerm, optimize_theta
+from pipeline.models.fitting import design_matrices
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lme4"
+DATASETS = ("default", "large_therapist", "zero_therapist")
+DEGENERATE = ("one_therapist", "two_sessions")
+#: Models fitted in lme4 by tests/r/lme4_reference.R.
+REFERENCE_MODELS = ("primary", "growth", "total_alliance", "alliance_levels_goal", "sens_ml",
+                    "sens_correlated")
+PRIMARY_TERMS = ["Intercept", "time", "goal_within", "task_within", "bond_within",
+                 "goal_between", "task_between", "bond_between"]
+
+
+def read_data(name: str) -> pd.DataFrame:
+    return pd.read_csv(FIXTURES / f"data_{name}.csv",
+                       dtype={"client_id": str, "therapist_id": str})
+
+
+@pytest.fixture(scope="module")
+def plan() -> M.ModelPlan:
+    return M.load_specs()
+
+
+@pytest.fixture(scope="module")
+def lme4() -> dict[str, pd.DataFrame]:
+    return {part: pd.read_csv(FIXTURES / f"lme4_{part}.csv")
+            for part in ("fixed", "varcomp", "fit", "refusals", "unchecked")}
+
+
+@pytest.fixture(scope="module")
+def reference_fits(plan: M.ModelPlan) -> dict[tuple[str, str], M.FitResult]:
+    """Our fits of the lme4 reference models on the fixture data sets (no ML refits)."""
+    fits = {}
+    for dataset in (*DATASETS, *DEGENERATE):
+        data = read_data(dataset)
+        models = REFERENCE_MODELS if dataset in DATASETS else ("primary", "sens_correlated")
+        for name in models:
+            fits[dataset, name] = M.fit_model(data, None, plan.get(name), {},
+                                              refit_ml=False)
+    return fits
+
+
+# --------------------------------------------------------------------------------------
+# Design
+# --------------------------------------------------------------------------------------
+
+
+def small_scored() -> pd.DataFrame:
+    """Two therapists, three clients; one row misses wellbeing."""
+    return pd.DataFrame({
+        "client_id": ["C1", "C1", "C1", "C2", "C2", "C3", "C3"],
+        "therapist_id": ["T1", "T1", "T1", "T1", "T1", "T2", "T2"],
+        "session": [1, 2, 3, 1, 3, 1, 2],
+        "goal": [3.0, 4.0, 5.0, 2.0, 4.0, 1.0, 5.0],
+        "task": [3.0, 4.0, 5.0, 2.0, 4.0, 1.0, 5.0],
+        "bond": [4.0] * 7,
+        "wellbeing": [20.0, 21.0, 22.0, 18.0, 19.0, 15.0, np.nan],
+    })
+
+
+def test_prepare_hand_computed() -> None:
+    out = M.prepare(small_scored())
+    assert out.attrs["n_input"] == 7 and out.attrs["n_missing"] == 1
+    assert list(out["client_id"]) == ["C1", "C1", "C1", "C2", "C2", "C3"]
+    np.testing.assert_array_equal(out["time"], [0, 1, 2, 0, 2, 0])
+    np.testing.assert_allclose(out["goal_within"], [-1, 0, 1, -1, 1, 0])
+    np.testing.assert_allclose(out["goal_between"],
+                               [4 / 3, 4 / 3, 4 / 3, 1 / 3, 1 / 3, -5 / 3])
+    np.testing.assert_allclose(out["goal_therapist"], [5 / 6] * 5 + [-5 / 3])
+    np.testing.assert_allclose(out["goal_client"], [0.5, 0.5, 0.5, -0.5, -0.5, 0.0])
+    np.testing.assert_allclose(out[["bond_within", "bond_between"]], 0.0)
+    np.testing.assert_allclose(out["total"], (2 * out["goal"] + 4) / 3)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: pd.concat([d, d.iloc[[0]]]), "more than once"),
+    (lambda d: d.assign(therapist_id=["T1", "T2", "T1", "T1", "T1", "T2", "T2"]),
+     "more than one therapist"),
+    (lambda d: d.drop(columns="bond"), "columns missing"),
+])
+def test_prepare_rejects(change, message: str) -> None:
+    with pytest.raises(NotEstimableError, match=message):
+        M.prepare(change(small_scored()))
+
+
+def test_lags_detrending_min_sessions(plan: M.ModelPlan) -> None:
+    data = M.prepare(small_scored())
+    lagged = M.add_lags(data)
+    assert list(lagged["client_id"]) == ["C1", "C1", "C2"]
+    np.testing.assert_allclose(lagged["wellbeing_lag"], [20, 21, 18])
+    np.testing.assert_allclose(M.detrend_within(data)["goal_within"], 0.0, atol=1e-12)
+    sub = M.model_data(small_scored(), None, plan.get("sens_min3"))
+    assert set(sub["client_id"]) == {"C1"} and sub.attrs["n_excluded"] == 3
+
+
+def test_holm() -> None:
+    np.testing.assert_allclose(M.holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+
+
+# --------------------------------------------------------------------------------------
+# Specifications
+# --------------------------------------------------------------------------------------
+
+
+def test_random_parts_are_parsed(plan: M.ModelPlan) -> None:
+    primary = plan.get("primary").random
+    assert primary.terms == (ReTerm("therapist_id", ("(Intercept)",)),
+                             ReTerm("client_id", ("(Intercept)",)),
+                             ReTerm("client_id", ("time",)))
+    corr = plan.get("sens_correlated").random
+    assert corr.terms == (ReTerm("therapist_id", ("(Intercept)",)),
+                          ReTerm("client_id", ("(Intercept)", "time")))
+    assert M.parse_random("(1 + time || client_id)") == (
+        ReTerm("client_id", ("(Intercept)",)), ReTerm("client_id", ("time",)))
+    assert M.parse_random("(time | g)") == (ReTerm("g", ("(Intercept)", "time")),)
+    assert plan.get("primary").random.component("client_id", "time") == "client_time"
+
+
+@pytest.mark.parametrize("text", ["1 | g", "(1 | a/b)", "(x^2 | g)", "(0 | g)", ""])
+def test_bad_random_parts_are_refused(text: str) -> None:
+    with pytest.raises(SpecError):
+        M.parse_random(text)
+
+
+def test_specs_reject_unknown_keys(tmp_path: Path) -> None:
+    raw = yaml.safe_load(M.SPEC_PATH.read_text(encoding="utf-8"))
+    raw["models"]["primary"]["fomula"] = "typo"
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(SpecError, match=r"models.yaml, model primary: unknown key\(s\) "
+                                        r"\['fomula'\]"):
+        M.load_specs(path)
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(SettingsError, match=r"model\.engine"):
+        M.settings_from({"engine": "lme5"})
+    with pytest.raises(SettingsError, match="unknown key"):
+        M.settings_from({"optimizers": ["powell"]})
+    with pytest.raises(SettingsError, match=r"model\.checks"):
+        M.settings_from({"checks": {"one_level": "maybe"}})
+
+
+# --------------------------------------------------------------------------------------
+# Engine: exactness
+# --------------------------------------------------------------------------------------
+
+
+def _problem(data: pd.DataFrame, random: str, formula: str) -> Problem:
+    y, x, names = design_matrices(formula, data)
+    terms = M.parse_random(random)
+    cols = {c: data[c].to_numpy() for c in ("therapist_id", "client_id", "time")}
+    return Problem(y, x, names, terms, cols)
+
+
+def test_blocked_equals_dense_factorisation() -> None:
+    """The nested blocked Cholesky gives the dense factorisation's deviance exactly."""
+    data = M.prepare(read_data("zero_therapist"))
+    data = data[data["therapist_id"].isin(sorted(data["therapist_id"].unique())[:6])]
+    for random in ("(1 | therapist_id) + (1 | client_id) + (0 + time | client_id)",
+                   "(1 | therapist_id) + (1 + time | client_id)"):
+        nested = _problem(data, random, "wellbeing ~ time + goal_within")
+        assert nested.structure == "nested"
+        dense = _problem(data, random, "wellbeing ~ time + goal_within")
+        dense.structure = "dense"
+        dense._prepare()
+        rng = np.random.default_rng(1)
+        for _ in range(3):
+            theta = np.abs(rng.normal(size=nested.n_theta)) + 0.1
+            theta[~nested.is_diagonal()] *= -1
+            for reml in (True, False):
+                assert nested.deviance(theta, reml) == pytest.approx(
+                    dense.deviance(theta, reml), rel=1e-10)
+        fac_n, fac_d = nested.factorize(theta), dense.factorize(theta)
+        for b_n, b_d in zip(nested.random_effects(fac_n), dense.random_effects(fac_d),
+                            strict=True):
+            np.testing.assert_allclose(b_n, b_d, rtol=1e-8, atol=1e-10)
+
+
+def test_deviance_derivatives_match_finite_differences(reference_fits) -> None:
+    """At the optimum: the profiled deviance is flat, and the (theta, sigma) deviance is
+    flat in sigma at sigma-hat (its analytic minimiser), by central differences."""
+    fit = reference_fits["default", "primary"].fit
+    problem = fit.problem
+    h = 1e-4
+    for i in range(problem.n_theta):
+        e = np.zeros(problem.n_theta)
+        e[i] = h
+        g = (problem.deviance(fit.theta + e, True)
+             - problem.deviance(fit.theta - e, True)) / (2 * h)
+        assert abs(g) < 1e-3
+    vp = np.append(fit.theta, np.sqrt(fit.sigma2))
+    e = np.zeros(len(vp))
+    e[-1] = 1e-5
+    g_sigma = (problem.deviance_vp(vp + e, True) - problem.deviance_vp(vp - e, True)) / 2e-5
+    assert abs(g_sigma) < 1e-3
+    # the (theta, sigma) deviance at sigma-hat equals the profiled deviance
+    assert problem.deviance_vp(vp, True) == pytest.approx(problem.deviance(fit.theta, True),
+                                                          abs=1e-8)
+
+
+def test_balanced_one_way_anova_has_the_closed_form_optimum() -> None:
+    """REML of y_ij = mu + a_i + e_ij, balanced: s2_a = (MSB - MSW) / n, s2_e = MSW."""
+    rng = np.random.default_rng(7)
+    groups, n = 12, 5
+    a = rng.normal(0, 2.0, groups)
+    y = 10 + np.repeat(a, n) + rng.normal(0, 1.0, groups * n)
+    data = pd.DataFrame({"y": y, "g": np.repeat([f"g{i:02d}" for i in range(groups)], n)})
+    means = data.groupby("g")["y"].mean()
+    msb = n * float(np.sum((means - y.mean()) ** 2)) / (groups - 1)
+    msw = float(np.sum((y - data["g"].map(means)) ** 2)) / (groups * (n - 1))
+    fit = M.fit("y ~ 1", "(1 | g)", data)
+    assert fit.variances["g"] == pytest.approx((msb - msw) / n, rel=1e-6)
+    assert fit.variances["residual"] == pytest.approx(msw, rel=1e-6)
+    assert fit.beta["Intercept"] == pytest.approx(y.mean(), rel=1e-12)
+    # balanced case: the intercept's Satterthwaite df is exactly groups - 1
+    assert fit.df["Intercept"] == pytest.approx(groups - 1, rel=1e-4)
+
+
+def test_warm_start_reaches_the_same_optimum(reference_fits) -> None:
+    fit = reference_fits["default", "primary"].fit
+    warm = optimize_theta(fit.problem, True, start=fit.theta)
+    assert warm.objective == pytest.approx(-2 * fit.loglik, abs=1e-8)
+    assert warm.evaluations < fit.record["evaluations"]
+
+
+# --------------------------------------------------------------------------------------
+# Agreement with lme4 and lmerTest
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dataset", (*DATASETS, *DEGENERATE))
+@pytest.mark.parametrize("name", REFERENCE_MODELS)
+def test_agrees_with_lme4(reference_fits, lme4, dataset: str, name: str) -> None:
+    if (dataset, name) not in reference_fits:
+        pytest.skip("model not in the degenerate data sets' reference")
+    fr = reference_fits[dataset, name]
+    assert fr.status in ("fitted", "singular"), fr.reason or fr.note
+    ours = M.coefficients([fr]).set_index("term")
+    ref = lme4["fixed"].query("dataset == @dataset and model == @name").set_index("term")
+    assert list(ours.index) == list(ref.index)
+    # fixed effects within 0.01 of lme4's SE; SEs within 1 %
+    assert ((ours["estimate"] - ref["estimate"]).abs() / ref["std_error"]).max() < 0.01
+    assert (ours["std_error"] / ref["std_error"] - 1).abs().max() < 0.01
+    # lmerTest's Satterthwaite df within 2 %, p-values within 1e-3
+    assert (ours["df"] / ref["df"] - 1).abs().max() < 0.02
+    assert (ours["p_value"] - ref["p_value"]).abs().max() < 1e-3
+    # variance components within 1 % (zero ones within 1e-6 of the residual variance)
+    comps = M.variance_components([fr]).set_index("component")["variance"]
+    ref_vc = lme4["varcomp"].query("dataset == @dataset and model == @name")
+    ref_vc = ref_vc.set_index("component")["variance"]
+    assert sorted(comps.index) == sorted(ref_vc.index)
+    tol = np.maximum(0.01 * ref_vc.abs(), 1e-6 * ref_vc["residual"])
+    assert ((comps[ref_vc.index] - ref_vc).abs() <= tol).all()
+    ref_fit = lme4["fit"].query("dataset == @dataset and model == @name").iloc[0]
+    assert fr.fit.loglik == pytest.approx(ref_fit["loglik"], abs=1e-4)
+    assert fr.fit.loglik >= ref_fit["loglik"] - 1e-6  # never a worse optimum than lme4
+    assert fr.fit.n_obs == ref_fit["n_obs"]
+    # isSingular agrees, except where lme4's optimiser stopped a hair off the boundary
+    # (a variance below 1e-6 of the residual's, where our optimum sits at zero)
+    near_zero = bool((ref_vc.drop("residual") < 1e-6 * ref_vc["residual"]).any())
+    assert fr.fit.singular == bool(ref_fit["singular"]) or (fr.fit.singular and near_zero)
+    stats_row = M.fit_statistics([fr]).iloc[0]
+    assert stats_row["r2_marginal"] == pytest.approx(ref_fit["r2_marginal"], abs=1e-4)
+    assert stats_row["r2_conditional"] == pytest.approx(ref_fit["r2_conditional"], abs=1e-4)
+    # the random part fitted is the one the R script fitted (simplified on degenerate data)
+    assert fr.fit.record["random"] == ref_fit["random"]
+
+
+def test_degenerate_data_are_simplified_as_documented(reference_fits, lme4) -> None:
+    """lme4 refuses the full model on these data; our checks drop the level and say so."""
+    one = reference_fits["one_therapist", "primary"]
+    assert one.simplification.startswith("therapist level dropped: 1 therapist")
+    refusal = lme4["refusals"].query("dataset == 'one_therapist' and model == 'primary'")
+    assert "grouping factors must have > 1 sampled level" in refusal["message"].iloc[0]
+    # with lme4's checks off, the therapist variance is arbitrary at the same likelihood
+    unchecked = lme4["unchecked"].query("dataset == 'one_therapist' and model == 'primary'")
+    assert unchecked["loglik"].iloc[0] == pytest.approx(one.fit.loglik, abs=1e-3)
+    assert unchecked["intercept_se"].iloc[0] > 2 * one.fit.std_error["Intercept"]
+    two = reference_fits["two_sessions", "primary"]
+    assert "client random slope on time dropped" in two.simplification
+    refusal = lme4["refusals"].query("dataset == 'two_sessions' and model == 'sens_correlated'")
+    assert "number of observations" in refusal["message"].iloc[0]
+
+
+def test_singular_fit_is_flagged(reference_fits) -> None:
+    fr = reference_fits["zero_therapist", "primary"]
+    comps = M.variance_components([fr]).set_index("component")["variance"]
+    assert fr.status == "singular" and fr.fit.singular and fr.converged
+    assert comps["therapist"] == 0.0
+    assert fr.fit.record["checks"]["singular"]
+
+
+def test_parameter_recovery(reference_fits) -> None:
+    truth = yaml.safe_load((FIXTURES / "datasets.yaml").read_text(encoding="utf-8"))
+    wb = truth["default"]["simulate"]["wellbeing"]
+    table = M.coefficients([reference_fits["default", "primary"]]).set_index("term")
+    assert list(table.index) == PRIMARY_TERMS
+    for term in PRIMARY_TERMS:
+        true = wb["intercept" if term == "Intercept" else term]
+        assert abs((table.loc[term, "estimate"] - true) / table.loc[term, "std_error"]) < 3
+
+
+def test_statsmodels_engine_agrees_with_native(reference_fits, plan: M.ModelPlan) -> None:
+    """The second engine reaches the same optimum on the fixtures (reviewer's cross-check)."""
+    data = read_data("default")
+    native = reference_fits["default", "primary"]
+    sm = M.fit_model(data, None, plan.get("primary"),
+                     {"engine": "statsmodels", "statsmodels_optimizers": ["powell"]},
+                     refit_ml=False)
+    assert sm.fit.engine == "statsmodels" and sm.converged
+    assert sm.fit.loglik == pytest.approx(native.fit.loglik, abs=1e-4)
+    a, b = M.coefficients([native]).set_index("term"), M.coefficients([sm]).set_index("term")
+    assert ((a["estimate"] - b["estimate"]).abs() / a["std_error"]).max() < 0.01
+    assert (a["std_error"] / b["std_error"] - 1).abs().max() < 0.01
+    assert (a["df"] / b["df"] - 1).abs().max() < 0.02
+    corr = M.fit_model(data, None, plan.get("sens_correlated"), {"engine": "statsmodels"},
+                       refit_ml=False)
+    assert corr.status == "not estimable" and "statsmodels issue 8123" in corr.reason
+
+
+# --------------------------------------------------------------------------------------
+# Pre-fit checks: every error path
+# --------------------------------------------------------------------------------------
+
+
+def _check(data: pd.DataFrame, formula: str, random: str, **settings):
+    y, x, names = design_matrices(formula, data)
+    part = M.RandomPart("r", random, M.parse_random(random),
+                        {"therapist_id": "therapist", "client_id": "client"})
+    return run_checks("m", data, y, x, names, part, settings)
+
+
+@pytest.fixture(scope="module")
+def small() -> pd.DataFrame:
+    data = M.prepare(read_data("zero_therapist"))
+    return data[data["therapist_id"].isin(sorted(data["therapist_id"].unique())[:3])]
+
+
+def test_check_one_level(small: pd.DataFrame) -> None:
+    one = small[small["therapist_id"] == small["therapist_id"].iloc[0]]
+    out = _check(one, "wellbeing ~ time", "(1 | therapist_id) + (1 | client_id)")
+    assert out.random.factors == ("client_id",)
+    assert out.simplifications == [
+        "therapist level dropped: 1 therapist: a therapist variance is not identified "
+        "(lme4: grouping factors must have > 1 sampled level)"]
+    with pytest.raises(NotEstimableError, match="model m: 1 therapist"):
+        _check(one, "wellbeing ~ time", "(1 | therapist_id) + (1 | client_id)",
+               one_level="refuse")
+    one_client = one[one["client_id"] == one["client_id"].iloc[0]]
+    with pytest.raises(NotEstimableError, match="1 client"):
+        _check(one_client, "wellbeing ~ time", "(1 | client_id)")
+
+
+def test_check_few_sessions(small: pd.DataFrame) -> None:
+    two = small.groupby("client_id").head(2)
+    out = _check(two, "wellbeing ~ time", "(1 | therapist_id) + (1 + time | client_id)")
+    assert out.random.formula == "(1 | therapist_id) + (1 | client_id)"
+    assert "client random slope on time dropped" in out.simplifications[0]
+    with pytest.raises(NotEstimableError, match="cannot be told from the residual"):
+        _check(two, "wellbeing ~ time", "(1 | client_id) + (0 + time | client_id)",
+               few_sessions="refuse")
+
+
+def test_check_observations_against_random_effects(small: pd.DataFrame) -> None:
+    first = small.groupby("client_id").head(1)
+    with pytest.raises(NotEstimableError, match="number of levels of each grouping factor"):
+        _check(first, "wellbeing ~ 1", "(1 | therapist_id) + (1 | client_id)")
+    two = small.groupby("client_id").head(2)
+    with pytest.raises(NotEstimableError, match="number of observations <= number of "
+                                                "random effects"):
+        _check(two, "wellbeing ~ 1", "(1 | therapist_id) + (1 + time | client_id)",
+               slope_min_rows=2)
+
+
+def test_check_rank_deficient_and_constant(small: pd.DataFrame) -> None:
+    data = small.assign(twice_goal=2 * small["goal_within"])
+    with pytest.raises(NotEstimableError, match=r"rank deficient: twice_goal \(= a "
+                                                r"combination of goal_within\)"):
+        _check(data, "wellbeing ~ goal_within + twice_goal", "(1 | client_id)")
+    with pytest.raises(NotEstimableError, match="outcome is constant"):
+        _check(small.assign(wellbeing=3.0), "wellbeing ~ time", "(1 | client_id)")
+
+
+# --------------------------------------------------------------------------------------
+# fit_all, statuses and the result files
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_run() -> list[M.FitResult]:
+    data = read_data("zero_therapist")
+    clients = pd.DataFrame({"client_id": sorted(data["client_id"].unique())})
+    clients["modality"] = np.where(np.arange(len(clients)) % 2 == 0, "in person", "video")
+    names = ["primary", "growth", "goal_only", "task_only", "bond_only", "lagged",
+             "modality_main", "moderation_modality", "moderation_approach"]
+    return M.fit_all(data, clients, {"df_method": "wald"}, models=names, verbose=False)
+
+
+def test_tables(small_run: list[M.FitResult]) -> None:
+    coefs = M.coefficients(small_run)
+    assert (coefs["df_method"] == "Wald z (asymptotic normal)").all()
+    assert coefs["df"].isna().all()
+    holm_rows = coefs[coefs["p_holm"].notna()]
+    assert list(zip(holm_rows["model"], holm_rows["term"], strict=True)) == [
+        ("goal_only", "goal_within"), ("task_only", "task_within"), ("bond_only", "bond_within")]
+    stats_table = M.fit_statistics(small_run).set_index("model")
+    assert set(stats_table["status"]) <= set(M.STATUSES)
+    assert stats_table.loc["moderation_approach", "status"] == "skipped"
+    assert "approach" in stats_table.loc["moderation_approach", "reason"]
+    primary = next(f for f in small_run if f.name == "primary")
+    assert primary.ml is not None and not primary.ml.reml
+    assert stats_table.loc["primary", "aic"] == pytest.approx(
+        -2 * primary.ml.loglik + 2 * primary.ml.n_params)
+    lr = M.lr_tests(small_run).set_index("comparison")
+    assert lr.loc["alliance_vs_growth", "df"] == 6
+    assert lr.loc["moderation_modality", "df"] == 3
+
+
+def test_a_failing_model_stops_nothing(plan: M.ModelPlan) -> None:
+    """One therapist and a constant outcome: statuses, reasons, no exception."""
+    data = read_data("one_therapist").assign(goal=3.0)
+    fits = M.fit_all(data, None, {"df_method": "wald"},
+                     models=["primary", "growth", "alliance_levels_goal"], verbose=False)
+    by = {f.name: f for f in fits}
+    assert by["growth"].status in ("fitted", "singular")
+    assert by["growth"].simplification.startswith("therapist level dropped")
+    assert by["primary"].status == "not estimable"
+    assert "rank deficient: goal_within (zero on every row); goal_between" in by["primary"].reason
+    assert by["alliance_levels_goal"].status == "not estimable"
+    assert "outcome is constant" in by["alliance_levels_goal"].reason
+    assert not (M.coefficients(fits)["model"] == "alliance_levels_goal").any()
+
+
+def test_write_results_is_deterministic(small_run: list[M.FitResult], tmp_path: Path) -> None:
+    first = M.write_results(small_run, tmp_path / "a")
+    second = M.write_results(small_run, tmp_path / "b")
+    assert [p.name for p in first] == ["coefficients.csv", "variance_components.csv",
+                                       "fit_statistics.csv", "lr_tests.csv", "metrics.json",
+                                       "fit_records.json"]
+    for a, b in zip(first, second, strict=True):
+        assert a.read_bytes() == b.read_bytes()
+    records = json.loads((tmp_path / "a" / "fit_records.json").read_text(encoding="utf-8"))
+    rec = records["primary"]["fit"]
+    assert {"theta", "objective", "evaluations", "optimizer", "tolerances", "checks"} <= set(rec)
+    assert "seconds" not in json.dumps(records)
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text(encoding="utf-8"))
+    assert set(metrics["primary"]["goal_within"]) == {"estimate", "conf_low", "conf_high"}
