@@ -213,6 +213,9 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
     sens = [m for m in params["report"]["sensitivity_models"] if m in readable]
     if "primary" in sens:
         made.append(("sensitivity", figures.sensitivity(coefs, sens)))
+    if (results / "power.csv").is_file():
+        target = float(read("power_target.csv")["target"].iloc[0])
+        made.append(("power_curves", figures.power_curves(read("power.csv"), target)))
     if (results / "scoring" / "reliability.csv").is_file():
         made.append(("reliability", figures.reliability(
             read("scoring/reliability.csv"), read("scoring/floor_ceiling.csv"))))

@@ -220,3 +220,36 @@ def reliability(rel: pd.DataFrame, floor_ceiling: pd.DataFrame) -> tuple[Figure,
     axes[1].set(xlabel="item", ylabel="% answers at the top option", title="Ceiling")
     fig.tight_layout()
     return fig, pd.concat([per, fc], ignore_index=True)
+
+
+def power_curves(power: pd.DataFrame, target: float | None = None) -> tuple[Figure, pd.DataFrame]:
+    """Power of each term against the number of therapists, with Monte-Carlo intervals.
+
+    ``power`` is ``results/power.csv``. One line per term (and per clients-per-therapist x
+    sessions combination when the designs vary those too); the dashed line is the target.
+    """
+    from pipeline.tables import term_label
+
+    data = power.copy()
+    data["series"] = data["term"].astype(str).map(term_label)
+    varied = data.groupby("term")[["clients_per_therapist", "sessions"]].nunique().max().max()
+    if varied > 1:
+        data["series"] += (" (" + data["clients_per_therapist"].astype(str) + " clients, "
+                           + data["sessions"].astype(str) + " sessions)")
+    data = data.sort_values(["series", "therapists"], kind="mergesort").reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    palette = plt.get_cmap("tab10")
+    for i, (series, rows) in enumerate(data.groupby("series", sort=False)):
+        color = palette(i % 10)
+        ax.plot(rows["therapists"], rows["power"], marker="o", ms=4, color=color, label=series)
+        ax.fill_between(rows["therapists"], rows["conf_low"], rows["conf_high"], color=color,
+                        alpha=0.15, lw=0)
+    if target is not None:
+        ax.axhline(target, color="0.3", ls="--", lw=1, label=f"target {target:g}")
+    alpha = float(data["alpha"].iloc[0]) if len(data) else 0.05
+    ax.axhline(alpha, color="0.6", ls=":", lw=1, label=f"alpha {alpha:g}")
+    ax.set(xlabel="therapists", ylabel="power", ylim=(0, 1), title="Power by design")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig, data.drop(columns="series")

@@ -81,7 +81,8 @@ def run_power(settings: PowerSettings, truth: ModelTruth, execution: ExecutionSe
                 "from the rest would be biased: enlarge the design (more clients or "
                 "sessions), or simplify power.model.")
     table = power_table(settings.designs, by_design, terms,
-                        {t: float(truth.fixed[t]) for t in terms}, settings.alpha)
+                        {t: float(truth.fixed[t]) for t in terms}, settings.alpha,
+                        settings.model)
     return table, smallest_adequate(table, settings.target)
 
 

@@ -13,9 +13,9 @@ from pipeline.simulation.design import StudyDesign
 
 from .replicate import COUNTED
 
-COLUMNS = ["design", "therapists", "clients_per_therapist", "sessions", "attendance", "term",
-           "effect", "replications", "failed", "singular", "rejections", "power", "conf_low",
-           "conf_high", "mean_estimate", "alpha"]
+COLUMNS = ["model", "design", "therapists", "clients_per_therapist", "sessions", "attendance",
+           "term", "effect", "replications", "failed", "singular", "rejections", "power",
+           "conf_low", "conf_high", "mean_estimate", "alpha"]
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -27,7 +27,8 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 
 def power_table(designs: Sequence[StudyDesign], results: Sequence[Sequence[dict[str, Any]]],
-                terms: Sequence[str], effects: dict[str, float], alpha: float) -> pd.DataFrame:
+                terms: Sequence[str], effects: dict[str, float], alpha: float,
+                model: str = "primary") -> pd.DataFrame:
     """One row per design x term.
 
     ``power`` = share of counted fits (status fitted or singular) with p < ``alpha``;
@@ -45,7 +46,7 @@ def power_table(designs: Sequence[StudyDesign], results: Sequence[Sequence[dict[
             k = int((p < alpha).sum())
             low, high = clopper_pearson(k, len(counted))
             rows.append({
-                "design": design.label, "therapists": design.therapists,
+                "model": model, "design": design.label, "therapists": design.therapists,
                 "clients_per_therapist": design.clients_per_therapist,
                 "sessions": design.sessions, "attendance": design.attendance, "term": term,
                 "effect": effects[term], "replications": len(reps),
