@@ -254,6 +254,23 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
     log("publish", f"tables in {tabdir}/ (html, tex, md)")
 
 
+def cmd_bootstrap(params: dict[str, Any], args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from pipeline.models.bootstrap import bootstrap_model
+
+    scored = pd.read_csv(args.scored, dtype={"client_id": str, "therapist_id": str})
+    clients_file = Path(args.validated) / "clients.csv"
+    clients = (pd.read_csv(clients_file, dtype={"client_id": str})
+               if clients_file.is_file() else None)
+    table = bootstrap_model(scored, clients, params)
+    if "note" in table.attrs:
+        log("bootstrap", f"no intervals: {table.attrs['note']}")
+    out = Path(args.out)
+    write_csv(table, out)
+    log("bootstrap", f"wrote {out}")
+
+
 def cmd_power(params: dict[str, Any], args: argparse.Namespace) -> None:
     from pipeline.power.run import power_stage
 
@@ -279,6 +296,7 @@ COMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None], 
     "describe": (cmd_describe, "aggregate description of the data"),
     "fit": (cmd_fit, "fit the mixed-effects models"),
     "publish": (cmd_publish, "figures (PNG, SVG, CSV) and APA tables (HTML, LaTeX, Markdown)"),
+    "bootstrap": (cmd_bootstrap, "parametric bootstrap of variance components, ICC and R2"),
     "power": (cmd_power, "simulation-based power over the designs in params.yaml"),
     "render": (cmd_render, "render a notebook to an HTML report"),
 }
@@ -294,13 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", default="data/simulated")
         if name == "validate":
             p.add_argument("--out", default=str(VALIDATED))
-        if name in ("score", "describe", "fit"):
+        if name in ("score", "describe", "fit", "bootstrap"):
             p.add_argument("--validated", default=str(VALIDATED))
         if name == "score":
             p.add_argument("--out", default=str(SCORED))
             p.add_argument("--results", default=str(RESULTS / "scoring"))
-        if name in ("describe", "fit"):
+        if name in ("describe", "fit", "bootstrap"):
             p.add_argument("--scored", default=str(SCORED))
+        if name == "bootstrap":
+            p.add_argument("--out", default=str(RESULTS / "bootstrap.csv"))
         if name == "describe":
             p.add_argument("--out", default=str(RESULTS / "describe"))
         if name == "fit":
