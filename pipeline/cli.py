@@ -213,6 +213,9 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
     sens = [m for m in params["report"]["sensitivity_models"] if m in readable]
     if "primary" in sens:
         made.append(("sensitivity", figures.sensitivity(coefs, sens)))
+    if (results / "specification_curve.csv").is_file():
+        made.append(("specification_curve",
+                     figures.specification_curve(read("specification_curve.csv"))))
     if (results / "power.csv").is_file():
         target = float(read("power_target.csv")["target"].iloc[0])
         made.append(("power_curves", figures.power_curves(read("power.csv"), target)))
@@ -271,6 +274,22 @@ def cmd_bootstrap(params: dict[str, Any], args: argparse.Namespace) -> None:
     log("bootstrap", f"wrote {out}")
 
 
+def cmd_speccurve(params: dict[str, Any], args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from pipeline.models.fitting import settings_from
+    from pipeline.parallel import execution_settings
+    from pipeline.speccurve import curve_settings, specification_curve
+
+    settings = curve_settings(params.get("specification_curve"))
+    fit_settings = settings_from(params.get("model"))
+    execution = execution_settings(params.get("parallel"))
+    scored = pd.read_csv(args.scored, dtype={"client_id": str, "therapist_id": str})
+    table = specification_curve(scored, settings, fit_settings, execution)
+    write_csv(table, Path(args.out))
+    log("speccurve", f"{table['spec'].nunique()} specifications; wrote {args.out}")
+
+
 def cmd_power(params: dict[str, Any], args: argparse.Namespace) -> None:
     from pipeline.power.run import power_stage
 
@@ -297,6 +316,7 @@ COMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None], 
     "fit": (cmd_fit, "fit the mixed-effects models"),
     "publish": (cmd_publish, "figures (PNG, SVG, CSV) and APA tables (HTML, LaTeX, Markdown)"),
     "bootstrap": (cmd_bootstrap, "parametric bootstrap of variance components, ICC and R2"),
+    "speccurve": (cmd_speccurve, "specification curve over the analytic choices"),
     "power": (cmd_power, "simulation-based power over the designs in params.yaml"),
     "render": (cmd_render, "render a notebook to an HTML report"),
 }
@@ -317,10 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "score":
             p.add_argument("--out", default=str(SCORED))
             p.add_argument("--results", default=str(RESULTS / "scoring"))
-        if name in ("describe", "fit", "bootstrap"):
+        if name in ("describe", "fit", "bootstrap", "speccurve"):
             p.add_argument("--scored", default=str(SCORED))
         if name == "bootstrap":
             p.add_argument("--out", default=str(RESULTS / "bootstrap.csv"))
+        if name == "speccurve":
+            p.add_argument("--out", default=str(RESULTS / "specification_curve.csv"))
         if name == "describe":
             p.add_argument("--out", default=str(RESULTS / "describe"))
         if name == "fit":
