@@ -167,6 +167,9 @@ def fit_specification(task: Mapping[str, Any]) -> dict[str, Any]:
                                       settings=task["settings"], model=spec["spec"])
     except PipelineError as exc:
         return {**base, "status": "not estimable", "reason": str(exc), "terms": {}}
+    except (np.linalg.LinAlgError, ValueError, RuntimeError) as exc:
+        return {**base, "status": "failed", "reason": f"{type(exc).__name__}: {exc}",
+                "terms": {}}
     if simplified:
         return {**base, "status": "not estimable",
                 "reason": "only a simplified model could be fitted: " + "; ".join(simplified),
