@@ -75,6 +75,7 @@ lab: setup
 bench: setup
 	python benchmarks/bench_fit.py
 	python benchmarks/coverage.py
+	python benchmarks/bench_power.py
 
 clean-env:
 	rm -rf $(VENV) .tools
