@@ -76,6 +76,7 @@ bench: setup
 	python benchmarks/bench_fit.py
 	python benchmarks/coverage.py
 	python benchmarks/bench_power.py
+	python benchmarks/coverage_bootstrap.py
 
 clean-env:
 	rm -rf $(VENV) .tools
