@@ -28,7 +28,7 @@ help:
 	@echo "make test-fast - the quick tests only (no end-to-end runs)"
 	@echo "make lab    - open the notebooks in JupyterLab"
 	@echo "make lint   - ruff"
-	@echo "make bench  - benchmarks (fit time vs lme4, coverage, ruptures coverage)"
+	@echo "make bench  - benchmarks (fit time vs lme4, coverage, ruptures, power, bootstrap)"
 
 $(UV):
 	@echo "installing uv $(UV_VERSION) into .tools/"
@@ -87,6 +87,8 @@ bench: setup
 	python benchmarks/bench_fit.py
 	python benchmarks/coverage.py
 	python benchmarks/ruptures_coverage.py
+	python benchmarks/bench_power.py
+	python benchmarks/coverage_bootstrap.py
 
 clean-env:
 	rm -rf $(VENV) .tools

@@ -129,6 +129,46 @@ if primary_ok:
     display(styled(variance_table(varcomp, ["primary"])))
 
 # %% [markdown]
+# ### How sure are these variance components? A parametric bootstrap
+#
+# A variance estimated from 30 therapists is uncertain, and its sampling distribution is
+# skewed (a variance cannot go below zero), so a symmetric "estimate ± 2 SE" interval
+# misleads. The *parametric bootstrap* (lme4's `bootMer`) simulates many new data sets from
+# the fitted model, on the same clients and sessions, refits the model to each, and takes
+# the middle 95% of the refitted values as the interval. It gives intervals for the
+# standard deviations, for the therapist and client shares of the variance (ICC: the share
+# of the intercept variance at the first session) and for R².
+
+# %%
+boot_file = results / "bootstrap.csv"
+boot = pd.read_csv(boot_file) if boot_file.is_file() else pd.DataFrame()
+if primary_ok and len(boot):
+    names = {"sd_therapist": "SD therapist intercept", "sd_client": "SD client intercept",
+             "sd_client_time": "SD client slope on time", "sd_residual": "SD residual",
+             "corr_client_time": "Correlation client intercept, slope",
+             "icc_therapist": "ICC therapist", "icc_client": "ICC client",
+             "r2_marginal": "R² marginal", "r2_conditional": "R² conditional"}
+    level = float(boot["conf_level"].iloc[0])
+    shown = pd.DataFrame({
+        "quantity": boot["quantity"].map(names),
+        "estimate": boot["estimate"].map(lambda v: f"{v:.3f}"),
+        f"{level:.0%} bootstrap interval": [f"[{lo:.3f}, {hi:.3f}]" for lo, hi in
+                                            zip(boot["conf_low"], boot["conf_high"],
+                                                strict=True)]})
+    display(styled(shown))
+    reps, failed = int(boot["replications"].iloc[0]), int(boot["failed"].iloc[0])
+    icc = boot.set_index("quantity").loc["icc_therapist"]
+    display(Markdown(
+        f"Percentile intervals from {reps:,} simulated data sets ({failed} refits failed "
+        f"and are left out; {int(boot['singular'].iloc[0])} put a variance at zero). "
+        f"Therapists account for {icc['estimate']:.0%} of the intercept variance, and "
+        f"data like these are compatible with anything from {icc['conf_low']:.0%} to "
+        f"{icc['conf_high']:.0%}."))
+elif primary_ok:
+    display(Markdown("No bootstrap intervals: `results/bootstrap.csv` is absent or empty "
+                     "(the `bootstrap` stage writes it)."))
+
+# %% [markdown]
 # ### Does the model fit?
 #
 # If the model is right, the residuals and the predicted random effects look roughly

@@ -24,6 +24,8 @@
 params_file = None  # path to params.yaml (None: the file of this project)
 
 # %%
+import html
+
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -102,6 +104,77 @@ if "primary" in shown and len(shown) > 1:
         f"The largest change of an estimate from the primary model is **{shift:.3f}** "
         "wellbeing points per alliance point."
     ))
+
+# %% [markdown]
+# ## The specification curve: every reasonable analysis at once
+#
+# Each sensitivity model above changes one choice. But the choices combine: detrended
+# *and* lagged, ML *and* only clients with three sessions. The *specification curve*
+# (Simonsohn, Simmons & Nelson, 2020) fits the model under every combination of the
+# choices listed in `params.yaml` (`specification_curve:`) and sorts the within-client
+# estimates from low to high. The panel under each curve shows which options each
+# specification used, so you can see which choice moves the estimate. A conclusion that
+# holds across the whole curve does not depend on the analyst's choices; one that flips
+# sign with one choice does, and that choice needs a substantive argument.
+
+# %%
+curve_file = results / "specification_curve.csv"
+if curve_file.is_file():
+    curve = pd.read_csv(curve_file)
+    fig, _ = figures.specification_curve(curve)
+    plt.show()
+else:
+    curve = None
+    display(Markdown("No specification curve was computed (`results/specification_curve.csv` "
+                     "is absent)."))
+
+# %%
+if curve is not None:
+    choices = ["within", "lag", "random_slope", "estimation", "min_sessions"]
+    summary = []
+    lines = []
+    n_specs = curve["spec"].nunique()
+    for term, rows in curve.groupby("term", sort=False):
+        ok = rows[rows["estimate"].notna()]
+        positive = int(((ok["conf_low"] > 0)).sum())
+        negative = int(((ok["conf_high"] < 0)).sum())
+        # Which choice moves the estimate most: the largest gap between the mean
+        # estimates of its options.
+        gaps = {c: ok.groupby(c)["estimate"].mean().agg(lambda s: s.max() - s.min())
+                for c in choices if ok[c].nunique() > 1}
+        biggest = max(gaps, key=lambda c: gaps[c]) if gaps else None
+        summary.append({
+            "term": term_label(term), "specifications": f"{len(ok)} of {n_specs}",
+            "median estimate": f"{ok['estimate'].median():.3f}" if len(ok) else "",
+            "range": f"{ok['estimate'].min():.3f} to {ok['estimate'].max():.3f}"
+            if len(ok) else "",
+            "CI above 0": positive, "CI below 0": negative,
+            "choice that matters most": (f"{biggest.replace('_', ' ')} "
+                                         f"(gap {gaps[biggest]:.3f})") if biggest else "",
+        })
+        if len(ok) and biggest is not None:
+            means = ok.groupby(biggest)["estimate"].mean()
+            detail = ", ".join(f"{html.escape(str(k))}: {v:.3f}" for k, v in means.items())
+            lines.append(f"- **{term_label(term)}**: positive with an interval above 0 in "
+                         f"{positive} of {len(ok)} specifications, negative in {negative}. "
+                         f"The choice that moves it most is *{biggest.replace('_', ' ')}* "
+                         f"(mean estimate by option: {detail}).")
+    display(styled(pd.DataFrame(summary)))
+    failed = curve[curve["estimate"].isna()].drop_duplicates("spec")
+    if len(failed):
+        lines.append(f"- {len(failed)} specification(s) could not be estimated on these data; "
+                     "their reasons are in `results/specification_curve.csv`.")
+    display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# **How to read a split curve.** When the lag is the choice that matters (as it often is),
+# the two halves answer different questions: lag 0 asks whether sessions with a
+# better-than-usual alliance are also sessions with better wellbeing; lag 1 asks whether
+# a better-than-usual alliance is followed by better wellbeing at the next session, after
+# adjusting for wellbeing at the previous one. The second is closer to a causal question,
+# but a lagged outcome next to a client intercept is biased in short series (Nickell,
+# 1981), so a small or negative lag-1 estimate is not by itself evidence against an
+# alliance effect.
 
 # %%
 # The works this report cites (docs/references.yaml).

@@ -266,6 +266,12 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
     sens = [m for m in params["report"]["sensitivity_models"] if m in readable]
     if "primary" in sens:
         made.append(("sensitivity", figures.sensitivity(coefs, sens)))
+    if (results / "specification_curve.csv").is_file():
+        made.append(("specification_curve",
+                     figures.specification_curve(read("specification_curve.csv"))))
+    if (results / "power.csv").is_file():
+        target = float(read("power_target.csv")["target"].iloc[0])
+        made.append(("power_curves", figures.power_curves(read("power.csv"), target)))
     if (results / "scoring" / "reliability.csv").is_file():
         made.append(("reliability", figures.reliability(
             read("scoring/reliability.csv"), read("scoring/floor_ceiling.csv"))))
@@ -304,6 +310,48 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
                        "BIC from the ML refit; R\u00b2 after Nakagawa & Schielzeth (2013) and "
                        "Johnson (2014).")
     log("publish", f"tables in {tabdir}/ (html, tex, md)")
+
+
+def cmd_bootstrap(params: dict[str, Any], args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from pipeline.models.bootstrap import bootstrap_model
+
+    scored = pd.read_csv(args.scored, dtype={"client_id": str, "therapist_id": str})
+    clients_file = Path(args.validated) / "clients.csv"
+    clients = (pd.read_csv(clients_file, dtype={"client_id": str})
+               if clients_file.is_file() else None)
+    table = bootstrap_model(scored, clients, params)
+    if "note" in table.attrs:
+        log("bootstrap", f"no intervals: {table.attrs['note']}")
+    out = Path(args.out)
+    write_csv(table, out)
+    log("bootstrap", f"wrote {out}")
+
+
+def cmd_speccurve(params: dict[str, Any], args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from pipeline.models.fitting import settings_from
+    from pipeline.parallel import execution_settings
+    from pipeline.speccurve import curve_settings, specification_curve
+
+    settings = curve_settings(params.get("specification_curve"))
+    fit_settings = settings_from(params.get("model"))
+    execution = execution_settings(params.get("parallel"))
+    scored = pd.read_csv(args.scored, dtype={"client_id": str, "therapist_id": str})
+    table = specification_curve(scored, settings, fit_settings, execution)
+    write_csv(table, Path(args.out))
+    log("speccurve", f"{table['spec'].nunique()} specifications; wrote {args.out}")
+
+
+def cmd_power(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from pipeline.power.run import power_stage
+
+    tables = power_stage(params, Path(args.results), Path(args.checkpoint), log=log)
+    for name, frame in tables.items():
+        write_csv(frame, Path(args.results) / f"{name}.csv")
+        log("power", f"wrote {Path(args.results) / name}.csv")
 
 
 def cmd_ruptures(params: dict[str, Any], args: argparse.Namespace) -> None:
@@ -349,6 +397,9 @@ COMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None], 
     "fit": (cmd_fit, "fit the mixed-effects models"),
     "publish": (cmd_publish, "figures (PNG, SVG, CSV) and APA tables (HTML, LaTeX, Markdown)"),
     "ruptures": (cmd_ruptures, "rupture-repair episodes, outcome and endings (aggregates)"),
+    "bootstrap": (cmd_bootstrap, "parametric bootstrap of variance components, ICC and R2"),
+    "speccurve": (cmd_speccurve, "specification curve over the analytic choices"),
+    "power": (cmd_power, "simulation-based power over the designs in params.yaml"),
     "render": (cmd_render, "render a notebook to an HTML report"),
     "index": (cmd_index, "front page reports/index.html: every report, figure and table"),
 }
@@ -369,13 +420,17 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--episodes", default=str(INTERIM / "episodes.csv"))
             p.add_argument("--out", default=str(RESULTS / "ruptures"))
             p.add_argument("--figures", default="reports/ruptures")
-        if name in ("score", "describe", "fit"):
+        if name in ("score", "describe", "fit", "bootstrap"):
             p.add_argument("--validated", default=str(VALIDATED))
         if name == "score":
             p.add_argument("--out", default=str(SCORED))
             p.add_argument("--results", default=str(RESULTS / "scoring"))
-        if name in ("describe", "fit"):
+        if name in ("describe", "fit", "bootstrap", "speccurve"):
             p.add_argument("--scored", default=str(SCORED))
+        if name == "bootstrap":
+            p.add_argument("--out", default=str(RESULTS / "bootstrap.csv"))
+        if name == "speccurve":
+            p.add_argument("--out", default=str(RESULTS / "specification_curve.csv"))
         if name == "describe":
             p.add_argument("--out", default=str(RESULTS / "describe"))
         if name == "fit":
@@ -389,6 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--figures", default="reports/figures")
             p.add_argument("--tables", default="reports/tables")
             p.add_argument("--out", default="reports/index.html")
+        if name == "power":
+            p.add_argument("--results", default=str(RESULTS))
+            p.add_argument("--checkpoint", default=str(INTERIM / "power" / "replicates.jsonl"),
+                           help="finished replicates, kept so an interrupted run resumes")
         if name == "render":
             p.add_argument("--notebook", required=True, nargs="+",
                            help="jupytext .py source(s), rendered in one process")

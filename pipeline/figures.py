@@ -272,3 +272,80 @@ def reliability(rel: pd.DataFrame, floor_ceiling: pd.DataFrame) -> tuple[Figure,
                             for sc in shown], frameon=False)
     fig.tight_layout()
     return fig, pd.concat([per, fc], ignore_index=True)
+
+
+def power_curves(power: pd.DataFrame, target: float | None = None) -> tuple[Figure, pd.DataFrame]:
+    """Power of each term against the number of therapists, with Monte-Carlo intervals.
+
+    ``power`` is ``results/power.csv``. One line per term (and per clients-per-therapist x
+    sessions combination when the designs vary those too); the dashed line is the target.
+    """
+    from pipeline.tables import term_label
+
+    data = power.copy()
+    data["series"] = data["term"].astype(str).map(term_label)
+    varied = data.groupby("term")[["clients_per_therapist", "sessions"]].nunique().max().max()
+    if varied > 1:
+        data["series"] += (" (" + data["clients_per_therapist"].astype(str) + " clients, "
+                           + data["sessions"].astype(str) + " sessions)")
+    data = data.sort_values(["series", "therapists"], kind="mergesort").reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    palette = plt.get_cmap("tab10")
+    for i, (series, rows) in enumerate(data.groupby("series", sort=False)):
+        color = palette(i % 10)
+        ax.plot(rows["therapists"], rows["power"], marker="o", ms=4, color=color, label=series)
+        ax.fill_between(rows["therapists"], rows["conf_low"], rows["conf_high"], color=color,
+                        alpha=0.15, lw=0)
+    if target is not None:
+        ax.axhline(target, color="0.3", ls="--", lw=1, label=f"target {target:g}")
+    alpha = float(data["alpha"].iloc[0]) if len(data) else 0.05
+    ax.axhline(alpha, color="0.6", ls=":", lw=1, label=f"alpha {alpha:g}")
+    ax.set(xlabel="therapists", ylabel="power", ylim=(0, 1), title="Power by design")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig, data.drop(columns="series")
+
+
+def specification_curve(curve: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
+    """Specification curve: every specification's estimate, sorted, with its choices.
+
+    ``curve`` is ``results/specification_curve.csv``. Top row: the estimates of each term
+    sorted from low to high with their intervals (filled: the interval excludes 0).
+    Bottom row: which option of each choice the specification above used.
+    """
+    from pipeline.tables import term_label
+
+    data = curve[curve["estimate"].notna()].copy()
+    terms = list(dict.fromkeys(data["term"]))
+    choices = ["within", "lag", "random_slope", "estimation", "min_sessions"]
+    options = [(c, o) for c in choices for o in dict.fromkeys(data[c].astype(str))]
+    fig, axes = plt.subplots(2, max(len(terms), 1), figsize=(4.2 * max(len(terms), 1), 6.5),
+                             sharex="col", squeeze=False,
+                             gridspec_kw={"height_ratios": [1.0, 1.1]})
+    drawn = []
+    for j, term in enumerate(terms):
+        rows = data[data["term"] == term].sort_values(["estimate", "spec"], kind="mergesort")
+        rows = rows.reset_index(drop=True).assign(rank=lambda d: np.arange(1, len(d) + 1))
+        drawn.append(rows)
+        top, bottom = axes[0, j], axes[1, j]
+        excl = (rows["conf_low"] > 0) | (rows["conf_high"] < 0)
+        top.vlines(rows["rank"], rows["conf_low"], rows["conf_high"], color="0.7", lw=1)
+        top.scatter(rows["rank"], rows["estimate"], s=14, zorder=3,
+                    c=np.where(excl, COLORS["within"], "white"), edgecolors=COLORS["within"])
+        top.axhline(0, color="0.3", lw=0.8)
+        top.set(title=term_label(term), ylabel="estimate (95% CI)" if j == 0 else "")
+        for k, (choice, option) in enumerate(options):
+            hit = rows[choice].astype(str) == option
+            bottom.scatter(rows.loc[hit, "rank"], np.full(int(hit.sum()), k), s=6,
+                           color="0.2", marker="s")
+        bottom.set_yticks(range(len(options)))
+        bottom.set_yticklabels([f"{c.replace('_', ' ')}: {o}" for c, o in options]
+                               if j == 0 else [], fontsize=7)
+        bottom.invert_yaxis()
+        bottom.set(xlabel="specification (sorted by estimate)")
+        bottom.xaxis.get_major_locator().set_params(integer=True)
+        bottom.grid(False)
+    fig.tight_layout()
+    out = pd.concat(drawn, ignore_index=True) if drawn else data
+    return fig, out

@@ -1,0 +1,168 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Planning a study: how many therapists, clients and sessions?
+#
+# **In short.** *Power* is the chance that a study finds an effect that is really there:
+# that the test of, say, the within-client goal effect gives p < α. It depends on the size
+# of the effect, on how much wellbeing varies between therapists, between clients and from
+# session to session, and on the design. Mixed models have no simple formula for it, so
+# this report *simulates*: for each planned design it generates many studies from a model
+# whose true values are known, fits the same model the analysis plan fits, and counts how
+# often each test rejects. Where a fit fails, that is counted and shown, never read as
+# "no effect" (a known pitfall of simulation-based power: failed fits silently counted as
+# non-rejections make power look lower than it is).
+
+# %% tags=["parameters"]
+params_file = None  # path to params.yaml (None: the file of this project)
+
+# %%
+import html
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+from pipeline import figures
+from pipeline.report import data_notice, open_project
+from pipeline.tables import format_num, styled, term_label
+
+root, params = open_project(params_file)
+display(Markdown(data_notice(params)))
+results = root / "results"
+figures.apply_style()
+power_file = results / "power.csv"
+available = power_file.is_file()
+if available:
+    power = pd.read_csv(power_file)
+    target_table = pd.read_csv(results / "power_target.csv", keep_default_na=False)
+    truth = pd.read_csv(results / "power_truth.csv")
+else:
+    display(Markdown("**No power analysis was run**: `results/power.csv` is absent (the "
+                     "`power` stage needs a fitted model to take its true values from)."))
+
+# %% [markdown]
+# ## What was simulated
+#
+# Each simulated study has the planned number of therapists, clients per therapist and
+# sessions. Goal, task and bond are drawn at the therapist, client and session level (the
+# alliance settings below), the predictors are built from them exactly as for real data
+# (time, and each client's mean and session-to-session deviations), and wellbeing is drawn
+# from the model with the true values in the table: fixed effects from `power.effects`
+# where set, otherwise the estimates of the model fitted to these data; variance
+# components from that fit.
+
+# %%
+if available:
+    n_rep = int(power["replications"].iloc[0])
+    alpha = float(power["alpha"].iloc[0])
+    model = html.escape(str(power["model"].iloc[0]))
+    display(Markdown(
+        f"Model **{model}**, {power['design'].nunique()} designs, **{n_rep:,} simulated "
+        f"studies per design**, tests at α = {alpha:g} with the model's degrees of freedom "
+        "(Satterthwaite unless set otherwise)."))
+    components = {"therapist": "Therapist intercept", "client": "Client intercept",
+                  "client_time": "Client slope on time", "residual": "Residual (session)",
+                  "client_time_corr": "Client intercept and slope"}
+    shown = truth.assign(parameter=[term_label(p) if k == "fixed effect"
+                                    else components.get(p, p)
+                                    for p, k in zip(truth["parameter"], truth["kind"],
+                                                    strict=True)],
+                         value=[format_num(v, 3) for v in truth["value"]])
+    display(styled(shown))
+
+# %% [markdown]
+# ## Power by design
+#
+# Each line is one term; the band is the Monte-Carlo 95% interval (how far the estimate
+# could be from the power an infinite number of simulations would give). The dotted line
+# is α: a term with no true effect should sit on it, which checks the test itself.
+
+# %%
+if available:
+    target = float(target_table["target"].iloc[0])
+    fig, _ = figures.power_curves(power, target)
+    plt.show()
+
+# %%
+if available:
+    table = pd.DataFrame({
+        "design": power["design"].map(lambda s: html.escape(str(s))),
+        "therapists": power["therapists"], "clients each": power["clients_per_therapist"],
+        "sessions": power["sessions"], "term": power["term"].map(term_label),
+        "true effect": [format_num(v, 3) for v in power["effect"]],
+        "power": [format_num(v, 2) for v in power["power"]],
+        "95% MC interval": [f"[{format_num(lo, 2)}, {format_num(hi, 2)}]"
+                            for lo, hi in zip(power["conf_low"], power["conf_high"],
+                                              strict=True)],
+        "failed fits": power["failed"], "singular fits": power["singular"],
+    })
+    display(styled(table))
+
+# %% [markdown]
+# **Failed and singular fits.** A *failed* fit did not converge, or the planned model
+# could not be estimated on that simulated study (for example too few sessions for a
+# client slope); it is left out of the power and counted here. A *singular* fit put a
+# variance at zero (often the small client slope on time in short series); its tests still
+# count, as in lme4. The run stops when more than `power.max_failed_share` of a design's
+# fits fail, because power from the rest would be biased.
+
+# %%
+if available:
+    failed = int(power.groupby("design")["failed"].first().sum())
+    total = int(power.groupby("design")["replications"].first().sum())
+    display(Markdown(f"In all, **{failed:,} of {total:,}** simulated studies could not be "
+                     "fitted as planned."))
+    nulls = power[power["effect"] == 0]
+    for _, row in nulls.iterrows():
+        display(Markdown(
+            f"*Type-I check:* {term_label(row['term'])} has no true effect; in design "
+            f"{html.escape(str(row['design']))} its test rejected in "
+            f"{format_num(row['power'], 3)} of the fits (α = {alpha:g}; Monte-Carlo "
+            f"interval {format_num(row['conf_low'], 3)} to {format_num(row['conf_high'], 3)})."))
+
+# %% [markdown]
+# ## The smallest design that reaches the target
+#
+# "Smallest" means the fewest planned sessions in all (therapists × clients × sessions),
+# then the fewest therapists.
+
+# %%
+if available:
+    lines = []
+    for _, row in target_table.iterrows():
+        label = term_label(row["term"])
+        if row["design"]:
+            lines.append(f"- **{label}**: design {html.escape(str(row['design']))} "
+                         f"(power {format_num(float(row['power']), 2)}, "
+                         f"{int(float(row['planned_sessions'])):,} planned sessions).")
+        else:
+            lines.append(f"- **{label}**: none of the designs reaches power "
+                         f"{float(row['target']):g}; plan a larger study or expect a "
+                         "larger effect.")
+    display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# ## Planning a real study
+#
+# The settings are under `power:` in `params.yaml`. For a study plan use more simulated
+# studies (1,000 or more per design keeps the Monte-Carlo interval within about ±3
+# percentage points), set the effect you want to detect in `power.effects`, and list the
+# designs you could afford. Replicates run in parallel (`parallel.workers`, or
+# `parallel.scheduler` for a Dask cluster) and give the same numbers whatever the number of
+# workers; an interrupted run resumes where it stopped.
+#
+# **What this cannot tell you.** The simulation assumes the model is right: normal random
+# effects, the same effect for every client, no dropout related to wellbeing. Real data
+# are messier; treat the numbers as a lower bound on the size a study needs.

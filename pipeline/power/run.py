@@ -1,0 +1,155 @@
+"""Run a power analysis: every design x replicate through the parallel seam."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import PipelineError
+from pipeline.parallel import ExecutionSettings, fingerprint, run_replicates
+from pipeline.simulation.outcome import ModelTruth
+
+from .replicate import COUNTED, check_model, power_replicate
+from .settings import PowerSettings
+from .summary import power_table, smallest_adequate
+from .truth import reported_terms
+
+
+class TooManyFailedFits(PipelineError):
+    """More replicates failed than ``power.max_failed_share`` allows."""
+
+
+def power_tasks(settings: PowerSettings, truth: ModelTruth,
+                fit_settings: Mapping[str, Any], instrument: str | None) -> list[dict[str, Any]]:
+    """One task per design x replicate, each with its own spawned seed sequence.
+
+    Design ``d`` takes child ``d`` of ``SeedSequence(power.seed)``, and its replicate ``i``
+    that child's child ``i``: adding replicates or designs at the end leaves the earlier
+    replicates' data unchanged.
+    """
+    root = np.random.SeedSequence(settings.seed)
+    tasks = []
+    for design, child in zip(settings.designs, root.spawn(len(settings.designs)), strict=True):
+        for i, seed in enumerate(child.spawn(settings.replications)):
+            tasks.append({
+                "design": dict(design.__dict__), "replicate": i, "seed": seed,
+                "model": settings.model, "alliance": dict(settings.alliance.__dict__),
+                "truth": truth.as_dict(), "fit_settings": dict(fit_settings),
+                "instrument": instrument if settings.level == "items" else None,
+            })
+    return tasks
+
+
+def run_power(settings: PowerSettings, truth: ModelTruth, execution: ExecutionSettings,
+              fit_settings: Mapping[str, Any], *, instrument: str | None = None,
+              checkpoint: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Simulate, fit and summarise.
+
+    Returns
+    -------
+    power : pandas.DataFrame
+        :func:`pipeline.power.summary.power_table`.
+    adequate : pandas.DataFrame
+        :func:`pipeline.power.summary.smallest_adequate` at ``settings.target``.
+
+    Raises
+    ------
+    TooManyFailedFits
+        When a design's failed share exceeds ``max_failed_share`` (the replicates done are
+        kept in the checkpoint).
+    """
+    check_model(settings.model)
+    terms = reported_terms(truth, settings.terms)
+    tasks = power_tasks(settings, truth, fit_settings, instrument)
+    run_id = fingerprint({"power": settings.as_dict(), "truth": truth.as_dict(),
+                          "fit": dict(fit_settings), "instrument": instrument})
+    flat = run_replicates(power_replicate, tasks, execution, desc="power",
+                          checkpoint=checkpoint, run_id=run_id)
+    n = settings.replications
+    by_design = [flat[d * n:(d + 1) * n] for d in range(len(settings.designs))]
+    for design, reps in zip(settings.designs, by_design, strict=True):
+        failed = [r["status"] for r in reps if r["status"] not in COUNTED]
+        if len(failed) / n > settings.max_failed_share:
+            raise TooManyFailedFits(
+                f"power: {len(failed)} of {n} simulated studies of design {design.label} "
+                f"could not be fitted (first reason: {failed[0]}), more than "
+                f"power.max_failed_share = {settings.max_failed_share:g}. A power estimate "
+                "from the rest would be biased: enlarge the design (more clients or "
+                "sessions), or simplify power.model.")
+    table = power_table(settings.designs, by_design, terms,
+                        {t: float(truth.fixed[t]) for t in terms}, settings.alpha,
+                        settings.model)
+    return table, smallest_adequate(table, settings.target)
+
+
+def truth_table(truth: ModelTruth, effects: Mapping[str, float]) -> pd.DataFrame:
+    """The true values simulated from, and where each came from (for the report)."""
+    rows = [{"parameter": term, "kind": "fixed effect", "value": float(value),
+             "source": "power.effects" if term in effects else "fitted model"}
+            for term, value in truth.fixed.items()]
+    rows += [{"parameter": name, "kind": "SD", "value": float(value), "source": "fitted model"}
+             for name, value in truth.sd.items()]
+    rows.append({"parameter": "client_time_corr", "kind": "correlation",
+                 "value": float(truth.client_time_corr), "source": "fitted model"})
+    return pd.DataFrame(rows, columns=["parameter", "kind", "value", "source"])
+
+
+def power_stage(params: Mapping[str, Any], results: Path, checkpoint: Path,
+                log: Any = None) -> dict[str, pd.DataFrame]:
+    """The ``power`` DVC stage: settings first, then true values, replicates, tables.
+
+    Parameters
+    ----------
+    params
+        All of params.yaml.
+    results
+        The results folder (reads the fitted model's tables from it).
+    checkpoint
+        JSON-lines file of finished replicates (kept outside DVC's outputs, so an
+        interrupted run resumes).
+
+    Returns
+    -------
+    dict of DataFrame
+        ``power``, ``power_target`` and ``power_truth`` tables (aggregates only).
+    """
+    from pipeline.models.fitting import settings_from
+    from pipeline.parallel import execution_settings
+
+    from .settings import power_settings
+    from .truth import truth_from_fit
+
+    settings = power_settings(params.get("power"),
+                              (params.get("simulate") or {}).get("alliance"))
+    execution = execution_settings(params.get("parallel"))
+    fit_settings = settings_from(params.get("model"))
+    check_model(settings.model)
+    stats = pd.read_csv(results / "fit_statistics.csv")
+    status_rows = stats.loc[stats["model"] == settings.model, "status"]
+    status = str(status_rows.iloc[0]) if len(status_rows) else "absent"
+    truth = truth_from_fit(settings.model, settings.effects,
+                           pd.read_csv(results / "coefficients.csv"),
+                           pd.read_csv(results / "variance_components.csv"), status)
+    instrument = (params.get("instruments") or {}).get("alliance")
+    if log is not None:
+        n = len(settings.designs) * settings.replications
+        serial = execution.workers == 1 and not execution.scheduler
+        log("power", f"{len(settings.designs)} designs x {settings.replications} replicates "
+                     f"= {n} fits of {settings.model!r}, "
+                     f"{'serial' if serial else 'on Dask'}")
+    table, target = run_power(settings, truth, execution, _plain(fit_settings),
+                              instrument=str(instrument) if instrument else None,
+                              checkpoint=checkpoint)
+    return {"power": table, "power_target": target,
+            "power_truth": truth_table(truth, settings.effects)}
+
+
+def _plain(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as plain JSON-able values (they fingerprint the checkpoint)."""
+    import json
+
+    return dict(json.loads(json.dumps(dict(settings), default=str)))

@@ -1,0 +1,154 @@
+"""The ``power:`` settings, checked before any data are read or any fit is run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.errors import SettingsError
+from pipeline.simulation.alliance import AllianceProcess, process_from_settings
+from pipeline.simulation.design import StudyDesign, design_from_settings
+
+_KEYS = {"model", "designs", "effects", "terms", "replications", "alpha", "seed", "target",
+         "max_failed_share", "alliance", "level"}
+
+
+@dataclass(frozen=True)
+class PowerSettings:
+    """A power analysis.
+
+    Attributes
+    ----------
+    model
+        Name of the model in models.yaml whose terms are tested (default ``primary``).
+    designs
+        The study designs compared.
+    effects
+        Term -> true value; terms left out take the fitted model's estimates.
+    terms
+        Terms whose power is reported (default: every term but the intercept).
+    replications
+        Simulated studies per design.
+    alpha
+        Significance level of each test.
+    seed
+        Root seed; replicate ``i`` of design ``d`` gets its own spawned seed sequence.
+    target
+        Power the smallest adequate design must reach.
+    max_failed_share
+        A run whose share of failed fits in any design exceeds this stops with a message.
+    alliance
+        The alliance process the predictors are drawn from.
+    level
+        ``scores`` (alliance simulated as subscale scores) or ``items`` (items simulated
+        through the alliance instrument and scored by the project's scoring).
+    """
+
+    model: str
+    designs: tuple[StudyDesign, ...]
+    effects: Mapping[str, float]
+    terms: tuple[str, ...]
+    replications: int
+    alpha: float
+    seed: int
+    target: float
+    max_failed_share: float
+    alliance: AllianceProcess
+    level: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain mapping of every setting (fingerprints checkpoints)."""
+        return {
+            "model": self.model, "designs": [d.__dict__ for d in self.designs],
+            "effects": dict(self.effects), "terms": list(self.terms),
+            "replications": self.replications, "alpha": self.alpha, "seed": self.seed,
+            "target": self.target, "max_failed_share": self.max_failed_share,
+            "alliance": self.alliance.__dict__, "level": self.level,
+        }
+
+
+def _number(block: Mapping[str, Any], key: str, default: Any, low: float, high: float,
+            whole: bool = False) -> Any:
+    value = block.get(key, default)
+    ok = isinstance(value, int) if whole else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok or not low <= value <= high:
+        kind = "a whole number" if whole else "a number"
+        raise SettingsError(f"params.yaml: power.{key} is {value!r}; give {kind} from "
+                            f"{low:g} to {high:g}.")
+    return value
+
+
+def power_settings(block: Mapping[str, Any] | None,
+                   simulate_alliance: Mapping[str, Any] | None = None) -> PowerSettings:
+    """Read and check the ``power:`` block.
+
+    Parameters
+    ----------
+    block
+        ``params["power"]``.
+    simulate_alliance
+        ``params["simulate"]["alliance"]``: the alliance process used when
+        ``power.alliance`` is not given.
+
+    Raises
+    ------
+    SettingsError
+        Naming the setting, the rule and what to do.
+    """
+    if not isinstance(block, Mapping):
+        raise SettingsError("params.yaml: the power: block is missing or not a mapping; "
+                            "see the README's power section for an example.")
+    unknown = sorted(set(block) - _KEYS)
+    if unknown:
+        raise SettingsError(f"params.yaml: power.{unknown[0]} is not a setting (known: "
+                            f"{', '.join(sorted(_KEYS))}).")
+    designs_raw = block.get("designs")
+    if not isinstance(designs_raw, list) or not designs_raw:
+        raise SettingsError("params.yaml: power.designs must be a non-empty list of "
+                            "designs (therapists, clients_per_therapist, sessions).")
+    designs = tuple(design_from_settings(d, f"power.designs[{i}]")
+                    for i, d in enumerate(designs_raw))
+    labels = [d.label for d in designs]
+    if len(set(labels)) != len(labels):
+        raise SettingsError("params.yaml: two entries of power.designs are the same design; "
+                            "remove the duplicate or give each a distinct name.")
+    effects_raw = block.get("effects") or {}
+    if not isinstance(effects_raw, Mapping) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool)
+            for v in effects_raw.values()):
+        raise SettingsError("params.yaml: power.effects must map model terms to numbers, "
+                            "e.g. {goal_within: 0.5}.")
+    terms_raw = block.get("terms") or []
+    if not isinstance(terms_raw, list) or not all(isinstance(t, str) for t in terms_raw):
+        raise SettingsError("params.yaml: power.terms must be a list of model term names "
+                            "(or empty for every term but the intercept).")
+    level = block.get("level", "scores")
+    if level not in ("scores", "items"):
+        raise SettingsError(f"params.yaml: power.level is {level!r}; use `scores` or "
+                            "`items`.")
+    alliance_block = block.get("alliance") or simulate_alliance
+    if not isinstance(alliance_block, Mapping):
+        raise SettingsError("params.yaml: give power.alliance (mean, growth, therapist_sd, "
+                            "client_sd, session_sd, client_corr, session_corr) or keep "
+                            "simulate.alliance.")
+    where = "power.alliance" if block.get("alliance") else "simulate.alliance"
+    model = block.get("model", "primary")
+    if not isinstance(model, str) or not model:
+        raise SettingsError("params.yaml: power.model must name a model of models.yaml.")
+    seed = block.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise SettingsError(f"params.yaml: power.seed is {seed!r}; give a whole number "
+                            ">= 0.")
+    return PowerSettings(
+        model=model, designs=designs,
+        effects={str(k): float(v) for k, v in effects_raw.items()},
+        terms=tuple(terms_raw),
+        replications=_number(block, "replications", None, 1, 1_000_000, whole=True),
+        alpha=float(_number(block, "alpha", 0.05, 1e-6, 0.5)),
+        seed=seed,
+        target=float(_number(block, "target", 0.8, 0.01, 0.999)),
+        max_failed_share=float(_number(block, "max_failed_share", 0.2, 0.0, 1.0)),
+        alliance=process_from_settings(alliance_block, where),
+        level=str(level),
+    )
