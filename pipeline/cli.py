@@ -1,9 +1,20 @@
 """Thin command-line entry: one sub-command per pipeline step, called by ``dvc.yaml``.
 
-Usage: ``python -m pipeline <step> [--params params.yaml]``. Each step reads its settings
-from ``params.yaml``, calls the step's module, and writes its outputs atomically. A step
-that finds bad input prints every problem to stderr and exits with status 2, writing
-nothing.
+Usage: ``python -m pipeline <step> [--params params.yaml]``. Each step
+
+1. finishes a promotion of an earlier run that was interrupted after its commit point
+   (:func:`pipeline.promote.recover`);
+2. reads ``params.yaml`` and checks every setting against ``pipeline/params_schema.yaml``
+   (and, for the steps that read data, that the files named exist) before any data are
+   read;
+3. calls the step's module and writes its outputs atomically into the staging area
+   ``build/`` (``results/`` and ``reports/`` are written only by ``promote``, the last
+   stage, so a failure anywhere leaves the last good run's outputs byte for byte as they
+   were).
+
+Every error a user can cause (:class:`pipeline.errors.PipelineError`: bad data, settings,
+instrument files) is printed without a traceback and the step exits with status 2,
+having written nothing.
 """
 
 from __future__ import annotations
@@ -18,12 +29,18 @@ from typing import Any
 from threadpoolctl import threadpool_limits
 
 from pipeline.config import load_params
+from pipeline.errors import PipelineError
 from pipeline.outputs import write_csv
+from pipeline.promote import STAGING
 
 INTERIM = Path("data/interim")
 VALIDATED = INTERIM / "validated"
 SCORED = INTERIM / "scored.csv"
-RESULTS = Path("results")
+#: Stages write results and reports into the staging area; ``promote`` publishes them.
+RESULTS = STAGING / "results"
+REPORTS = STAGING / "reports"
+#: Steps that read input data: they also check that the files named in params.yaml exist.
+READS_DATA = frozenset({"inputs", "validate"})
 
 
 def log(step: str, message: str) -> None:
@@ -48,9 +65,21 @@ def cmd_simulate(params: dict[str, Any], args: argparse.Namespace) -> None:
     log("simulate", "counts: " + ", ".join(f"{k} {v}" for k, v in data.truth["counts"].items()))
 
 
+def cmd_inputs(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from pipeline.inputs import write_manifest
+
+    manifest = write_manifest(params, args.out)
+    given = [f"{role}={entry['path']}" for role, entry in manifest["data"].items() if entry]
+    absent = [role for role, entry in manifest["data"].items() if not entry]
+    log("inputs", "hashed " + ", ".join(given)
+        + (f"; not given: {', '.join(absent)}" if absent else "") + f"; wrote {args.out}")
+
+
 def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from pipeline.inputs import check_unchanged
     from pipeline.validate import validate_inputs
 
+    check_unchanged(params, args.manifest)
     alliance_inst, outcome_inst = _instruments(params)
     paths = {k: params["data"].get(k) or None for k in ("alliance", "outcome", "clients")}
     log("validate", "checking " + ", ".join(f"{k}={v}" for k, v in paths.items() if v))
@@ -59,7 +88,10 @@ def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
         log("validate", f"WARNING: {warning}")
     out = Path(args.out)
     write_csv(checked.alliance, out / "alliance.csv", digits=None)
-    write_csv(checked.outcome, out / "outcome.csv", digits=None)
+    if checked.outcome is not None:
+        write_csv(checked.outcome, out / "outcome.csv", digits=None)
+    else:
+        (out / "outcome.csv").unlink(missing_ok=True)
     if checked.clients is not None:
         write_csv(checked.clients, out / "clients.csv", digits=None)
     else:
@@ -69,7 +101,8 @@ def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
         write_csv(checked.k_anonymity, out / "k_anonymity.csv")
     else:
         (out / "k_anonymity.csv").unlink(missing_ok=True)
-    log("validate", f"ok: {len(checked.alliance)} alliance rows, {len(checked.outcome)} outcome "
+    n_outcome = "no" if checked.outcome is None else str(len(checked.outcome))
+    log("validate", f"ok: {len(checked.alliance)} alliance rows, {n_outcome} outcome "
                     f"rows; wrote {out}")
 
 
@@ -78,7 +111,8 @@ def _read_validated(folder: Path) -> tuple[Any, Any, Any]:
 
     dtype = {"client_id": str, "therapist_id": str}
     alliance = pd.read_csv(folder / "alliance.csv", dtype=dtype)
-    outcome = pd.read_csv(folder / "outcome.csv", dtype=dtype)
+    outcome_file = folder / "outcome.csv"
+    outcome = pd.read_csv(outcome_file, dtype=dtype) if outcome_file.is_file() else None
     clients_file = folder / "clients.csv"
     clients = pd.read_csv(clients_file, dtype=dtype) if clients_file.is_file() else None
     return alliance, outcome, clients
@@ -237,19 +271,41 @@ def cmd_render(params: dict[str, Any], args: argparse.Namespace) -> None:
     from pipeline.report import render
 
     start = time.perf_counter()
-    log("render", f"executing {args.notebook}")
-    out = render(args.notebook, args.out, {"params_file": args.params}, cwd=Path.cwd())
+    log("render", f"executing {args.notebook} on {args.results_root}/results")
+    out = render(args.notebook, args.out, {"params_file": args.params}, cwd=Path.cwd(),
+                 results_root=args.results_root)
     log("render", f"wrote {out} in {time.perf_counter() - start:.0f} s")
+
+
+def cmd_promote(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from pipeline.promote import TARGETS, promote
+
+    start = time.perf_counter()
+    counts = promote(args.staging, ".", TARGETS)
+    log("promote", "replaced " + ", ".join(f"{t}/ ({n} files)" for t, n in counts.items())
+        + f" from {args.staging}/ in {time.perf_counter() - start:.1f} s")
+
+
+def cmd_seed_staging(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from pipeline.promote import seed_staging
+
+    seeded = seed_staging(args.staging, ".")
+    if seeded:
+        log("seed-staging", f"copied {', '.join(seeded)} into {args.staging}/ (DVC checks "
+                            "each against dvc.lock and reruns what does not match)")
 
 
 COMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None], str]] = {
     "simulate": (cmd_simulate, "write the simulated default data set"),
+    "inputs": (cmd_inputs, "hash the input files named in params.yaml into a manifest"),
     "validate": (cmd_validate, "read and validate the input files"),
     "score": (cmd_score, "score the instruments; psychometrics"),
     "describe": (cmd_describe, "aggregate description of the data"),
     "fit": (cmd_fit, "fit the mixed-effects models"),
     "publish": (cmd_publish, "figures (PNG, SVG, CSV) and APA tables (HTML, LaTeX, Markdown)"),
     "render": (cmd_render, "render a notebook to an HTML report"),
+    "promote": (cmd_promote, "replace results/ and reports/ by the staged run, all or nothing"),
+    "seed-staging": (cmd_seed_staging, "fill a missing build/ from results/ and reports/"),
 }
 
 
@@ -261,8 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--params", default="params.yaml", help="settings file")
         if name == "simulate":
             p.add_argument("--out", default="data/simulated")
+        if name == "inputs":
+            p.add_argument("--out", default="data/interim/inputs.json")
         if name == "validate":
             p.add_argument("--out", default=str(VALIDATED))
+            p.add_argument("--manifest", default="data/interim/inputs.json",
+                           help="input manifest written by the inputs step")
         if name in ("score", "describe", "fit"):
             p.add_argument("--validated", default=str(VALIDATED))
         if name == "score":
@@ -276,30 +336,42 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", default=str(RESULTS))
         if name == "publish":
             p.add_argument("--results", default=str(RESULTS))
-            p.add_argument("--figures", default="reports/figures")
-            p.add_argument("--tables", default="reports/tables")
+            p.add_argument("--figures", default=str(REPORTS / "figures"))
+            p.add_argument("--tables", default=str(REPORTS / "tables"))
         if name == "render":
             p.add_argument("--notebook", required=True, help="jupytext .py source")
             p.add_argument("--out", required=True, help="HTML file to write")
+            p.add_argument("--results-root", default=str(STAGING),
+                           help="folder whose results/ the notebook reads")
+        if name in ("promote", "seed-staging"):
+            p.add_argument("--staging", default=str(STAGING))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one pipeline step; return the process exit status."""
+    """Run one pipeline step; return the process exit status.
+
+    0 on success; 2 (:attr:`PipelineError.exit_status`) for any error the user can fix
+    (message on stderr, no traceback, nothing written). Any other exception propagates
+    with its traceback; it, too, cannot touch ``results/`` or ``reports/`` (only
+    ``promote`` writes there).
+    """
+    from pipeline.promote import recover
+    from pipeline.settings import check_settings
+
     args = build_parser().parse_args(argv)
-    params = load_params(args.params)
     func, _ = COMMANDS[args.command]
     try:
+        if recover("."):
+            log(args.command, "finished the promotion of an earlier run that was interrupted")
+        params = load_params(args.params)
+        check_settings(params, check_files=args.command in READS_DATA)
         # One BLAS thread: results must not depend on the machine's core count.
         with threadpool_limits(limits=1):
             func(params, args)
-    except Exception as exc:
-        from pipeline.validate import InputError
-
-        if isinstance(exc, InputError):
-            print(str(exc), file=sys.stderr)
-            print(f"[{args.command}] stopped: nothing was written; earlier results are "
-                  "unchanged.", file=sys.stderr)
-            return 2
-        raise
+    except PipelineError as exc:
+        print(str(exc), file=sys.stderr)
+        print(f"[{args.command}] stopped: nothing was written; earlier results and reports "
+              "are unchanged.", file=sys.stderr)
+        return exc.exit_status
     return 0

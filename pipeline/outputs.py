@@ -4,6 +4,9 @@ Every file a stage writes goes through here, so that
 
 * a failed run never leaves a half-written file: data go to a temporary file in the
   same folder, which is moved into place with :func:`os.replace` only when complete;
+* files get the permissions of any newly created file (``0666`` less the umask, so
+  ``0644`` under the usual umask 022), not the ``0600`` of :func:`tempfile.mkstemp`,
+  so colleagues sharing a project folder can read fresh results;
 * identical inputs give byte-identical files: rows are sorted by the caller, floats are
   rounded to a stated number of significant digits (``SIG_DIGITS``; well above the
   last-bit noise that differs between BLAS builds, far finer than any paper prints),
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +31,22 @@ import pandas as pd
 SIG_DIGITS = 10
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it, under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """Permission bits :func:`open` gives a new file: ``0o666`` less the umask."""
+    return 0o666 & ~current_umask()
+
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; move it onto ``path`` only on success."""
@@ -36,6 +56,7 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     try:
         kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
         with os.fdopen(fd, mode, **kwargs) as fh:
+            os.fchmod(fh.fileno(), new_file_mode())  # mkstemp makes 0600
             yield fh
         os.replace(tmp, target)
     except BaseException:

@@ -27,6 +27,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from pipeline.errors import PipelineError
+
 #: Cell texts read as missing in CSV/TSV files (besides an empty cell).
 NA_TEXTS: tuple[str, ...] = ("NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "#N/A")
 
@@ -98,7 +100,7 @@ class Problem:
         return f"{text}\n    where: {where}" if where else text
 
 
-class InputError(Exception):
+class InputError(PipelineError):
     """The input data cannot be used; ``str()`` lists every problem found.
 
     Parameters

@@ -25,6 +25,10 @@ from nbconvert import HTMLExporter
 from pipeline.outputs import atomic_open
 
 KERNEL = "python3"
+#: Environment variable naming the folder whose ``results/`` a notebook reads. ``render``
+#: sets it to the staging area (``build``) for the kernel it starts; unset (a student in
+#: JupyterLab), notebooks read the project's own ``results/``.
+RESULTS_ROOT_ENV = "ALLIANCE_RESULTS_ROOT"
 
 
 def _normalise_source(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -56,17 +60,27 @@ def clean_executed(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def execute(source: str | Path, parameters: Mapping[str, Any], cwd: str | Path,
-            timeout: int = 3600) -> nbformat.NotebookNode:
-    """Execute a jupytext source with papermill and return the cleaned notebook."""
+            timeout: int = 3600, results_root: str | Path | None = None
+            ) -> nbformat.NotebookNode:
+    """Execute a jupytext source with papermill and return the cleaned notebook.
+
+    ``results_root`` (default: the project folder) is the folder whose ``results/`` the
+    notebook reads, passed to the kernel as ``ALLIANCE_RESULTS_ROOT``.
+    """
     nb = _normalise_source(jupytext.read(str(source)))
     # The kernel must be this environment's Python, not a "python3" kernel a user has
     # registered elsewhere: JUPYTER_PATH comes first in Jupyter's search path.
     env_share = str(Path(sys.prefix) / "share" / "jupyter")
-    saved = {key: os.environ.get(key) for key in ("JUPYTER_PATH", "MPLBACKEND")}
+    saved = {key: os.environ.get(key) for key in ("JUPYTER_PATH", "MPLBACKEND",
+                                                   RESULTS_ROOT_ENV)}
     old = saved["JUPYTER_PATH"]
     os.environ["JUPYTER_PATH"] = env_share if not old else f"{env_share}{os.pathsep}{old}"
     # Figures must be embedded in the notebook, whatever backend the caller's shell set.
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    if results_root is None:
+        os.environ.pop(RESULTS_ROOT_ENV, None)
+    else:
+        os.environ[RESULTS_ROOT_ENV] = str(Path(results_root).resolve())
     try:
         with tempfile.TemporaryDirectory(prefix="render-") as tmp:
             src = Path(tmp) / Path(source).with_suffix(".ipynb").name
@@ -105,9 +119,13 @@ def to_html(nb: nbformat.NotebookNode, title: str) -> str:
 
 
 def render(source: str | Path, html_out: str | Path, parameters: Mapping[str, Any],
-           cwd: str | Path) -> Path:
-    """Execute ``source`` and write its HTML report to ``html_out`` atomically."""
-    nb = execute(source, parameters, cwd)
+           cwd: str | Path, results_root: str | Path | None = None) -> Path:
+    """Execute ``source`` and write its HTML report to ``html_out`` atomically.
+
+    ``results_root``: the folder whose ``results/`` the notebook reads (the pipeline passes
+    its staging area ``build``; see :mod:`pipeline.promote`).
+    """
+    nb = execute(source, parameters, cwd, results_root=results_root)
     html = to_html(nb, title=Path(html_out).stem)
     with atomic_open(html_out) as fh:
         fh.write(html)
@@ -133,15 +151,20 @@ def open_project(params_file: str | Path | None = None) -> tuple[Path, dict[str,
     Returns
     -------
     tuple
-        The project folder and its settings.
+        The folder holding the ``results/`` to report (the project folder, or the
+        staging area named by ``ALLIANCE_RESULTS_ROOT`` when the pipeline renders) and
+        the settings.
     """
     from pipeline.config import find_project_root, load_params
 
+    staged = os.environ.get(RESULTS_ROOT_ENV)
     if params_file is None:
         root = find_project_root()
-        return root, load_params(root / "params.yaml")
-    path = Path(params_file).resolve()
-    return path.parent, load_params(path)
+        params = load_params(root / "params.yaml")
+    else:
+        path = Path(params_file).resolve()
+        root, params = path.parent, load_params(path)
+    return (Path(staged) if staged else root), params
 
 
 def data_notice(params: Mapping[str, Any]) -> str:
