@@ -16,52 +16,17 @@ Every file a stage writes goes through here, so that
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pipeline.atomic import atomic_open, current_umask, new_file_mode  # noqa: F401 (re-exported)
+
 #: Significant digits kept in floats written to results files.
 SIG_DIGITS = 10
-
-
-_UMASK_LOCK = threading.Lock()
-
-
-def current_umask() -> int:
-    """The process's umask (read by setting and restoring it, under a lock)."""
-    with _UMASK_LOCK:
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return mask
-
-
-def new_file_mode() -> int:
-    """Permission bits :func:`open` gives a new file: ``0o666`` less the umask."""
-    return 0o666 & ~current_umask()
-
-
-@contextmanager
-def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temporary file beside ``path``; move it onto ``path`` only on success."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
-        with os.fdopen(fd, mode, **kwargs) as fh:
-            os.fchmod(fh.fileno(), new_file_mode())  # mkstemp makes 0600
-            yield fh
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def round_sig(values: pd.Series | np.ndarray, digits: int = SIG_DIGITS) -> np.ndarray:

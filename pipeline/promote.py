@@ -41,8 +41,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import atomic_open, new_file_mode
 from pipeline.errors import PipelineError
-from pipeline.outputs import atomic_open, new_file_mode
 
 #: Where stages write; DVC tracks these as the stages' outputs.
 STAGING = Path("build")
@@ -83,7 +83,6 @@ def _copy_file(src: Path, dst: Path) -> None:
             shutil.copyfileobj(fin, fout, 1 << 20)
             fout.flush()
             os.fsync(fout.fileno())
-    os.chmod(dst, mode)  # O_CREAT honours the umask already; chmod for clarity under odd ACLs
 
 
 def copy_tree(src: Path, dst: Path, hook: Hook = _no_hook) -> int:
