@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 from pipeline.config import load_params
 from pipeline.errors import PipelineError
 from pipeline.outputs import write_csv
+from pipeline.progress import describe_files, log, phase
 from pipeline.promote import STAGING
 
 INTERIM = Path("data/interim")
@@ -41,11 +42,6 @@ RESULTS = STAGING / "results"
 REPORTS = STAGING / "reports"
 #: Steps that read input data: they also check that the files named in params.yaml exist.
 READS_DATA = frozenset({"inputs", "validate"})
-
-
-def log(step: str, message: str) -> None:
-    """Print a progress line to stderr."""
-    print(f"[{step}] {message}", file=sys.stderr, flush=True)
 
 
 def _instruments(params: dict[str, Any]) -> tuple[Any, Any]:
@@ -68,7 +64,9 @@ def cmd_simulate(params: dict[str, Any], args: argparse.Namespace) -> None:
 def cmd_inputs(params: dict[str, Any], args: argparse.Namespace) -> None:
     from pipeline.inputs import write_manifest
 
-    manifest = write_manifest(params, args.out)
+    files = [params["data"].get(k) for k in ("alliance", "outcome", "clients")]
+    with phase("inputs", f"hashing {describe_files([f for f in files if f])}"):
+        manifest = write_manifest(params, args.out)
     given = [f"{role}={entry['path']}" for role, entry in manifest["data"].items() if entry]
     absent = [role for role, entry in manifest["data"].items() if not entry]
     log("inputs", "hashed " + ", ".join(given)
@@ -83,7 +81,10 @@ def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
     alliance_inst, outcome_inst = _instruments(params)
     paths = {k: params["data"].get(k) or None for k in ("alliance", "outcome", "clients")}
     log("validate", "checking " + ", ".join(f"{k}={v}" for k, v in paths.items() if v))
-    checked = validate_inputs(paths, alliance_inst, outcome_inst, params.get("validation", {}))
+    sizes = describe_files([v for v in paths.values() if v])
+    with phase("validate", f"reading and checking {sizes}"):
+        checked = validate_inputs(paths, alliance_inst, outcome_inst,
+                                  params.get("validation", {}))
     for warning in checked.warnings:
         log("validate", f"WARNING: {warning}")
     out = Path(args.out)
@@ -129,11 +130,12 @@ def cmd_score(params: dict[str, Any], args: argparse.Namespace) -> None:
     alliance, outcome, _ = _read_validated(Path(args.validated))
     log("score", f"scoring {alliance_inst.key} ({len(alliance)} rows) and "
                  f"{outcome_inst.key} ({len(outcome)} rows)")
-    a_scored, a_summary = score_alliance(alliance, alliance_inst)
-    o_scored, o_summary = score_outcome(
-        outcome, outcome_inst,
-        higher_is_better=bool(params["instruments"].get("outcome_higher_is_better", True)),
-    )
+    with phase("score", f"scoring {len(alliance) + len(outcome)} rows"):
+        a_scored, a_summary = score_alliance(alliance, alliance_inst)
+        o_scored, o_summary = score_outcome(
+            outcome, outcome_inst,
+            higher_is_better=bool(params["instruments"].get("outcome_higher_is_better", True)),
+        )
     if "rater" in a_scored.columns:
         # The analysis plan models client-rated alliance; other raters' forms are scored
         # (and counted in the summary) but not matched to the outcome.
@@ -204,7 +206,8 @@ def cmd_fit(params: dict[str, Any], args: argparse.Namespace) -> None:
     clients = (pd.read_csv(clients_file, dtype={"client_id": str})
                if clients_file.is_file() else None)
     log("fit", f"fitting models on {len(scored)} rows")
-    fits = fit_all(scored, clients, params["model"])
+    with phase("fit", "fitting the models of pipeline/models.yaml"):
+        fits = fit_all(scored, clients, params["model"])
     write_results(fits, args.out)
     wanted = set(params["model"].get("diagnostics_for") or ["primary"])
     diag = pd.concat([diagnostics(f) for f in fits if f.name in wanted], ignore_index=True)
@@ -281,7 +284,9 @@ def cmd_promote(params: dict[str, Any], args: argparse.Namespace) -> None:
     from pipeline.promote import TARGETS, promote
 
     start = time.perf_counter()
-    counts = promote(args.staging, ".", TARGETS)
+    with phase("promote", f"promoting {args.staging}/ into {', '.join(TARGETS)}/",
+               heartbeat=10):
+        counts = promote(args.staging, ".", TARGETS)
     log("promote", "replaced " + ", ".join(f"{t}/ ({n} files)" for t, n in counts.items())
         + f" from {args.staging}/ in {time.perf_counter() - start:.1f} s")
 
