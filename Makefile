@@ -37,7 +37,12 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 setup: $(STAMP)
 
+# Stages write into build/ and the last stage, promote, swaps results/ and reports/ in
+# whole (pipeline/promote.py): a failure or kill -9 anywhere loses nothing. On a fresh clone
+# build/ is first filled from the committed results/ so that DVC (which checks every file
+# against dvc.lock) need not refit unchanged models.
 repro: setup
+	python -m pipeline seed-staging
 	dvc repro
 
 test: setup notebooks browser
