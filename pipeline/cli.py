@@ -77,7 +77,8 @@ def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
     from pipeline.inputs import check_unchanged
     from pipeline.validate import validate_inputs
 
-    check_unchanged(params, args.manifest)
+    if args.manifest:
+        check_unchanged(params, args.manifest)
     alliance_inst, outcome_inst = _instruments(params)
     paths = {k: params["data"].get(k) or None for k in ("alliance", "outcome", "clients")}
     log("validate", "checking " + ", ".join(f"{k}={v}" for k, v in paths.items() if v))
@@ -129,8 +130,9 @@ def cmd_score(params: dict[str, Any], args: argparse.Namespace) -> None:
     alliance_inst, outcome_inst = _instruments(params)
     alliance, outcome, _ = _read_validated(Path(args.validated))
     log("score", f"scoring {alliance_inst.key} ({len(alliance)} rows) and "
-                 f"{outcome_inst.key} ({len(outcome)} rows)")
-    with phase("score", f"scoring {len(alliance) + len(outcome)} rows"):
+                 f"{outcome_inst.key} ({0 if outcome is None else len(outcome)} rows)")
+    n_rows = len(alliance) + (0 if outcome is None else len(outcome))
+    with phase("score", f"scoring {n_rows} rows"):
         a_scored, a_summary = score_alliance(alliance, alliance_inst)
         o_scored, o_summary = score_outcome(
             outcome, outcome_inst,
@@ -326,8 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", default="data/interim/inputs.json")
         if name == "validate":
             p.add_argument("--out", default=str(VALIDATED))
-            p.add_argument("--manifest", default="data/interim/inputs.json",
-                           help="input manifest written by the inputs step")
+            p.add_argument("--manifest", default=None,
+                           help="input manifest written by the inputs step (dvc.yaml passes "
+                                "it): stop if an input changed since it was hashed")
         if name in ("score", "describe", "fit"):
             p.add_argument("--validated", default=str(VALIDATED))
         if name == "score":
