@@ -14,6 +14,11 @@ optional input that used to crash DVC):
    outputs are the staged ones, and they are the new run's;
 4. with no outcome file (``data.outcome: ""``) DVC accepts the setting and the input
    manifest records the outcome as absent.
+
+To keep the time modest (about 3 CPU-minutes) the clone fits with one optimizer (Powell,
+which reached the optimum on every data set tried; NOTES.md) and, after the first complete
+run, renders only the overview report: the safety mechanism does not depend on how many
+reports there are.
 """
 
 from __future__ import annotations
@@ -105,7 +110,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory, root: Path) -> Iterator[Repo]
     # Small data (a run of minutes, not ten) and no clients file.
     repo.set_params(simulate__n_therapists=8, simulate__clients_per_therapist=5,
                     simulate__sessions_mean=6, psychometrics__min_n_per_session=10,
-                    data__clients="")
+                    model__optimizers=["powell"], data__clients="")
     try:
         yield repo
     finally:
@@ -124,6 +129,12 @@ def test_no_clients_file_runs_to_the_end(repo: Repo) -> None:
     assert (repo.path / "results" / "coefficients.csv").is_file()
     repo.good = _snapshot(repo.path)
     assert repo.good["results"] == _snapshot(repo.path / "build")["results"]
+    # From here on, one report is enough (see the module docstring).
+    dvc_yaml = repo.path / "dvc.yaml"
+    text = dvc_yaml.read_text()
+    many = "      - overview\n      - psychometrics\n      - models\n      - sensitivity\n"
+    assert many in text
+    dvc_yaml.write_text(text.replace(many, "      - overview\n"))
 
 
 def test_kill_during_fit_keeps_the_last_good_run(repo: Repo) -> None:
@@ -179,7 +190,9 @@ def test_kill_during_promote_then_rerun_finishes(repo: Repo) -> None:
     result = repo.run("dvc", "repro")
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     status = repo.run("dvc", "status")
-    assert "up to date" in status.stdout, status.stdout
+    # Only the hashing stage `inputs` (always_changed by design) is ever listed.
+    assert status.stdout.split() in (["Data", "and", "pipelines", "are", "up", "to", "date."],
+                                     ["inputs:", "always", "changed"]), status.stdout
     final = _snapshot(repo.path)
     assert final == _snapshot(repo.path / "build")
     assert final["results"] != repo.good["results"]  # the new seed's results, finished
