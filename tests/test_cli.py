@@ -86,3 +86,15 @@ def test_steps_write_into_the_staging_area_by_default() -> None:
             assert not path.startswith(("results", "reports")) or name == "promote", path
     promote = dvc["stages"]["promote"]["outs"]
     assert all(spec["persist"] for out in promote for spec in out.values())
+
+
+def test_notebooks_read_the_staged_results_when_rendered(
+        tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`render` points the notebooks' `root / "results"` at build/ (ALLIANCE_RESULTS_ROOT)."""
+    from pipeline.report import RESULTS_ROOT_ENV, open_project
+
+    monkeypatch.delenv(RESULTS_ROOT_ENV, raising=False)
+    assert open_project(root / "params.yaml")[0] == root
+    monkeypatch.setenv(RESULTS_ROOT_ENV, str(tmp_path))
+    folder, params = open_project(root / "params.yaml")
+    assert folder == tmp_path and "data" in params
