@@ -15,7 +15,7 @@ optional input that used to crash DVC):
 4. with no outcome file (``data.outcome: ""``) DVC accepts the setting and the input
    manifest records the outcome as absent.
 
-To keep the time modest (about 3 CPU-minutes) the clone fits with one optimizer (Powell,
+To keep the time modest (3.5 CPU-minutes measured) the clone fits with one optimizer (Powell,
 which reached the optimum on every data set tried; NOTES.md) and, after the first complete
 run, renders only the overview report: the safety mechanism does not depend on how many
 reports there are.
