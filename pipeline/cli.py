@@ -286,8 +286,8 @@ def cmd_promote(params: dict[str, Any], args: argparse.Namespace) -> None:
     from pipeline.promote import TARGETS, promote
 
     start = time.perf_counter()
-    with phase("promote", f"promoting {args.staging}/ into {', '.join(TARGETS)}/",
-               heartbeat=10):
+    with phase("promote", f"promoting {args.staging}/ into "
+               + " and ".join(f"{t}/" for t in TARGETS), heartbeat=10):
         counts = promote(args.staging, ".", TARGETS)
     log("promote", "replaced " + ", ".join(f"{t}/ ({n} files)" for t, n in counts.items())
         + f" from {args.staging}/ in {time.perf_counter() - start:.1f} s")
