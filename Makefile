@@ -42,8 +42,13 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 
 setup: $(STAMP)
 
-# One line per stage and only messages a user can act on (pipeline/progress.yaml).
+# Stages write into build/ and the last stage, promote, swaps results/ and reports/ in
+# whole (pipeline/promote.py): a failure or kill -9 anywhere loses nothing. On a fresh clone
+# build/ is first filled from the committed results/ so that DVC (which checks every file
+# against dvc.lock) need not refit unchanged models. One line per stage and only messages a
+# user can act on (pipeline/progress.yaml).
 repro: setup
+	@python -m pipeline seed-staging
 	@python -m pipeline.progress dvc repro
 
 # The reviewer's command: rerun the committed pipeline in a scratch copy and compare every

@@ -1,9 +1,20 @@
 """Thin command-line entry: one sub-command per pipeline step, called by ``dvc.yaml``.
 
-Usage: ``python -m pipeline <step> [--params params.yaml]``. Each step reads its settings
-from ``params.yaml``, calls the step's module, and writes its outputs atomically. A step
-that finds bad input prints every problem to stderr and exits with status 2, writing
-nothing.
+Usage: ``python -m pipeline <step> [--params params.yaml]``. Each step
+
+1. finishes a promotion of an earlier run that was interrupted after its commit point
+   (:func:`pipeline.promote.recover`);
+2. reads ``params.yaml`` and checks every setting against ``pipeline/params_schema.yaml``
+   (and, for the steps that read data, that the files named exist) before any data are
+   read;
+3. calls the step's module and writes its outputs atomically into the staging area
+   ``build/`` (``results/`` and ``reports/`` are written only by ``promote``, the last
+   stage, so a failure anywhere leaves the last good run's outputs byte for byte as they
+   were).
+
+Every error a user can cause (:class:`pipeline.errors.PipelineError`: bad data, settings,
+instrument files) is printed without a traceback and the step exits with status 2,
+having written nothing.
 """
 
 from __future__ import annotations
@@ -18,17 +29,19 @@ from typing import Any
 from threadpoolctl import threadpool_limits
 
 from pipeline.config import load_params
+from pipeline.errors import PipelineError
 from pipeline.outputs import write_csv
+from pipeline.promote import STAGING
+from pipeline.steplog import describe_files, log, phase
 
 INTERIM = Path("data/interim")
 VALIDATED = INTERIM / "validated"
 SCORED = INTERIM / "scored.csv"
-RESULTS = Path("results")
-
-
-def log(step: str, message: str) -> None:
-    """Print a progress line to stderr."""
-    print(f"[{step}] {message}", file=sys.stderr, flush=True)
+#: Stages write results and reports into the staging area; ``promote`` publishes them.
+RESULTS = STAGING / "results"
+REPORTS = STAGING / "reports"
+#: Steps that read input data: they also check that the files named in params.yaml exist.
+READS_DATA = frozenset({"inputs", "validate"})
 
 
 def _instruments(params: dict[str, Any]) -> tuple[Any, Any]:
@@ -57,15 +70,33 @@ def cmd_simulate(params: dict[str, Any], args: argparse.Namespace) -> None:
     log("simulate", "counts: " + ", ".join(f"{k} {v}" for k, v in data.truth["counts"].items()))
 
 
+def cmd_inputs(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from pipeline.inputs import write_manifest
+
+    files = [params["data"].get(k) for k in ("alliance", "outcome", "clients")]
+    with phase("inputs", f"hashing {describe_files([f for f in files if f])}"):
+        manifest = write_manifest(params, args.out)
+    given = [f"{role}={entry['path']}" for role, entry in manifest["data"].items() if entry]
+    absent = [role for role, entry in manifest["data"].items() if not entry]
+    log("inputs", "hashed " + ", ".join(given)
+        + (f"; not given: {', '.join(absent)}" if absent else "") + f"; wrote {args.out}")
+
+
 def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from pipeline.inputs import check_unchanged
     from pipeline.validate import validate_inputs
 
+    if args.manifest:
+        check_unchanged(params, args.manifest)
     alliance_inst, outcome_inst = _instruments(params)
     paths = {k: params["data"].get(k) or None for k in ("alliance", "outcome", "clients")}
     log("validate", "checking " + ", ".join(f"{k}={v}" for k, v in paths.items() if v))
-    checked = validate_inputs(paths, alliance_inst, outcome_inst, params.get("validation", {}),
-                              therapist_instrument=_therapist_form(params),
-                              progress=lambda message: log("validate", message))
+    sizes = describe_files([v for v in paths.values() if v])
+    with phase("validate", f"reading and checking {sizes}"):
+        checked = validate_inputs(paths, alliance_inst, outcome_inst,
+                                  params.get("validation", {}),
+                                  therapist_instrument=_therapist_form(params),
+                                  progress=lambda message: log("validate", message))
     for warning in checked.warnings:
         log("validate", f"WARNING: {warning}")
     out = Path(args.out)
@@ -83,7 +114,7 @@ def cmd_validate(params: dict[str, Any], args: argparse.Namespace) -> None:
         write_csv(checked.k_anonymity, out / "k_anonymity.csv")
     else:
         (out / "k_anonymity.csv").unlink(missing_ok=True)
-    n_outcome = "no" if checked.outcome is None else len(checked.outcome)
+    n_outcome = "no" if checked.outcome is None else str(len(checked.outcome))
     log("validate", f"ok: {len(checked.alliance)} alliance rows, {n_outcome} outcome "
                     f"rows; wrote {out}")
 
@@ -113,7 +144,9 @@ def cmd_score(params: dict[str, Any], args: argparse.Namespace) -> None:
     log("score", f"scoring {alliance_inst.key} ({len(alliance)} rows)"
                  + (f" and {outcome_inst.key} ({len(outcome)} rows)"
                     if outcome is not None and outcome_inst is not None else "; no outcome"))
-    a_all, a_summary = score_raters(alliance, alliance_inst, therapist_inst)
+    n_rows = len(alliance) + (0 if outcome is None else len(outcome))
+    with phase("score", f"scoring {n_rows} rows"):
+        a_all, a_summary = score_raters(alliance, alliance_inst, therapist_inst)
     summaries = [a_summary.drop(columns="rater").assign(
         scale=a_summary["scale"].where(a_summary["rater"] == "client",
                                        a_summary["scale"] + " (" + a_summary["rater"] + ")"))]
@@ -224,7 +257,8 @@ def cmd_fit(params: dict[str, Any], args: argparse.Namespace) -> None:
                if clients_file.is_file() else None)
     settings = settings_from(params["model"])   # a settings error stops before any output
     log("fit", f"fitting models on {len(scored)} rows ({settings['engine']} engine)")
-    fits = fit_all(scored, clients, settings)
+    with phase("fit", "fitting the models of pipeline/models.yaml"):
+        fits = fit_all(scored, clients, settings)
     write_results(fits, args.out)
     wanted = set(settings.get("diagnostics_for") or ["primary"])
     diag = pd.concat([diagnostics(f) for f in fits if f.name in wanted], ignore_index=True)
@@ -371,9 +405,10 @@ def cmd_render(params: dict[str, Any], args: argparse.Namespace) -> None:
     else:
         jobs = [(src, Path(args.out) / f"{src.stem}.html") for src in sources]
     start = time.perf_counter()
-    log("render", "executing " + ", ".join(str(s) for s in sources))
+    log("render", "executing " + ", ".join(str(s) for s in sources)
+        + f" on {args.results_root}/results")
     render_many(jobs, {"params_file": args.params}, cwd=Path.cwd(),
-                progress=lambda line: log("render", line))
+                progress=lambda line: log("render", line), results_root=args.results_root)
     log("render", f"{len(jobs)} report(s) in {time.perf_counter() - start:.0f} s")
 
 
@@ -389,8 +424,29 @@ def cmd_index(params: dict[str, Any], args: argparse.Namespace) -> None:
     log("index", f"wrote {args.out} ({len(sources)} reports)")
 
 
+def cmd_promote(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from pipeline.promote import TARGETS, promote
+
+    start = time.perf_counter()
+    with phase("promote", f"promoting {args.staging}/ into "
+               + " and ".join(f"{t}/" for t in TARGETS), heartbeat=10):
+        counts = promote(args.staging, ".", TARGETS)
+    log("promote", "replaced " + ", ".join(f"{t}/ ({n} files)" for t, n in counts.items())
+        + f" from {args.staging}/ in {time.perf_counter() - start:.1f} s")
+
+
+def cmd_seed_staging(params: dict[str, Any], args: argparse.Namespace) -> None:
+    from pipeline.promote import seed_staging
+
+    seeded = seed_staging(args.staging, ".")
+    if seeded:
+        log("seed-staging", f"copied {', '.join(seeded)} into {args.staging}/ (DVC checks "
+                            "each against dvc.lock and reruns what does not match)")
+
+
 COMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None], str]] = {
     "simulate": (cmd_simulate, "write the simulated default data set"),
+    "inputs": (cmd_inputs, "hash the input files named in params.yaml into a manifest"),
     "validate": (cmd_validate, "read and validate the input files"),
     "score": (cmd_score, "score the instruments; psychometrics"),
     "describe": (cmd_describe, "aggregate description of the data"),
@@ -402,6 +458,8 @@ COMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None], 
     "power": (cmd_power, "simulation-based power over the designs in params.yaml"),
     "render": (cmd_render, "render a notebook to an HTML report"),
     "index": (cmd_index, "front page reports/index.html: every report, figure and table"),
+    "promote": (cmd_promote, "replace results/ and reports/ by the staged run, all or nothing"),
+    "seed-staging": (cmd_seed_staging, "fill a missing build/ from results/ and reports/"),
 }
 
 
@@ -413,13 +471,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--params", default="params.yaml", help="settings file")
         if name == "simulate":
             p.add_argument("--out", default="data/simulated")
+        if name == "inputs":
+            p.add_argument("--out", default="data/interim/inputs.json")
         if name == "validate":
             p.add_argument("--out", default=str(VALIDATED))
+            p.add_argument("--manifest", default=None,
+                           help="input manifest written by the inputs step (dvc.yaml passes "
+                                "it): stop if an input changed since it was hashed")
         if name == "ruptures":
             p.add_argument("--validated", default=str(VALIDATED))
             p.add_argument("--episodes", default=str(INTERIM / "episodes.csv"))
             p.add_argument("--out", default=str(RESULTS / "ruptures"))
-            p.add_argument("--figures", default="reports/ruptures")
+            p.add_argument("--figures", default=str(REPORTS / "ruptures"))
         if name in ("score", "describe", "fit", "bootstrap"):
             p.add_argument("--validated", default=str(VALIDATED))
         if name == "score":
@@ -437,13 +500,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", default=str(RESULTS))
         if name == "publish":
             p.add_argument("--results", default=str(RESULTS))
-            p.add_argument("--figures", default="reports/figures")
-            p.add_argument("--tables", default="reports/tables")
+            p.add_argument("--figures", default=str(REPORTS / "figures"))
+            p.add_argument("--tables", default=str(REPORTS / "tables"))
         if name == "index":
             p.add_argument("--notebooks", default="notebooks")
-            p.add_argument("--figures", default="reports/figures")
-            p.add_argument("--tables", default="reports/tables")
-            p.add_argument("--out", default="reports/index.html")
+            p.add_argument("--figures", default=str(REPORTS / "figures"))
+            p.add_argument("--tables", default=str(REPORTS / "tables"))
+            p.add_argument("--out", default=str(REPORTS / "index.html"))
         if name == "power":
             p.add_argument("--results", default=str(RESULTS))
             p.add_argument("--checkpoint", default=str(INTERIM / "power" / "replicates.jsonl"),
@@ -453,26 +516,37 @@ def build_parser() -> argparse.ArgumentParser:
                            help="jupytext .py source(s), rendered in one process")
             p.add_argument("--out", required=True,
                            help="HTML file to write (one notebook) or folder (several)")
+            p.add_argument("--results-root", default=str(STAGING),
+                           help="folder whose results/ the notebooks read")
+        if name in ("promote", "seed-staging"):
+            p.add_argument("--staging", default=str(STAGING))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one pipeline step; return the process exit status."""
+    """Run one pipeline step; return the process exit status.
+
+    0 on success; 2 (:attr:`PipelineError.exit_status`) for any error the user can fix
+    (message on stderr, no traceback, nothing written). Any other exception propagates
+    with its traceback; it, too, cannot touch ``results/`` or ``reports/`` (only
+    ``promote`` writes there).
+    """
+    from pipeline.promote import recover
+    from pipeline.settings import check_settings
+
     args = build_parser().parse_args(argv)
-    params = load_params(args.params)
     func, _ = COMMANDS[args.command]
     try:
+        if recover("."):
+            log(args.command, "finished the promotion of an earlier run that was interrupted")
+        params = load_params(args.params)
+        check_settings(params, check_files=args.command in READS_DATA)
         # One BLAS thread: results must not depend on the machine's core count.
         with threadpool_limits(limits=1):
             func(params, args)
-    except Exception as exc:
-        from pipeline.errors import PipelineError
-        from pipeline.validate import InputError
-
-        if isinstance(exc, InputError | PipelineError):
-            print(str(exc), file=sys.stderr)
-            print(f"[{args.command}] stopped: nothing was written; earlier results are "
-                  "unchanged.", file=sys.stderr)
-            return 2
-        raise
+    except PipelineError as exc:
+        print(str(exc), file=sys.stderr)
+        print(f"[{args.command}] stopped: nothing was written; earlier results and reports "
+              "are unchanged.", file=sys.stderr)
+        return exc.exit_status
     return 0

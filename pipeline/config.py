@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from pipeline.errors import SettingsError
+
 PARAMS_FILE = "params.yaml"
 
 
@@ -20,10 +22,37 @@ def find_project_root(start: str | Path | None = None) -> Path:
 
 
 def load_params(path: str | Path | None = None) -> dict[str, Any]:
-    """Read ``params.yaml`` (default: the project's) into a plain dict."""
+    """Read ``params.yaml`` (default: the project's) into a plain dict.
+
+    Raises
+    ------
+    SettingsError
+        When the file is missing, is not valid YAML (or uses a tag that builds Python
+        objects), or is not a mapping of settings. The values themselves are checked by
+        :func:`pipeline.settings.check_settings`.
+    """
     file = Path(path) if path else find_project_root() / PARAMS_FILE
-    with file.open(encoding="utf-8") as fh:
-        params = yaml.safe_load(fh)
+    todo = "Compare it with the shipped params.yaml (git show HEAD:params.yaml)."
+    try:
+        with file.open(encoding="utf-8") as fh:
+            params = yaml.safe_load(fh)
+    except FileNotFoundError as exc:
+        raise SettingsError(f"{file}: the settings file was not found. Run from the project "
+                            "folder, or pass --params with the path of params.yaml.") from exc
+    except yaml.constructor.ConstructorError as exc:
+        raise SettingsError(f"{file}: uses a YAML tag that would build a Python object "
+                            f"({exc.problem}); settings are plain data: remove the tag. "
+                            f"{todo}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SettingsError(f"{file}: not valid YAML{where} "
+                            f"({getattr(exc, 'problem', None) or exc}). Check the indentation "
+                            f"and quotes. {todo}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{file}: cannot be read ({type(exc).__name__}: {exc}). Save it "
+                            "as UTF-8 text.") from exc
     if not isinstance(params, dict):
-        raise ValueError(f"{file}: expected a YAML mapping of settings")
+        raise SettingsError(f"{file}: expected a YAML mapping of settings (data:, model:, "
+                            f"...). {todo}")
     return params

@@ -8,6 +8,7 @@ by writing one such file in a folder listed under ``instruments.paths`` in
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,20 @@ from typing import Any, Literal
 
 import yaml
 
+from pipeline.errors import PipelineError
+
 BUILTIN_DIR = Path(__file__).parent / "instruments"
 
+#: What to do about a malformed instrument file (appended to every such message).
+FIX_HINT = (
+    "Correct the file: every field is shown in the shipped pipeline/instruments/wai_sr.yaml "
+    "(alliance) and pipeline/instruments/swemwbs.yaml (outcome). Or name a shipped instrument "
+    "under instruments.alliance / instruments.outcome in params.yaml."
+)
 
-class InstrumentError(ValueError):
-    """An instrument key file is missing or malformed."""
+
+class InstrumentError(PipelineError, ValueError):
+    """An instrument key file is missing or malformed (the message names the file)."""
 
 
 @dataclass(frozen=True)
@@ -102,8 +112,16 @@ def _parse(raw: Mapping[str, Any], path: Path) -> Instrument:
             source=str(raw.get("source", "")),
             path=path.name,
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InstrumentError(f"{path}: malformed instrument key file ({exc!r})") from exc
+    except KeyError as exc:
+        raise InstrumentError(
+            f"{path}: malformed instrument key file: the required field {exc} is missing."
+        ) from exc
+    except (TypeError, ValueError) as exc:
+        raise InstrumentError(
+            f"{path}: malformed instrument key file: a field has the wrong type or form "
+            f"({type(exc).__name__}: {exc}); e.g. range must be [min, max] and subscales a "
+            "mapping of names to lists of item numbers."
+        ) from exc
     if inst.kind not in ("alliance", "outcome"):
         raise InstrumentError(f"{path}: kind must be 'alliance' or 'outcome', got {inst.kind!r}")
     items = set(range(1, inst.n_items + 1))
@@ -179,16 +197,53 @@ def load_instrument(key: str, paths: Iterable[str | Path] = ()) -> Instrument:
     for folder in [*map(Path, paths), BUILTIN_DIR]:
         candidate = folder / f"{key}.yaml"
         if candidate.is_file():
-            with candidate.open(encoding="utf-8") as fh:
-                raw = yaml.safe_load(fh)
+            raw = _read_yaml(candidate)
             if not isinstance(raw, Mapping):
-                raise InstrumentError(f"{candidate}: expected a YAML mapping")
-            return _parse(raw, candidate)
-    known = sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+                raise InstrumentError(
+                    f"{candidate}: expected a YAML mapping of fields (key, kind, n_items, "
+                    f"range, ...), found {type(raw).__name__}. {FIX_HINT}")
+            try:
+                return _parse(raw, candidate)
+            except InstrumentError as exc:
+                raise InstrumentError(f"{exc} {FIX_HINT}") from exc
+    known = sorted({p.stem for folder in [*map(Path, paths), BUILTIN_DIR]
+                    if folder.is_dir() for p in folder.glob("*.yaml")})
+    close = difflib.get_close_matches(str(key), known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
     raise InstrumentError(
         f"unknown instrument {key!r}: no {key}.yaml in {[str(p) for p in paths]} "
-        f"or the shipped registry (known: {', '.join(known)})"
+        f"or the shipped registry (known: {', '.join(known)}).{hint} Set "
+        "instruments.alliance / instruments.outcome in params.yaml to a known key, or add "
+        f"{key}.yaml to a folder listed under instruments.paths."
     )
+
+
+def _read_yaml(path: Path) -> Any:
+    """Read an instrument file as plain YAML data; any tag that builds objects is refused."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except yaml.constructor.ConstructorError as exc:
+        raise InstrumentError(
+            f"{path}: uses a YAML tag that would build a Python object "
+            f"({_first_line(exc.problem or str(exc))}). Instrument files are plain data and "
+            f"are never executed: remove the tag. {FIX_HINT}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = _first_line(str(getattr(exc, "problem", "") or exc))
+        raise InstrumentError(
+            f"{path}: not valid YAML{where} ({problem})."
+            f" Check indentation and that lists use [a, b] or '- ' items. {FIX_HINT}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InstrumentError(
+            f"{path}: cannot be read ({type(exc).__name__}: {exc}); save it as UTF-8 text. "
+            f"{FIX_HINT}") from exc
+
+
+def _first_line(text: str) -> str:
+    lines = str(text).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def available_instruments() -> list[str]:

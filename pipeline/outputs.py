@@ -4,6 +4,9 @@ Every file a stage writes goes through here, so that
 
 * a failed run never leaves a half-written file: data go to a temporary file in the
   same folder, which is moved into place with :func:`os.replace` only when complete;
+* files get the permissions of any newly created file (``0666`` less the umask, so
+  ``0644`` under the usual umask 022), not the ``0600`` of :func:`tempfile.mkstemp`,
+  so colleagues sharing a project folder can read fresh results;
 * identical inputs give byte-identical files: rows are sorted by the caller, floats are
   rounded to a stated number of significant digits (``SIG_DIGITS``; well above the
   last-bit noise that differs between BLAS builds, far finer than any paper prints),
@@ -13,34 +16,17 @@ Every file a stage writes goes through here, so that
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pipeline.atomic import atomic_open, current_umask, new_file_mode  # noqa: F401 (re-exported)
+
 #: Significant digits kept in floats written to results files.
 SIG_DIGITS = 10
-
-
-@contextmanager
-def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temporary file beside ``path``; move it onto ``path`` only on success."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        kwargs: dict[str, Any] = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
-        with os.fdopen(fd, mode, **kwargs) as fh:
-            yield fh
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def round_sig(values: pd.Series | np.ndarray, digits: int = SIG_DIGITS) -> np.ndarray:

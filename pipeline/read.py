@@ -27,6 +27,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from pipeline.errors import PipelineError
+
 #: Spreadsheet error values (Excel, LibreOffice, SPSS's ``#NULL!``): a cell that holds one
 #: has no value, so it is read as missing in every text and spreadsheet format and counted
 #: in the notes of :func:`read_table` (``frame.attrs["error_cells"]``).
@@ -130,7 +132,7 @@ class Problem:
         return f"{text}\n    where: {where}" if where else text
 
 
-class InputError(Exception):
+class InputError(PipelineError):
     """The input data cannot be used; ``str()`` lists every problem found.
 
     Parameters

@@ -28,6 +28,10 @@ if TYPE_CHECKING:  # the Jupyter stack is imported where it is used: reading the
     from jupyter_client.manager import KernelManager
 
 KERNEL = "python3"
+#: Environment variable naming the folder whose ``results/`` a notebook reads. ``render``
+#: sets it to the staging area (``build``) for the kernel it starts; unset (a student in
+#: JupyterLab), notebooks read the project's own ``results/``.
+RESULTS_ROOT_ENV = "ALLIANCE_RESULTS_ROOT"
 
 
 def _normalise_source(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -67,16 +71,21 @@ PRELOAD = ("pandas", "matplotlib.pyplot", "pipeline.figures", "pipeline.tables",
 
 
 @contextmanager
-def _kernel_environment() -> Iterator[None]:
+def _kernel_environment(results_root: str | Path | None = None) -> Iterator[None]:
     """Kernel settings that must hold while kernels start (restored afterwards)."""
     # The kernel must be this environment's Python, not a "python3" kernel a user has
     # registered elsewhere: JUPYTER_PATH comes first in Jupyter's search path.
     env_share = str(Path(sys.prefix) / "share" / "jupyter")
-    saved = {key: os.environ.get(key) for key in ("JUPYTER_PATH", "MPLBACKEND")}
+    saved = {key: os.environ.get(key) for key in ("JUPYTER_PATH", "MPLBACKEND",
+                                                   RESULTS_ROOT_ENV)}
     old = saved["JUPYTER_PATH"]
     os.environ["JUPYTER_PATH"] = env_share if not old else f"{env_share}{os.pathsep}{old}"
     # Figures must be embedded in the notebook, whatever backend the caller's shell set.
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    if results_root is None:
+        os.environ.pop(RESULTS_ROOT_ENV, None)
+    else:
+        os.environ[RESULTS_ROOT_ENV] = str(Path(results_root).resolve())
     try:
         yield
     finally:
@@ -158,14 +167,19 @@ def to_html(nb: nbformat.NotebookNode, title: str) -> str:
 
 
 def render(source: str | Path, html_out: str | Path, parameters: Mapping[str, Any],
-           cwd: str | Path) -> Path:
-    """Execute ``source`` and write its HTML report to ``html_out`` atomically."""
-    return render_many([(source, html_out)], parameters, cwd)[0]
+           cwd: str | Path, results_root: str | Path | None = None) -> Path:
+    """Execute ``source`` and write its HTML report to ``html_out`` atomically.
+
+    ``results_root``: the folder whose ``results/`` the notebook reads (the pipeline passes
+    its staging area ``build``; see :mod:`pipeline.promote`).
+    """
+    return render_many([(source, html_out)], parameters, cwd, results_root=results_root)[0]
 
 
 def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mapping[str, Any],
                 cwd: str | Path, timeout: int = 3600,
-                progress: Callable[[str], None] | None = None, ahead: int = 3) -> list[Path]:
+                progress: Callable[[str], None] | None = None, ahead: int = 3,
+                results_root: str | Path | None = None) -> list[Path]:
     """Render several notebooks in one process, each in a fresh kernel started ahead.
 
     Every report still gets its own kernel (no state passes between reports), but the
@@ -188,6 +202,9 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
     ahead
         Kernels started ahead of the report that runs (more overlap, more memory: about
         150 MB per kernel).
+    results_root
+        The folder whose ``results/`` the notebooks read, passed to the kernels as
+        ``ALLIANCE_RESULTS_ROOT`` (default: the project folder).
 
     Returns
     -------
@@ -197,7 +214,7 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
     import jupytext
 
     written: list[Path] = []
-    with _kernel_environment(), tempfile.TemporaryDirectory(prefix="render-") as tmp:
+    with _kernel_environment(results_root), tempfile.TemporaryDirectory(prefix="render-") as tmp:
         kernels: list[KernelManager] = []
         try:
             # Kernels start ahead (``ahead`` at a time), so their start-up and imports
@@ -243,15 +260,20 @@ def open_project(params_file: str | Path | None = None) -> tuple[Path, dict[str,
     Returns
     -------
     tuple
-        The project folder and its settings.
+        The folder holding the ``results/`` to report (the project folder, or the
+        staging area named by ``ALLIANCE_RESULTS_ROOT`` when the pipeline renders) and
+        the settings.
     """
     from pipeline.config import find_project_root, load_params
 
+    staged = os.environ.get(RESULTS_ROOT_ENV)
     if params_file is None:
         root = find_project_root()
-        return root, load_params(root / "params.yaml")
-    path = Path(params_file).resolve()
-    return path.parent, load_params(path)
+        params = load_params(root / "params.yaml")
+    else:
+        path = Path(params_file).resolve()
+        root, params = path.parent, load_params(path)
+    return (Path(staged) if staged else root), params
 
 
 def data_notice(params: Mapping[str, Any]) -> str:

@@ -55,3 +55,46 @@ def test_bad_input_exits_2_names_everything_and_writes_nothing(
     assert "someone@example.org" not in err
     assert (out / "alliance.csv").read_text() == "earlier result\n"
     assert [p.name for p in out.iterdir()] == ["alliance.csv"]
+
+
+def test_no_clients_file_is_passed_through(tmp_path: Path, root: Path) -> None:
+    """``data.clients: ""`` (no covariates): validate succeeds and writes no clients table."""
+    out = tmp_path / "validated"
+    params = _params(tmp_path, root, clients="")
+    assert main(["validate", "--params", str(params), "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"alliance.csv", "outcome.csv", "checks.csv"} <= names
+    assert "clients.csv" not in names and "k_anonymity.csv" not in names
+
+
+def test_steps_write_into_the_staging_area_by_default() -> None:
+    """Only `promote` writes results/ and reports/ (a failed stage cannot touch them)."""
+    from pipeline.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["fit"]).out == "build/results"
+    assert parser.parse_args(["describe"]).out == "build/results/describe"
+    assert parser.parse_args(["score"]).results == "build/results/scoring"
+    publish = parser.parse_args(["publish"])
+    assert (publish.results, publish.figures, publish.tables) == (
+        "build/results", "build/reports/figures", "build/reports/tables")
+    dvc = yaml.safe_load((Path(__file__).resolve().parents[1] / "dvc.yaml").read_text())
+    for name, stage in dvc["stages"].items():
+        body = stage.get("do", stage)
+        for out in [*body.get("outs", []), *body.get("metrics", [])]:
+            path = next(iter(out)) if isinstance(out, dict) else out
+            assert not path.startswith(("results", "reports")) or name == "promote", path
+    promote = dvc["stages"]["promote"]["outs"]
+    assert all(spec["persist"] for out in promote for spec in out.values())
+
+
+def test_notebooks_read_the_staged_results_when_rendered(
+        tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`render` points the notebooks' `root / "results"` at build/ (ALLIANCE_RESULTS_ROOT)."""
+    from pipeline.report import RESULTS_ROOT_ENV, open_project
+
+    monkeypatch.delenv(RESULTS_ROOT_ENV, raising=False)
+    assert open_project(root / "params.yaml")[0] == root
+    monkeypatch.setenv(RESULTS_ROOT_ENV, str(tmp_path))
+    folder, params = open_project(root / "params.yaml")
+    assert folder == tmp_path and "data" in params
