@@ -235,6 +235,9 @@ def test_balanced_one_way_anova_has_the_closed_form_optimum() -> None:
     assert fit.beta["Intercept"] == pytest.approx(y.mean(), rel=1e-12)
     # balanced case: the intercept's Satterthwaite df is exactly groups - 1
     assert fit.df["Intercept"] == pytest.approx(groups - 1, rel=1e-4)
+    warm = M.fit("y ~ 1", "(1 | g)", data, start=fit.theta)
+    assert warm.loglik == pytest.approx(fit.loglik, abs=1e-9)
+    assert warm.record["evaluations"] < fit.record["evaluations"]
 
 
 def test_warm_start_reaches_the_same_optimum(reference_fits) -> None:
