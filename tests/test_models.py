@@ -191,6 +191,9 @@ def test_blocked_equals_dense_factorisation() -> None:
             for reml in (True, False):
                 assert nested.deviance(theta, reml) == pytest.approx(
                     dense.deviance(theta, reml), rel=1e-10)
+                # the optimiser's shortcut equals the full blocked factor
+                assert nested.quick_deviance(theta, reml) == pytest.approx(
+                    nested.factorize(theta).deviance(nested.n, nested.p, reml), rel=1e-12)
         fac_n, fac_d = nested.factorize(theta), dense.factorize(theta)
         for b_n, b_d in zip(nested.random_effects(fac_n), dense.random_effects(fac_d),
                             strict=True):
