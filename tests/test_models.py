@@ -191,6 +191,9 @@ def test_blocked_equals_dense_factorisation() -> None:
             for reml in (True, False):
                 assert nested.deviance(theta, reml) == pytest.approx(
                     dense.deviance(theta, reml), rel=1e-10)
+                # the optimiser's shortcut equals the full blocked factor
+                assert nested.quick_deviance(theta, reml) == pytest.approx(
+                    nested.factorize(theta).deviance(nested.n, nested.p, reml), rel=1e-12)
         fac_n, fac_d = nested.factorize(theta), dense.factorize(theta)
         for b_n, b_d in zip(nested.random_effects(fac_n), dense.random_effects(fac_d),
                             strict=True):
@@ -235,6 +238,9 @@ def test_balanced_one_way_anova_has_the_closed_form_optimum() -> None:
     assert fit.beta["Intercept"] == pytest.approx(y.mean(), rel=1e-12)
     # balanced case: the intercept's Satterthwaite df is exactly groups - 1
     assert fit.df["Intercept"] == pytest.approx(groups - 1, rel=1e-4)
+    warm = M.fit("y ~ 1", "(1 | g)", data, start=fit.theta)
+    assert warm.loglik == pytest.approx(fit.loglik, abs=1e-9)
+    assert warm.record["start"] == pytest.approx(list(fit.theta))
 
 
 def test_warm_start_reaches_the_same_optimum(reference_fits) -> None:

@@ -309,7 +309,8 @@ class _Settings(dict):  # type: ignore[type-arg]
 
 def fit(formula: str, random: str, data: pd.DataFrame, reml: bool = True,
         settings: Mapping[str, Any] | None = None,
-        labels: Mapping[str, str] | None = None) -> ModelFit:
+        labels: Mapping[str, str] | None = None,
+        start: np.ndarray | None = None) -> ModelFit:
     """Fit one linear mixed model from a DataFrame (the public entry point).
 
     Parameters
@@ -326,6 +327,9 @@ def fit(formula: str, random: str, data: pd.DataFrame, reml: bool = True,
         The ``model:`` block of params.yaml (defaults: native engine, Satterthwaite df).
     labels
         Grouping column -> component name (default: the column name).
+    start
+        Warm start: theta of a previous fit of the same random part (e.g. ``fit.theta``
+        of the fit to the previous simulated data set in a power analysis).
 
     Returns
     -------
@@ -350,7 +354,8 @@ def fit(formula: str, random: str, data: pd.DataFrame, reml: bool = True,
     used = list(dict.fromkeys([*_variables(formula, data), *part.factors,
                                *part.variables]))
     rows = data.dropna(subset=[c for c in used if c in data.columns]).reset_index(drop=True)
-    result, simplifications = fit_formula(rows, formula, part, reml=reml, settings=settings)
+    result, simplifications = fit_formula(rows, formula, part, reml=reml, settings=settings,
+                                          start=start)
     result.record["simplification"] = simplifications
     return result
 
