@@ -28,8 +28,8 @@ def _project(folder: Path) -> Path:
     folder.mkdir()
     (folder / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     (folder / "dvc.yaml").write_text("stages: {}\n", encoding="utf-8")
-    results = folder / "results"
-    results.mkdir()
+    results = folder / "build" / "results"   # the staging area the stages read and write
+    results.mkdir(parents=True)
     for name in ("coefficients.csv", "variance_components.csv", "fit_statistics.csv"):
         shutil.copy(ROOT / "results" / name, results / name)
     return folder
@@ -57,7 +57,7 @@ def test_killed_power_run_resumes_to_the_same_bytes(tmp_path: Path) -> None:
     proc.wait()
     done = _lines(ckpt) - 1
     assert 20 <= done < 40, done
-    assert not (killed / "results" / "power.csv").exists()
+    assert not (killed / "build" / "results" / "power.csv").exists()
 
     rerun = _power(killed)
     _, err = rerun.communicate(timeout=300)
@@ -68,4 +68,5 @@ def test_killed_power_run_resumes_to_the_same_bytes(tmp_path: Path) -> None:
     _, err = once.communicate(timeout=300)
     assert once.returncode == 0, err.decode()
     for name in ("power.csv", "power_target.csv", "power_truth.csv"):
-        assert (killed / "results" / name).read_bytes() == (clean / "results" / name).read_bytes()
+        staged = Path("build") / "results" / name
+        assert (killed / staged).read_bytes() == (clean / staged).read_bytes()

@@ -63,10 +63,10 @@ def test_schema_declares_every_shipped_setting(root: Path) -> None:
     [
         (lambda p: p["model"].__setitem__("conf_level", 95),
          ["model.conf_level", "rule range", "less than 1", "0.95"]),
-        (lambda p: p["model"].__setitem__("optimizers", ["powel", "bfgs"]),
-         ["model.optimizers[1]", "rule choices", "did you mean 'powell'"]),
-        (lambda p: p["model"].__setitem__("optimizers", []),
-         ["model.optimizers", "rule length"]),
+        (lambda p: p["model"].__setitem__("statsmodels_optimizers", ["powel", "bfgs"]),
+         ["model.statsmodels_optimizers[1]", "rule choices", "did you mean 'powell'"]),
+        (lambda p: p["model"].__setitem__("statsmodels_optimizers", []),
+         ["model.statsmodels_optimizers", "rule length"]),
         (lambda p: p["model"].__setitem__("conf_levl", 0.9),
          ["model.conf_levl", "unknown_setting", "did you mean 'model.conf_level'",
           "params_schema.yaml"]),
@@ -192,7 +192,7 @@ def test_cli_exits_2_without_traceback_and_writes_nothing(
         tmp_path: Path, good: dict[str, Any], step: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     params = copy.deepcopy(good)
-    params["model"]["optimizers"] = ["powell", "newtonian"]
+    params["model"]["statsmodels_optimizers"] = ["powell", "newtonian"]
     out = tmp_path / "out"
     args = [step, "--params", str(_write(tmp_path, params))]
     args += {"inputs": ["--out", str(out / "inputs.json")],
@@ -203,7 +203,7 @@ def test_cli_exits_2_without_traceback_and_writes_nothing(
              }[step]
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "model.optimizers[2]" in err and "rule choices" in err
+    assert "model.statsmodels_optimizers[2]" in err and "rule choices" in err
     assert "Traceback" not in err
     assert f"[{step}] stopped: nothing was written" in err
     assert not out.exists()
