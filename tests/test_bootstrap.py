@@ -99,3 +99,15 @@ def test_percentiles_and_failures_from_replicates() -> None:
 def test_bad_bootstrap_settings(block: dict[str, Any], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         bootstrap_settings(block)
+
+
+def test_a_model_that_cannot_be_estimated_gives_an_empty_table() -> None:
+    from pipeline.models.bootstrap import bootstrap_model
+
+    scored = pd.DataFrame({"client_id": ["C1", "C1", "C2", "C2"],
+                           "therapist_id": ["T1"] * 4, "session": [1, 2, 1, 2],
+                           "goal": [3.0, 3.5, 4.0, 4.5], "task": [3.0, 3.2, 4.1, 4.0],
+                           "bond": [3.3, 3.5, 4.2, 4.4], "wellbeing": [20.0, 21, 22, 23]})
+    table = bootstrap_model(scored, None, {"bootstrap": {"replications": 10, "seed": 1}})
+    assert table.empty and list(table.columns)[:3] == ["model", "quantity", "estimate"]
+    assert table.attrs["note"]

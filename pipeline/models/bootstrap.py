@@ -199,10 +199,11 @@ def bootstrap_table(model: str, estimate: Mapping[str, float],
     for q in QUANTITIES:
         values = np.array([r[q] for r in ok], dtype=float)
         values = values[np.isfinite(values)]
-        if not np.isfinite(estimate[q]) or len(values) == 0:
+        value = float(estimate.get(q, np.nan))
+        if not np.isfinite(value) or len(values) == 0:
             continue
         low, high = np.quantile(values, [tail, 1.0 - tail])
-        rows.append({"model": model, "quantity": q, "estimate": float(estimate[q]),
+        rows.append({"model": model, "quantity": q, "estimate": value,
                      "conf_low": float(low), "conf_high": float(high),
                      "conf_level": settings.conf_level, "replications": len(reps),
                      "failed": failed, "singular": singular,
