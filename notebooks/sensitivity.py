@@ -34,7 +34,7 @@ from pipeline import figures
 from pipeline.models import load_specs
 from pipeline.models.results import read_results
 from pipeline.report import data_notice, open_project
-from pipeline.tables import estimates_by_model, styled
+from pipeline.tables import estimates_by_model, styled, term_label
 
 root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
