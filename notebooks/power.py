@@ -35,7 +35,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import figures
-from pipeline.report import data_notice, open_project
+from pipeline.report import data_notice, escape, open_project
 from pipeline.tables import format_num, styled, term_label
 
 root, params = open_project(params_file)
@@ -43,14 +43,21 @@ display(Markdown(data_notice(params)))
 results = root / "results"
 figures.apply_style()
 power_file = results / "power.csv"
-available = power_file.is_file()
+power = pd.read_csv(power_file) if power_file.is_file() else pd.DataFrame()
+available = len(power) > 0
 if available:
-    power = pd.read_csv(power_file)
     target_table = pd.read_csv(results / "power_target.csv", keep_default_na=False)
     truth = pd.read_csv(results / "power_truth.csv")
 else:
-    display(Markdown("**No power analysis was run**: `results/power.csv` is absent (the "
-                     "`power` stage needs a fitted model to take its true values from)."))
+    # The power stage simulates from a fitted model; say why there is none.
+    model = str((params.get("power") or {}).get("model", "primary"))
+    stats = pd.read_csv(results / "fit_statistics.csv")
+    row = stats[stats["model"] == model]
+    why = (f"model {escape(model)} is {escape(str(row['status'].iloc[0]))}: "
+           f"{escape(str(row['reason'].iloc[0]))}" if len(row) else
+           f"model {escape(model)} was not fitted")
+    display(Markdown(f"**No power analysis on these data**: the simulation takes its true "
+                     f"values from the fitted model, and the {why}."))
 
 # %% [markdown]
 # ## What was simulated

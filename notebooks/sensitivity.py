@@ -33,7 +33,7 @@ from IPython.display import Markdown, display
 from pipeline import figures
 from pipeline.models import load_specs
 from pipeline.models.results import read_results
-from pipeline.report import data_notice, open_project
+from pipeline.report import data_notice, escape, open_project
 from pipeline.tables import estimates_by_model, styled, term_label
 
 root, params = open_project(params_file)
@@ -119,12 +119,15 @@ if "primary" in shown and len(shown) > 1:
 
 # %%
 curve_file = results / "specification_curve.csv"
-if curve_file.is_file():
-    curve = pd.read_csv(curve_file)
+curve = pd.read_csv(curve_file) if curve_file.is_file() else None
+if curve is not None and curve["estimate"].notna().any():
     fig, _ = figures.specification_curve(curve)
     plt.show()
-else:
+elif curve is not None:
+    reasons = "; ".join(dict.fromkeys(curve["reason"].dropna().astype(str)))
+    display(Markdown(f"No specification could be estimated on these data ({escape(reasons)})."))
     curve = None
+else:
     display(Markdown("No specification curve was computed (`results/specification_curve.csv` "
                      "is absent)."))
 

@@ -300,10 +300,11 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
     sens = [m for m in params["report"]["sensitivity_models"] if m in readable]
     if "primary" in sens:
         made.append(("sensitivity", figures.sensitivity(coefs, sens)))
-    if (results / "specification_curve.csv").is_file():
+    curve_file = results / "specification_curve.csv"
+    if curve_file.is_file() and read("specification_curve.csv")["estimate"].notna().any():
         made.append(("specification_curve",
                      figures.specification_curve(read("specification_curve.csv"))))
-    if (results / "power.csv").is_file():
+    if (results / "power.csv").is_file() and len(read("power.csv")):
         target = float(read("power_target.csv")["target"].iloc[0])
         made.append(("power_curves", figures.power_curves(read("power.csv"), target)))
     if (results / "scoring" / "reliability.csv").is_file():

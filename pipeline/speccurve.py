@@ -159,7 +159,11 @@ def fit_specification(task: Mapping[str, Any]) -> dict[str, Any]:
     from pipeline.models.inference import tests_and_intervals
 
     spec = task["spec"]
-    data = spec_data(task["scored"], spec)
+    try:
+        data = spec_data(task["scored"], spec)
+    except PipelineError as exc:   # e.g. no outcome column: nothing to fit
+        return {"n_obs": 0, "n_clients": 0, "status": "not estimable", "reason": str(exc),
+                "terms": {}}
     base = {"n_obs": len(data), "n_clients": int(data["client_id"].nunique())}
     try:
         fit, simplified = fit_formula(data, task["formula"], task["random"],

@@ -237,8 +237,8 @@ def bootstrap_model(scored: pd.DataFrame, clients: pd.DataFrame | None,
     if any(clients is None or c not in clients.columns for c in spec.covariates):
         empty.attrs["note"] = "a client covariate of the model is absent"
         return empty
-    data = model_data(scored, clients, spec)
     try:
+        data = model_data(scored, clients, spec)
         fit, simplified = fit_formula(data, spec.formula, spec.random, reml=spec.reml,
                                       settings=fit_settings, model=spec.name)
     except PipelineError as exc:

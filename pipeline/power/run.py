@@ -121,7 +121,8 @@ def power_stage(params: Mapping[str, Any], results: Path, checkpoint: Path,
     from pipeline.parallel import execution_settings
 
     from .settings import power_settings
-    from .truth import truth_from_fit
+    from .summary import COLUMNS, TARGET_COLUMNS
+    from .truth import USABLE, truth_from_fit
 
     settings = power_settings(params.get("power"),
                               (params.get("simulate") or {}).get("alliance"))
@@ -131,6 +132,16 @@ def power_stage(params: Mapping[str, Any], results: Path, checkpoint: Path,
     stats = pd.read_csv(results / "fit_statistics.csv")
     status_rows = stats.loc[stats["model"] == settings.model, "status"]
     status = str(status_rows.iloc[0]) if len(status_rows) else "absent"
+    if status not in USABLE:
+        # The model the power analysis simulates from was not estimated on these data
+        # (e.g. no outcome file): nothing to simulate from. Empty tables; the report says
+        # why from results/fit_statistics.csv.
+        if log is not None:
+            log("power", f"no power analysis: model {settings.model!r} is {status} on these "
+                         "data")
+        return {"power": pd.DataFrame(columns=COLUMNS),
+                "power_target": pd.DataFrame(columns=TARGET_COLUMNS),
+                "power_truth": pd.DataFrame(columns=["parameter", "kind", "value", "source"])}
     truth = truth_from_fit(settings.model, settings.effects,
                            pd.read_csv(results / "coefficients.csv"),
                            pd.read_csv(results / "variance_components.csv"), status)

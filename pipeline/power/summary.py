@@ -59,6 +59,9 @@ def power_table(designs: Sequence[StudyDesign], results: Sequence[Sequence[dict[
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+TARGET_COLUMNS = ["term", "target", "design", "planned_sessions", "power"]
+
+
 def smallest_adequate(table: pd.DataFrame, target: float) -> pd.DataFrame:
     """Per term, the smallest design (fewest planned sessions in all, then fewest
     therapists) whose power reaches ``target``; ``design`` is empty when none does."""
@@ -73,4 +76,4 @@ def smallest_adequate(table: pd.DataFrame, target: float) -> pd.DataFrame:
                     "design": "" if best is None else best["design"],
                     "planned_sessions": np.nan if best is None else int(best["size"]),
                     "power": np.nan if best is None else float(best["power"])})
-    return pd.DataFrame(out, columns=["term", "target", "design", "planned_sessions", "power"])
+    return pd.DataFrame(out, columns=TARGET_COLUMNS)

@@ -32,10 +32,13 @@ def _log(message: str) -> None:
     print(f"[ruptures] {message}", file=sys.stderr, flush=True)
 
 
-def _read(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None]:
+def _read(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
     dtype = {"client_id": str, "therapist_id": str}
     alliance = pd.read_csv(folder / "alliance.csv", dtype=dtype)
-    outcome = pd.read_csv(folder / "outcome.csv", dtype=dtype)
+    # No outcome file (an alliance-only analysis): episodes are still detected and
+    # described; the outcome models say why they cannot be estimated.
+    outcome_file = folder / "outcome.csv"
+    outcome = pd.read_csv(outcome_file, dtype=dtype) if outcome_file.is_file() else None
     path = folder / "clients.csv"
     clients = pd.read_csv(path, dtype=dtype) if path.is_file() else None
     return alliance, outcome, clients
@@ -112,9 +115,15 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
     _log(f"{len(episodes)} episodes in {n_series} series under {len(criteria)} criteria; "
          f"row-level table: {episodes_out}")
 
-    o_scored, _ = score_outcome(outcome, outcome_inst, higher_is_better=bool(
-        params["instruments"].get("outcome_higher_is_better", True)))
-    wellbeing = o_scored[["client_id", "session", "wellbeing"]]
+    has_outcome = outcome is not None and outcome_inst is not None
+    if has_outcome:
+        o_scored, _ = score_outcome(outcome, outcome_inst, higher_is_better=bool(
+            params["instruments"].get("outcome_higher_is_better", True)))
+        wellbeing = o_scored[["client_id", "session", "wellbeing"]]
+    else:
+        wellbeing = pd.DataFrame({"client_id": pd.Series(dtype=str),
+                                  "session": pd.Series(dtype="int64"),
+                                  "wellbeing": pd.Series(dtype=float)})
 
     out: dict[str, pd.DataFrame] = {
         "thresholds": S.thresholds_table(applied, criteria, reliability, min_cell),
@@ -135,6 +144,8 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
         data = O.change_data(groups, wellbeing)
         groups_out.append(O.group_table(data, groups, crit.name, min_cell))
         formula, simplification, reason = O.model_plan(data, str(ocfg["formula"]), min_cell)
+        if not has_outcome:
+            reason = "no outcome file: wellbeing change cannot be computed"
         fit = (O.MixedFit("not estimable", reason, n_obs=len(data)) if reason else
                O.fit_mixed(data, formula, ocfg["random"], model_settings))
         models.append({"criterion": crit.name, "model": f"outcome_{crit.name}",
