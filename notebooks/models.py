@@ -31,13 +31,19 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import figures
+from pipeline.instruments import load_instrument
 from pipeline.models import load_specs
 from pipeline.models.results import read_results
 from pipeline.report import data_notice, escape, open_project
-from pipeline.tables import coefficient_table, lr_table, styled, variance_table
+from pipeline.score import outcome_range
+from pipeline.tables import coefficient_table, format_num, lr_table, styled, variance_table
 
 root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
+cfg = params["instruments"]
+has_outcome = bool(params["data"].get("outcome")) and bool(cfg.get("outcome"))
+outcome = load_instrument(cfg["outcome"], cfg.get("paths") or []) if has_outcome else None
+outcome_name = escape(outcome.name) if outcome is not None else "the outcome"
 results = root / "results"
 figures.apply_style()
 tables = read_results(results)
@@ -91,6 +97,38 @@ else:
     display(Markdown(f"p-values and intervals: {df_method}."))
     display(styled(coefficient_table(coefs, ["primary"],
                                      float(params["model"].get("conf_level", 0.95)))))
+
+# %% [markdown]
+# ### Reading the intercept and time
+#
+# Every predictor is centred (`time` = session − 1; a between-client part is 0 for a client
+# at the mean of the client means, a within-client part is 0 at the client's own mean), so
+# the intercept is a prediction for a concrete, typical case rather than for an impossible
+# "alliance of zero".
+
+# %%
+if primary_ok:
+    term = primary.set_index("term")
+    b0, b_time = term.loc["Intercept"], term.loc["time"] if "time" in term.index else None
+    level = f"{float(b0['conf_level']):.0%}"
+    scale = ""
+    if outcome is not None:
+        lo, hi = outcome_range(outcome)
+        better = (outcome.direction == "higher_better"
+                  or bool(cfg.get("outcome_higher_is_better", True)))
+        scale = (f" (scored {lo:g}\u2013{hi:g}, higher = "
+                 f"{'better' if better else 'worse'})")
+    text = (f"The intercept, **{format_num(b0['estimate'])}** ({level} CI "
+            f"[{format_num(b0['conf_low'])}, {format_num(b0['conf_high'])}]), is the expected "
+            f"wellbeing on the {outcome_name}{scale} at the first session (time 0) of a client "
+            "whose alliance is at the average client's level and at their own usual level, "
+            "seen by a typical therapist (all random effects at 0).")
+    if b_time is not None:
+        text += (f" From one session to the next, wellbeing is expected to change by "
+                 f"**{format_num(b_time['estimate'])}** points ({level} CI "
+                 f"[{format_num(b_time['conf_low'])}, {format_num(b_time['conf_high'])}]) "
+                 "for such a client.")
+    display(Markdown(text))
 
 # %% [markdown]
 # ## Within- versus between-client effects
