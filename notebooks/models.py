@@ -210,17 +210,48 @@ elif primary_ok:
 # ### Does the model fit?
 #
 # If the model is right, the residuals and the predicted random effects look roughly
-# normal: the points of each Q–Q plot lie near the line. The last panel bins the sessions by
-# their fitted value and shows the mean residual per bin: a systematic bend would mean the
-# model misses a curve. (A mild upward slope is expected: the random effects are shrunk
-# towards zero, so sessions with high fitted values keep some positive residual; with an
-# outcome scored on a bounded scale the ends bend as well.) Each point is an aggregate (a
-# quantile or a bin of many sessions), never a single client.
+# normal: the points of each Q–Q plot (top row) lie near the line.
+#
+# The bottom row asks whether the model misses a curve, with two plots of the mean residual
+# in bins of the fitted values (each bin holds many sessions):
+#
+# - **Conditional residuals** (left): observed wellbeing minus the full prediction, which
+#   includes each client's and therapist's predicted random effects. These predictions are
+#   *shrunk* towards zero: a client with few sessions is given only part of their own
+#   deviation from the average (the rest could be chance), and the remaining part stays in
+#   that client's residuals. Clients predicted high are, on average, even higher than
+#   predicted, and clients predicted low even lower, so this line **rises even when the
+#   model is exactly right**. Its slope says how much shrinkage there is, not that the model
+#   is wrong.
+# - **Marginal residuals** (right): observed wellbeing minus the fixed part alone
+#   (intercept, time and the alliance terms), binned by that fixed-part prediction. No
+#   random effect is predicted here, and the model assumes the random effects are unrelated
+#   to the predictors, so **if the fixed part is right every bin's mean lies at zero**, up to
+#   chance. The bars are 95% intervals computed from the model (sessions of one client are
+#   correlated, which widens them). A run of bins away from zero, or a bend, means the fixed
+#   part misses something: a curve in time, a ceiling of the outcome scale, an interaction.
+#
+# Each point is an aggregate (a quantile or a bin of many sessions), never a single client.
 
 # %%
 if primary_ok:
-    fig, _ = figures.diagnostics(pd.read_csv(results / "diagnostics.csv"))
+    diag = pd.read_csv(results / "diagnostics.csv")
+    fig, _ = figures.diagnostics(diag)
     plt.show()
+    marg = diag[(diag["model"] == "primary")
+                & (diag["plot"] == "marginal_residual_vs_fitted")]
+    if len(marg):
+        z = (marg["y"] / marg["se"]).abs()
+        outside = int((z > 1.96).sum())
+        display(Markdown(
+            f"Marginal residuals: {len(marg) - outside} of {len(marg)} bins (of "
+            f"{int(marg['n'].min()):,} to {int(marg['n'].max()):,} sessions each) have a 95% "
+            f"interval that includes zero; by chance alone about {0.05 * len(marg):.0f} of "
+            f"{len(marg)} would not. The largest mean residual is "
+            f"{marg['y'].abs().max():.2f} points."))
+    else:
+        display(Markdown("`results/diagnostics.csv` has no marginal residuals (it was "
+                         "written by an older `fit` step); rerun `dvc repro fit`."))
 
 # %% [markdown]
 # ## Secondary models

@@ -261,7 +261,9 @@ def cmd_fit(params: dict[str, Any], args: argparse.Namespace) -> None:
         fits = fit_all(scored, clients, settings)
     write_results(fits, args.out)
     wanted = set(settings.get("diagnostics_for") or ["primary"])
-    diag = pd.concat([diagnostics(f) for f in fits if f.name in wanted], ignore_index=True)
+    min_cell = int(params["report"]["min_cell"])   # no diagnostic bin is smaller
+    diag = pd.concat([diagnostics(f, min_per_bin=min_cell) for f in fits if f.name in wanted],
+                     ignore_index=True)
     write_csv(diag, Path(args.out) / "diagnostics.csv")
     for f in fits:  # times go to stderr only: tracked outputs stay byte-identical
         log("fit", f"{f.name}: {f.status} in {f.seconds:.2f} s")

@@ -19,7 +19,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from pipeline.outputs import atomic_open, write_csv
-from pipeline.tables import term_label
+from pipeline.tables import component_label, term_label
 
 SUBSCALES = ("goal", "task", "bond")
 #: One palette for every figure: a colour per subscale, per part, and in order per model.
@@ -185,30 +185,51 @@ def predicted_wellbeing(coefs: pd.DataFrame, model: str = "primary",
     return fig, data
 
 
-def diagnostics(diag: pd.DataFrame, model: str = "primary") -> tuple[Figure, pd.DataFrame]:
+def diagnostics(diag: pd.DataFrame, model: str = "primary",
+                outcome_label: str = "wellbeing") -> tuple[Figure, pd.DataFrame]:
     """Residual and random-effect diagnostics (``results/diagnostics.csv``).
 
-    Normal Q-Q plots of the conditional residuals and of each random effect (points near
-    the line: close to normal), and mean residual in bins of the fitted values (points
-    near zero: no systematic misfit).
+    Top row: normal Q-Q plots of the conditional residuals and of each random effect
+    (points near the line: close to normal). Bottom row: mean residual in bins of the
+    fitted values, conditional (``y - X beta - Z b``; slopes upwards by shrinkage even
+    when the model is right) and marginal (``y - X beta`` against ``X beta``, with 95%
+    intervals; flat at zero when the fixed part is right). See
+    :mod:`pipeline.diagnostics`. Older tables without the marginal rows draw the
+    conditional panel only.
     """
     data = diag[diag["model"] == model].reset_index(drop=True)
     qq = data[data["plot"] == "qq"]
     comps = list(dict.fromkeys(qq["component"]))
-    fig, axes = plt.subplots(1, len(comps) + 1, figsize=(3.2 * (len(comps) + 1), 3.2))
-    for ax, comp in zip(axes[:-1], comps, strict=True):
+    rvf = data[data["plot"] == "residual_vs_fitted"]
+    marg = data[data["plot"] == "marginal_residual_vs_fitted"]
+    ncol = max(len(comps), 2)
+    fig, axes = plt.subplots(2, ncol, figsize=(3.2 * ncol, 6.6), squeeze=False)
+    for ax, comp in zip(axes[0], comps, strict=False):
         d = qq[qq["component"] == comp]
         lim = float(np.nanmax(np.abs(np.r_[d["x"], d["y"]])))
         ax.plot([-lim, lim], [-lim, lim], color="grey", lw=1)
         ax.scatter(d["x"], d["y"], s=8, color=COLORS["within"])
-        ax.set(title=f"{comp} (n = {int(d['n'].iloc[0]):,})", xlabel="normal quantile",
-               ylabel="standardised quantile" if comp == comps[0] else "")
-    rvf = data[data["plot"] == "residual_vs_fitted"]
-    ax = axes[-1]
+        ax.set(title=f"{component_label(comp)} (n = {int(d['n'].iloc[0]):,})",
+               xlabel="normal quantile", ylabel="standardised quantile" if comp == comps[0] else "")
+    for ax in axes[0][len(comps):]:
+        ax.set_visible(False)
+    ax = axes[1][0]
     ax.axhline(0, color="grey", lw=1)
     ax.plot(rvf["x"], rvf["y"], marker="o", ms=4, color=COLORS["between"])
-    ax.set(title="residual vs fitted (binned)", xlabel="fitted wellbeing",
-           ylabel="mean residual")
+    ax.set(title="conditional residual (binned)\nslopes by shrinkage",
+           xlabel=f"fitted {outcome_label} (with random effects)", ylabel="mean residual")
+    ax = axes[1][1]
+    if len(marg):
+        ax.axhline(0, color="grey", lw=1)
+        half = 1.96 * marg["se"].to_numpy(dtype=float)
+        ax.errorbar(marg["x"], marg["y"], yerr=half, fmt="o-", ms=4, capsize=2,
+                    color=COLORS["within"])
+        ax.set(title="marginal residual (binned, 95% CI)\nflat at 0 if the fixed part fits",
+               xlabel=f"fitted {outcome_label} (fixed part only)", ylabel="mean residual")
+    else:
+        ax.set_visible(False)
+    for ax in axes[1][2:]:
+        ax.set_visible(False)
     fig.tight_layout()
     return fig, data
 
