@@ -57,11 +57,11 @@ varcomp = tables["variance_components"]
 # two ways, and the model keeps the two apart (Curran & Bauer, 2011):
 #
 # - **between clients**: some clients rate the alliance higher *on average* than others.
-#   `goal_between` is a client's mean goal score minus the mean over clients. Its
+#   *Goal (between clients)* is a client's mean goal score minus the mean over clients. Its
 #   coefficient compares *different people*, so anything that differs between people
 #   (how ill they are, what they expect of therapy) can stand behind it.
 # - **within a client**: a client's score also moves from session to session around their
-#   own mean. `goal_within` is the session's score minus the client's own mean. Its
+#   own mean. *Goal (within client)* is the session's score minus the client's own mean. Its
 #   coefficient asks whether *the same person* feels better in sessions where the
 #   alliance is stronger than usual for them; stable differences between people cannot
 #   explain it.
@@ -157,10 +157,11 @@ if primary_ok:
 # %% [markdown]
 # ## How much varies between therapists, clients and sessions
 #
-# Variance components of the primary model. `therapist` and `client` are the variances of
-# the random intercepts (how much wellbeing differs between therapists, and between clients
-# of the same therapist, beyond what the predictors explain), `client_time` the variance of
-# the clients' own slopes over sessions, `residual` what is left from session to session.
+# Variance components of the primary model. *Therapist intercept* and *Client intercept* are
+# the variances of the random intercepts (how much wellbeing differs between therapists, and
+# between clients of the same therapist, beyond what the predictors explain), *Client slope
+# on time* the variance of the clients' own slopes over sessions, *Residual (session)* what
+# is left from session to session.
 
 # %%
 if primary_ok:
@@ -188,8 +189,8 @@ if primary_ok and len(boot):
              "r2_marginal": "R² marginal", "r2_conditional": "R² conditional"}
     level = float(boot["conf_level"].iloc[0])
     shown = pd.DataFrame({
-        "quantity": boot["quantity"].map(names),
-        "estimate": boot["estimate"].map(lambda v: f"{v:.3f}"),
+        "Quantity": boot["quantity"].map(names),
+        "Estimate": boot["estimate"].map(lambda v: f"{v:.3f}"),
         f"{level:.0%} bootstrap interval": [f"[{lo:.3f}, {hi:.3f}]" for lo, hi in
                                             zip(boot["conf_low"], boot["conf_high"],
                                                 strict=True)]})
@@ -275,7 +276,7 @@ def section(models: list[str]) -> None:
         spec = plan.get(name)
         row = stats[stats["model"] == name]
         status = row["status"].iloc[0] if len(row) else "not fitted"
-        display(Markdown(f"**{spec.title}** (`{name}`). {spec.description}"))
+        display(Markdown(f"**{spec.title}.** {spec.description}"))
         if status not in ("fitted", "singular"):
             reason = row["reason"].iloc[0] if len(row) else ""
             if not isinstance(reason, str) or not reason:
@@ -362,8 +363,10 @@ levels = varcomp[varcomp["model"].str.startswith("alliance_levels_")
 levels["subscale"] = levels["model"].str.replace("alliance_levels_", "", regex=False)
 levels["share"] = levels["variance"] / levels.groupby("model")["variance"].transform("sum")
 shares = levels.pivot(index="subscale", columns="component", values="share")
-shares = shares.rename(columns={"residual": "session"})
-display(styled(shares.reset_index()).format(
+shares = shares.rename(columns={"therapist": "Therapist", "client": "Client (within therapist)",
+                                "residual": "Session"})
+shares.index = [figures.label(s) for s in shares.index]
+display(styled(shares.rename_axis("Subscale").reset_index()).format(
     {c: "{:.0%}" for c in shares.columns}))
 section(["therapist_vs_client"])
 comparisons(["therapist_vs_client_parts"])

@@ -301,7 +301,8 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
         ]
     sens = [m for m in params["report"]["sensitivity_models"] if m in readable]
     if "primary" in sens:
-        made.append(("sensitivity", figures.sensitivity(coefs, sens)))
+        made.append(("sensitivity", figures.sensitivity(
+            coefs, sens, {m: tables.model_label(m) for m in sens})))
     if (results / "specification_curve.csv").is_file():
         made.append(("specification_curve",
                      figures.specification_curve(read("specification_curve.csv"))))

@@ -8,6 +8,7 @@ byte-stably: SVG ids are salted with a fixed string and no dates are embedded.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -29,6 +30,24 @@ COLORS = {"goal": PALETTE[0], "task": PALETTE[1], "bond": PALETTE[2], "wellbeing
           "total": PALETTE[4], "within": PALETTE[0], "between": PALETTE[1]}
 #: Words for the parts of a disaggregated predictor, as the tables say them.
 PARTS = {"within": "within client", "between": "between clients"}
+
+
+#: Words for the specification curve's choices and options (``params.yaml``
+#: ``specification_curve:``), the same in the figure and the report's table.
+CHOICES = {"within": "within-client part", "lag": "alliance lag (sessions)",
+           "random_slope": "client slope on time", "estimation": "estimation",
+           "min_sessions": "sessions per client at least"}
+OPTIONS = {"person_mean": "client mean removed", "detrended": "client trend removed",
+           "none": "none", "uncorrelated": "uncorrelated", "correlated": "correlated",
+           "reml": "REML", "ml": "ML"}
+
+
+def choice_label(choice: str, option: object | None = None) -> str:
+    """``random_slope`` -> ``client slope on time``; with an option, ``choice: option``."""
+    words = CHOICES.get(choice, choice.replace("_", " "))
+    if option is None:
+        return words
+    return f"{words}: {OPTIONS.get(str(option), str(option))}"
 
 
 def label(name: str) -> str:
@@ -234,8 +253,14 @@ def diagnostics(diag: pd.DataFrame, model: str = "primary",
     return fig, data
 
 
-def sensitivity(coefs: pd.DataFrame, models: list[str]) -> tuple[Figure, pd.DataFrame]:
-    """Within- and between-client effects of goal, task and bond across models."""
+def sensitivity(coefs: pd.DataFrame, models: list[str],
+                labels: dict[str, str] | None = None) -> tuple[Figure, pd.DataFrame]:
+    """Within- and between-client effects of goal, task and bond across models.
+
+    ``labels`` maps a model name to its legend entry (e.g. the title of ``models.yaml``);
+    names without one are shown as they are.
+    """
+    labels = labels or {}
     terms = [f"{k}_{part}" for part in ("within", "between") for k in SUBSCALES]
     data = coefs[coefs["model"].isin(models) & coefs["term"].isin(terms)]
     data = data[["model", "term", "estimate", "conf_low", "conf_high"]].reset_index(drop=True)
@@ -246,7 +271,8 @@ def sensitivity(coefs: pd.DataFrame, models: list[str]) -> tuple[Figure, pd.Data
         y = np.arange(len(terms))[::-1] + 0.4 - step / 2 - i * step
         ax.errorbar(d["estimate"], y, xerr=[d["estimate"] - d["conf_low"],
                     d["conf_high"] - d["estimate"]], fmt="o", ms=4, capsize=2,
-                    color=PALETTE[i % len(PALETTE)], label=model)
+                    color=PALETTE[i % len(PALETTE)],
+                    label=textwrap.fill(labels.get(model, model), 34))
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(np.arange(len(terms))[::-1], [term_label(t) for t in terms])
     ax.set_xlabel("change in wellbeing per point of alliance (95% CI)")
@@ -322,7 +348,7 @@ def power_curves(power: pd.DataFrame, target: float | None = None) -> tuple[Figu
     alpha = float(data["alpha"].iloc[0]) if len(data) else 0.05
     ax.axhline(alpha, color="0.6", ls=":", lw=1, label=f"alpha {alpha:g}")
     ax.set(xlabel="therapists", ylabel="power", ylim=(0, 1), title="Power by design")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    integer_axis(ax)
     ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig, data.drop(columns="series")
@@ -361,11 +387,11 @@ def specification_curve(curve: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
             bottom.scatter(rows.loc[hit, "rank"], np.full(int(hit.sum()), k), s=6,
                            color="0.2", marker="s")
         bottom.set_yticks(range(len(options)))
-        bottom.set_yticklabels([f"{c.replace('_', ' ')}: {o}" for c, o in options]
+        bottom.set_yticklabels([choice_label(c, o) for c, o in options]
                                if j == 0 else [], fontsize=7)
         bottom.invert_yaxis()
         bottom.set(xlabel="specification (sorted by estimate)")
-        bottom.xaxis.get_major_locator().set_params(integer=True)
+        integer_axis(bottom)
         bottom.grid(False)
     fig.tight_layout()
     out = pd.concat(drawn, ignore_index=True) if drawn else data
