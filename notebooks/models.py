@@ -31,13 +31,19 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import figures
+from pipeline.instruments import load_instrument
 from pipeline.models import load_specs
 from pipeline.models.results import read_results
 from pipeline.report import data_notice, escape, open_project
-from pipeline.tables import coefficient_table, lr_table, styled, variance_table
+from pipeline.score import outcome_range
+from pipeline.tables import coefficient_table, format_num, lr_table, styled, variance_table
 
 root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
+cfg = params["instruments"]
+has_outcome = bool(params["data"].get("outcome")) and bool(cfg.get("outcome"))
+outcome = load_instrument(cfg["outcome"], cfg.get("paths") or []) if has_outcome else None
+outcome_name = escape(outcome.name) if outcome is not None else "the outcome"
 results = root / "results"
 figures.apply_style()
 tables = read_results(results)
@@ -51,11 +57,11 @@ varcomp = tables["variance_components"]
 # two ways, and the model keeps the two apart (Curran & Bauer, 2011):
 #
 # - **between clients**: some clients rate the alliance higher *on average* than others.
-#   `goal_between` is a client's mean goal score minus the mean over clients. Its
+#   *Goal (between clients)* is a client's mean goal score minus the mean over clients. Its
 #   coefficient compares *different people*, so anything that differs between people
 #   (how ill they are, what they expect of therapy) can stand behind it.
 # - **within a client**: a client's score also moves from session to session around their
-#   own mean. `goal_within` is the session's score minus the client's own mean. Its
+#   own mean. *Goal (within client)* is the session's score minus the client's own mean. Its
 #   coefficient asks whether *the same person* feels better in sessions where the
 #   alliance is stronger than usual for them; stable differences between people cannot
 #   explain it.
@@ -93,6 +99,38 @@ else:
                                      float(params["model"].get("conf_level", 0.95)))))
 
 # %% [markdown]
+# ### Reading the intercept and time
+#
+# Every predictor is centred (`time` = session − 1; a between-client part is 0 for a client
+# at the mean of the client means, a within-client part is 0 at the client's own mean), so
+# the intercept is a prediction for a concrete, typical case rather than for an impossible
+# "alliance of zero".
+
+# %%
+if primary_ok:
+    term = primary.set_index("term")
+    b0, b_time = term.loc["Intercept"], term.loc["time"] if "time" in term.index else None
+    level = f"{float(b0['conf_level']):.0%}"
+    scale = ""
+    if outcome is not None:
+        lo, hi = outcome_range(outcome)
+        better = (outcome.direction == "higher_better"
+                  or bool(cfg.get("outcome_higher_is_better", True)))
+        scale = (f" (scored {lo:g}\u2013{hi:g}, higher = "
+                 f"{'better' if better else 'worse'})")
+    text = (f"The intercept, **{format_num(b0['estimate'])}** ({level} CI "
+            f"[{format_num(b0['conf_low'])}, {format_num(b0['conf_high'])}]), is the expected "
+            f"wellbeing on the {outcome_name}{scale} at the first session (time 0) of a client "
+            "whose alliance is at the average client's level and at their own usual level, "
+            "seen by a typical therapist (all random effects at 0).")
+    if b_time is not None:
+        text += (f" From one session to the next, wellbeing is expected to change by "
+                 f"**{format_num(b_time['estimate'])}** points ({level} CI "
+                 f"[{format_num(b_time['conf_low'])}, {format_num(b_time['conf_high'])}]) "
+                 "for such a client.")
+    display(Markdown(text))
+
+# %% [markdown]
 # ## Within- versus between-client effects
 #
 # The plot sets each subscale's within-client effect beside its between-client effect,
@@ -119,10 +157,11 @@ if primary_ok:
 # %% [markdown]
 # ## How much varies between therapists, clients and sessions
 #
-# Variance components of the primary model. `therapist` and `client` are the variances of
-# the random intercepts (how much wellbeing differs between therapists, and between clients
-# of the same therapist, beyond what the predictors explain), `client_time` the variance of
-# the clients' own slopes over sessions, `residual` what is left from session to session.
+# Variance components of the primary model. *Therapist intercept* and *Client intercept* are
+# the variances of the random intercepts (how much wellbeing differs between therapists, and
+# between clients of the same therapist, beyond what the predictors explain), *Client slope
+# on time* the variance of the clients' own slopes over sessions, *Residual (session)* what
+# is left from session to session.
 
 # %%
 if primary_ok:
@@ -150,8 +189,8 @@ if primary_ok and len(boot):
              "r2_marginal": "R² marginal", "r2_conditional": "R² conditional"}
     level = float(boot["conf_level"].iloc[0])
     shown = pd.DataFrame({
-        "quantity": boot["quantity"].map(names),
-        "estimate": boot["estimate"].map(lambda v: f"{v:.3f}"),
+        "Quantity": boot["quantity"].map(names),
+        "Estimate": boot["estimate"].map(lambda v: f"{v:.3f}"),
         f"{level:.0%} bootstrap interval": [f"[{lo:.3f}, {hi:.3f}]" for lo, hi in
                                             zip(boot["conf_low"], boot["conf_high"],
                                                 strict=True)]})
@@ -172,17 +211,48 @@ elif primary_ok:
 # ### Does the model fit?
 #
 # If the model is right, the residuals and the predicted random effects look roughly
-# normal: the points of each Q–Q plot lie near the line. The last panel bins the sessions by
-# their fitted value and shows the mean residual per bin: a systematic bend would mean the
-# model misses a curve. (A mild upward slope is expected: the random effects are shrunk
-# towards zero, so sessions with high fitted values keep some positive residual; with an
-# outcome scored on a bounded scale the ends bend as well.) Each point is an aggregate (a
-# quantile or a bin of many sessions), never a single client.
+# normal: the points of each Q–Q plot (top row) lie near the line.
+#
+# The bottom row asks whether the model misses a curve, with two plots of the mean residual
+# in bins of the fitted values (each bin holds many sessions):
+#
+# - **Conditional residuals** (left): observed wellbeing minus the full prediction, which
+#   includes each client's and therapist's predicted random effects. These predictions are
+#   *shrunk* towards zero: a client with few sessions is given only part of their own
+#   deviation from the average (the rest could be chance), and the remaining part stays in
+#   that client's residuals. Clients predicted high are, on average, even higher than
+#   predicted, and clients predicted low even lower, so this line **rises even when the
+#   model is exactly right**. Its slope says how much shrinkage there is, not that the model
+#   is wrong.
+# - **Marginal residuals** (right): observed wellbeing minus the fixed part alone
+#   (intercept, time and the alliance terms), binned by that fixed-part prediction. No
+#   random effect is predicted here, and the model assumes the random effects are unrelated
+#   to the predictors, so **if the fixed part is right every bin's mean lies at zero**, up to
+#   chance. The bars are 95% intervals computed from the model (sessions of one client are
+#   correlated, which widens them). A run of bins away from zero, or a bend, means the fixed
+#   part misses something: a curve in time, a ceiling of the outcome scale, an interaction.
+#
+# Each point is an aggregate (a quantile or a bin of many sessions), never a single client.
 
 # %%
 if primary_ok:
-    fig, _ = figures.diagnostics(pd.read_csv(results / "diagnostics.csv"))
+    diag = pd.read_csv(results / "diagnostics.csv")
+    fig, _ = figures.diagnostics(diag)
     plt.show()
+    marg = diag[(diag["model"] == "primary")
+                & (diag["plot"] == "marginal_residual_vs_fitted")]
+    if len(marg):
+        z = (marg["y"] / marg["se"]).abs()
+        outside = int((z > 1.96).sum())
+        display(Markdown(
+            f"Marginal residuals: {len(marg) - outside} of {len(marg)} bins (of "
+            f"{int(marg['n'].min()):,} to {int(marg['n'].max()):,} sessions each) have a 95% "
+            f"interval that includes zero; by chance alone about {0.05 * len(marg):.0f} of "
+            f"{len(marg)} would not. The largest mean residual is "
+            f"{marg['y'].abs().max():.2f} points."))
+    else:
+        display(Markdown("`results/diagnostics.csv` has no marginal residuals (it was "
+                         "written by an older `fit` step); rerun `dvc repro fit`."))
 
 # %% [markdown]
 # ## Secondary models
@@ -206,7 +276,7 @@ def section(models: list[str]) -> None:
         spec = plan.get(name)
         row = stats[stats["model"] == name]
         status = row["status"].iloc[0] if len(row) else "not fitted"
-        display(Markdown(f"**{spec.title}** (`{name}`). {spec.description}"))
+        display(Markdown(f"**{spec.title}.** {spec.description}"))
         if status not in ("fitted", "singular"):
             reason = row["reason"].iloc[0] if len(row) else ""
             if not isinstance(reason, str) or not reason:
@@ -293,8 +363,10 @@ levels = varcomp[varcomp["model"].str.startswith("alliance_levels_")
 levels["subscale"] = levels["model"].str.replace("alliance_levels_", "", regex=False)
 levels["share"] = levels["variance"] / levels.groupby("model")["variance"].transform("sum")
 shares = levels.pivot(index="subscale", columns="component", values="share")
-shares = shares.rename(columns={"residual": "session"})
-display(styled(shares.reset_index()).format(
+shares = shares.rename(columns={"therapist": "Therapist", "client": "Client (within therapist)",
+                                "residual": "Session"})
+shares.index = [figures.label(s) for s in shares.index]
+display(styled(shares.rename_axis("Subscale").reset_index()).format(
     {c: "{:.0%}" for c in shares.columns}))
 section(["therapist_vs_client"])
 comparisons(["therapist_vs_client_parts"])

@@ -145,6 +145,7 @@ if len(shown):
     fig, ax = plt.subplots(figsize=(7, 3.2))
     ax.bar(shown["sessions"], shown["clients"], color="#4C72B0")
     ax.set_xlabel("complete sessions per client")
+    figures.integer_axis(ax)
     ax.set_ylabel("clients")
     ax.set_title("Sessions per client")
     plt.show()
@@ -242,4 +243,4 @@ from IPython.display import Markdown, display
 
 from pipeline.references import instrument_keys, reference_list
 
-display(Markdown(reference_list(["bordin_1979", *instrument_keys(params)])))
+display(Markdown(reference_list(["bordin_1979", "tryon_2007", *instrument_keys(params)])))

@@ -33,7 +33,7 @@ from pipeline import figures
 from pipeline.instruments import Instrument, load_instrument
 from pipeline.report import data_notice, escape, open_project, outcome_description
 from pipeline.score import therapist_form
-from pipeline.tables import styled
+from pipeline.tables import styled, yes_no
 
 root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
@@ -47,6 +47,15 @@ therapist = therapist_form(cfg)
 has_outcome = bool(params["data"].get("outcome")) and bool(cfg.get("outcome"))
 outcome = load_instrument(cfg["outcome"], paths) if has_outcome else None
 ceiling_pct = float(params["psychometrics"].get("floor_ceiling_pct", 15))
+#: Questionnaire names for readers (tables hold the registry keys).
+names = {i.key: i.name for i in (alliance, therapist, outcome) if i is not None}
+
+
+def named(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table with the questionnaire's name in place of its registry key."""
+    if "instrument" not in frame.columns:
+        return frame
+    return frame.assign(instrument=frame["instrument"].map(lambda k: names.get(k, k)))
 
 
 def count(v: float) -> str:
@@ -102,8 +111,8 @@ display(Markdown(outcome_description(outcome, bool(cfg.get("outcome_higher_is_be
 # %%
 scoring = pd.read_csv(results / "scoring.csv")
 cols = ["instrument", "scale", "n_rows", "n_complete", "n_prorated", "n_missing", "metric"]
-styled(scoring[cols]).format({c: count for c in ["n_rows", "n_complete", "n_prorated",
-                                                  "n_missing"]})
+styled(named(scoring[cols])).format({c: count for c in ["n_rows", "n_complete",
+                                                         "n_prorated", "n_missing"]})
 
 # %% [markdown]
 # ## Reliability
@@ -122,7 +131,7 @@ if rel_file.is_file():
     rel = pd.read_csv(rel_file)
     overall = rel[rel["subset"] == "all"][["instrument", "scale", "n", "alpha",
                                            "omega_total", "note"]].fillna({"note": ""})
-    display(styled(overall).format(
+    display(styled(named(overall)).format(
         {"n": count, "alpha": "{:.2f}", "omega_total": "{:.2f}"}, na_rep="–"))
     fc_all = pd.read_csv(fc_file)
     client_rel = rel[rel["instrument"] == alliance.key]
@@ -130,7 +139,7 @@ if rel_file.is_file():
     fig, _ = figures.reliability(client_rel, client_fc)
     plt.show()
     display(Markdown(
-        f"Client ratings ({escape(alliance.key)}). Left: Cronbach's alpha at each session "
+        f"Client ratings ({escape(alliance.name)}). Left: Cronbach's alpha at each session "
         "with enough forms (dashed line: .70). Right: the share of answers at the best "
         "score of each item, counted on the keyed direction (colour = subscale), "
         "discussed under *Floor and ceiling* below."))
@@ -164,8 +173,9 @@ styled(corr).format({"r": "{:.2f}", "n_obs": count, "n_clients": count}, na_rep=
 # %%
 if fc_file.is_file():
     fc = pd.read_csv(fc_file)
-    show = fc[["instrument", "item", "scale", "reversed", "n", "n_floor", "pct_floor",
-               "n_ceiling", "pct_ceiling"]]
+    show = named(fc[["instrument", "item", "scale", "reversed", "n", "n_floor", "pct_floor",
+                     "n_ceiling", "pct_ceiling"]])
+    show = show.assign(reversed=show["reversed"].map(yes_no))
 
     def pct(v: float) -> str:
         return "–" if pd.isna(v) else f"{v:.1f}%"
@@ -176,7 +186,7 @@ if fc_file.is_file():
         n_items = len(group)
         n_ceiling = int((group["pct_ceiling"] > ceiling_pct).sum())
         n_floor = int((group["pct_floor"] > ceiling_pct).sum())
-        text = (f"<code>{escape(key)}</code>: {n_ceiling} of {n_items} items have more than "
+        text = (f"{escape(names.get(key, key))}: {n_ceiling} of {n_items} items have more than "
                 f"{ceiling_pct:g}% of answers at the best score, {n_floor} at the worst.")
         if n_ceiling > n_items / 2:
             text += (" The ratings crowd at the top: a ceiling hides differences among "
@@ -191,4 +201,5 @@ from IPython.display import Markdown, display
 
 from pipeline.references import instrument_keys, reference_list
 
-display(Markdown(reference_list(["cronbach_1951", "mcdonald_1999", *instrument_keys(params)])))
+display(Markdown(reference_list(["cronbach_1951", "mcdonald_1999", "terwee_2007",
+                                 *instrument_keys(params)])))

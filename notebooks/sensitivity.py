@@ -34,7 +34,7 @@ from pipeline import figures
 from pipeline.models import load_specs
 from pipeline.models.results import read_results
 from pipeline.report import data_notice, escape, open_project
-from pipeline.tables import estimates_by_model, styled, term_label
+from pipeline.tables import estimates_by_model, format_num, model_label, styled, term_label
 
 root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
@@ -47,15 +47,15 @@ plan = load_specs()
 # %% [markdown]
 # ## The alternatives
 #
-# - **ML instead of REML** (`sens_ml`): REML corrects the variance components for the
+# - **ML instead of REML**: REML corrects the variance components for the
 #   fixed effects estimated; with hundreds of clients the fixed effects should hardly change.
-# - **Detrended within-client alliance** (`sens_detrended`): if a client's alliance and
+# - **Detrended within-client alliance**: if a client's alliance and
 #   wellbeing both rise over therapy, part of the within-client association may be the two
 #   trends. Here each client's linear trend is removed from their alliance before the
 #   within-client part is computed (Falkenström et al., 2017).
-# - **Clients with at least three sessions** (`sens_min3`): a client with one or two
+# - **Clients with at least three sessions**: a client with one or two
 #   sessions says little about within-client change.
-# - **Correlated client intercept and slope** (`sens_correlated`): lme4's default random
+# - **Correlated client intercept and slope**: lme4's default random
 #   part, `(1 | therapist_id) + (1 + time | client_id)`; the primary model keeps the client
 #   slope on time uncorrelated with the client intercept, which makes the fit depend on
 #   where time is zero.
@@ -65,19 +65,18 @@ names = list(params["report"]["sensitivity_models"])
 readable = set(stats.loc[stats["status"].isin(["fitted", "singular"]), "model"])
 rows = []
 for name in names:
-    spec = plan.get(name)
     hit = stats[stats["model"] == name]
     if hit.empty:   # not in these results (e.g. written before the model was added)
-        rows.append({"model": name, "what": spec.title, "sessions": "", "clients": "",
-                     "status": "not fitted"})
+        rows.append({"Model": model_label(name, plan), "Sessions": "", "Clients": "",
+                     "Status": "not fitted"})
         continue
     st = hit.iloc[0]
     ok = st["status"] in ("fitted", "singular")
     reason = st["reason"] if isinstance(st["reason"], str) else ""
-    rows.append({"model": name, "what": spec.title,
-                 "sessions": f"{int(st['n_obs']):,}" if ok else "",
-                 "clients": f"{int(st['n_clients']):,}" if ok else "",
-                 "status": st["status"] if ok else f"not estimable: {reason}"
+    rows.append({"Model": model_label(name, plan),
+                 "Sessions": f"{int(st['n_obs']):,}" if ok else "",
+                 "Clients": f"{int(st['n_clients']):,}" if ok else "",
+                 "Status": st["status"] if ok else f"not estimable: {reason}"
                  if st["status"] != "not converged" else "not converged"})
 styled(pd.DataFrame(rows))
 
@@ -89,7 +88,7 @@ styled(pd.DataFrame(rows))
 # %%
 shown = [n for n in names if n in readable]
 if "primary" in shown:
-    fig, data = figures.sensitivity(coefs, shown)
+    fig, data = figures.sensitivity(coefs, shown, {n: model_label(n, plan) for n in shown})
     plt.show()
 
 # %%
@@ -99,7 +98,8 @@ if "primary" in shown and len(shown) > 1:
             .pivot(index="term", columns="model", values="estimate")
             .loc[terms, shown])
     shift = wide.drop(columns="primary").sub(wide["primary"], axis=0).abs().max().max()
-    display(styled(estimates_by_model(coefs, shown, terms)))
+    display(styled(estimates_by_model(coefs, shown, terms,
+                                      labels={n: model_label(n, plan) for n in shown})))
     display(Markdown(
         f"The largest change of an estimate from the primary model is **{shift:.3f}** "
         "wellbeing points per alliance point."
@@ -147,20 +147,23 @@ if curve is not None:
                 for c in choices if ok[c].nunique() > 1}
         biggest = max(gaps, key=lambda c: gaps[c]) if gaps else None
         summary.append({
-            "term": term_label(term), "specifications": f"{len(ok)} of {n_specs}",
-            "median estimate": f"{ok['estimate'].median():.3f}" if len(ok) else "",
-            "range": f"{ok['estimate'].min():.3f} to {ok['estimate'].max():.3f}"
-            if len(ok) else "",
+            "Term": term_label(term), "Specifications": f"{len(ok)} of {n_specs}",
+            "Median estimate": format_num(ok["estimate"].median()) if len(ok) else "",
+            "Range": (f"{format_num(ok['estimate'].min())} to "
+                      f"{format_num(ok['estimate'].max())}") if len(ok) else "",
             "CI above 0": positive, "CI below 0": negative,
-            "choice that matters most": (f"{biggest.replace('_', ' ')} "
-                                         f"(gap {gaps[biggest]:.3f})") if biggest else "",
+            "Choice that matters most": (f"{figures.choice_label(biggest)} "
+                                         f"(gap {format_num(gaps[biggest])})")
+            if biggest else "",
         })
         if len(ok) and biggest is not None:
             means = ok.groupby(biggest)["estimate"].mean()
-            detail = ", ".join(f"{html.escape(str(k))}: {v:.3f}" for k, v in means.items())
+            detail = ", ".join(
+                f"{html.escape(figures.OPTIONS.get(str(k), str(k)))}: {format_num(v)}"
+                for k, v in means.items())
             lines.append(f"- **{term_label(term)}**: positive with an interval above 0 in "
                          f"{positive} of {len(ok)} specifications, negative in {negative}. "
-                         f"The choice that moves it most is *{biggest.replace('_', ' ')}* "
+                         f"The choice that moves it most is *{figures.choice_label(biggest)}* "
                          f"(mean estimate by option: {detail}).")
     display(styled(pd.DataFrame(summary)))
     failed = curve[curve["estimate"].isna()].drop_duplicates("spec")
@@ -185,4 +188,4 @@ from IPython.display import Markdown, display
 
 from pipeline.references import reference_list
 
-display(Markdown(reference_list(["falkenstrom_2017"])))
+display(Markdown(reference_list(["falkenstrom_2017", "simonsohn_2020", "nickell_1981"])))

@@ -261,7 +261,9 @@ def cmd_fit(params: dict[str, Any], args: argparse.Namespace) -> None:
         fits = fit_all(scored, clients, settings)
     write_results(fits, args.out)
     wanted = set(settings.get("diagnostics_for") or ["primary"])
-    diag = pd.concat([diagnostics(f) for f in fits if f.name in wanted], ignore_index=True)
+    min_cell = int(params["report"]["min_cell"])   # no diagnostic bin is smaller
+    diag = pd.concat([diagnostics(f, min_per_bin=min_cell) for f in fits if f.name in wanted],
+                     ignore_index=True)
     write_csv(diag, Path(args.out) / "diagnostics.csv")
     for f in fits:  # times go to stderr only: tracked outputs stay byte-identical
         log("fit", f"{f.name}: {f.status} in {f.seconds:.2f} s")
@@ -299,7 +301,8 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
         ]
     sens = [m for m in params["report"]["sensitivity_models"] if m in readable]
     if "primary" in sens:
-        made.append(("sensitivity", figures.sensitivity(coefs, sens)))
+        made.append(("sensitivity", figures.sensitivity(
+            coefs, sens, {m: tables.model_label(m) for m in sens})))
     curve_file = results / "specification_curve.csv"
     if curve_file.is_file() and read("specification_curve.csv")["estimate"].notna().any():
         made.append(("specification_curve",

@@ -4,6 +4,21 @@ A diagnostic plot of a mixed model usually draws one point per session or per cl
 Reports are shared, so here every diagnostic is reduced to aggregates before it leaves the
 fit step: normal quantile-quantile points at fixed probabilities (not one point per row),
 and mean residuals in bins of the fitted values (each bin holds many sessions).
+
+Two residual-versus-fitted checks are made, because they answer different questions:
+
+- *conditional* residuals ``y - X beta - Z b`` against conditional fitted values. The
+  predicted random effects ``b`` are shrunk towards zero: a client's predicted intercept
+  keeps only a share ``lambda < 1`` of the client's own mean deviation, and the rest,
+  ``(1 - lambda)`` of it, stays in that client's residuals. Clients with high fitted values
+  therefore carry positive residuals on average, so this plot slopes upwards even when the
+  model is exactly right (an artefact of shrinkage, not misfit);
+- *marginal* residuals ``y - X beta`` against marginal fitted values ``X beta``. No random
+  effect is predicted, and the random effects are independent of ``X``, so in every bin of
+  ``X beta`` the mean marginal residual is 0 in expectation when the fixed part is right.
+  Its standard error comes from the model's marginal covariance
+  ``V = Z G Z' + sigma^2 I`` (sessions of one client are correlated), less the part used
+  up by estimating ``beta``: ``Var(w'r) = w'Vw - w'X Cov(beta) X'w`` for bin weights ``w``.
 """
 
 from __future__ import annotations
@@ -13,6 +28,8 @@ import pandas as pd
 from scipy import stats
 
 from pipeline.models import FitResult
+from pipeline.models.engine import covariances
+from pipeline.models.fitting import ModelFit
 
 
 def _qq(values: np.ndarray, n_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +56,71 @@ def random_effects(fit: FitResult) -> dict[str, np.ndarray]:
     return {name: values.to_numpy(dtype=float) for name, values in fit.fit.ranef.items()}
 
 
-def diagnostics(fit: FitResult, n_points: int = 99, n_bins: int = 20) -> pd.DataFrame:
+def _bins(values: np.ndarray, n_bins: int, min_per_bin: int) -> np.ndarray:
+    """Equal-count bins of ``values`` (ties broken by row order), each of ``min_per_bin``+."""
+    n = len(values)
+    k = max(1, min(n_bins, n // max(min_per_bin, 1)))
+    ranks = pd.Series(values).rank(method="first").to_numpy()
+    return np.asarray(pd.qcut(ranks, k, labels=False), dtype=int)
+
+
+def marginal_bins(fit: ModelFit, n_bins: int = 20, min_per_bin: int = 5) -> pd.DataFrame:
+    """Mean marginal residual ``y - X beta`` in equal-count bins of ``X beta``, with its SE.
+
+    Parameters
+    ----------
+    fit
+        One engine fit (``FitResult.fit``); its ``problem`` holds ``y``, ``X`` and the
+        random-effect design.
+    n_bins
+        Number of bins (fewer when the rows do not fill ``n_bins`` bins of
+        ``min_per_bin``).
+    min_per_bin
+        Fewest sessions in a bin (e.g. ``report.min_cell``): no bin is a single row.
+
+    Returns
+    -------
+    DataFrame
+        ``x`` (mean ``X beta``), ``y`` (mean marginal residual), ``se`` (its model-based
+        standard error) and ``n`` (sessions), one row per bin.
+
+    Notes
+    -----
+    ``se`` is ``sqrt(w'Vw - w'X Cov(beta) X'w)`` with ``w`` = 1/n on the bin's rows,
+    ``V = sum_f Z_f G_f Z_f' + sigma^2 I`` the fitted marginal covariance and
+    ``Cov(beta)`` the fixed effects' covariance: the covariance of GLS residuals (Searle,
+    Casella & McCulloch, 1992). R: ``residuals(fit, type = "response", level = 0)``
+    (nlme) or ``y - predict(fit, re.form = NA)`` (lme4), binned by hand.
+    """
+    problem = fit.problem
+    if problem is None:
+        raise ValueError("marginal_bins needs the fit's design (ModelFit.problem)")
+    beta = fit.beta.reindex(problem.x_names).to_numpy(dtype=float)
+    marginal = problem.x @ beta
+    resid = problem.y - marginal
+    bins = _bins(marginal, n_bins, min_per_bin)
+    covs = covariances(problem, fit.theta, fit.sigma2)
+    vcov = fit.vcov.reindex(index=problem.x_names, columns=problem.x_names).to_numpy()
+    rows = []
+    for b in range(int(bins.max()) + 1):
+        rows_b = bins == b
+        n = int(rows_b.sum())
+        w = rows_b / n
+        var = fit.sigma2 * float(w @ w)
+        for factor, cov in zip(problem.factors, covs, strict=True):
+            u = np.column_stack([np.bincount(factor.codes, weights=w * factor.z[:, j],
+                                             minlength=factor.n_levels)
+                                 for j in range(factor.z.shape[1])])
+            var += float(np.sum((u @ cov) * u))
+        xw = problem.x.T @ w
+        var -= float(xw @ vcov @ xw)
+        rows.append({"x": float(marginal[rows_b].mean()), "y": float(resid[rows_b].mean()),
+                     "se": float(np.sqrt(max(var, 0.0))), "n": n})
+    return pd.DataFrame(rows, columns=["x", "y", "se", "n"])
+
+
+def diagnostics(fit: FitResult, n_points: int = 99, n_bins: int = 20,
+                min_per_bin: int = 5) -> pd.DataFrame:
     """Aggregate residual and random-effect diagnostics of one fitted model.
 
     Parameters
@@ -49,23 +130,29 @@ def diagnostics(fit: FitResult, n_points: int = 99, n_bins: int = 20) -> pd.Data
     n_points
         Probabilities at which quantile-quantile points are computed.
     n_bins
-        Bins of the fitted values (equal counts) for the residual-versus-fitted check.
+        Bins of the fitted values (equal counts) for the residual-versus-fitted checks.
+    min_per_bin
+        Fewest sessions in a bin (the fit step passes ``report.min_cell``).
 
     Returns
     -------
     DataFrame
-        ``model, plot, component, x, y, n``: ``plot`` is ``qq`` (x = normal quantile,
+        ``model, plot, component, x, y, se, n``: ``plot`` is ``qq`` (x = normal quantile,
         y = standardised sample quantile; ``component`` is ``residual`` or a random
-        effect, ``n`` the number of values behind it) or ``residual_vs_fitted`` (x = mean
-        fitted value in a bin, y = mean conditional residual, ``n`` sessions in the bin).
+        effect, ``n`` the number of values behind it), ``residual_vs_fitted`` (x = mean
+        conditional fitted value in a bin, y = mean conditional residual, ``n`` sessions in
+        the bin) or ``marginal_residual_vs_fitted`` (x = mean ``X beta`` in a bin, y = mean
+        marginal residual ``y - X beta``, ``se`` its standard error; see
+        :func:`marginal_bins`). ``se`` is empty for the other plots.
 
     References
     ----------
     Loy, A., & Hofmann, H. (2014). HLMdiag: A suite of diagnostics for hierarchical linear
     models in R. Journal of Statistical Software, 56(5).
     """
+    columns = ["model", "plot", "component", "x", "y", "se", "n"]
     if fit.fit is None:
-        return pd.DataFrame(columns=["model", "plot", "component", "x", "y", "n"])
+        return pd.DataFrame(columns=columns)
     resid = np.asarray(fit.fit.resid, dtype=float)
     fitted = np.asarray(fit.fit.fitted, dtype=float)
     rows = []
@@ -76,11 +163,13 @@ def diagnostics(fit: FitResult, n_points: int = 99, n_bins: int = 20) -> pd.Data
         x, y = _qq(values, n_points)
         rows.append(pd.DataFrame({"plot": "qq", "component": name, "x": x, "y": y,
                                   "n": len(values)}))
-    bins = pd.qcut(pd.Series(fitted).rank(method="first"), n_bins, labels=False)
+    bins = _bins(fitted, n_bins, min_per_bin)
     binned = pd.DataFrame({"bin": bins, "fitted": fitted, "resid": resid}).groupby("bin").agg(
         x=("fitted", "mean"), y=("resid", "mean"), n=("resid", "size"))
     rows.append(binned.reset_index(drop=True).assign(plot="residual_vs_fitted",
                                                      component="residual"))
+    rows.append(marginal_bins(fit.fit, n_bins, min_per_bin).assign(
+        plot="marginal_residual_vs_fitted", component="marginal residual"))
     table = pd.concat(rows, ignore_index=True)
     table.insert(0, "model", fit.name)
-    return table[["model", "plot", "component", "x", "y", "n"]]
+    return table.reindex(columns=columns)

@@ -8,6 +8,7 @@ byte-stably: SVG ids are salted with a fixed string and no dates are embedded.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -19,7 +20,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from pipeline.outputs import atomic_open, write_csv
-from pipeline.tables import term_label
+from pipeline.tables import component_label, term_label
 
 SUBSCALES = ("goal", "task", "bond")
 #: One palette for every figure: a colour per subscale, per part, and in order per model.
@@ -29,6 +30,24 @@ COLORS = {"goal": PALETTE[0], "task": PALETTE[1], "bond": PALETTE[2], "wellbeing
           "total": PALETTE[4], "within": PALETTE[0], "between": PALETTE[1]}
 #: Words for the parts of a disaggregated predictor, as the tables say them.
 PARTS = {"within": "within client", "between": "between clients"}
+
+
+#: Words for the specification curve's choices and options (``params.yaml``
+#: ``specification_curve:``), the same in the figure and the report's table.
+CHOICES = {"within": "within-client part", "lag": "alliance lag (sessions)",
+           "random_slope": "client slope on time", "estimation": "estimation",
+           "min_sessions": "sessions per client at least"}
+OPTIONS = {"person_mean": "client mean removed", "detrended": "client trend removed",
+           "none": "none", "uncorrelated": "uncorrelated", "correlated": "correlated",
+           "reml": "REML", "ml": "ML"}
+
+
+def choice_label(choice: str, option: object | None = None) -> str:
+    """``random_slope`` -> ``client slope on time``; with an option, ``choice: option``."""
+    words = CHOICES.get(choice, choice.replace("_", " "))
+    if option is None:
+        return words
+    return f"{words}: {OPTIONS.get(str(option), str(option))}"
 
 
 def label(name: str) -> str:
@@ -185,36 +204,63 @@ def predicted_wellbeing(coefs: pd.DataFrame, model: str = "primary",
     return fig, data
 
 
-def diagnostics(diag: pd.DataFrame, model: str = "primary") -> tuple[Figure, pd.DataFrame]:
+def diagnostics(diag: pd.DataFrame, model: str = "primary",
+                outcome_label: str = "wellbeing") -> tuple[Figure, pd.DataFrame]:
     """Residual and random-effect diagnostics (``results/diagnostics.csv``).
 
-    Normal Q-Q plots of the conditional residuals and of each random effect (points near
-    the line: close to normal), and mean residual in bins of the fitted values (points
-    near zero: no systematic misfit).
+    Top row: normal Q-Q plots of the conditional residuals and of each random effect
+    (points near the line: close to normal). Bottom row: mean residual in bins of the
+    fitted values, conditional (``y - X beta - Z b``; slopes upwards by shrinkage even
+    when the model is right) and marginal (``y - X beta`` against ``X beta``, with 95%
+    intervals; flat at zero when the fixed part is right). See
+    :mod:`pipeline.diagnostics`. Older tables without the marginal rows draw the
+    conditional panel only.
     """
     data = diag[diag["model"] == model].reset_index(drop=True)
     qq = data[data["plot"] == "qq"]
     comps = list(dict.fromkeys(qq["component"]))
-    fig, axes = plt.subplots(1, len(comps) + 1, figsize=(3.2 * (len(comps) + 1), 3.2))
-    for ax, comp in zip(axes[:-1], comps, strict=True):
+    rvf = data[data["plot"] == "residual_vs_fitted"]
+    marg = data[data["plot"] == "marginal_residual_vs_fitted"]
+    ncol = max(len(comps), 2)
+    fig, axes = plt.subplots(2, ncol, figsize=(3.2 * ncol, 6.6), squeeze=False)
+    for ax, comp in zip(axes[0], comps, strict=False):
         d = qq[qq["component"] == comp]
         lim = float(np.nanmax(np.abs(np.r_[d["x"], d["y"]])))
         ax.plot([-lim, lim], [-lim, lim], color="grey", lw=1)
         ax.scatter(d["x"], d["y"], s=8, color=COLORS["within"])
-        ax.set(title=f"{comp} (n = {int(d['n'].iloc[0]):,})", xlabel="normal quantile",
-               ylabel="standardised quantile" if comp == comps[0] else "")
-    rvf = data[data["plot"] == "residual_vs_fitted"]
-    ax = axes[-1]
+        ax.set(title=f"{component_label(comp)} (n = {int(d['n'].iloc[0]):,})",
+               xlabel="normal quantile", ylabel="standardised quantile" if comp == comps[0] else "")
+    for ax in axes[0][len(comps):]:
+        ax.set_visible(False)
+    ax = axes[1][0]
     ax.axhline(0, color="grey", lw=1)
     ax.plot(rvf["x"], rvf["y"], marker="o", ms=4, color=COLORS["between"])
-    ax.set(title="residual vs fitted (binned)", xlabel="fitted wellbeing",
-           ylabel="mean residual")
+    ax.set(title="conditional residual (binned)\nslopes by shrinkage",
+           xlabel=f"fitted {outcome_label} (with random effects)", ylabel="mean residual")
+    ax = axes[1][1]
+    if len(marg):
+        ax.axhline(0, color="grey", lw=1)
+        half = 1.96 * marg["se"].to_numpy(dtype=float)
+        ax.errorbar(marg["x"], marg["y"], yerr=half, fmt="o-", ms=4, capsize=2,
+                    color=COLORS["within"])
+        ax.set(title="marginal residual (binned, 95% CI)\nflat at 0 if the fixed part fits",
+               xlabel=f"fitted {outcome_label} (fixed part only)", ylabel="mean residual")
+    else:
+        ax.set_visible(False)
+    for ax in axes[1][2:]:
+        ax.set_visible(False)
     fig.tight_layout()
     return fig, data
 
 
-def sensitivity(coefs: pd.DataFrame, models: list[str]) -> tuple[Figure, pd.DataFrame]:
-    """Within- and between-client effects of goal, task and bond across models."""
+def sensitivity(coefs: pd.DataFrame, models: list[str],
+                labels: dict[str, str] | None = None) -> tuple[Figure, pd.DataFrame]:
+    """Within- and between-client effects of goal, task and bond across models.
+
+    ``labels`` maps a model name to its legend entry (e.g. the title of ``models.yaml``);
+    names without one are shown as they are.
+    """
+    labels = labels or {}
     terms = [f"{k}_{part}" for part in ("within", "between") for k in SUBSCALES]
     data = coefs[coefs["model"].isin(models) & coefs["term"].isin(terms)]
     data = data[["model", "term", "estimate", "conf_low", "conf_high"]].reset_index(drop=True)
@@ -225,7 +271,8 @@ def sensitivity(coefs: pd.DataFrame, models: list[str]) -> tuple[Figure, pd.Data
         y = np.arange(len(terms))[::-1] + 0.4 - step / 2 - i * step
         ax.errorbar(d["estimate"], y, xerr=[d["estimate"] - d["conf_low"],
                     d["conf_high"] - d["estimate"]], fmt="o", ms=4, capsize=2,
-                    color=PALETTE[i % len(PALETTE)], label=model)
+                    color=PALETTE[i % len(PALETTE)],
+                    label=textwrap.fill(labels.get(model, model), 34))
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(np.arange(len(terms))[::-1], [term_label(t) for t in terms])
     ax.set_xlabel("change in wellbeing per point of alliance (95% CI)")
@@ -301,7 +348,7 @@ def power_curves(power: pd.DataFrame, target: float | None = None) -> tuple[Figu
     alpha = float(data["alpha"].iloc[0]) if len(data) else 0.05
     ax.axhline(alpha, color="0.6", ls=":", lw=1, label=f"alpha {alpha:g}")
     ax.set(xlabel="therapists", ylabel="power", ylim=(0, 1), title="Power by design")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    integer_axis(ax)
     ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig, data.drop(columns="series")
@@ -340,11 +387,11 @@ def specification_curve(curve: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
             bottom.scatter(rows.loc[hit, "rank"], np.full(int(hit.sum()), k), s=6,
                            color="0.2", marker="s")
         bottom.set_yticks(range(len(options)))
-        bottom.set_yticklabels([f"{c.replace('_', ' ')}: {o}" for c, o in options]
+        bottom.set_yticklabels([choice_label(c, o) for c, o in options]
                                if j == 0 else [], fontsize=7)
         bottom.invert_yaxis()
         bottom.set(xlabel="specification (sorted by estimate)")
-        bottom.xaxis.get_major_locator().set_params(integer=True)
+        integer_axis(bottom)
         bottom.grid(False)
     fig.tight_layout()
     out = pd.concat(drawn, ignore_index=True) if drawn else data

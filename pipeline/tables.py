@@ -14,12 +14,16 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from pandas.io.formats.style import Styler
 
 from pipeline.outputs import atomic_open
+
+if TYPE_CHECKING:
+    from pipeline.models.spec import ModelPlan
 
 
 def format_p(p: float) -> str:
@@ -92,6 +96,23 @@ def term_label(term: str) -> str:
             stem = "Total alliance" if stem == "total" else stem.capitalize()
             return f"{stem} ({words})"
     return term.replace("_", " ").capitalize()
+
+
+def model_label(name: str, plan: ModelPlan | None = None) -> str:
+    """A model's name for readers: its ``title`` in ``pipeline/models.yaml``.
+
+    ``primary`` -> ``Primary model``; the ``Sensitivity:`` prefix of the sensitivity models
+    is dropped (they are shown beside the primary model). ``plan`` is a loaded
+    :class:`pipeline.models.spec.ModelPlan` (default: the project's ``models.yaml``).
+    """
+    if name == "primary":
+        return "Primary model"
+    if plan is None:
+        from pipeline.models.spec import load_specs
+
+        plan = load_specs()
+    title = str(plan.get(name).title).removeprefix("Sensitivity: ")
+    return title[:1].upper() + title[1:]
 
 
 def coefficient_table(coefs: pd.DataFrame, models: list[str] | None = None,
@@ -197,13 +218,17 @@ def lr_table(lr: pd.DataFrame, described: dict[str, str] | None = None) -> pd.Da
 
 
 def estimates_by_model(coefs: pd.DataFrame, models: list[str], terms: list[str],
-                       digits: int = 2) -> pd.DataFrame:
-    """Estimates of ``terms`` (rows, labelled) by model (columns), APA decimals."""
+                       digits: int = 2, labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Estimates of ``terms`` (rows, labelled) by model (columns), APA decimals.
+
+    ``labels`` maps a model name to its column heading (names without one stay as they are).
+    """
     wide = (coefs[coefs["model"].isin(models) & coefs["term"].isin(terms)]
             .pivot(index="term", columns="model", values="estimate")
             .reindex(index=terms, columns=[m for m in models if m in set(coefs["model"])]))
     table = wide.apply(lambda col: [format_num(v, digits) for v in col])
     table.insert(0, "Term", [term_label(t) for t in wide.index])
+    table = table.rename(columns=labels or {})
     return table.reset_index(drop=True)
 
 

@@ -1,4 +1,4 @@
-"""Diagnostics leave the fit step as aggregates only."""
+"""Diagnostics leave the fit step as aggregates only, and the marginal check is calibrated."""
 
 from __future__ import annotations
 
@@ -6,9 +6,20 @@ import copy
 
 import numpy as np
 
-from pipeline.diagnostics import diagnostics, random_effects
-from pipeline.models import fit_all
+from pipeline.diagnostics import diagnostics, marginal_bins, random_effects
+from pipeline.models import ModelFit, fit_all
+from pipeline.models.engine import covariances
 from pipeline.simulate import simulate
+
+
+def _primary(params: dict, seed: int, n_therapists: int = 8, per: int = 8) -> tuple:
+    """Data simulated from the primary model's structure, and its primary fit."""
+    cfg = copy.deepcopy(params["simulate"])
+    cfg.update(n_therapists=n_therapists, clients_per_therapist=per, seed=seed)
+    sim = simulate(cfg)
+    fits = fit_all(sim.scored, None, {"df_method": "wald"}, models=["primary"],
+                   verbose=False)
+    return sim, fits[0]
 
 
 def test_diagnostics_are_aggregates(params: dict) -> None:
@@ -27,6 +38,79 @@ def test_diagnostics_are_aggregates(params: dict) -> None:
         "residual": 50, "therapist": 8, "client": 50, "client_time": 50}
     rvf = diag[diag["plot"] == "residual_vs_fitted"]
     assert len(rvf) == 10
+    marg = diag[diag["plot"] == "marginal_residual_vs_fitted"]
+    assert len(marg) == 10 and marg["n"].sum() == len(sim.scored) and marg["se"].gt(0).all()
+    assert diag.loc[diag["plot"] != "marginal_residual_vs_fitted", "se"].isna().all()
     assert rvf["n"].sum() == len(sim.scored) and rvf["n"].min() >= 5
     # conditional residuals average zero over all sessions
     assert abs(np.average(rvf["y"], weights=rvf["n"])) < 1e-6
+
+
+def test_marginal_residuals_are_flat_where_conditional_ones_slope(params: dict) -> None:
+    """On data from the fitted model's own structure, binned marginal residuals lie within
+    3 SE of 0 in every bin, while the conditional ones rise with the fitted values
+    (shrinkage leaves part of each client's deviation in their residuals)."""
+    sim, fit = _primary(params, seed=3)
+    diag = diagnostics(fit, n_points=50, n_bins=10)
+    marg = diag[diag["plot"] == "marginal_residual_vs_fitted"]
+    z = marg["y"] / marg["se"]
+    assert z.abs().max() < 3, z.round(2).tolist()
+    cond = diag[diag["plot"] == "residual_vs_fitted"]
+    slope = np.polyfit(cond["x"], cond["y"], 1)[0]
+    assert slope > 0.02, slope
+    # marginal residual + marginal fitted value = observed outcome, bin by bin
+    assert np.isclose(float((marg["x"] + marg["y"]) @ marg["n"]), sim.scored["wellbeing"].sum())
+
+
+def test_marginal_standard_errors_are_calibrated(params: dict) -> None:
+    """Over 20 simulated data sets (100 bins), z = mean residual / SE has mean ~0, SD ~1."""
+    z = []
+    for seed in range(20):
+        _, fit = _primary(params, seed=100 + seed, n_therapists=6, per=6)
+        bins = marginal_bins(fit.fit, n_bins=5, min_per_bin=5)
+        z += list(bins["y"] / bins["se"])
+    z_arr = np.asarray(z)
+    assert len(z_arr) == 100
+    assert abs(z_arr.mean()) < 0.3, z_arr.mean()
+    assert 0.7 < z_arr.std() < 1.3, z_arr.std()
+
+
+def _dense_se(fit: ModelFit, rows: np.ndarray) -> float:
+    """sqrt(w'(V - X Cov(beta) X')w) with V built as a dense n x n matrix."""
+    problem = fit.problem
+    assert problem is not None
+    n = problem.n
+    v = fit.sigma2 * np.eye(n)
+    for factor, cov in zip(problem.factors, covariances(problem, fit.theta, fit.sigma2),
+                           strict=True):
+        k = factor.z.shape[1]
+        z = np.zeros((n, factor.n_levels * k))
+        for j in range(k):
+            z[np.arange(n), factor.codes * k + j] = factor.z[:, j]
+        v += z @ np.kron(np.eye(factor.n_levels), cov) @ z.T
+    w = rows / rows.sum()
+    xw = problem.x.T @ w
+    return float(np.sqrt(w @ v @ w - xw @ fit.vcov.to_numpy() @ xw))
+
+
+def test_marginal_standard_error_equals_the_dense_formula(params: dict) -> None:
+    _, fit = _primary(params, seed=4, n_therapists=5, per=6)
+    bins = marginal_bins(fit.fit, n_bins=4, min_per_bin=5)
+    problem = fit.fit.problem
+    marginal = problem.x @ fit.fit.beta.to_numpy()
+    order = np.argsort(marginal, kind="stable")
+    edges = np.cumsum(bins["n"].to_numpy())
+    for b, stop in enumerate(edges):
+        rows = np.zeros(problem.n)
+        rows[order[stop - bins["n"].iloc[b]:stop]] = 1.0
+        assert np.isclose(bins["se"].iloc[b], _dense_se(fit.fit, rows), rtol=1e-8)
+        assert np.isclose(bins["y"].iloc[b], (problem.y - marginal)[rows == 1].mean())
+
+
+def test_no_bin_is_smaller_than_min_per_bin(params: dict) -> None:
+    sim, fit = _primary(params, seed=3)
+    diag = diagnostics(fit, n_points=50, n_bins=20, min_per_bin=100)
+    for plot in ("residual_vs_fitted", "marginal_residual_vs_fitted"):
+        binned = diag[diag["plot"] == plot]
+        assert len(binned) == len(sim.scored) // 100
+        assert binned["n"].min() >= 100 and binned["n"].sum() == len(sim.scored)

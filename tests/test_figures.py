@@ -54,3 +54,40 @@ def test_suppressed_rows_are_not_drawn() -> None:
     })
     _, data = figures.trajectories(traj)
     assert len(data) == 4 and not data["suppressed"].any()
+
+
+def _diag(marginal: bool = True) -> pd.DataFrame:
+    rows = [{"model": "primary", "plot": "qq", "component": comp, "x": q, "y": q * 1.1,
+             "se": None, "n": 40} for comp in ("residual", "client") for q in (-1.0, 0.0, 1.0)]
+    rows += [{"model": "primary", "plot": "residual_vs_fitted", "component": "residual",
+              "x": x, "y": 0.1 * x, "se": None, "n": 10} for x in (1.0, 2.0, 3.0)]
+    if marginal:
+        rows += [{"model": "primary", "plot": "marginal_residual_vs_fitted",
+                  "component": "marginal residual", "x": x, "y": 0.05, "se": 0.5, "n": 10}
+                 for x in (1.0, 2.0, 3.0)]
+    rows.append({"model": "other", "plot": "qq", "component": "residual", "x": 0.0, "y": 0.0,
+                 "se": None, "n": 5})
+    return pd.DataFrame(rows)
+
+
+def test_diagnostics_draw_the_marginal_panel_with_intervals() -> None:
+    fig, data = figures.diagnostics(_diag(), outcome_label="SWEMWBS")
+    assert set(data["model"]) == {"primary"} and len(data) == 12
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 4
+    titles = [ax.get_title() for ax in visible]
+    assert titles[:2] == ["Residual (session) (n = 40)", "Client intercept (n = 40)"]
+    marginal = visible[3]
+    assert "marginal residual" in marginal.get_title()
+    assert marginal.get_xlabel() == "fitted SWEMWBS (fixed part only)"
+    # the 95% error bars span estimate +- 1.96 SE
+    segments = marginal.collections[0].get_segments()
+    assert [round(float(s[1][1] - s[0][1]), 6) for s in segments] == [1.96] * 3
+    matplotlib.pyplot.close(fig)
+
+
+def test_diagnostics_without_marginal_rows_draw_the_conditional_panel_only() -> None:
+    fig, _ = figures.diagnostics(_diag(marginal=False))
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 3 and "conditional" in visible[2].get_title()
+    matplotlib.pyplot.close(fig)

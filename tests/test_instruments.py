@@ -1,7 +1,8 @@
 """The shipped instrument keys equal the reference table, and malformed keys are refused.
 
-The expected keys below are copied by hand from ``shared/reference/instruments.md``;
-they pin the YAML files so that an accidental edit of a key fails a test.
+The expected keys below are copied by hand from the published sources (each YAML's
+``source``, listed in docs/references.yaml); they pin the YAML files so that an accidental
+edit of a key fails a test.
 """
 
 from __future__ import annotations

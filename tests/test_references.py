@@ -82,6 +82,7 @@ def test_docs_cite_only_works_in_the_bibliography(root: Path, doc: str) -> None:
 def test_nothing_points_at_the_team_folder(root: Path) -> None:
     """The repository links only to its own files (no ../shared/reference)."""
     files = [root / "README.md", *(root / "docs").glob("*.md"), *(root / "notebooks").glob("*.py"),
-             root / "pipeline" / "report.py"]
+             *(root / "pipeline").rglob("*.py"), *(root / "pipeline").rglob("*.yaml"),
+             root / "params.yaml", root / "dvc.yaml", root / "Makefile"]
     for path in files:
         assert "shared/reference" not in path.read_text(encoding="utf-8"), path.name

@@ -1,8 +1,8 @@
 """Hand-scored rows for every shipped instrument, and the scorer's safeguards.
 
-Every expected value below was worked out by hand from the key in
-``shared/reference/instruments.md`` (the arithmetic is written next to it), not by
-running the scorer.
+Every expected value below was worked out by hand from the key in the instrument's
+published source (its YAML's ``source``, listed in docs/references.yaml; the arithmetic is
+written next to it), not by running the scorer.
 """
 
 from __future__ import annotations

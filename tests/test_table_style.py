@@ -93,3 +93,41 @@ def test_ceiling_chart_has_a_legend_and_sensitivity_uses_term_labels() -> None:
     assert "Goal (within client)" in labels and "goal_within" not in labels
     colours = {h.lines[0].get_color() for h in fig.axes[0].containers}
     assert colours == {figures.PALETTE[0], figures.PALETTE[1]}
+
+
+def test_models_are_named_by_their_titles_not_their_keys() -> None:
+    from pipeline.models import load_specs
+    from pipeline.tables import model_label
+
+    plan = load_specs()
+    assert model_label("primary", plan) == "Primary model"
+    assert model_label("sens_ml", plan) == "Primary model by maximum likelihood"
+    assert model_label("sens_min3") == "Clients with at least three sessions"
+    coefs = pd.DataFrame({"model": ["primary", "sens_ml"], "term": ["goal_within"] * 2,
+                          "estimate": [1.0, 2.0]})
+    wide = estimates_by_model(coefs, ["primary", "sens_ml"], ["goal_within"],
+                              labels={m: model_label(m, plan) for m in ("primary", "sens_ml")})
+    assert wide.columns.tolist() == ["Term", "Primary model",
+                                     "Primary model by maximum likelihood"]
+    coefs = pd.DataFrame([{"model": m, "term": f"{k}_{p}", "estimate": 0.5, "conf_low": 0.1,
+                           "conf_high": 0.9}
+                          for m in ("primary", "sens_ml") for k in ("goal", "task", "bond")
+                          for p in ("within", "between")])
+    fig, _ = figures.sensitivity(coefs, ["primary", "sens_ml"],
+                                 {m: model_label(m, plan) for m in ("primary", "sens_ml")})
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["Primary model", "Primary model by maximum\nlikelihood"]
+    assert figures.choice_label("random_slope", "correlated") == "client slope on time: correlated"
+    assert figures.choice_label("estimation", "reml") == "estimation: REML"
+
+
+def test_rupture_offsets_are_whole_sessions() -> None:
+    from pipeline.ruptures.plots import course
+
+    rows = [{"criterion": "dip", "variable": v, "status": "repaired", "offset": o, "n": 20,
+             "mean": 0.1 * o, "conf_low": -0.5, "conf_high": 0.5, "suppressed": False}
+            for v in ("alliance", "wellbeing") for o in range(-1, 2)]
+    fig, _ = course(pd.DataFrame(rows), "dip")
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert all(float(t).is_integer() for t in ticks), ticks

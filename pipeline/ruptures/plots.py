@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline.figures import COLORS
+from pipeline.figures import COLORS, integer_axis
 
 STATUS_COLORS = {"repaired": "#55A868", "unrepaired": "#C44E52", "censored": "#8C8C8C"}
 SCALE_COLORS = {"total": "#333333", **{k: COLORS[k] for k in ("goal", "task", "bond")}}
@@ -43,6 +43,7 @@ def course(table: pd.DataFrame, criterion: str, label: str = "",
         ax.axvline(0, color="grey", lw=1, ls="--")
         ax.axhline(0, color="grey", lw=0.8)
         ax.set(xlabel="sessions from the rupture session", ylabel=ylab)
+        integer_axis(ax)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(frameon=False, fontsize="small")
     axes[0].set_title(f"Alliance around an episode ({label or criterion})")
