@@ -128,6 +128,21 @@ def fingerprint(settings: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def code_fingerprint() -> str:
+    """A short hash of the package's code (``pipeline/**/*.py`` and ``*.yaml``).
+
+    Part of a checkpoint's run id: replicates computed by other code are never reused,
+    so a resumed run gives the bytes a fresh run of the same code would give.
+    """
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for pattern in ("**/*.py", "**/*.yaml") for p in package.glob(pattern)
+                       if "__pycache__" not in p.parts):
+        digest.update(path.relative_to(package).as_posix().encode("utf-8") + b"\n")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
 # --------------------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import PipelineError
-from pipeline.parallel import ExecutionSettings, fingerprint, run_replicates
+from pipeline.parallel import ExecutionSettings, code_fingerprint, fingerprint, run_replicates
 from pipeline.simulation.outcome import ModelTruth
 
 from .replicate import COUNTED, check_model, power_replicate
@@ -66,7 +66,8 @@ def run_power(settings: PowerSettings, truth: ModelTruth, execution: ExecutionSe
     terms = reported_terms(truth, settings.terms)
     tasks = power_tasks(settings, truth, fit_settings, instrument)
     run_id = fingerprint({"power": settings.as_dict(), "truth": truth.as_dict(),
-                          "fit": dict(fit_settings), "instrument": instrument})
+                          "fit": dict(fit_settings), "instrument": instrument,
+                          "code": code_fingerprint()})
     flat = run_replicates(power_replicate, tasks, execution, desc="power",
                           checkpoint=checkpoint, run_id=run_id)
     n = settings.replications
