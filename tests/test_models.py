@@ -18,7 +18,7 @@ import yaml
 from pipeline import models as M
 from pipeline.errors import NotEstimableError, SettingsError, SpecError
 from pipeline.models.checks import run_checks
-from pipeline.models.engine import Problem, ReTerm, optimize_theta
+from pipeline.models.engine import GRAD_DIRECT_MIN, Problem, ReTerm, optimize_theta
 from pipeline.models.fitting import design_matrices
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lme4"
@@ -242,9 +242,11 @@ def test_analytic_gradient_matches_central_differences(random: str, structure: s
         problem._prepare()
     rng = np.random.default_rng(3)
     h = 1e-5
-    for _ in range(3):
+    for draw in range(4):
         theta = np.abs(rng.normal(size=problem.n_theta)) + 0.05
         theta[~problem.is_diagonal()] *= -0.5
+        if draw >= 2:   # a diagonal element below GRAD_DIRECT_MIN: the path without Lambda^-1
+            theta[np.flatnonzero(problem.is_diagonal())[draw % 2]] = 0.3 * GRAD_DIRECT_MIN
         for reml in (True, False):
             grad = problem.deviance_gradient(theta, reml)
             central = np.array([(problem.deviance(theta + h * e, reml)

@@ -59,6 +59,8 @@ from pipeline.errors import NotEstimableError
 
 #: Largest number of random effects factorised densely (crossed or deeper structures).
 DENSE_LIMIT = 4000
+#: Smallest diagonal element of Lambda for which the gradient uses Lambda^-1.
+GRAD_DIRECT_MIN = 1e-2
 #: Step of the finite-difference gradient used by L-BFGS-B.
 FD_STEP = 1e-7
 #: Default settings of the optimiser and the checks (params.yaml ``model`` overrides).
@@ -511,6 +513,12 @@ class Problem:
         if nested:
             m -= _cross_sum(rc, uc)
         v, coef, mxx_inv, value = self._scale(m, reml, logdet)
+        lam_diag = np.concatenate([np.diag(lt) for lt in lams])
+        if np.min(np.abs(lam_diag)) >= GRAD_DIRECT_MIN:
+            return self._gradient_direct(lams, a_inv, cai if nested else None,
+                                         s_inv if nested else None, uf,
+                                         uc if nested else None, v, coef, mxx_inv,
+                                         reml), value
         # Q = Z'W - Z'Z Lambda U
         qf = zfw - _small_matmul(zff @ lf, uf)
         if nested:
@@ -544,6 +552,44 @@ class Problem:
             return [2.0 * g1f + rss_terms(uf, qf), 2.0 * g1c + rss_terms(uc, qc)], value
         g1f = np.tensordot(a_inv @ lf.T, zff, axes=([0, 2], [0, 1]))
         return [2.0 * g1f + rss_terms(uf, qf)], value
+
+    def _gradient_direct(self, lams: list[np.ndarray], a_inv: np.ndarray,
+                         cai: np.ndarray | None, s_inv: np.ndarray | None, uf: np.ndarray,
+                         uc: np.ndarray | None, v: np.ndarray, coef: float,
+                         mxx_inv: np.ndarray, reml: bool) -> list[np.ndarray]:
+        """:meth:`_gradient_blocks` when every Lambda template is invertible.
+
+        From ``A U = Lambda' Z'W``: ``Lambda' Q = U``, so ``Q_g = Lambda^-T U_g`` level by
+        level, and ``A^-1 Lambda' Z'Z = (I - A^-1) Lambda^-1``, so that only the sums of
+        the diagonal blocks of ``A^-1`` and the Gram products ``sum_g U_g[i]' U_g[l]``
+        are needed (no pass to form ``Q``). Used only when every diagonal element of
+        Lambda is at least ``GRAD_DIRECT_MIN`` (well conditioned); held to central
+        differences in the tests either way.
+        """
+        p = self.p
+
+        def block(u: np.ndarray, lam: np.ndarray, ainv_sum: np.ndarray,
+                  levels: int) -> np.ndarray:
+            k = u.shape[1]
+            lam_inv = linalg.solve_triangular(lam, np.eye(k), lower=True)
+            gram = [[u[:, i, :].T @ u[:, j, :] for j in range(k)] for i in range(k)]
+            out = 2.0 * ((levels * np.eye(k) - ainv_sum) @ lam_inv)
+            for i in range(k):
+                for j in range(k):
+                    c = sum(lam_inv[l_, j] * gram[i][l_] for l_ in range(k))
+                    out[i, j] -= 2.0 * coef * float(v @ c @ v)
+                    if reml:
+                        out[i, j] -= 2.0 * float(np.sum(mxx_inv * c[:p, :p]))
+            return out
+
+        fine = self.factors[0]
+        if cai is None or s_inv is None or uc is None:
+            return [block(uf, lams[0], a_inv.sum(axis=0), fine.n_levels)]
+        sp = s_inv[self.parent]
+        ainv_fc = -_small_matmul(np.swapaxes(cai, 1, 2), sp)
+        ainv_ff_sum = a_inv.sum(axis=0) - _small_matmul(ainv_fc, cai).sum(axis=0)
+        return [block(uf, lams[0], ainv_ff_sum, fine.n_levels),
+                block(uc, lams[1], s_inv.sum(axis=0), self.factors[1].n_levels)]
 
     def _gradient_blocks_dense(self, lams: list[np.ndarray],
                                reml: bool) -> tuple[list[np.ndarray], float]:
