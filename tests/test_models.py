@@ -242,11 +242,14 @@ def test_analytic_gradient_matches_central_differences(random: str, structure: s
         problem._prepare()
     rng = np.random.default_rng(3)
     h = 1e-5
-    for draw in range(4):
+    for draw in range(6):
         theta = np.abs(rng.normal(size=problem.n_theta)) + 0.05
         theta[~problem.is_diagonal()] *= -0.5
-        if draw >= 2:   # a diagonal element below GRAD_DIRECT_MIN: the path without Lambda^-1
-            theta[np.flatnonzero(problem.is_diagonal())[draw % 2]] = 0.3 * GRAD_DIRECT_MIN
+        # a diagonal element just below GRAD_DIRECT_MIN (the path without Lambda^-1) and
+        # just above it (Lambda^-1 nearly at its least well conditioned)
+        if draw >= 2:
+            theta[np.flatnonzero(problem.is_diagonal())[draw % 2]] = (
+                0.3 if draw < 4 else 3.0) * GRAD_DIRECT_MIN
         for reml in (True, False):
             grad = problem.deviance_gradient(theta, reml)
             central = np.array([(problem.deviance(theta + h * e, reml)

@@ -59,8 +59,9 @@ from pipeline.errors import NotEstimableError
 
 #: Largest number of random effects factorised densely (crossed or deeper structures).
 DENSE_LIMIT = 4000
-#: Smallest diagonal element of Lambda for which the gradient uses Lambda^-1.
-GRAD_DIRECT_MIN = 1e-2
+#: Smallest diagonal element of Lambda for which the gradient uses Lambda^-1 (below it,
+#: ``I - A^-1`` would lose digits to cancellation: its entries scale as theta^2).
+GRAD_DIRECT_MIN = 1e-3
 #: Step of the finite-difference gradient used by L-BFGS-B.
 FD_STEP = 1e-7
 #: Default settings of the optimiser and the checks (params.yaml ``model`` overrides).
