@@ -18,7 +18,7 @@ import yaml
 from pipeline import models as M
 from pipeline.errors import NotEstimableError, SettingsError, SpecError
 from pipeline.models.checks import run_checks
-from pipeline.models.engine import Problem, ReTerm, optimize_theta
+from pipeline.models.engine import GRAD_DIRECT_MIN, Problem, ReTerm, optimize_theta
 from pipeline.models.fitting import design_matrices
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lme4"
@@ -220,6 +220,59 @@ def test_deviance_derivatives_match_finite_differences(reference_fits) -> None:
     # the (theta, sigma) deviance at sigma-hat equals the profiled deviance
     assert problem.deviance_vp(vp, True) == pytest.approx(problem.deviance(fit.theta, True),
                                                           abs=1e-8)
+
+
+@pytest.mark.parametrize("random", [
+    "(1 | therapist_id) + (1 | client_id) + (0 + time | client_id)",   # 3-level, uncorr.
+    "(1 | therapist_id) + (1 + time | client_id)",                     # 3-level, correlated
+    "(1 | client_id) + (0 + time | client_id)",                        # 2-level, uncorr.
+    "(1 + time | client_id)",                                          # 2-level, correlated
+])
+@pytest.mark.parametrize("structure", ["blocked", "dense"])
+def test_analytic_gradient_matches_central_differences(random: str, structure: str) -> None:
+    """Problem.deviance_gradient equals central differences of the deviance at several
+    thetas (REML and ML), for the blocked factor and the dense one; and the deviance that
+    comes with it equals Problem.deviance."""
+    data = M.prepare(read_data("zero_therapist"))
+    data = data[data["therapist_id"].isin(sorted(data["therapist_id"].unique())[:8])]
+    problem = _problem(data, random, "wellbeing ~ time + goal_within")
+    assert problem.structure == ("nested" if "therapist" in random else "one")
+    if structure == "dense":
+        problem.structure = "dense"
+        problem._prepare()
+    rng = np.random.default_rng(3)
+    h = 1e-5
+    for draw in range(6):
+        theta = np.abs(rng.normal(size=problem.n_theta)) + 0.05
+        theta[~problem.is_diagonal()] *= -0.5
+        # a diagonal element just below GRAD_DIRECT_MIN (the path without Lambda^-1) and
+        # just above it (Lambda^-1 nearly at its least well conditioned)
+        if draw >= 2:
+            theta[np.flatnonzero(problem.is_diagonal())[draw % 2]] = (
+                0.3 if draw < 4 else 3.0) * GRAD_DIRECT_MIN
+        for reml in (True, False):
+            grad = problem.deviance_gradient(theta, reml)
+            central = np.array([(problem.deviance(theta + h * e, reml)
+                                 - problem.deviance(theta - h * e, reml)) / (2 * h)
+                                for e in np.eye(problem.n_theta)])
+            np.testing.assert_allclose(grad, central, rtol=1e-6,
+                                       atol=1e-6 * max(1.0, float(np.max(np.abs(central)))))
+            value, grad2 = problem.deviance_and_gradient(theta, reml)
+            assert value == pytest.approx(problem.deviance(theta, reml), rel=1e-12)
+            np.testing.assert_array_equal(grad, grad2)
+
+
+def test_analytic_and_finite_difference_optimisers_agree(reference_fits) -> None:
+    """L-BFGS-B with the analytic gradient and with forward differences reach the same
+    optimum (REML and ML) and the same checks."""
+    problem = reference_fits["default", "primary"].fit.problem
+    for reml in (True, False):
+        exact = optimize_theta(problem, reml)
+        fd = optimize_theta(problem, reml, {"analytic_gradient": False})
+        assert exact.objective == pytest.approx(fd.objective, abs=1e-7)
+        np.testing.assert_allclose(exact.theta, fd.theta, atol=1e-5)
+        assert exact.converged and fd.converged
+        assert exact.singular == fd.singular
 
 
 def test_balanced_one_way_anova_has_the_closed_form_optimum() -> None:
