@@ -67,7 +67,8 @@ varcomp = tables["variance_components"]
 #   explain it.
 #
 # Each coefficient is the expected change in wellbeing for one point more on the
-# subscale (on its 1–5 item-mean metric), holding the other subscales and time constant.
+# subscale (on its item-mean metric: 1–5 for the WAI-SR, 1–7 for the WAI-S), holding the
+# other subscales and time constant.
 #
 # The model also lets clients and therapists differ: a random intercept for each
 # therapist, one for each client, and a random slope on time for each client

@@ -94,6 +94,10 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
+#: The staging area the stages write into (pipeline/promote.py: STAGING), as a path prefix.
+STAGING_PREFIX = "build/"
+
+
 def provenance(lock: Mapping[str, Any]) -> dict[str, Provenance]:
     """Map every output path of a parsed ``dvc.lock`` to the stage and deps that made it."""
     made: dict[str, Provenance] = {}
@@ -106,7 +110,22 @@ def provenance(lock: Mapping[str, Any]) -> dict[str, Provenance]:
             prov.settings.update(_flatten("", file_params))
         for out in entry.get("outs") or []:
             made[out["path"]] = prov
+    # Stages write into the staging area build/ and `promote` publishes it (see
+    # pipeline/promote.py): a published file comes from the stage that made its staged copy.
+    for path, prov in list(made.items()):
+        if path.startswith(STAGING_PREFIX):
+            made.setdefault(path[len(STAGING_PREFIX):], prov)
     return made
+
+
+def _owner(prov: Mapping[str, Provenance], path: str, default: str) -> str:
+    """The stage that made ``path`` (or a folder holding it), else ``default``."""
+    parts = path.split("/")
+    for cut in range(len(parts), 0, -1):
+        hit = prov.get("/".join(parts[:cut]))
+        if hit is not None:
+            return hit.stage
+    return default
 
 
 def lock_hashes(lock: Mapping[str, Any]) -> dict[str, str]:
@@ -167,7 +186,8 @@ def compare(head_lock: Mapping[str, Any], rerun_lock: Mapping[str, Any], rerun: 
             if not names:
                 checks.append(Check(out, stage, "MISSING", "no files after the rerun"))
             for name in names:
-                checks.append(_check_file(name, stage, rerun, workdir, committed(name), None))
+                owner = _owner(prov, name, stage)
+                checks.append(_check_file(name, owner, rerun, workdir, committed(name), None))
         else:
             checks.append(_check_file(out, stage, rerun, workdir, committed(out), md5))
     return checks
