@@ -183,6 +183,11 @@ def main(argv: list[str] | None = None) -> None:
             n_therapists, per = SIZES[size]
             config = copy.deepcopy(params["simulate"])
             config.update(n_therapists=n_therapists, clients_per_therapist=per)
+            # The primary model's data shape without injected ruptures and early endings
+            # (sizes comparable with earlier runs: ~3k, ~40k, ~320k rows).
+            for extra in ("ruptures", "endings"):
+                if isinstance(config.get(extra), dict):
+                    config[extra] = {**config[extra], "enabled": False}
             data = M.model_data(simulate(config).scored, None, spec)
             path = workdir / f"{size}.csv"
             data.to_csv(path, index=False)
