@@ -56,10 +56,14 @@ repro: setup
 verify: setup
 	@python -m pipeline.verify
 
+# One pytest run over the tests and the notebooks (nbval executes every cell of each
+# report on the shipped data), spread over the machine's cores by pytest-xdist; a test file
+# (or notebook) stays on one worker, so module fixtures are built once. TEST_WORKERS=1 runs
+# serially.
+TEST_WORKERS ?= auto
 test: setup notebooks browser
 	ruff check pipeline tests benchmarks notebooks
-	pytest
-	pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks/build
+	pytest -n $(TEST_WORKERS) --dist loadfile --nbval-lax --nbval-current-env tests notebooks/build
 
 # The browser test opens the reports in Debian's Chromium; installed here when missing
 # and we are root with apt-get (as on CI); otherwise that one test is skipped.
@@ -79,7 +83,7 @@ notebooks:
 	  jupytext --quiet --to ipynb -o notebooks/build/$$(basename $${f%.py}).ipynb $$f; done
 
 test-fast: setup
-	pytest -m "not slow"
+	pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: setup
 	ruff check pipeline tests benchmarks notebooks
