@@ -579,8 +579,8 @@ else:
             f"- **{figures.label(r.scale)}**: clients rated {format_num(abs(r.mean_difference))} "
             f"points {higher} than their therapists ({level} CI [{format_num(r.conf_low)}, "
             f"{format_num(r.conf_high)}]); the two ratings correlate r = "
-            f"{format_num(r.r).replace('0.', '.', 1)} over {int(r.n_pairs):,} sessions of {int(r.n_clients):,} "
-            "clients.")
+            f"{format_num(r.r).replace('0.', '.', 1)} over {int(r.n_pairs):,} sessions of "
+            f"{int(r.n_clients):,} clients.")
     display(Markdown(
         "\n".join(lines) + "\n\nSessions of one client are pooled as if independent, so "
         "the intervals are somewhat too narrow when clients have many sessions."))
