@@ -100,12 +100,13 @@ def alliance_levels(stats: pd.DataFrame, varcomp: pd.DataFrame,
             for name, value in parts.items():
                 row[f"var_{name}"] = value
                 row[f"share_{name}"] = value / total if value is not None and total > 0 else None
-            mean = _term(coefs, model, "Intercept")
-            row["mean"] = None if mean is None else float(mean["estimate"])
-            if parts["therapist"] is not None and row["mean"] is not None:
+            icpt = _term(coefs, model, "Intercept")
+            mean = None if icpt is None else float(icpt["estimate"])
+            row["mean"] = mean
+            if parts["therapist"] is not None and mean is not None:
                 sd = float(np.sqrt(max(parts["therapist"], 0.0)))
-                row.update(sd_therapist=sd, therapist_mean_low=row["mean"] - _Z * sd,
-                           therapist_mean_high=row["mean"] + _Z * sd)
+                row.update(sd_therapist=sd, therapist_mean_low=mean - _Z * sd,
+                           therapist_mean_high=mean + _Z * sd)
         rows.append(row)
     return _typed(pd.DataFrame(rows).reindex(columns=LEVELS_COLUMNS))
 
@@ -137,15 +138,16 @@ def alliance_change(stats: pd.DataFrame, varcomp: pd.DataFrame,
             if icpt is not None:
                 row["intercept"] = float(icpt["estimate"])
             if time is not None:
-                row.update(slope=float(time["estimate"]), std_error=time["std_error"],
+                slope = float(time["estimate"])
+                row.update(slope=slope, std_error=time["std_error"],
                            df=time.get("df"), conf_low=time["conf_low"],
                            conf_high=time["conf_high"], conf_level=time["conf_level"],
                            p_value=time["p_value"])
                 var = _variances(varcomp, model).get("client_time")
                 if var is not None:
                     sd = float(np.sqrt(max(var, 0.0)))
-                    row.update(sd_client_slope=sd, client_slope_low=row["slope"] - _Z * sd,
-                               client_slope_high=row["slope"] + _Z * sd)
+                    row.update(sd_client_slope=sd, client_slope_low=slope - _Z * sd,
+                               client_slope_high=slope + _Z * sd)
         rows.append(row)
     return _typed(pd.DataFrame(rows).reindex(columns=CHANGE_COLUMNS))
 
