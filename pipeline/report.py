@@ -46,12 +46,15 @@ def has_outcome(params: Mapping[str, Any]) -> bool:
 
 def skipped_tags(parameters: Mapping[str, Any], cwd: str | Path) -> set[str]:
     """Cell tags left out of the reports for these settings (``params_file``, as passed to
-    the notebooks; default the project's ``params.yaml`` in ``cwd``)."""
+    the notebooks; default the project's ``params.yaml`` in ``cwd``). A notebook rendered
+    without a settings file (not a report of this pipeline) keeps every cell."""
     from pipeline.config import load_params
 
     path = Path(parameters.get("params_file") or "params.yaml")
-    params = load_params(path if path.is_absolute() else Path(cwd) / path)
-    return set() if has_outcome(params) else {NEEDS_OUTCOME}
+    path = path if path.is_absolute() else Path(cwd) / path
+    if not path.is_file():
+        return set()
+    return set() if has_outcome(load_params(path)) else {NEEDS_OUTCOME}
 
 
 def _normalise_source(nb: nbformat.NotebookNode,
