@@ -14,13 +14,17 @@
 # %% [markdown]
 # # Do goal, task and bond predict wellbeing?
 #
-# **In short.** This report fits the pre-registered primary model of the analysis plan
-# (`docs/analysis-plan.md`): wellbeing at each session is predicted from the
+# **In short.** This report shows the mixed models of the analysis plan
+# (`docs/analysis-plan.md`). Every number is read from `results/`, where the pipeline's
+# `fit` step wrote it.
+
+# %% [markdown] tags=["needs-outcome"]
+# The pre-registered primary model predicts wellbeing at each session from the
 # client's goal, task and bond scores, split into a *within-client* part (is a client
 # better off in sessions where their alliance is higher than usual for them?) and a
 # *between-client* part (are clients with a stronger alliance on average better off?).
-# Then come the secondary models. Every number is read from `results/`, where the
-# pipeline's `fit` step wrote it.
+# Then come the secondary models, and the alliance itself: where it lives, how it changes
+# over sessions and how much therapists differ.
 
 # %% tags=["parameters"]
 params_file = None  # path to params.yaml (None: the file of this project)
@@ -34,23 +38,61 @@ from pipeline import figures
 from pipeline.instruments import load_instrument
 from pipeline.models import load_specs
 from pipeline.models.results import read_results
-from pipeline.report import data_notice, escape, open_project
+from pipeline.report import alliance_metric, data_notice, escape, has_outcome, open_project
 from pipeline.score import outcome_range
-from pipeline.tables import coefficient_table, format_num, lr_table, styled, variance_table
+from pipeline.tables import (
+    alliance_change_table,
+    alliance_levels_table,
+    coefficient_table,
+    format_num,
+    lr_table,
+    styled,
+    variance_table,
+)
 
 root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
 cfg = params["instruments"]
-has_outcome = bool(params["data"].get("outcome")) and bool(cfg.get("outcome"))
-outcome = load_instrument(cfg["outcome"], cfg.get("paths") or []) if has_outcome else None
+with_outcome = has_outcome(params)
+outcome = load_instrument(cfg["outcome"], cfg.get("paths") or []) if with_outcome else None
 outcome_name = escape(outcome.name) if outcome is not None else "the outcome"
+alliance_inst = load_instrument(cfg["alliance"], cfg.get("paths") or [])
 results = root / "results"
 figures.apply_style()
 tables = read_results(results)
 coefs, stats = tables["coefficients"], tables["fit_statistics"]
 varcomp = tables["variance_components"]
+conf = float(params["model"].get("conf_level", 0.95))
+plan = load_specs()
 
-# %% [markdown]
+
+def reason_of(name: str) -> str:
+    """Status and reason of a model that gave no numbers to read (escaped)."""
+    row = stats[stats["model"] == name]
+    if row.empty:
+        return "not fitted"
+    status, reason = row["status"].iloc[0], row["reason"].iloc[0]
+    if not isinstance(reason, str) or not reason:
+        reason = row["warning"].iloc[0]
+    label = status if status in ("not converged", "skipped") else "not estimable"
+    return f"{label}: {escape(reason) if isinstance(reason, str) else ''}"
+
+
+if not with_outcome:
+    outcome_models = [m.name for m in plan.models if "wellbeing" in m.formula]
+    display(Markdown(
+        "**There is no outcome in these data.** No outcome file is named (`data.outcome` in "
+        "`params.yaml` is empty), so this report cannot say whether the alliance goes with "
+        "wellbeing or any other outcome: the "
+        f"{len(outcome_models)} models of the outcome in `pipeline/models.yaml` (the primary "
+        "model, the secondary and moderation models, the sensitivity models) are skipped, "
+        "and so are their sections. What follows is the alliance itself, as the clients "
+        "rated it: where it lives, how it changes over sessions, how much therapists differ"
+        + (" and how client and therapist ratings agree."
+           if (results / "describe" / "rater_agreement.csv").is_file()
+           and len(pd.read_csv(results / "describe" / "rater_agreement.csv")) else ".")))
+
+# %% [markdown] tags=["needs-outcome"]
 # ## Within and between: two different questions
 #
 # Each client answers the alliance questionnaire at many sessions. Their scores differ in
@@ -74,7 +116,7 @@ varcomp = tables["variance_components"]
 # therapist, one for each client, and a random slope on time for each client
 # (wellbeing changes at different speeds). `time` = session − 1.
 
-# %%
+# %% tags=["needs-outcome"]
 primary = coefs[coefs["model"] == "primary"].copy()
 pstats = stats[stats["model"] == "primary"].iloc[0]
 primary_ok = pstats["status"] in ("fitted", "singular")
@@ -99,7 +141,7 @@ else:
     display(styled(coefficient_table(coefs, ["primary"],
                                      float(params["model"].get("conf_level", 0.95)))))
 
-# %% [markdown]
+# %% [markdown] tags=["needs-outcome"]
 # ### Reading the intercept and time
 #
 # Every predictor is centred (`time` = session − 1; a between-client part is 0 for a client
@@ -107,7 +149,7 @@ else:
 # the intercept is a prediction for a concrete, typical case rather than for an impossible
 # "alliance of zero".
 
-# %%
+# %% tags=["needs-outcome"]
 if primary_ok:
     term = primary.set_index("term")
     b0, b_time = term.loc["Intercept"], term.loc["time"] if "time" in term.index else None
@@ -131,18 +173,18 @@ if primary_ok:
                  "for such a client.")
     display(Markdown(text))
 
-# %% [markdown]
+# %% [markdown] tags=["needs-outcome"]
 # ## Within- versus between-client effects
 #
 # The plot sets each subscale's within-client effect beside its between-client effect,
 # with 95% intervals. An interval that does not cross zero is a clear effect at the 5% level.
 
-# %%
+# %% tags=["needs-outcome"]
 if primary_ok:
     fig, _ = figures.coefficient_plot(coefs)
     plt.show()
 
-# %% [markdown]
+# %% [markdown] tags=["needs-outcome"]
 # ## What the effects mean in wellbeing points
 #
 # The lines show how much higher the model predicts wellbeing to be for a session whose
@@ -150,12 +192,12 @@ if primary_ok:
 # average alliance is *x* points above the average client (between), with everything else
 # held constant. The bands are 95% intervals.
 
-# %%
+# %% tags=["needs-outcome"]
 if primary_ok:
     fig, _ = figures.predicted_wellbeing(coefs)
     plt.show()
 
-# %% [markdown]
+# %% [markdown] tags=["needs-outcome"]
 # ## How much varies between therapists, clients and sessions
 #
 # Variance components of the primary model. *Therapist intercept* and *Client intercept* are
@@ -164,11 +206,11 @@ if primary_ok:
 # on time* the variance of the clients' own slopes over sessions, *Residual (session)* what
 # is left from session to session.
 
-# %%
+# %% tags=["needs-outcome"]
 if primary_ok:
     display(styled(variance_table(varcomp, ["primary"])))
 
-# %% [markdown]
+# %% [markdown] tags=["needs-outcome"]
 # ### How sure are these variance components? A parametric bootstrap
 #
 # A variance estimated from 30 therapists is uncertain, and its sampling distribution is
@@ -179,7 +221,7 @@ if primary_ok:
 # standard deviations, for the therapist and client shares of the variance (ICC: the share
 # of the intercept variance at the first session) and for R².
 
-# %%
+# %% tags=["needs-outcome"]
 boot_file = results / "bootstrap.csv"
 boot = pd.read_csv(boot_file) if boot_file.is_file() else pd.DataFrame()
 if primary_ok and len(boot):
@@ -208,7 +250,7 @@ elif primary_ok:
     display(Markdown("No bootstrap intervals: `results/bootstrap.csv` is absent or empty "
                      "(the `bootstrap` stage writes it)."))
 
-# %% [markdown]
+# %% [markdown] tags=["needs-outcome"]
 # ### Does the model fit?
 #
 # If the model is right, the residuals and the predicted random effects look roughly
@@ -235,7 +277,7 @@ elif primary_ok:
 #
 # Each point is an aggregate (a quantile or a bin of many sessions), never a single client.
 
-# %%
+# %% tags=["needs-outcome"]
 if primary_ok:
     diag = pd.read_csv(results / "diagnostics.csv")
     fig, _ = figures.diagnostics(diag)
@@ -255,7 +297,7 @@ if primary_ok:
         display(Markdown("`results/diagnostics.csv` has no marginal residuals (it was "
                          "written by an older `fit` step); rerun `dvc repro fit`."))
 
-# %% [markdown]
+# %% [markdown] tags=["needs-outcome"]
 # ## Secondary models
 #
 # The analysis plan lists seven groups of secondary models. Each is specified in
@@ -264,11 +306,9 @@ if primary_ok:
 # comparisons between models are likelihood-ratio tests on maximum-likelihood
 # refits (REML likelihoods cannot compare models with different fixed effects).
 
-# %%
-plan = load_specs()
+# %% tags=["needs-outcome"]
 described = {c.name: c.description for c in plan.comparisons}
 lr = pd.read_csv(results / "lr_tests.csv")
-conf = float(params["model"].get("conf_level", 0.95))
 
 
 def section(models: list[str]) -> None:
@@ -298,13 +338,13 @@ def comparisons(names: list[str]) -> None:
     display(styled(lr_table(lr[lr["comparison"].isin(names)], described)))
 
 
-# %% [markdown]
+# %% [markdown] tags=["needs-outcome"]
 # ### 1. How much of wellbeing lies with therapists and with clients?
 #
 # The unconditional growth model has time only. Its intraclass correlations (ICC) say what
 # share of the variance in wellbeing lies between therapists and between clients.
 
-# %%
+# %% tags=["needs-outcome"]
 g = stats[stats["model"] == "growth"].iloc[0]
 if g["status"] in ("fitted", "singular"):
     display(Markdown(
@@ -315,28 +355,28 @@ if g["status"] in ("fitted", "singular"):
 section(["growth"])
 comparisons(["alliance_vs_growth", "total_vs_growth"])
 
-# %% [markdown]
+# %% [markdown] tags=["needs-outcome"]
 # ### 2. Total alliance
 #
 # The mean of goal, task and bond, split into within and between in the same way.
 # The comparison tests whether the three subscales predict better than their mean.
 
-# %%
+# %% tags=["needs-outcome"]
 section(["total_alliance"])
 comparisons(["subscales_vs_total"])
 
-# %% [markdown]
+# %% [markdown] tags=["needs-outcome"]
 # ### 3. Each subscale alone
 #
 # Goal, task and bond each predict wellbeing on their own here (without the other two), so
 # their effects include what they share. Three tests of within-client effects are made, so
 # their p-values are Holm-adjusted (column *p (Holm)*).
 
-# %%
+# %% tags=["needs-outcome"]
 section(["goal_only", "task_only", "bond_only"])
 comparisons(["goal_vs_all", "task_vs_all", "bond_vs_all"])
 
-# %% [markdown]
+# %% [markdown] tags=["needs-outcome"]
 # ### 4. Does the alliance predict wellbeing at the *next* session?
 #
 # A within-client effect at the same session cannot say which came first. The prospective
@@ -346,45 +386,204 @@ comparisons(["goal_vs_all", "task_vs_all", "bond_vs_all"])
 # 1981), so the coefficient of previous wellbeing is too small and the alliance
 # coefficients may be off as well.
 
-# %%
+# %% tags=["needs-outcome"]
 section(["lagged"])
 
-# %% [markdown]
-# ### 5. Where does the alliance live?
+# %% [markdown] tags=["needs-outcome"]
+# ### 5. Therapist mean versus client-within-therapist alliance
 #
-# Three-level models with no predictors split each subscale's variance into a therapist,
-# a client (within therapist) and a session part. Baldwin, Wampold and Imel (2007) found
-# that the therapist part of the alliance, not the client part, predicted outcome; the last
-# model splits total alliance in that way.
+# Baldwin, Wampold and Imel (2007) found that the therapist part of the alliance (how
+# a therapist's clients rate the alliance on average), not the client part, predicted
+# outcome. This model splits the between-client part of total alliance in that way; how
+# much of the alliance lies with therapists at all is in the next section.
 
-# %%
-ok_models = set(stats.loc[stats["status"].isin(["fitted", "singular"]), "model"])
-levels = varcomp[varcomp["model"].str.startswith("alliance_levels_")
-                 & varcomp["model"].isin(ok_models)].copy()
-levels["subscale"] = levels["model"].str.replace("alliance_levels_", "", regex=False)
-levels["share"] = levels["variance"] / levels.groupby("model")["variance"].transform("sum")
-shares = levels.pivot(index="subscale", columns="component", values="share")
-shares = shares.rename(columns={"therapist": "Therapist", "client": "Client (within therapist)",
-                                "residual": "Session"})
-shares.index = [figures.label(s) for s in shares.index]
-display(styled(shares.rename_axis("Subscale").reset_index()).format(
-    {c: "{:.0%}" for c in shares.columns}))
+# %% tags=["needs-outcome"]
 section(["therapist_vs_client"])
 comparisons(["therapist_vs_client_parts"])
 
-# %% [markdown]
+# %% [markdown] tags=["needs-outcome"]
 # ### 6. Does the within-client effect depend on the approach or the modality?
 #
 # Interactions of the within-client alliance with the therapist's approach and with the
 # modality (in person, video), tested together against the model without them. These are
 # fitted only when the clients file has these covariates.
 
-# %%
+# %% tags=["needs-outcome"]
 section(["moderation_approach", "moderation_modality"])
 comparisons(["moderation_approach", "moderation_modality"])
 
-# %% [markdown]
+# %% [markdown] tags=["needs-outcome"]
 # The sensitivity analyses (plan group 7) have their own report, `sensitivity.html`.
+
+# %% [markdown]
+# ## The alliance itself: where it lives, how it changes, how therapists differ
+#
+# These models describe the client-rated alliance alone, without any outcome. The
+# *three-level models without predictors* (`alliance_levels_*` in `pipeline/models.yaml`)
+# split each subscale's variance into three parts: **therapist** (some therapists'
+# clients rate the alliance higher than others'), **client** (clients of the same
+# therapist differ), and **session** (a client's rating moves from session to session,
+# together with measurement error). Each part's *share* is its variance over the sum. A
+# large client share and a small therapist share is the usual finding: the alliance is
+# mostly something between a particular client and their therapist.
+
+# %%
+levels = pd.read_csv(results / "alliance_levels.csv")
+change = pd.read_csv(results / "alliance_change.csv")
+readable = levels[levels["status"].isin(["fitted", "singular"])]
+metric = alliance_metric(alliance_inst)
+if readable.empty:
+    display(Markdown("No alliance model could be estimated: "
+                     + "; ".join(f"{k}: {reason_of(m)}" for k, m in
+                                 zip(levels["subscale"], levels["model"], strict=True))))
+else:
+    display(Markdown(f"Scores: {metric}."))
+    display(styled(alliance_levels_table(levels)))
+    fig, _ = figures.alliance_shares(levels)
+    plt.show()
+    lines = []
+    for r in readable.itertuples():
+        where = (f"{r.share_therapist:.0%} between therapists, "
+                 if pd.notna(r.share_therapist) else "")
+        lines.append(f"- **{figures.label(r.subscale)}**: {where}{r.share_client:.0%} between "
+                     f"clients{' of the same therapist' if where else ''} and "
+                     f"{r.share_session:.0%} from session to session (mean "
+                     f"{format_num(r.mean)}; {int(r.n_obs):,} sessions).")
+    for r in levels[~levels["status"].isin(["fitted", "singular"])].itertuples():
+        lines.append(f"- **{figures.label(r.subscale)}**: {reason_of(r.model)}.")
+    display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# **How sure are these shares?** The parametric bootstrap (see `bootstrap:` in
+# `params.yaml`) gives intervals for the shares of the one model named in
+# `bootstrap.model`.
+
+# %%
+boot_file = results / "bootstrap.csv"
+boot = pd.read_csv(boot_file) if boot_file.is_file() else pd.DataFrame()
+boot_model = str(params.get("bootstrap", {}).get("model", ""))
+shown = boot[boot["model"].astype(str).str.startswith("alliance_levels_")] if len(boot) else boot
+if len(shown):
+    q = shown.set_index("quantity")
+    k = str(shown["model"].iloc[0]).removeprefix("alliance_levels_")
+    level = float(shown["conf_level"].iloc[0])
+    parts = [f"{name} {q.loc[key, 'estimate']:.0%} ({level:.0%} interval "
+             f"{q.loc[key, 'conf_low']:.0%} to {q.loc[key, 'conf_high']:.0%})"
+             for key, name in (("icc_therapist", "therapist share"),
+                               ("icc_client", "client share")) if key in q.index]
+    display(Markdown(
+        f"{figures.label(k)}: " + "; ".join(parts) + f", from "
+        f"{int(shown['replications'].iloc[0]):,} simulated data sets "
+        f"({int(shown['failed'].iloc[0])} refits failed and are left out)."))
+else:
+    display(Markdown(
+        f"Not in this run: the bootstrap is of `{escape(boot_model)}`. Set "
+        "`bootstrap.model: alliance_levels_goal` (or `_task`, `_bond`) for intervals of "
+        "that subscale's shares. The shares above are point estimates"
+        + ("; with few therapists the therapist share in particular is uncertain."
+           if readable["share_therapist"].notna().any() else ".")))
+
+# %% [markdown]
+# ### How much do therapists differ?
+#
+# The therapist variance is easier to read as a range. If therapists' mean ratings vary
+# around the overall mean with the estimated therapist standard deviation (SD), the middle
+# 95% of therapists have a mean rating within mean &plusmn; 1.96 SD (for a typical mix of
+# clients). These are not the ratings of any therapist in the data: no therapist's own
+# mean is shown. Baldwin, Wampold and Imel (2007) found that therapist differences in the
+# alliance, more than client differences, went with outcome.
+
+# %%
+if not readable.empty:
+    lines = []
+    for r in readable.itertuples():
+        name = figures.label(r.subscale)
+        if pd.isna(r.share_therapist):
+            n_t = r.n_therapists
+            lines.append(
+                f"- **{name}**: therapist differences cannot be estimated: "
+                + ("all clients have one therapist as far as the data say (no therapist id, "
+                   "or one therapist), so the model has no therapist level."
+                   if pd.notna(n_t) and int(n_t) == 1 else
+                   f"the model has no therapist level ({escape(r.simplification)})."))
+        elif r.var_therapist <= 0:
+            lines.append(
+                f"- **{name}**: the therapist variance is estimated at zero (a singular fit): "
+                "these data show no differences between therapists beyond those between "
+                "their clients. With few therapists that is weak evidence that there are "
+                "none.")
+        else:
+            lines.append(
+                f"- **{name}**: therapist SD {format_num(r.sd_therapist)} points; the middle "
+                f"95% of therapists' mean ratings lie between "
+                f"{format_num(r.therapist_mean_low)} and {format_num(r.therapist_mean_high)} "
+                f"(overall mean {format_num(r.mean)}).")
+    display(Markdown(f"On the {metric}:\n\n" + "\n".join(lines)))
+
+# %% [markdown]
+# ### The alliance over sessions
+#
+# Growth models (`alliance_time_*`): each subscale on `time` (session &minus; 1), with the
+# primary model's random part (therapist and client intercepts, and each client's own
+# slope on time). *Change per session* is the average slope; the clients' own slopes
+# vary around it with the estimated SD, and the last column gives the middle 95% of them.
+
+# %%
+ok_change = change[change["status"].isin(["fitted", "singular"])]
+if ok_change.empty:
+    display(Markdown("No growth model of the alliance could be estimated: "
+                     + "; ".join(f"{k}: {reason_of(m)}" for k, m in
+                                 zip(change["subscale"], change["model"], strict=True))))
+else:
+    display(styled(alliance_change_table(change)))
+    level = f"{float(ok_change['conf_level'].iloc[0]):.0%}"
+    lines = []
+    for r in ok_change.itertuples():
+        clear = r.conf_low > 0 or r.conf_high < 0
+        way = "rises" if r.slope > 0 else "falls"
+        lines.append(
+            f"- **{figures.label(r.subscale)}**: "
+            + (f"{way} by {format_num(abs(r.slope), 3)} points per session on average"
+               if clear else f"estimated change {format_num(r.slope, 3)} points per session, "
+               "but the interval includes no change")
+            + f" ({level} CI [{format_num(r.conf_low, 3)}, {format_num(r.conf_high, 3)}]).")
+    display(Markdown("\n".join(lines)))
+    sessions = ok_change["simplification"].fillna("").str.contains("client random slope")
+    if sessions.any():
+        display(Markdown(
+            "No client has three or more rated sessions, so each client's own slope cannot "
+            "be told apart from session-to-session noise: these models have one slope for "
+            "all clients (the pre-fit checks dropped the client slope)."))
+
+# %% [markdown]
+# ### Client and therapist ratings
+#
+# When therapists rated the alliance too, their ratings are scored with the therapist
+# form's key and compared with the client's rating of the same session. The full table,
+# per session, is in the overview report; the models above use client ratings only.
+
+# %%
+agreement_file = results / "describe" / "rater_agreement.csv"
+agreement = pd.read_csv(agreement_file) if agreement_file.is_file() else pd.DataFrame()
+pooled = (agreement[(agreement["session"].astype(str) == "all")
+                    & ~agreement["suppressed"].astype(bool)] if len(agreement) else agreement)
+if pooled.empty:
+    display(Markdown("Only clients rated the alliance (or too few sessions were rated by "
+                     "both to show): there is no client-therapist agreement to report."))
+else:
+    level = f"{float(params['model'].get('conf_level', 0.95)):.0%}"
+    lines = []
+    for r in pooled.itertuples():
+        higher = "higher" if r.mean_difference > 0 else "lower"
+        lines.append(
+            f"- **{figures.label(r.scale)}**: clients rated {format_num(abs(r.mean_difference))} "
+            f"points {higher} than their therapists ({level} CI [{format_num(r.conf_low)}, "
+            f"{format_num(r.conf_high)}]); the two ratings correlate r = "
+            f"{format_num(r.r).replace('0.', '.', 1)} over {int(r.n_pairs):,} sessions of "
+            f"{int(r.n_clients):,} clients.")
+    display(Markdown(
+        "\n".join(lines) + "\n\nSessions of one client are pooled as if independent, so "
+        "the intervals are somewhat too narrow when clients have many sessions."))
 
 # %%
 # The works this report cites (docs/references.yaml).
@@ -393,4 +592,5 @@ from IPython.display import Markdown, display
 from pipeline.references import reference_list
 
 display(Markdown(reference_list(
-    ["curran_bauer_2011", "falkenstrom_2013", "nickell_1981", "baldwin_2007"])))
+    ["curran_bauer_2011", "falkenstrom_2013", "nickell_1981", "baldwin_2007"]
+    if with_outcome else ["baldwin_2007"])))

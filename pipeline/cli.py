@@ -293,6 +293,11 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
         ("trajectories", figures.trajectories(read("describe/trajectories.csv"))),
         ("distributions", figures.distributions(read("describe/distributions.csv"))),
     ]
+    levels_file, change_file = results / "alliance_levels.csv", results / "alliance_change.csv"
+    levels = read("alliance_levels.csv") if levels_file.is_file() else pd.DataFrame()
+    change = read("alliance_change.csv") if change_file.is_file() else pd.DataFrame()
+    if len(levels) and levels["status"].isin(["fitted", "singular"]).any():
+        made.append(("alliance_shares", figures.alliance_shares(levels)))
     if "primary" in readable:
         made += [
             ("coefficients_within_between", figures.coefficient_plot(coefs)),
@@ -347,6 +352,27 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
                        "specified (REML unless the model is ML) and of its ML refit; AIC and "
                        "BIC from the ML refit; R\u00b2 after Nakagawa & Schielzeth (2013) and "
                        "Johnson (2014).")
+    simulated = " SIMULATED data." if params["data"].get("simulated", False) else ""
+    if len(levels) and levels["status"].isin(["fitted", "singular"]).any():
+        tables.write_table(
+            tables.alliance_levels_table(levels), tabdir, "alliance_levels",
+            "Table 5. Where the alliance lives: shares of each subscale's variance",
+            "Three-level models without predictors (alliance_levels_* in "
+            "pipeline/models.yaml), client ratings. Shares: therapist, client (within "
+            "therapist) and session (residual) variance over their sum. Therapist means: "
+            "mean \u00b1 1.96 SD of the therapist intercepts, the range of the middle 95% of "
+            "therapists' mean ratings. \u2014 = the level is not in the model (see the models "
+            "report)." + simulated)
+    if len(change) and change["status"].isin(["fitted", "singular"]).any():
+        tables.write_table(
+            tables.alliance_change_table(change), tabdir, "alliance_change",
+            "Table 6. The alliance over sessions: change per session",
+            "Growth models of each subscale on time = session \u2212 1 (alliance_time_* in "
+            "pipeline/models.yaml), client ratings; random parts as the primary model's, "
+            "after the pre-fit checks. First session: expected score at time 0. Clients' own "
+            "slopes: change per session \u00b1 1.96 SD of the client slopes (middle 95%); "
+            "\u2014 = no client slope in the model. p-values: " + df_method + "."
+            + simulated)
     log("publish", f"tables in {tabdir}/ (html, tex, md)")
 
 

@@ -143,6 +143,41 @@ def distributions(dist: pd.DataFrame,
     return fig, data
 
 
+def alliance_shares(levels: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
+    """Where each subscale lives: therapist, client and session shares of its variance.
+
+    One stacked bar per subscale from ``results/alliance_levels.csv`` (readable models
+    only); a level the model does not have (one therapist) is left out of its bar, and the
+    legend says which levels are drawn.
+    """
+    parts = (("therapist", "therapist", PALETTE[4]),
+             ("client", "client (within therapist)", PALETTE[3]),
+             ("session", "session", PALETTE[5]))
+    rows = levels[levels["status"].isin(["fitted", "singular"])].reset_index(drop=True)
+    data = rows[["subscale", "share_therapist", "share_client", "share_session"]].copy()
+    fig, ax = plt.subplots(figsize=(6.0, 0.6 + 0.55 * max(len(rows), 1)))
+    left = np.zeros(len(rows))
+    for key, text, color in parts:
+        share = rows[f"share_{key}"].to_numpy(dtype=float)
+        if not np.isfinite(share).any():
+            continue
+        share = np.nan_to_num(share)
+        ax.barh([label(s) for s in rows["subscale"]], share, left=left, color=color,
+                edgecolor="white", label=text)
+        for y, (x0, w) in enumerate(zip(left, share, strict=True)):
+            if w >= 0.06:
+                ax.text(x0 + w / 2, y, f"{w:.0%}", ha="center", va="center", color="white",
+                        fontsize=8)
+        left += share
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1), xlabel="share of the variance")
+    ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(rows) > 1 else -0.6),
+              ncol=3, frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig, data
+
+
 def coefficient_plot(coefs: pd.DataFrame, model: str = "primary") -> tuple[Figure, pd.DataFrame]:
     """Within- versus between-client effects of goal, task and bond with 95% intervals."""
     terms = [f"{k}_{part}" for k in SUBSCALES for part in ("within", "between")]

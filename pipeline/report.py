@@ -34,7 +34,32 @@ KERNEL = "python3"
 RESULTS_ROOT_ENV = "ALLIANCE_RESULTS_ROOT"
 
 
-def _normalise_source(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+#: Cell tag of a notebook cell about the outcome: the cell is left out of the report when
+#: the analysis has no outcome (the notebook says once, in its own words, what is skipped).
+NEEDS_OUTCOME = "needs-outcome"
+
+
+def has_outcome(params: Mapping[str, Any]) -> bool:
+    """Whether the settings name an outcome file and instrument (else: alliance-only)."""
+    return bool(params["data"].get("outcome")) and bool(params["instruments"].get("outcome"))
+
+
+def skipped_tags(parameters: Mapping[str, Any], cwd: str | Path) -> set[str]:
+    """Cell tags left out of the reports for these settings (``params_file``, as passed to
+    the notebooks; default the project's ``params.yaml`` in ``cwd``). A notebook rendered
+    without a settings file (not a report of this pipeline) keeps every cell."""
+    from pipeline.config import load_params
+
+    path = Path(parameters.get("params_file") or "params.yaml")
+    path = path if path.is_absolute() else Path(cwd) / path
+    if not path.is_file():
+        return set()
+    return set() if has_outcome(load_params(path)) else {NEEDS_OUTCOME}
+
+
+def _normalise_source(nb: nbformat.NotebookNode,
+                      skip: set[str] | frozenset[str] = frozenset()) -> nbformat.NotebookNode:
+    nb.cells = [c for c in nb.cells if not skip & set(c.get("metadata", {}).get("tags", []))]
     nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.metadata.pop("jupytext", None)
@@ -143,7 +168,7 @@ def execute(source: str | Path, parameters: Mapping[str, Any], cwd: str | Path,
     """Execute a jupytext source with papermill and return the cleaned notebook."""
     import jupytext
 
-    nb = _normalise_source(jupytext.read(str(source)))
+    nb = _normalise_source(jupytext.read(str(source)), skipped_tags(parameters, cwd))
     with _kernel_environment(), tempfile.TemporaryDirectory(prefix="render-") as tmp:
         km = _start_kernel(cwd, tmp, 0)
         try:
@@ -214,6 +239,7 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
     import jupytext
 
     written: list[Path] = []
+    skip = skipped_tags(parameters, cwd)
     with _kernel_environment(results_root), tempfile.TemporaryDirectory(prefix="render-") as tmp:
         kernels: list[KernelManager] = []
         try:
@@ -224,7 +250,7 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
                 while len(kernels) < min(ahead + 1, len(jobs) - i):
                     kernels.append(_start_kernel(cwd, tmp, i + len(kernels)))
                 km = kernels.pop(0)
-                nb = _normalise_source(jupytext.read(str(source)))
+                nb = _normalise_source(jupytext.read(str(source)), skip)
                 try:
                     executed = _run(nb, Path(source).stem, parameters, cwd, km, tmp, timeout)
                 finally:

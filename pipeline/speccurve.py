@@ -142,7 +142,7 @@ def spec_data(scored: pd.DataFrame, spec: Mapping[str, Any]) -> pd.DataFrame:
     """
     from pipeline.models import add_lags, detrend_within, disaggregate, prepare
 
-    data = prepare(scored)
+    data = prepare(scored, required=("wellbeing",))
     if spec["min_sessions"] > 1:
         counts = data.groupby("client_id")["session"].transform("size")
         data = disaggregate(data[counts >= spec["min_sessions"]].reset_index(drop=True))

@@ -248,3 +248,59 @@ def fit_table(stats: pd.DataFrame) -> pd.DataFrame:
         "Optimizer": fitted["optimizer"].to_numpy(),
         "Converged": ["yes" if yes_no(c) == "yes" else "NO" for c in fitted["converged"]],
     })
+
+
+def _pct(x: float) -> str:
+    """A share as a whole percentage; an em dash where the component is not in the model."""
+    return "\u2014" if x is None or not np.isfinite(x) else f"{x:.0%}"
+
+
+def _range(low: float, high: float, digits: int = 2) -> str:
+    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
+        return "\u2014"
+    return f"{format_num(low, digits)} to {format_num(high, digits)}"
+
+
+def alliance_levels_table(levels: pd.DataFrame) -> pd.DataFrame:
+    """Where the alliance lives (``results/alliance_levels.csv``, readable models only).
+
+    Subscale, mean, therapist / client / session shares of the variance, and the range of
+    therapist means the therapist variance implies (middle 95% of therapists); an em dash
+    where the model has no such component (e.g. one therapist).
+    """
+    rows = levels[levels["status"].isin(["fitted", "singular"])]
+    return pd.DataFrame({
+        "Subscale": [s.capitalize() for s in rows["subscale"]],
+        "Mean": [format_num(v) for v in rows["mean"]],
+        "Therapist": [_pct(v) for v in rows["share_therapist"]],
+        "Client (within therapist)": [_pct(v) for v in rows["share_client"]],
+        "Session": [_pct(v) for v in rows["share_session"]],
+        "Therapist means (middle 95%)": [
+            _range(lo, hi) for lo, hi in zip(rows["therapist_mean_low"],
+                                             rows["therapist_mean_high"], strict=True)],
+    }).reset_index(drop=True)
+
+
+def alliance_change_table(change: pd.DataFrame) -> pd.DataFrame:
+    """Alliance over sessions (``results/alliance_change.csv``, readable models only).
+
+    Subscale, expected score at the first session, change per session with its interval,
+    df and p, and the range of clients' own slopes (middle 95%; an em dash when the client
+    slope is not in the model).
+    """
+    rows = change[change["status"].isin(["fitted", "singular"])]
+    level = rows["conf_level"].dropna()
+    ci = f"{round(float(level.iloc[0]) * 100)}% CI" if len(level) else "CI"
+    table = pd.DataFrame({
+        "Subscale": [s.capitalize() for s in rows["subscale"]],
+        "First session": [format_num(v) for v in rows["intercept"]],
+        "Change per session": [format_num(v, 3) for v in rows["slope"]],
+        ci: [f"[{format_num(lo, 3)}, {format_num(hi, 3)}]"
+             for lo, hi in zip(rows["conf_low"], rows["conf_high"], strict=True)],
+        "df": [format_df(v) for v in rows["df"]],
+        "p": [format_p(v) for v in rows["p_value"]],
+        "Clients' own slopes (middle 95%)": [
+            _range(lo, hi, 3) for lo, hi in zip(rows["client_slope_low"],
+                                                rows["client_slope_high"], strict=True)],
+    })
+    return table.reset_index(drop=True)

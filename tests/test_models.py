@@ -516,7 +516,8 @@ def test_write_results_is_deterministic(small_run: list[M.FitResult], tmp_path: 
     first = M.write_results(small_run, tmp_path / "a")
     second = M.write_results(small_run, tmp_path / "b")
     assert [p.name for p in first] == ["coefficients.csv", "variance_components.csv",
-                                       "fit_statistics.csv", "lr_tests.csv", "metrics.json",
+                                       "fit_statistics.csv", "alliance_levels.csv",
+                                       "alliance_change.csv", "lr_tests.csv", "metrics.json",
                                        "fit_records.json"]
     for a, b in zip(first, second, strict=True):
         assert a.read_bytes() == b.read_bytes()

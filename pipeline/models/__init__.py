@@ -13,6 +13,8 @@ module                     what
 ``fitting``                one formula (:func:`fit`) or the whole plan (:func:`fit_all`)
 ``results``                tidy tables with the project's names; ``write_results``
 ``records``                one fit record per model (like MixedModels.jl's OptSummary)
+``alliance``               where the alliance lives, its change over sessions, therapist
+                           differences (summaries of the alliance models' results)
 =========================  ==============================================================
 
 Public entry points::

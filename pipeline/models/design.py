@@ -21,6 +21,7 @@ of Consulting and Clinical Psychology, 85*, 537-549.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,9 +33,12 @@ from pipeline.models.spec import ModelSpec
 SUBSCALES: tuple[str, ...] = ("goal", "task", "bond")
 #: Alliance scores disaggregated by :func:`prepare` (``total`` = mean of the subscales).
 ALLIANCE: tuple[str, ...] = (*SUBSCALES, "total")
-#: Columns every model needs; rows missing any of them are left out.
+#: The outcome score's column (absent in an alliance-only analysis: no outcome file).
+OUTCOME = "wellbeing"
+#: Columns every model needs; rows missing any of them are left out. The outcome is also
+#: needed when the data have it (see :func:`prepare`).
 MODEL_VARIABLES: tuple[str, ...] = (
-    "client_id", "therapist_id", "session", *SUBSCALES, "wellbeing",
+    "client_id", "therapist_id", "session", *SUBSCALES,
 )
 
 
@@ -49,17 +53,21 @@ def prepare(
     Parameters
     ----------
     scored
-        One row per client x session with at least :data:`MODEL_VARIABLES`.
+        One row per client x session with at least :data:`MODEL_VARIABLES`, and
+        :data:`OUTCOME` unless the analysis is alliance-only.
     covariates
         Client-level covariates (``client_id`` plus e.g. ``approach``, ``modality``),
         merged on ``client_id``; columns already in ``scored`` are not taken again.
     required
-        Further columns (e.g. covariates) a row must have to be kept.
+        Further columns (e.g. covariates, or :data:`OUTCOME` for a model of the outcome) a
+        row must have to be kept.
 
     Returns
     -------
     pandas.DataFrame
-        The rows with every variable of :data:`MODEL_VARIABLES` and ``required``, sorted
+        The rows with every variable of :data:`MODEL_VARIABLES` and ``required``, and the
+        outcome when ``scored`` has an outcome column (so that every model of one run,
+        those of the alliance alone included, describes the same sessions), sorted
         by therapist, client and session, with ``time = session - 1``, ``total`` (mean of
         goal, task, bond) and for ``k`` in goal, task, bond, total (Curran & Bauer 2011),
         computed on these rows:
@@ -90,8 +98,12 @@ def prepare(
         extra = [c for c in covariates.columns if c != "client_id" and c not in data.columns]
         data = data.merge(covariates[["client_id", *extra]], on="client_id", how="left",
                           validate="many_to_one")
-    need = [*MODEL_VARIABLES, *[c for c in required if c not in MODEL_VARIABLES]]
+    outcome = [OUTCOME] if OUTCOME in data.columns or OUTCOME in required else []
+    need = list(dict.fromkeys([*MODEL_VARIABLES, *outcome, *required]))
     absent = [c for c in need if c not in data.columns]
+    if absent == [OUTCOME]:
+        raise NotEstimableError("no outcome scores (no outcome file was given): the model "
+                                f"needs {OUTCOME!r}")
     if absent:
         raise NotEstimableError(f"columns missing for the model: {absent}")
     n_input = len(data)
@@ -160,7 +172,8 @@ def add_lags(data: pd.DataFrame, scores: Sequence[str] = ALLIANCE) -> pd.DataFra
     """
     out = data.copy()
     by_client = out.groupby("client_id", sort=False)
-    for col in [*(f"{k}_within" for k in scores), "wellbeing", "session"]:
+    outcome = [OUTCOME] if OUTCOME in out.columns else []
+    for col in [*(f"{k}_within" for k in scores), *outcome, "session"]:
         out[f"{col}_lag"] = by_client[col].shift(1)
     out = out[out["session_lag"].notna()].reset_index(drop=True)
     out.attrs = dict(data.attrs)
@@ -221,7 +234,9 @@ def model_data(
         ``attrs`` has ``n_input``, ``n_missing`` and ``n_excluded`` (rows left out by the
         model's design: too few sessions, no previous row).
     """
-    data = prepare(scored, clients if spec.covariates else None, required=spec.covariates)
+    uses_outcome = re.search(rf"\b{OUTCOME}", spec.formula) is not None
+    data = prepare(scored, clients if spec.covariates else None,
+                   required=(*spec.covariates, *([OUTCOME] if uses_outcome else [])))
     attrs = dict(data.attrs)
     n_complete = len(data)
     if spec.min_sessions is not None:

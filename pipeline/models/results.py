@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.models import inference
+from pipeline.models.alliance import alliance_change, alliance_levels
 from pipeline.models.fitting import FitResult
 from pipeline.models.records import fit_records
 from pipeline.models.spec import Comparison, load_specs
@@ -267,14 +268,18 @@ def write_results(fits: Sequence[FitResult], outdir: str | Path) -> list[Path]:
     -------
     list of pathlib.Path
         ``coefficients.csv``, ``variance_components.csv``, ``fit_statistics.csv``,
+        ``alliance_levels.csv``, ``alliance_change.csv`` (:mod:`pipeline.models.alliance`),
         ``lr_tests.csv``, ``metrics.json``, ``fit_records.json`` (no times: byte-stable).
     """
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
+    coefs, varcomp, stats = coefficients(fits), variance_components(fits), fit_statistics(fits)
     return [
-        write_csv(coefficients(fits), out / "coefficients.csv"),
-        write_csv(variance_components(fits), out / "variance_components.csv"),
-        write_csv(fit_statistics(fits), out / "fit_statistics.csv"),
+        write_csv(coefs, out / "coefficients.csv"),
+        write_csv(varcomp, out / "variance_components.csv"),
+        write_csv(stats, out / "fit_statistics.csv"),
+        write_csv(alliance_levels(stats, varcomp, coefs), out / "alliance_levels.csv"),
+        write_csv(alliance_change(stats, varcomp, coefs), out / "alliance_change.csv"),
         write_csv(lr_tests(fits), out / "lr_tests.csv"),
         write_json(key_metrics(fits), out / "metrics.json"),
         write_json(fit_records(fits), out / "fit_records.json"),
