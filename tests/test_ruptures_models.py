@@ -13,7 +13,7 @@ from pipeline.ruptures import endings as E
 from pipeline.ruptures import outcome as O
 from pipeline.ruptures.detect import alliance_series
 from pipeline.score import score_alliance, score_outcome
-from pipeline.simulate import simulate
+from pipeline.simulation.dataset import simulate_dataset
 
 
 def _true_groups(sim, wellbeing: pd.DataFrame) -> pd.DataFrame:
@@ -47,7 +47,7 @@ def test_outcome_model_recovers_the_injected_repair_effect(params: dict) -> None
     detection rule the contrast is diluted by its false positives and misses; see the
     report and benchmarks/ruptures_coverage.py.)
     """
-    sim = simulate(params["simulate"])
+    sim = simulate_dataset(params["simulate"])
     wb, _ = score_outcome(sim.outcome, load_instrument("swemwbs"))
     data = O.change_data(_true_groups(sim, wb), wb[["client_id", "session", "wellbeing"]])
     cfg = params["ruptures"]["outcome"]
@@ -89,7 +89,7 @@ def test_endings_model_recovers_the_alliance_effects(params: dict) -> None:
     cfg = copy.deepcopy(params["simulate"])
     cfg["ruptures"]["enabled"] = False
     cfg["seed"] = 1
-    sim = simulate(cfg)
+    sim = simulate_dataset(cfg)
     scored, _ = score_alliance(sim.alliance, load_instrument("wai_sr"))
     pp = E.person_period(alliance_series(scored, ["total"]), sim.clients)
     status, reason, coefs = E.fit_endings(pp, params["ruptures"]["endings"]["formula"],
