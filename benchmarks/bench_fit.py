@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline import models as M  # noqa: E402
-from pipeline.simulate import simulate  # noqa: E402
+from pipeline.simulation.dataset import simulate_dataset  # noqa: E402
 
 SIZES = {"small": (30, 12), "medium": (125, 40), "large": (1000, 40)}
 PRIMARY_R = ("wellbeing ~ time + goal_within + task_within + bond_within + goal_between + "
@@ -130,7 +130,7 @@ def run_lme4(path: Path, workdir: Path) -> tuple[float, float, pd.DataFrame]:
 
 def stage(params: dict, use_r: bool, workdir: Path) -> dict:
     """Every model and its ML refit: ours (fit_all) against lme4 (lmer + refitML)."""
-    scored = simulate(copy.deepcopy(params["simulate"]))
+    scored = simulate_dataset(copy.deepcopy(params["simulate"]))
     settings = M.settings_from(params["model"])
     t0 = time.process_time()
     fits = M.fit_all(scored.scored, scored.clients, settings, verbose=False)
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
             for extra in ("ruptures", "endings"):
                 if isinstance(config.get(extra), dict):
                     config[extra] = {**config[extra], "enabled": False}
-            data = M.model_data(simulate(config).scored, None, spec)
+            data = M.model_data(simulate_dataset(config).scored, None, spec)
             path = workdir / f"{size}.csv"
             data.to_csv(path, index=False)
             ours = run_ours(path)

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline import models as M  # noqa: E402
-from pipeline.simulate import simulate  # noqa: E402
+from pipeline.simulation.dataset import simulate_dataset  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         for extra in ("ruptures", "endings"):
             if extra in config:
                 config[extra] = {**config[extra], "enabled": False}
-        fit = M.fit_model(simulate(config).scored, None, spec, settings, refit_ml=False)
+        fit = M.fit_model(simulate_dataset(config).scored, None, spec, settings, refit_ml=False)
         n_not_converged += not fit.converged
         table = M.coefficients([fit])
         table["truth"] = [truth_values["intercept" if t == "Intercept" else t]

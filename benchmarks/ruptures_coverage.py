@@ -46,7 +46,7 @@ from pipeline.ruptures.criteria import (  # noqa: E402
 )
 from pipeline.ruptures.detect import alliance_series, detect_episodes  # noqa: E402
 from pipeline.score import score_alliance, score_outcome  # noqa: E402
-from pipeline.simulate import simulate  # noqa: E402
+from pipeline.simulation.dataset import simulate_dataset  # noqa: E402
 
 
 def true_groups(sim, wellbeing: pd.DataFrame) -> pd.DataFrame:
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     for i in range(args.replications):
         config = copy.deepcopy(params["simulate"])
         config["seed"] = args.seed + i
-        sim = simulate(config)
+        sim = simulate_dataset(config)
         wb, _ = score_outcome(sim.outcome, swem)
         wb = wb[["client_id", "session", "wellbeing"]]
         data = O.change_data(true_groups(sim, wb), wb)
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append({**_row(f"repaired | {crit.name}", effect, fit, None, "repaired"),
                          "replication": i})
         config["ruptures"]["enabled"] = False
-        sim = simulate(config)
+        sim = simulate_dataset(config)
         scored, _ = score_alliance(sim.alliance, wai)
         pp = E.person_period(alliance_series(scored, ["total"]), sim.clients)
         _, _, coefs = E.fit_endings(pp, rcfg["endings"]["formula"], 0.95, 5)

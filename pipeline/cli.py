@@ -62,9 +62,9 @@ def _therapist_form(params: dict[str, Any]) -> Any:
 
 
 def cmd_simulate(params: dict[str, Any], args: argparse.Namespace) -> None:
-    from pipeline.simulate import simulate, write_simulated
+    from pipeline.simulation.dataset import simulate_dataset, write_simulated
 
-    data = simulate(params["simulate"])
+    data = simulate_dataset(params["simulate"])
     for path in write_simulated(data, args.out):
         log("simulate", f"wrote {path}")
     log("simulate", "counts: " + ", ".join(f"{k} {v}" for k, v in data.truth["counts"].items()))

@@ -9,14 +9,14 @@ import numpy as np
 from pipeline.diagnostics import diagnostics, marginal_bins, random_effects
 from pipeline.models import ModelFit, fit_all
 from pipeline.models.engine import covariances
-from pipeline.simulate import simulate
+from pipeline.simulation.dataset import simulate_dataset
 
 
 def _primary(params: dict, seed: int, n_therapists: int = 8, per: int = 8) -> tuple:
     """Data simulated from the primary model's structure, and its primary fit."""
     cfg = copy.deepcopy(params["simulate"])
     cfg.update(n_therapists=n_therapists, clients_per_therapist=per, seed=seed)
-    sim = simulate(cfg)
+    sim = simulate_dataset(cfg)
     fits = fit_all(sim.scored, None, {"df_method": "wald"}, models=["primary"],
                    verbose=False)
     return sim, fits[0]
@@ -25,7 +25,7 @@ def _primary(params: dict, seed: int, n_therapists: int = 8, per: int = 8) -> tu
 def test_diagnostics_are_aggregates(params: dict) -> None:
     cfg = copy.deepcopy(params["simulate"])
     cfg.update(n_therapists=8, clients_per_therapist=8, seed=3)
-    sim = simulate(cfg)
+    sim = simulate_dataset(cfg)
     fits = fit_all(sim.scored, None, {"df_method": "wald"}, models=["primary"],
                    verbose=False)
     diag = diagnostics(fits[0], n_points=50, n_bins=10)

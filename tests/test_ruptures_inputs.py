@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from pipeline.instruments import load_instrument
-from pipeline.simulate import sigma_total, simulate
+from pipeline.simulation.alliance import process_from_settings
+from pipeline.simulation.dataset import simulate_dataset
+from pipeline.simulation.ruptures import sigma_total
 from pipeline.validate import InputError, validate_inputs
 
 GOOD = Path(__file__).parent / "bad_inputs" / "good"
@@ -21,7 +23,7 @@ def test_switched_off_the_simulator_makes_the_data_it_made_before(params: dict) 
     off["ruptures"]["enabled"] = False
     off["endings"]["enabled"] = False
     absent = {k: v for k, v in params["simulate"].items() if k not in ("ruptures", "endings")}
-    a, b = simulate(off), simulate(absent)
+    a, b = simulate_dataset(off), simulate_dataset(absent)
     pd.testing.assert_frame_equal(a.alliance, b.alliance)
     pd.testing.assert_frame_equal(a.outcome, b.outcome)
     pd.testing.assert_frame_equal(a.clients, b.clients)
@@ -29,7 +31,7 @@ def test_switched_off_the_simulator_makes_the_data_it_made_before(params: dict) 
 
 
 def test_injected_episodes_are_the_truth(params: dict) -> None:
-    sim = simulate(params["simulate"])
+    sim = simulate_dataset(params["simulate"])
     cfg = params["simulate"]["ruptures"]
     eps = sim.episodes
     assert len(eps) == sim.truth["ruptures"]["counts"]["episodes"] > 0
@@ -40,7 +42,8 @@ def test_injected_episodes_are_the_truth(params: dict) -> None:
     share = len(rep) / len(eps)
     assert abs(share - cfg["p_repair"]) < 0.15
     drop = sim.truth["ruptures"]["drop_points"]
-    assert drop == pytest.approx(cfg["depth_sd"] * sigma_total(params["simulate"]["alliance"]))
+    process = process_from_settings(params["simulate"]["alliance"], "simulate.alliance")
+    assert drop == pytest.approx(cfg["depth_sd"] * sigma_total(process))
     assert len(sim.truth["ruptures"]["episodes"]) == len(eps)
 
 
@@ -48,7 +51,7 @@ def test_injected_drop_shows_in_the_scored_total(params: dict) -> None:
     cfg = copy.deepcopy(params["simulate"])
     cfg["ruptures"].update(p_client=1.0, length_values=[1], length_probs=[1.0], p_repair=1.0)
     cfg["endings"]["enabled"] = False
-    sim = simulate(cfg)
+    sim = simulate_dataset(cfg)
     scored = sim.scored.assign(total=sim.scored[["goal", "task", "bond"]].mean(axis=1))
     merged = scored.merge(sim.episodes, on="client_id")
     at = merged[merged["session"] == merged["rupture_session"]]["total"].mean()
@@ -58,7 +61,7 @@ def test_injected_drop_shows_in_the_scored_total(params: dict) -> None:
 
 
 def test_endings_truncate_series_and_label_clients(params: dict) -> None:
-    sim = simulate(params["simulate"])
+    sim = simulate_dataset(params["simulate"])
     ending = sim.clients.set_index("client_id")["ending"]
     assert set(ending) == {"planned", "unplanned", "ongoing"}
     assert sim.truth["endings"]["counts"] == ending.value_counts().to_dict()

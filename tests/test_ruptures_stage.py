@@ -15,14 +15,14 @@ from pipeline.cli import main
 from pipeline.describe import suppress_counts
 from pipeline.ruptures.criteria import load_criteria
 from pipeline.ruptures.summarise import prevalence
-from pipeline.simulate import simulate, write_simulated
+from pipeline.simulation.dataset import simulate_dataset, write_simulated
 
 
 def _run(tmp_path: Path, params: dict, transform=None, clients_ending: bool = True) -> Path:
     """Simulate a small data set, optionally change it, validate it and run the step."""
     cfg = copy.deepcopy(params)
     cfg["simulate"].update(n_therapists=8, clients_per_therapist=8)
-    sim = simulate(cfg["simulate"])
+    sim = simulate_dataset(cfg["simulate"])
     data = tmp_path / "data"
     write_simulated(sim, data)
     if transform is not None:

@@ -116,7 +116,7 @@ def scenario_recovery(params: Mapping[str, Any], depth_sd: float, p_client: floa
     from pipeline.ruptures.criteria import load_criteria, load_rules, scale_reliability
     from pipeline.ruptures.detect import alliance_series, detect_episodes
     from pipeline.score import score_alliance
-    from pipeline.simulate import simulate
+    from pipeline.simulation.dataset import ALLIANCE_INSTRUMENT, simulate_dataset
 
     cfg = copy.deepcopy(dict(params["simulate"]))
     if seed is not None:
@@ -126,8 +126,8 @@ def scenario_recovery(params: Mapping[str, Any], depth_sd: float, p_client: floa
                        "length_values": [1], "length_probs": [1.0], "p_repair": 1.0}
     cfg["endings"] = {**dict(cfg.get("endings") or {}), "enabled": False}
     cfg.update(p_attend=1.0, p_alliance_form=1.0, p_item_missing=0.0)
-    sim = simulate(cfg)
-    inst = load_instrument("wai_sr")  # the simulator writes WAI-SR items
+    sim = simulate_dataset(cfg)
+    inst = load_instrument(ALLIANCE_INSTRUMENT)
     scored, _ = score_alliance(sim.alliance, inst)
     series = alliance_series(scored, ["total"])
     criteria = load_criteria(params["ruptures"])

@@ -73,12 +73,32 @@ def _equicorrelated(sd: float, corr: float) -> np.ndarray:
     return c * sd**2
 
 
-def latent_alliance(rows: pd.DataFrame, process: AllianceProcess,
-                    rng: np.random.Generator) -> np.ndarray:
-    """Latent goal, task, bond for each row (``therapist_id``, ``client_id``, ``session``).
+@dataclass(frozen=True)
+class LatentAlliance:
+    """The parts of the latent goal, task and bond of each row (rows x 3 arrays).
 
-    Therapists and clients are drawn in order of first appearance, so the same design
-    and seed give the same values.
+    ``trend`` = ``mean_k + growth * (s - 1)``; ``therapist`` and ``client`` = the row's
+    therapist and client effects; ``session`` = the session deviation.
+    """
+
+    trend: np.ndarray
+    therapist: np.ndarray
+    client: np.ndarray
+    session: np.ndarray
+
+    @property
+    def latent(self) -> np.ndarray:
+        """The latent scores, ``trend + therapist + client + session``."""
+        return self.trend + self.therapist + self.client + self.session
+
+
+def latent_parts(rows: pd.DataFrame, process: AllianceProcess,
+                 rng: np.random.Generator) -> LatentAlliance:
+    """The parts of the latent alliance of each row (``therapist_id``, ``client_id``,
+    ``session``).
+
+    Therapists and clients draw their effects in sorted id order, so the same design and
+    seed give the same values.
     """
     t_codes, t_index = np.unique(rows["therapist_id"].to_numpy(), return_inverse=True)
     c_codes, c_index = np.unique(rows["client_id"].to_numpy(), return_inverse=True)
@@ -90,8 +110,15 @@ def latent_alliance(rows: pd.DataFrame, process: AllianceProcess,
     e = rng.multivariate_normal(zero, _equicorrelated(process.session_sd,
                                                       process.session_corr), len(rows))
     time = rows["session"].to_numpy(dtype=float) - 1.0
-    return (np.asarray(process.mean) + process.growth * time[:, None]
-            + u_t[t_index] + u_c[c_index] + e)
+    trend = np.asarray(process.mean) + process.growth * time[:, None]
+    return LatentAlliance(trend=trend, therapist=u_t[t_index], client=u_c[c_index], session=e)
+
+
+def latent_alliance(rows: pd.DataFrame, process: AllianceProcess,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Latent goal, task, bond for each row (``therapist_id``, ``client_id``, ``session``);
+    see :func:`latent_parts`."""
+    return latent_parts(rows, process, rng).latent
 
 
 def alliance_items(latent: np.ndarray, instrument: Instrument, item_sd: float,

@@ -107,3 +107,91 @@ def session_rows(design: StudyDesign, rng: np.random.Generator) -> pd.DataFrame:
         "has_alliance": rng.random(n) < design.p_alliance_form,
         "has_outcome": rng.random(n) < design.p_outcome_form,
     })
+
+
+@dataclass(frozen=True)
+class Caseload:
+    """A naturalistic caseload, as in routine-practice data (the shipped data set).
+
+    Attributes
+    ----------
+    therapists
+        Number of therapists.
+    clients_per_therapist
+        Poisson mean of the clients a therapist sees (at least ``min_clients`` each).
+    sessions_mean, sessions_min, sessions_max
+        Planned sessions per client: Poisson with mean ``sessions_mean``, clipped to
+        ``[sessions_min, sessions_max]``.
+    attendance
+        Probability that a planned session after the first is attended.
+    min_clients
+        Fewest clients a therapist has.
+    """
+
+    therapists: int
+    clients_per_therapist: float
+    sessions_mean: float
+    sessions_min: int
+    sessions_max: int
+    attendance: float = 1.0
+    min_clients: int = 3
+
+
+def caseload_from_settings(block: Mapping[str, Any]) -> Caseload:
+    """The caseload of a ``simulate:``-shaped block (types are checked by the schema)."""
+    return Caseload(
+        therapists=int(block["n_therapists"]),
+        clients_per_therapist=float(block["clients_per_therapist"]),
+        sessions_mean=float(block["sessions_mean"]),
+        sessions_min=int(block["sessions_min"]),
+        sessions_max=int(block["sessions_max"]),
+        attendance=float(block["p_attend"]),
+    )
+
+
+def _ids(prefix: str, n: int, min_width: int) -> np.ndarray:
+    return np.array([f"{prefix}{i + 1:0{max(min_width, len(str(n)))}d}" for i in range(n)])
+
+
+def caseload_clients(caseload: Caseload, rng: np.random.Generator) -> pd.DataFrame:
+    """Therapists, their clients and each client's planned sessions.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per client: ``therapist_id``, ``client_id`` (``T01``..., ``C0001``...,
+        client ids unique across therapists) and ``planned`` (planned sessions).
+    """
+    n_t = caseload.therapists
+    therapists = _ids("T", n_t, 2)
+    n_c_t = np.maximum(caseload.min_clients, rng.poisson(caseload.clients_per_therapist, n_t))
+    n_c = int(n_c_t.sum())
+    planned = np.clip(rng.poisson(caseload.sessions_mean, n_c), caseload.sessions_min,
+                      caseload.sessions_max)
+    return pd.DataFrame({"therapist_id": np.repeat(therapists, n_c_t),
+                         "client_id": _ids("C", n_c, 4), "planned": planned})
+
+
+def attended_sessions(clients: pd.DataFrame, attendance: float,
+                      rng: np.random.Generator) -> pd.DataFrame:
+    """Attended sessions of the planned ones (session 1 always, later ones with
+    probability ``attendance``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``therapist_id``, ``client_id``, ``session``, ``planned``; in client and session
+        order, numbered from 0.
+    """
+    planned = clients["planned"].to_numpy(dtype=int)
+    row_c = np.repeat(np.arange(len(clients)), planned)
+    session = np.concatenate([np.arange(1, p + 1) for p in planned]) if len(planned) else \
+        np.zeros(0, dtype=int)
+    attended = (session == 1) | (rng.random(len(session)) < attendance)
+    row_c, session = row_c[attended], session[attended]
+    return pd.DataFrame({
+        "therapist_id": clients["therapist_id"].to_numpy()[row_c],
+        "client_id": clients["client_id"].to_numpy()[row_c],
+        "session": session,
+        "planned": planned[row_c],
+    })
