@@ -93,6 +93,8 @@ def test_checkpoint_of_other_settings_is_discarded(tmp_path: Path) -> None:
     ({"scheduler": 8786}, "parallel.scheduler"),
     ({"chunk_size": -1}, "parallel.chunk_size"),
     ({"worker": 2}, "parallel.worker is not a setting"),
+    ({"cluster_after_seconds": -1}, "parallel.cluster_after_seconds"),
+    ({"cluster_after_seconds": "soon"}, "parallel.cluster_after_seconds"),
 ])
 def test_bad_settings_name_the_setting(block: dict[str, Any], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
@@ -104,6 +106,24 @@ def test_settings_defaults_and_auto() -> None:
     assert execution_settings({"workers": "auto"}).workers >= 1
     assert execution_settings({"scheduler": "tcp://127.0.0.1:8786"}).scheduler == (
         "tcp://127.0.0.1:8786")
+
+
+def test_auto_keeps_a_short_run_serial_and_hands_a_long_one_to_the_cluster() -> None:
+    from pipeline.parallel import _run_pilot
+
+    auto = execution_settings({"workers": "auto", "cluster_after_seconds": 5})
+    assert auto.auto and auto.cluster_after_seconds == 5.0
+    assert not execution_settings({"workers": 2}).auto
+    tasks = list(enumerate(_tasks(10)))
+    got: list[tuple[int, Any]] = []
+    # Any positive cost x 7 replicates left exceeds 0 s: the pilot's 3 run here, 7 go on.
+    left = _run_pilot(ols_replicate, tasks, 0.0, got.extend)
+    assert [i for i, _ in got] == [0, 1, 2] and [i for i, _ in left] == list(range(3, 10))
+    got.clear()
+    # No run of 10 OLS fits takes a day: all of them run here, none is left for a cluster.
+    assert _run_pilot(ols_replicate, tasks, 86_400.0, got.extend) == []
+    assert [i for i, _ in got] == list(range(10))
+    assert [r for _, r in got] == run_replicates(ols_replicate, [t for _, t in tasks])
 
 
 def test_an_existing_dask_cluster_gives_the_same_results() -> None:

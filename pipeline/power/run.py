@@ -149,10 +149,12 @@ def power_stage(params: Mapping[str, Any], results: Path, checkpoint: Path,
     instrument = (params.get("instruments") or {}).get("alliance")
     if log is not None:
         n = len(settings.designs) * settings.replications
-        serial = execution.workers == 1 and not execution.scheduler
+        where = ("on the Dask cluster" if execution.scheduler
+                 else "serial" if execution.workers == 1
+                 else f"on {execution.workers} local Dask workers if long enough"
+                 if execution.auto else f"on {execution.workers} local Dask workers")
         log("power", f"{len(settings.designs)} designs x {settings.replications} replicates "
-                     f"= {n} fits of {settings.model!r}, "
-                     f"{'serial' if serial else 'on Dask'}")
+                     f"= {n} fits of {settings.model!r}, {where}")
     table, target = run_power(settings, truth, execution, _plain(fit_settings),
                               instrument=str(instrument) if instrument else None,
                               checkpoint=checkpoint)
