@@ -35,9 +35,13 @@ $(UV):
 	@$(PYTHON) -m pip install --disable-pip-version-check --no-warn-script-location \
 	  --root-user-action=ignore --quiet --target .tools "uv==$(UV_VERSION)"
 
+# --compile-bytecode: the packages' .pyc files are written once here. Where
+# PYTHONDONTWRITEBYTECODE is set (as on this project's machines) Python would otherwise
+# compile pandas, scipy, dask ... from source in every process: 2.5 s instead of 0.8 s for
+# `import pandas`, paid by every DVC stage, notebook kernel and Dask worker.
 $(STAMP): pyproject.toml uv.lock | $(UV)
-	@echo "creating .venv from uv.lock (first run: about a minute)"
-	@$(UV) sync --frozen --quiet --python $(PYTHON)
+	@echo "creating .venv from uv.lock (first run: about two minutes)"
+	@$(UV) sync --frozen --quiet --compile-bytecode --python $(PYTHON)
 	@touch $(STAMP)
 
 setup: $(STAMP)
