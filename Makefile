@@ -28,7 +28,7 @@ help:
 	@echo "make test-fast - the quick tests only (no end-to-end runs)"
 	@echo "make lab    - open the notebooks in JupyterLab"
 	@echo "make lint   - ruff"
-	@echo "make bench  - benchmarks (fit time vs lme4, coverage, ruptures, power, bootstrap)"
+	@echo "make bench  - benchmarks (fit time vs lme4, 2M-row inputs, coverage, ruptures, power, bootstrap)"
 
 $(UV):
 	@echo "installing uv $(UV_VERSION) into .tools/"
@@ -98,6 +98,7 @@ lab: setup
 
 bench: setup
 	python benchmarks/bench_fit.py
+	python benchmarks/bench_inputs.py
 	python benchmarks/coverage.py
 	python benchmarks/ruptures_coverage.py
 	python benchmarks/bench_power.py
