@@ -56,6 +56,7 @@ import pandas as pd
 from scipy import linalg, optimize
 
 from pipeline.errors import NotEstimableError
+from pipeline.models import levelwise as lw
 
 #: Largest number of random effects factorised densely (crossed or deeper structures).
 DENSE_LIMIT = 4000
@@ -262,6 +263,13 @@ class Problem:
                 self.c_zw = _group_cross(coarse.codes, coarse.z, w, coarse.n_levels)
                 self.c_wz = np.ascontiguousarray(np.swapaxes(self.c_zw, 1, 2))
                 self.cf_zz = _group_cross(fine.codes, coarse.z, fine.z, fine.n_levels)
+                self.v_cc = lw.from_stacked(self.c_zz)
+                self.v_cw = lw.from_stacked(self.c_zw)
+                self.v_cf = lw.from_stacked(self.cf_zz)
+            # the same statistics level-last, for the optimiser's evaluations (see
+            # levelwise.py; the stacked ones serve the full factorisation)
+            self.v_ff = lw.from_stacked(self.f_zz)
+            self.v_fw = lw.from_stacked(self.f_zw)
         else:
             self.z_dense = self._dense_z()
             self.d_zz = self.z_dense.T @ self.z_dense
@@ -368,30 +376,23 @@ class Problem:
         (``tests/test_models.py`` holds them to each other and to a dense factor).
         """
         lams = self.lambdas(theta)
-        fine, lf = self.factors[0], lams[0]
-        k = fine.k
-        a_ff = _between(lf, self.f_zz, lf)
-        a_ff[:, np.arange(k), np.arange(k)] += 1.0
-        a_inv, logdet_g = _inv_logdet_batched(a_ff)
+        lf = lams[0]
+        a = lw.add_identity(lw.congruent(lf, self.v_ff))
+        a_inv, logdet_g = lw.inv_logdet(a)
         logdet = float(np.sum(logdet_g))
-        b = _between(lf.T, a_inv, lf.T)                      # Lambda A^-1 Lambda'
-        h = _small_matmul(b, self.f_zw)                       # (G, k, m)
-        m = self.ww.copy()
-        for j in range(k):
-            m -= self.f_zw[:, j, :].T @ h[:, j, :]
+        b = lw.congruent(lf.T, a_inv)                          # Lambda A^-1 Lambda'
+        m = self.ww - lw.gram(self.v_fw, lw.matmul(b, self.v_fw))
         if self.structure == "nested":
-            coarse, lc = self.factors[1], lams[1]
-            t = _small_matmul(self.cf_zz, b)                  # S_cf B: (G, k_c, k_f)
-            s_c = self.c_zz - np.add.reduceat(_outer_rows(t, self.cf_zz), self.starts,
-                                              axis=0)
-            s_c = _between(lc, s_c, lc)
-            s_c[:, np.arange(coarse.k), np.arange(coarse.k)] += 1.0
-            rhs = self.c_zw - np.add.reduceat(_small_matmul(t, self.f_zw), self.starts,
-                                              axis=0)
-            rhs = _left_times(lc, np.ascontiguousarray(np.swapaxes(rhs, 1, 2)))
-            s_inv, logdet_c = _inv_logdet_batched(s_c)
+            lc = lams[1]
+            t = lw.matmul(self.v_cf, b)                        # S_cf B: (k_c, k_f, G)
+            s_c = self.v_cc - np.add.reduceat(lw.matmul(t, lw.swap(self.v_cf)),
+                                              self.starts, axis=-1)
+            s_c = lw.add_identity(lw.congruent(lc, s_c))
+            rhs = self.v_cw - np.add.reduceat(lw.matmul(t, self.v_fw), self.starts, axis=-1)
+            rhs = lw.left(lc, rhs)
+            s_inv, logdet_c = lw.inv_logdet(s_c)
             logdet += float(np.sum(logdet_c))
-            m -= np.einsum("gim,gij,gjn->mn", rhs, s_inv, rhs, optimize=True)
+            m -= lw.gram(rhs, lw.matmul(s_inv, rhs))
         m = (m + m.T) / 2.0
         p = self.p
         upper = np.linalg.cholesky(m[:p, :p]).T
@@ -481,116 +482,103 @@ class Problem:
 
     def _gradient_blocks(self, lams: list[np.ndarray],
                          reml: bool) -> tuple[list[np.ndarray], float]:
-        """Per factor, ``sum_levels G_g`` (see :meth:`deviance_gradient`), blocked."""
+        """Per factor, ``sum_levels G_g`` (see :meth:`deviance_gradient`), blocked; every
+        per-client quantity is level-last (``levelwise.py``)."""
         p = self.p
-        fine, lf = self.factors[0], lams[0]
-        kf = fine.k
-        zff, zfw = self.f_zz, self.f_zw
-        a = _between(lf, zff, lf)
-        a[:, np.arange(kf), np.arange(kf)] += 1.0
-        a_inv, logdet_a = _inv_logdet_batched(a)
+        lf = lams[0]
+        zff, zfw = self.v_ff, self.v_fw
+        a_inv, logdet_a = lw.inv_logdet(lw.add_identity(lw.congruent(lf, zff)))
         logdet = float(np.sum(logdet_a))
-        rf = _left_times(lf, self.f_wz)                            # Lambda_f' Z_f'W
+        rf = lw.left(lf, zfw)                                      # Lambda_f' Z_f'W
         nested = self.structure == "nested"
         if nested:
-            coarse, lc = self.factors[1], lams[1]
-            kc = coarse.k
-            zcc, zcw, zcf = self.c_zz, self.c_zw, self.cf_zz
-            cpl = _between(lc, zcf, lf)                            # A_cf per client
-            cai = _small_matmul(cpl, a_inv)                        # A_cf A_ff^-1
-            s = _between(lc, zcc, lc)
-            s[:, np.arange(kc), np.arange(kc)] += 1.0
-            s -= np.add.reduceat(_outer_rows(cai, cpl), self.starts, axis=0)
-            s_inv, logdet_s = _inv_logdet_batched(s)
+            lc = lams[1]
+            zcc, zcw, zcf = self.v_cc, self.v_cw, self.v_cf
+            cpl = lw.right(lw.left(lc, zcf), lf)                   # A_cf per client
+            cai = lw.matmul(cpl, a_inv)                            # A_cf A_ff^-1
+            s = lw.add_identity(lw.congruent(lc, zcc))
+            s -= np.add.reduceat(lw.matmul(cai, lw.swap(cpl)), self.starts, axis=-1)
+            s_inv, logdet_s = lw.inv_logdet(s)
             logdet += float(np.sum(logdet_s))
-            rc = _left_times(lc, self.c_wz)
-            uc = _small_matmul(s_inv, rc - np.add.reduceat(_small_matmul(cai, rf),
-                                                           self.starts, axis=0))
-            ucp = uc[self.parent]
-            uf = _small_matmul(a_inv, rf - _small_matmul(np.swapaxes(cpl, 1, 2), ucp))
+            rc = lw.left(lc, zcw)
+            uc = lw.matmul(s_inv, rc - np.add.reduceat(lw.matmul(cai, rf), self.starts,
+                                                       axis=-1))
+            ucp = uc[..., self.parent]
+            uf = lw.matmul(a_inv, rf - lw.matmul(lw.swap(cpl), ucp))
         else:
-            uf = _small_matmul(a_inv, rf)
-        m = self.ww - _cross_sum(rf, uf)
+            uf = lw.matmul(a_inv, rf)
+        m = self.ww - lw.gram(rf, uf)
         if nested:
-            m -= _cross_sum(rc, uc)
+            m -= lw.gram(rc, uc)
         v, coef, mxx_inv, value = self._scale(m, reml, logdet)
         lam_diag = np.concatenate([np.diag(lt) for lt in lams])
-        if np.min(np.abs(lam_diag)) >= GRAD_DIRECT_MIN:
-            return self._gradient_direct(lams, a_inv, cai if nested else None,
-                                         s_inv if nested else None, uf,
-                                         uc if nested else None, v, coef, mxx_inv,
-                                         reml), value
-        # Q = Z'W - Z'Z Lambda U
-        qf = zfw - _small_matmul(zff @ lf, uf)
         if nested:
-            qf -= _small_matmul(np.swapaxes(zcf, 1, 2) @ lc, ucp)
-            qc = zcw - _small_matmul(zcc @ lc, uc)
-            qc -= np.add.reduceat(_small_matmul(zcf @ lf, uf), self.starts, axis=0)
+            # blocks of A^-1 on the diagonal: [[A_ff^-1 + F S^-1 F', -F S^-1], ...] with
+            # F = A_ff^-1 A_fc (the Schur complement per therapist)
+            ainv_fc = -lw.matmul(lw.swap(cai), s_inv[..., self.parent])   # (k_f, k_c, G)
+            ainv_ff = a_inv - lw.matmul(ainv_fc, cai)
+        else:
+            ainv_ff = a_inv
+        if np.min(np.abs(lam_diag)) >= GRAD_DIRECT_MIN:
+            return self._gradient_direct(
+                lams, [lw.level_sum(ainv_ff)] + ([lw.level_sum(s_inv)] if nested else []),
+                [uf] + ([uc] if nested else []), v, coef, mxx_inv, reml), value
+        # Q = Z'W - Z'Z Lambda U
+        qf = zfw - lw.matmul(lw.right(zff, lf), uf)
+        if nested:
+            qf -= lw.matmul(lw.right(lw.swap(zcf), lc), ucp)
+            qc = zcw - lw.matmul(lw.right(zcc, lc), uc)
+            qc -= np.add.reduceat(lw.matmul(lw.right(zcf, lf), uf), self.starts, axis=-1)
 
         def rss_terms(u: np.ndarray, q: np.ndarray) -> np.ndarray:
             # sum_g of -coef (U_g v)(Q_g v)' - U_gX M_XX^-1 Q_gX', times 2, from the
             # cross-products C_ij = sum_g U_g[i]' Q_g[j] (one BLAS product per pair)
-            k = u.shape[1]
+            k = u.shape[0]
             out = np.empty((k, k))
             for i in range(k):
                 for j in range(k):
-                    c = u[:, i, :].T @ q[:, j, :]
+                    c = u[i] @ q[j].T
                     out[i, j] = -coef * float(v @ c @ v)
                     if reml:
                         out[i, j] -= float(np.sum(mxx_inv * c[:p, :p]))
             return 2.0 * out
 
         # diagonal blocks of A^-1 Lambda' Z'Z, summed over levels
+        g1f = lw.trace_sum(lw.right(ainv_ff, lf.T), zff)
         if nested:
-            sp = s_inv[self.parent]
-            ainv_fc = -_small_matmul(np.swapaxes(cai, 1, 2), sp)     # (G_f, k_f, k_c)
-            ainv_ff = a_inv - _small_matmul(ainv_fc, cai)
-            g1f = (np.tensordot(ainv_ff @ lf.T, zff, axes=([0, 2], [0, 1]))
-                   + np.tensordot(ainv_fc @ lc.T, zcf, axes=([0, 2], [0, 1])))
-            g1c = (np.tensordot(s_inv @ lc.T, zcc, axes=([0, 2], [0, 1]))
-                   + np.tensordot(np.swapaxes(ainv_fc, 1, 2) @ lf.T, zcf,
-                                  axes=([0, 2], [0, 2])))
+            g1f += lw.trace_sum(lw.right(ainv_fc, lc.T), zcf)
+            g1c = (lw.trace_sum(lw.right(s_inv, lc.T), zcc)
+                   + lw.trace_sum(lw.right(lw.swap(ainv_fc), lf.T), lw.swap(zcf)))
             return [2.0 * g1f + rss_terms(uf, qf), 2.0 * g1c + rss_terms(uc, qc)], value
-        g1f = np.tensordot(a_inv @ lf.T, zff, axes=([0, 2], [0, 1]))
         return [2.0 * g1f + rss_terms(uf, qf)], value
 
-    def _gradient_direct(self, lams: list[np.ndarray], a_inv: np.ndarray,
-                         cai: np.ndarray | None, s_inv: np.ndarray | None, uf: np.ndarray,
-                         uc: np.ndarray | None, v: np.ndarray, coef: float,
+    def _gradient_direct(self, lams: list[np.ndarray], ainv_sums: list[np.ndarray],
+                         us: list[np.ndarray], v: np.ndarray, coef: float,
                          mxx_inv: np.ndarray, reml: bool) -> list[np.ndarray]:
         """:meth:`_gradient_blocks` when every Lambda template is invertible.
 
         From ``A U = Lambda' Z'W``: ``Lambda' Q = U``, so ``Q_g = Lambda^-T U_g`` level by
         level, and ``A^-1 Lambda' Z'Z = (I - A^-1) Lambda^-1``, so that only the sums of
-        the diagonal blocks of ``A^-1`` and the Gram products ``sum_g U_g[i]' U_g[l]``
-        are needed (no pass to form ``Q``). Used only when every diagonal element of
-        Lambda is at least ``GRAD_DIRECT_MIN`` (well conditioned); held to central
-        differences in the tests either way.
+        the diagonal blocks of ``A^-1`` (``ainv_sums``, per factor) and the Gram products
+        ``sum_g U_g[i]' U_g[l]`` are needed (no pass to form ``Q``). Used only when every
+        diagonal element of Lambda is at least ``GRAD_DIRECT_MIN`` (well conditioned);
+        held to central differences in the tests either way.
         """
         p = self.p
-
-        def block(u: np.ndarray, lam: np.ndarray, ainv_sum: np.ndarray,
-                  levels: int) -> np.ndarray:
-            k = u.shape[1]
+        out_all = []
+        for fac, lam, ainv_sum, u in zip(self.factors, lams, ainv_sums, us, strict=False):
+            k = fac.k
             lam_inv = linalg.solve_triangular(lam, np.eye(k), lower=True)
-            gram = [[u[:, i, :].T @ u[:, j, :] for j in range(k)] for i in range(k)]
-            out = 2.0 * ((levels * np.eye(k) - ainv_sum) @ lam_inv)
+            gram = [[u[i] @ u[j].T for j in range(k)] for i in range(k)]
+            out = 2.0 * ((fac.n_levels * np.eye(k) - ainv_sum) @ lam_inv)
             for i in range(k):
                 for j in range(k):
                     c = sum(lam_inv[l_, j] * gram[i][l_] for l_ in range(k))
                     out[i, j] -= 2.0 * coef * float(v @ c @ v)
                     if reml:
                         out[i, j] -= 2.0 * float(np.sum(mxx_inv * c[:p, :p]))
-            return out
-
-        fine = self.factors[0]
-        if cai is None or s_inv is None or uc is None:
-            return [block(uf, lams[0], a_inv.sum(axis=0), fine.n_levels)]
-        sp = s_inv[self.parent]
-        ainv_fc = -_small_matmul(np.swapaxes(cai, 1, 2), sp)
-        ainv_ff_sum = a_inv.sum(axis=0) - _small_matmul(ainv_fc, cai).sum(axis=0)
-        return [block(uf, lams[0], ainv_ff_sum, fine.n_levels),
-                block(uc, lams[1], s_inv.sum(axis=0), self.factors[1].n_levels)]
+            out_all.append(out)
+        return out_all
 
     def _gradient_blocks_dense(self, lams: list[np.ndarray],
                                reml: bool) -> tuple[list[np.ndarray], float]:
@@ -716,7 +704,8 @@ class Factorization:
 
 
 # --------------------------------------------------------------------------------------
-# Small batched linear algebra (closed forms for blocks up to 2 x 2)
+# Small batched linear algebra for the full factorisation, stacked (G, a, b) (the
+# optimiser's evaluations use the level-last forms of levelwise.py)
 # --------------------------------------------------------------------------------------
 
 
@@ -757,14 +746,6 @@ def _gram(r: np.ndarray) -> np.ndarray:
     return out
 
 
-def _cross_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``sum_g a_g' b_g`` as BLAS products (one per row of the small blocks)."""
-    out = np.zeros((a.shape[2], b.shape[2]))
-    for j in range(a.shape[1]):
-        out += a[:, j, :].T @ b[:, j, :]
-    return out
-
-
 def _outer_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a_g b_g'`` for every group (small blocks; a loop over the inner dimension)."""
     out = a[:, :, None, 0] * b[:, None, :, 0]
@@ -783,25 +764,6 @@ def _small_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     for j in range(1, a.shape[2]):
         out += a[:, :, j, None] * b[:, None, j, :]
     return out
-
-
-def _inv_logdet_batched(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inverses and log-determinants of a stack of small SPD matrices (closed form for
-    1 x 1 and 2 x 2)."""
-    k = a.shape[1]
-    if k == 1:
-        return 1.0 / a, np.log(a[:, 0, 0])
-    if k == 2:
-        det = a[:, 0, 0] * a[:, 1, 1] - a[:, 0, 1] * a[:, 1, 0]
-        inv = np.empty_like(a)
-        inv[:, 0, 0] = a[:, 1, 1] / det
-        inv[:, 1, 1] = a[:, 0, 0] / det
-        inv[:, 0, 1] = -a[:, 0, 1] / det
-        inv[:, 1, 0] = -a[:, 1, 0] / det
-        return inv, np.log(det)
-    chol = np.linalg.cholesky(a)
-    logdet = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
-    return np.linalg.inv(a), logdet
 
 
 def _chol_batched(a: np.ndarray) -> np.ndarray:
