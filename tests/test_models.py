@@ -18,7 +18,14 @@ import yaml
 from pipeline import models as M
 from pipeline.errors import NotEstimableError, SettingsError, SpecError
 from pipeline.models.checks import run_checks
-from pipeline.models.engine import GRAD_DIRECT_MIN, Problem, ReTerm, optimize_theta
+from pipeline.models.engine import (
+    GRAD_DIRECT_MIN,
+    Problem,
+    ReTerm,
+    _Counter,
+    fd_derivatives,
+    optimize_theta,
+)
 from pipeline.models.fitting import design_matrices
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lme4"
@@ -263,16 +270,45 @@ def test_analytic_gradient_matches_central_differences(random: str, structure: s
 
 
 def test_analytic_and_finite_difference_optimisers_agree(reference_fits) -> None:
-    """L-BFGS-B with the analytic gradient and with forward differences reach the same
+    """L-BFGS-B with the analytic gradient (and the polish's Hessian from it) and with
+    forward differences (polish by deriv12), on scaled theta and not, reach the same
     optimum (REML and ML) and the same checks."""
     problem = reference_fits["default", "primary"].fit.problem
     for reml in (True, False):
         exact = optimize_theta(problem, reml)
-        fd = optimize_theta(problem, reml, {"analytic_gradient": False})
-        assert exact.objective == pytest.approx(fd.objective, abs=1e-7)
-        np.testing.assert_allclose(exact.theta, fd.theta, atol=1e-5)
-        assert exact.converged and fd.converged
-        assert exact.singular == fd.singular
+        for other in ({"analytic_gradient": False}, {"scale_theta": False},
+                      {"analytic_gradient": False, "scale_theta": False}):
+            fd = optimize_theta(problem, reml, other)
+            assert exact.objective == pytest.approx(fd.objective, abs=1e-7)
+            np.testing.assert_allclose(exact.theta, fd.theta, atol=1e-5)
+            assert exact.converged and fd.converged
+            assert exact.singular == fd.singular
+
+
+def test_theta_scale_is_the_rms_of_each_random_effect_column(reference_fits) -> None:
+    """Problem.theta_scale: 1 for intercepts, the root mean square of time for a time
+    slope (row of the Lambda template the theta sits in)."""
+    fit = reference_fits["default", "primary"].fit
+    problem, rows = fit.problem, reference_fits["default", "primary"].data
+    rms_time = float(np.sqrt(np.mean(rows["time"].to_numpy(dtype=float) ** 2)))
+    expected = [rms_time if problem.factors[fi].columns[i] == "time" else 1.0
+                for fi, i, _ in problem.theta_index]
+    np.testing.assert_allclose(problem.theta_scale(), expected, rtol=1e-12)
+    assert sorted(expected)[-1] == pytest.approx(rms_time) and rms_time > 2
+
+
+def test_hessian_from_the_analytic_gradient_matches_deriv12(reference_fits) -> None:
+    """The polish's Hessian (central differences of the analytic gradient) equals lme4's
+    deriv12 Hessian of the deviance (the checks' one) at the optimum and off it."""
+    fit = reference_fits["default", "primary"].fit
+    problem = fit.problem
+    for reml in (True, False):
+        f = _Counter(problem, reml)
+        for theta in (fit.theta, fit.theta * 1.3):
+            idx = np.arange(problem.n_theta)
+            _, fd = fd_derivatives(f, theta)
+            np.testing.assert_allclose(f.gradient_hessian(theta, idx), fd, rtol=1e-3,
+                                       atol=1e-4 * float(np.max(np.abs(fd))))
 
 
 def test_balanced_one_way_anova_has_the_closed_form_optimum() -> None:
