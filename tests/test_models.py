@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import linalg
 
 from pipeline import models as M
 from pipeline.errors import NotEstimableError, SettingsError, SpecError
-from pipeline.models.checks import run_checks
+from pipeline.models.checks import _clearly_full_rank, collinear_terms, run_checks
 from pipeline.models.engine import (
     GRAD_DIRECT_MIN,
     Problem,
@@ -576,3 +577,30 @@ def test_restart_from_the_boundary() -> None:
     tight = optimize_theta(problem, True, {"optimizer": "powell"})
     assert loose.objective == pytest.approx(tight.objective, abs=1e-6)
     assert loose.theta[1] > 0.01 and loose.converged and not loose.singular
+
+
+def test_collinear_terms_decides_like_pivoted_qr_of_the_rows() -> None:
+    """The rank check (cross-product first, pivoted QR when that cannot decide) decides as
+    a pivoted QR of the whole scaled model matrix (lme4's rule): exact and near (1e-10)
+    combinations and a zero column are found, columns 1e-6 and 1e-2 away from a
+    combination are kept (the first through the QR, the second by the cross-product)."""
+    rng = np.random.default_rng(11)
+    n = 500
+    t, u = rng.normal(size=n), rng.normal(size=n)
+    one = np.ones(n)
+    names = ["Intercept", "t", "u", "v"]
+    cases = [(np.column_stack([one, t, u, 2 * t - u + 1]), 1),
+             (np.column_stack([one, t, u, t + 1e-10 * rng.normal(size=n)]), 1),
+             (np.column_stack([one, t, u, t + 1e-6 * rng.normal(size=n)]), 0),
+             (np.column_stack([one, t, u, t + 1e-2 * rng.normal(size=n)]), 0),
+             (np.column_stack([one, t, u, np.zeros(n)]), 1),
+             (np.column_stack([one, t, 2 * t, 3 * t + 1]), 2)]
+    for x, dropped in cases:
+        named = collinear_terms(x, names, 1e-7)
+        assert len(named) == dropped
+        scale = np.sqrt(np.sum(x * x, axis=0))
+        scale[scale == 0] = 1.0
+        diag = np.abs(np.diag(linalg.qr(x / scale, mode="economic", pivoting=True)[1]))
+        assert int(np.sum(diag > 1e-7 * diag[0])) == x.shape[1] - dropped
+    assert collinear_terms(cases[4][0], names, 1e-7) == ["v (zero on every row)"]
+    assert not _clearly_full_rank(cases[2][0], 1e-7) and _clearly_full_rank(cases[3][0], 1e-7)

@@ -47,7 +47,7 @@ R equivalent: ``lme4::lmer`` with ``lmerControl()`` defaults; ``lme4::isSingular
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,6 +149,13 @@ class Factor:
         return len(self.columns)
 
 
+def group_codes(labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Level index (int64) of every row and the sorted level labels: one hashing pass
+    (``pd.factorize``), not a sort of the rows."""
+    codes, levels = pd.factorize(np.asarray(labels), sort=True)
+    return codes.astype(np.int64), np.asarray(levels)
+
+
 def _lower_tri_positions(k: int) -> list[tuple[int, int]]:
     """lme4's order of a ``k x k`` lower-triangular block: column-major."""
     return [(i, j) for j in range(k) for i in range(j, k)]
@@ -171,6 +178,9 @@ class Problem:
     data_columns
         Mapping of column name -> values for the grouping factors and random-effect
         variables (length ``n`` each).
+    groups
+        :func:`group_codes` of grouping factors already coded (e.g. by the pre-fit
+        checks), so that the labels of 300k rows are hashed once.
 
     Notes
     -----
@@ -179,7 +189,8 @@ class Problem:
     """
 
     def __init__(self, y: np.ndarray, x: np.ndarray, x_names: Sequence[str],
-                 terms: Sequence[ReTerm], data_columns: dict[str, np.ndarray]) -> None:
+                 terms: Sequence[ReTerm], data_columns: dict[str, np.ndarray],
+                 groups: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         self.y = np.asarray(y, dtype=float)
         self.x = np.asarray(x, dtype=float)
         self.x_names = tuple(x_names)
@@ -188,8 +199,8 @@ class Problem:
         factor_names = list(dict.fromkeys(t.factor for t in terms))
         self.factors: list[Factor] = []
         for name in factor_names:
-            labels = np.asarray(data_columns[name])
-            codes, levels = pd.factorize(labels, sort=True)   # hashing, not sorting rows
+            codes, levels = (groups[name] if groups is not None and name in groups
+                             else group_codes(data_columns[name]))
             cols: list[str] = []
             blocks: list[tuple[int, ...]] = []
             for term in (t for t in terms if t.factor == name):
@@ -204,7 +215,7 @@ class Problem:
             z = np.column_stack([
                 np.ones(self.n) if c == "(Intercept)" else
                 np.asarray(data_columns[c], dtype=float) for c in cols])
-            self.factors.append(Factor(name, np.asarray(levels), codes.astype(np.int64),
+            self.factors.append(Factor(name, levels, codes,
                                        tuple(cols), z,
                                        tuple(blocks)))
         self.factors.sort(key=lambda f: -f.n_levels)

@@ -26,7 +26,13 @@ from pipeline.errors import NotEstimableError, PipelineError, SettingsError
 from pipeline.models import inference
 from pipeline.models.checks import check_settings, run_checks
 from pipeline.models.design import model_data
-from pipeline.models.engine import DEFAULT_OPTIONS, Problem, covariances, optimize_theta
+from pipeline.models.engine import (
+    DEFAULT_OPTIONS,
+    Problem,
+    covariances,
+    group_codes,
+    optimize_theta,
+)
 from pipeline.models.spec import ModelPlan, ModelSpec, RandomPart, load_specs, parse_random
 
 #: Defaults of the ``model:`` block of params.yaml.
@@ -230,11 +236,13 @@ def fit_formula(
     began = time.perf_counter()
     y, x, x_names = design_matrices(formula, data)
     simplifications: list[str] = []
+    # each grouping column's labels hashed once, for the checks and the Problem
+    groups = {f: group_codes(data[f].to_numpy()) for f in random.factors}
     if not checked:
-        outcome = run_checks(model, data, y, x, x_names, random, conf["checks"])
+        outcome = run_checks(model, data, y, x, x_names, random, conf["checks"], groups)
         random, simplifications = outcome.random, outcome.simplifications
     columns = {c: data[c].to_numpy() for c in (*random.factors, *random.variables)}
-    problem = Problem(y, x, x_names, random.terms, columns)
+    problem = Problem(y, x, x_names, random.terms, columns, groups)
     options = {"optimizer": conf["optimizer"],
                "gradient_tolerance": conf["gradient_tolerance"],
                "singular_tolerance": conf["singular_tolerance"]}
