@@ -623,6 +623,7 @@ def test_lbfgsb_stopped_early_is_restarted_to_the_optimum() -> None:
     data = M.model_data(scored.scored, scored.clients, spec)
     fit, _ = fit_formula(data, spec.formula, spec.random, reml=True,
                          settings={"df_method": "wald"}, model="primary")
+    assert fit.problem is not None
     unscaled = optimize_theta(fit.problem, True, {"scale_theta": False})
     assert fit.converged and unscaled.converged
     assert -2 * fit.loglik == pytest.approx(unscaled.objective, abs=1e-7)
