@@ -628,3 +628,43 @@ def test_lbfgsb_stopped_early_is_restarted_to_the_optimum() -> None:
     assert fit.converged and unscaled.converged
     assert -2 * fit.loglik == pytest.approx(unscaled.objective, abs=1e-7)
     np.testing.assert_allclose(fit.theta, unscaled.theta, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dataset", ["default", "large_therapist"])
+def test_kenward_roger_agrees_with_pbkrtest(plan: M.ModelPlan, dataset: str) -> None:
+    """df_method: kenward-roger gives lmerTest's Kenward-Roger SEs (pbkrtest's adjusted
+    covariance) and df (pbkrtest's Lb_ddf): tests/r/kr_reference.R, lme4_kr.csv."""
+    ref_all = pd.read_csv(FIXTURES / "lme4_kr.csv").query("dataset == @dataset")
+    data = read_data(dataset)
+    for name in ("primary", "growth", "sens_correlated"):
+        fr = M.fit_model(data, None, plan.get(name), {"df_method": "kenward-roger"},
+                         refit_ml=False)
+        assert fr.fit is not None and fr.fit.df_method.startswith("Kenward-Roger")
+        ref = ref_all.query("model == @name").set_index("term")
+        assert list(fr.fit.beta.index) == list(ref.index)
+        assert ((fr.fit.beta - ref["estimate"]).abs() / ref["std_error"]).max() < 0.01
+        np.testing.assert_allclose(fr.fit.std_error, ref["std_error"], rtol=1e-4)
+        np.testing.assert_allclose(fr.fit.df, ref["df"], rtol=1e-5)
+        # the adjustment is real: SEs at least the unadjusted ones, df not Satterthwaite's
+        plain = M.fit_model(data, None, plan.get(name), {}, refit_ml=False).fit
+        assert plain is not None
+        assert (fr.fit.std_error >= plain.std_error * (1 - 1e-9)).all()
+        assert not np.allclose(fr.fit.df, plain.df, rtol=1e-3)
+
+
+def test_kenward_roger_falls_back_to_satterthwaite_as_lmertest(
+        plan: M.ModelPlan, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ML fits (lmerTest refuses Kenward-Roger for them) and designs above the size limit
+    get Satterthwaite df, named so, with a note saying why."""
+    data = read_data("default")
+    ml = M.fit_model(data, None, plan.get("sens_ml"), {"df_method": "kenward-roger"},
+                     refit_ml=False)
+    assert ml.fit is not None and ml.fit.df_method == "Satterthwaite (lmerTest)"
+    assert "Kenward-Roger df are for REML fits" in ml.note
+    from pipeline.models import kenward_roger
+
+    monkeypatch.setattr(kenward_roger, "MAX_RANDOM_EFFECTS", 10)
+    big = M.fit_model(data, None, plan.get("primary"), {"df_method": "kenward-roger"},
+                      refit_ml=False)
+    assert big.fit is not None and big.fit.df_method == "Satterthwaite (lmerTest)"
+    assert "more than the 10 the method is computed for here" in big.note

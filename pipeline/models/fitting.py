@@ -33,6 +33,7 @@ from pipeline.models.engine import (
     group_codes,
     optimize_theta,
 )
+from pipeline.models.kenward_roger import kenward_roger
 from pipeline.models.spec import ModelPlan, ModelSpec, RandomPart, load_specs, parse_random
 
 #: Defaults of the ``model:`` block of params.yaml.
@@ -41,7 +42,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "optimizer": DEFAULT_OPTIONS["optimizer"],
     "gradient_tolerance": DEFAULT_OPTIONS["gradient_tolerance"],
     "singular_tolerance": DEFAULT_OPTIONS["singular_tolerance"],
-    "df_method": "satterthwaite",       # satterthwaite | wald
+    "df_method": "satterthwaite",       # satterthwaite | kenward-roger | wald
     "conf_level": 0.95,
     "checks": {},
     "statsmodels_optimizers": ["powell", "nm", "lbfgs", "bfgs"],
@@ -286,9 +287,23 @@ def fit_formula(
     r2 = inference.r_squared(x, np.asarray(beta), [f.z for f in problem.factors], covs,
                              sigma2)
     method = conf["df_method"] if with_df else "wald"
+    if method == "kenward-roger":
+        # lmerTest computes Kenward-Roger for REML fits only and falls back to
+        # Satterthwaite otherwise (with a warning); so here, and also where the dense
+        # random-effect design would be too large (kenward_roger.MAX_RANDOM_EFFECTS)
+        if not reml:
+            messages = (*messages, "Kenward-Roger df are for REML fits: Satterthwaite df "
+                                   "used (as lmerTest)")
+            method = "satterthwaite"
+        else:
+            try:
+                vcov, df = kenward_roger(problem, theta, sigma2, np.asarray(vcov))
+            except NotEstimableError as exc:
+                messages = (*messages, f"{exc}; Satterthwaite df used")
+                method = "satterthwaite"
     if method == "satterthwaite":
         df = inference.satterthwaite_df(problem, theta, sigma2, np.asarray(vcov), reml)
-    else:
+    elif method == "wald":
         df = np.full(len(x_names), np.inf)
     record.update(theta=[float(v) for v in theta], reml=reml, engine=conf["engine"],
                   random=random.formula if not simplifications else _formula(random),
