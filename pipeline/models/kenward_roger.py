@@ -106,22 +106,24 @@ def adjusted_vcov(problem: Problem, theta: np.ndarray, sigma2: float,
     m = linalg.cho_solve(chol, zl.T @ zl)
     tr_ss = (problem.n - 2.0 * np.trace(m) + float(np.sum(m * m.T))) / sigma2 ** 2
     r_count = len(patterns) + 1            # the residual's G = I last
-    pp = [-(c.T @ e @ c) for e in patterns] + [-(tt.T @ tt)]
+    ec = [e @ c for e in patterns]          # E_r Z'SX
+    ek = [e @ k1 for e in patterns]         # E_r Z'SZ
+    pp = [-(c.T @ e_c) for e_c in ec] + [-(tt.T @ tt)]
 
     def qq(r: int, s: int) -> np.ndarray:
         res = r_count - 1
         if r < res and s < res:
-            return c.T @ patterns[r] @ k1 @ patterns[s] @ c
+            return ec[r].T @ k1 @ ec[s]
         if r < res:
-            return c.T @ patterns[r] @ c2
+            return ec[r].T @ c2
         if s < res:
-            return c2.T @ patterns[s] @ c
+            return c2.T @ ec[s]
         return tt.T @ t2
 
     def ktrace(r: int, s: int) -> float:
         res = r_count - 1
         if r < res and s < res:
-            return float(np.sum((patterns[r] @ k1) * (patterns[s] @ k1).T))
+            return float(np.sum(ek[r] * ek[s].T))
         if r < res:
             return float(np.sum(patterns[r] * k2))
         if s < res:
