@@ -14,11 +14,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy import linalg
 
 from pipeline import models as M
 from pipeline.errors import NotEstimableError, SettingsError, SpecError
-from pipeline.models.checks import run_checks
-from pipeline.models.engine import GRAD_DIRECT_MIN, Problem, ReTerm, optimize_theta
+from pipeline.models.checks import _clearly_full_rank, collinear_terms, run_checks
+from pipeline.models.engine import (
+    GRAD_DIRECT_MIN,
+    Problem,
+    ReTerm,
+    _Counter,
+    fd_derivatives,
+    optimize_theta,
+)
 from pipeline.models.fitting import design_matrices
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lme4"
@@ -263,16 +271,45 @@ def test_analytic_gradient_matches_central_differences(random: str, structure: s
 
 
 def test_analytic_and_finite_difference_optimisers_agree(reference_fits) -> None:
-    """L-BFGS-B with the analytic gradient and with forward differences reach the same
+    """L-BFGS-B with the analytic gradient (and the polish's Hessian from it) and with
+    forward differences (polish by deriv12), on scaled theta and not, reach the same
     optimum (REML and ML) and the same checks."""
     problem = reference_fits["default", "primary"].fit.problem
     for reml in (True, False):
         exact = optimize_theta(problem, reml)
-        fd = optimize_theta(problem, reml, {"analytic_gradient": False})
-        assert exact.objective == pytest.approx(fd.objective, abs=1e-7)
-        np.testing.assert_allclose(exact.theta, fd.theta, atol=1e-5)
-        assert exact.converged and fd.converged
-        assert exact.singular == fd.singular
+        for other in ({"analytic_gradient": False}, {"scale_theta": False},
+                      {"analytic_gradient": False, "scale_theta": False}):
+            fd = optimize_theta(problem, reml, other)
+            assert exact.objective == pytest.approx(fd.objective, abs=1e-7)
+            np.testing.assert_allclose(exact.theta, fd.theta, atol=1e-5)
+            assert exact.converged and fd.converged
+            assert exact.singular == fd.singular
+
+
+def test_theta_scale_is_the_rms_of_each_random_effect_column(reference_fits) -> None:
+    """Problem.theta_scale: 1 for intercepts, the root mean square of time for a time
+    slope (row of the Lambda template the theta sits in)."""
+    fit = reference_fits["default", "primary"].fit
+    problem, rows = fit.problem, reference_fits["default", "primary"].data
+    rms_time = float(np.sqrt(np.mean(rows["time"].to_numpy(dtype=float) ** 2)))
+    expected = [rms_time if problem.factors[fi].columns[i] == "time" else 1.0
+                for fi, i, _ in problem.theta_index]
+    np.testing.assert_allclose(problem.theta_scale(), expected, rtol=1e-12)
+    assert sorted(expected)[-1] == pytest.approx(rms_time) and rms_time > 2
+
+
+def test_hessian_from_the_analytic_gradient_matches_deriv12(reference_fits) -> None:
+    """The polish's Hessian (central differences of the analytic gradient) equals lme4's
+    deriv12 Hessian of the deviance (the checks' one) at the optimum and off it."""
+    fit = reference_fits["default", "primary"].fit
+    problem = fit.problem
+    for reml in (True, False):
+        f = _Counter(problem, reml)
+        for theta in (fit.theta, fit.theta * 1.3):
+            idx = np.arange(problem.n_theta)
+            _, fd = fd_derivatives(f, theta)
+            np.testing.assert_allclose(f.gradient_hessian(theta, idx), fd, rtol=1e-3,
+                                       atol=1e-4 * float(np.max(np.abs(fd))))
 
 
 def test_balanced_one_way_anova_has_the_closed_form_optimum() -> None:
@@ -541,3 +578,94 @@ def test_restart_from_the_boundary() -> None:
     tight = optimize_theta(problem, True, {"optimizer": "powell"})
     assert loose.objective == pytest.approx(tight.objective, abs=1e-6)
     assert loose.theta[1] > 0.01 and loose.converged and not loose.singular
+
+
+def test_collinear_terms_decides_like_pivoted_qr_of_the_rows() -> None:
+    """The rank check (cross-product first, pivoted QR when that cannot decide) decides as
+    a pivoted QR of the whole scaled model matrix (lme4's rule): exact and near (1e-10)
+    combinations and a zero column are found, columns 1e-6 and 1e-2 away from a
+    combination are kept (the first through the QR, the second by the cross-product)."""
+    rng = np.random.default_rng(11)
+    n = 500
+    t, u = rng.normal(size=n), rng.normal(size=n)
+    one = np.ones(n)
+    names = ["Intercept", "t", "u", "v"]
+    cases = [(np.column_stack([one, t, u, 2 * t - u + 1]), 1),
+             (np.column_stack([one, t, u, t + 1e-10 * rng.normal(size=n)]), 1),
+             (np.column_stack([one, t, u, t + 1e-6 * rng.normal(size=n)]), 0),
+             (np.column_stack([one, t, u, t + 1e-2 * rng.normal(size=n)]), 0),
+             (np.column_stack([one, t, u, np.zeros(n)]), 1),
+             (np.column_stack([one, t, 2 * t, 3 * t + 1]), 2)]
+    for x, dropped in cases:
+        named = collinear_terms(x, names, 1e-7)
+        assert len(named) == dropped
+        scale = np.sqrt(np.sum(x * x, axis=0))
+        scale[scale == 0] = 1.0
+        diag = np.abs(np.diag(linalg.qr(x / scale, mode="economic", pivoting=True)[1]))
+        assert int(np.sum(diag > 1e-7 * diag[0])) == x.shape[1] - dropped
+    assert collinear_terms(cases[4][0], names, 1e-7) == ["v (zero on every row)"]
+    assert not _clearly_full_rank(cases[2][0], 1e-7) and _clearly_full_rank(cases[3][0], 1e-7)
+
+
+def test_lbfgsb_stopped_early_is_restarted_to_the_optimum() -> None:
+    """On the shipped (simulated) data, L-BFGS-B on scaled theta stops on its relative-
+    reduction rule far from the primary model's optimum (deviance 11101.96 against
+    11062.65, Hessian not positive definite there); the polish cannot settle, L-BFGS-B
+    is restarted, and the fit reaches the optimum of the unscaled run and converges."""
+    import copy
+
+    from pipeline.models.fitting import fit_formula
+    from pipeline.simulate import simulate
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml")
+                            .read_text(encoding="utf-8"))
+    scored = simulate(copy.deepcopy(params["simulate"]))
+    spec = M.load_specs().get("primary")
+    data = M.model_data(scored.scored, scored.clients, spec)
+    fit, _ = fit_formula(data, spec.formula, spec.random, reml=True,
+                         settings={"df_method": "wald"}, model="primary")
+    assert fit.problem is not None
+    unscaled = optimize_theta(fit.problem, True, {"scale_theta": False})
+    assert fit.converged and unscaled.converged
+    assert -2 * fit.loglik == pytest.approx(unscaled.objective, abs=1e-7)
+    np.testing.assert_allclose(fit.theta, unscaled.theta, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dataset", ["default", "large_therapist"])
+def test_kenward_roger_agrees_with_pbkrtest(plan: M.ModelPlan, dataset: str) -> None:
+    """df_method: kenward-roger gives lmerTest's Kenward-Roger SEs (pbkrtest's adjusted
+    covariance) and df (pbkrtest's Lb_ddf): tests/r/kr_reference.R, lme4_kr.csv."""
+    ref_all = pd.read_csv(FIXTURES / "lme4_kr.csv").query("dataset == @dataset")
+    data = read_data(dataset)
+    for name in ("primary", "growth", "sens_correlated"):
+        fr = M.fit_model(data, None, plan.get(name), {"df_method": "kenward-roger"},
+                         refit_ml=False)
+        assert fr.fit is not None and fr.fit.df_method.startswith("Kenward-Roger")
+        ref = ref_all.query("model == @name").set_index("term")
+        assert list(fr.fit.beta.index) == list(ref.index)
+        assert ((fr.fit.beta - ref["estimate"]).abs() / ref["std_error"]).max() < 0.01
+        np.testing.assert_allclose(fr.fit.std_error, ref["std_error"], rtol=1e-4)
+        np.testing.assert_allclose(fr.fit.df, ref["df"], rtol=1e-5)
+        # the adjustment is real: SEs at least the unadjusted ones, df not Satterthwaite's
+        plain = M.fit_model(data, None, plan.get(name), {}, refit_ml=False).fit
+        assert plain is not None
+        assert (fr.fit.std_error >= plain.std_error * (1 - 1e-9)).all()
+        assert not np.allclose(fr.fit.df, plain.df, rtol=1e-3)
+
+
+def test_kenward_roger_falls_back_to_satterthwaite_as_lmertest(
+        plan: M.ModelPlan, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ML fits (lmerTest refuses Kenward-Roger for them) and designs above the size limit
+    get Satterthwaite df, named so, with a note saying why."""
+    data = read_data("default")
+    ml = M.fit_model(data, None, plan.get("sens_ml"), {"df_method": "kenward-roger"},
+                     refit_ml=False)
+    assert ml.fit is not None and ml.fit.df_method == "Satterthwaite (lmerTest)"
+    assert "Kenward-Roger df are for REML fits" in ml.note
+    from pipeline.models import kenward_roger
+
+    monkeypatch.setattr(kenward_roger, "MAX_RANDOM_EFFECTS", 10)
+    big = M.fit_model(data, None, plan.get("primary"), {"df_method": "kenward-roger"},
+                      refit_ml=False)
+    assert big.fit is not None and big.fit.df_method == "Satterthwaite (lmerTest)"
+    assert "more than the 10 the method is computed for here" in big.note

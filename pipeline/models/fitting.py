@@ -26,7 +26,14 @@ from pipeline.errors import NotEstimableError, PipelineError, SettingsError
 from pipeline.models import inference
 from pipeline.models.checks import check_settings, run_checks
 from pipeline.models.design import model_data
-from pipeline.models.engine import DEFAULT_OPTIONS, Problem, covariances, optimize_theta
+from pipeline.models.engine import (
+    DEFAULT_OPTIONS,
+    Problem,
+    covariances,
+    group_codes,
+    optimize_theta,
+)
+from pipeline.models.kenward_roger import kenward_roger
 from pipeline.models.spec import ModelPlan, ModelSpec, RandomPart, load_specs, parse_random
 
 #: Defaults of the ``model:`` block of params.yaml.
@@ -35,7 +42,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "optimizer": DEFAULT_OPTIONS["optimizer"],
     "gradient_tolerance": DEFAULT_OPTIONS["gradient_tolerance"],
     "singular_tolerance": DEFAULT_OPTIONS["singular_tolerance"],
-    "df_method": "satterthwaite",       # satterthwaite | wald
+    "df_method": "satterthwaite",       # satterthwaite | kenward-roger | wald
     "conf_level": 0.95,
     "checks": {},
     "statsmodels_optimizers": ["powell", "nm", "lbfgs", "bfgs"],
@@ -230,11 +237,13 @@ def fit_formula(
     began = time.perf_counter()
     y, x, x_names = design_matrices(formula, data)
     simplifications: list[str] = []
+    # each grouping column's labels hashed once, for the checks and the Problem
+    groups = {f: group_codes(data[f].to_numpy()) for f in random.factors}
     if not checked:
-        outcome = run_checks(model, data, y, x, x_names, random, conf["checks"])
+        outcome = run_checks(model, data, y, x, x_names, random, conf["checks"], groups)
         random, simplifications = outcome.random, outcome.simplifications
     columns = {c: data[c].to_numpy() for c in (*random.factors, *random.variables)}
-    problem = Problem(y, x, x_names, random.terms, columns)
+    problem = Problem(y, x, x_names, random.terms, columns, groups)
     options = {"optimizer": conf["optimizer"],
                "gradient_tolerance": conf["gradient_tolerance"],
                "singular_tolerance": conf["singular_tolerance"]}
@@ -278,9 +287,23 @@ def fit_formula(
     r2 = inference.r_squared(x, np.asarray(beta), [f.z for f in problem.factors], covs,
                              sigma2)
     method = conf["df_method"] if with_df else "wald"
+    if method == "kenward-roger":
+        # lmerTest computes Kenward-Roger for REML fits only and falls back to
+        # Satterthwaite otherwise (with a warning); so here, and also where the dense
+        # random-effect design would be too large (kenward_roger.MAX_RANDOM_EFFECTS)
+        if not reml:
+            messages = (*messages, "Kenward-Roger df are for REML fits: Satterthwaite df "
+                                   "used (as lmerTest)")
+            method = "satterthwaite"
+        else:
+            try:
+                vcov, df = kenward_roger(problem, theta, sigma2, np.asarray(vcov))
+            except NotEstimableError as exc:
+                messages = (*messages, f"{exc}; Satterthwaite df used")
+                method = "satterthwaite"
     if method == "satterthwaite":
         df = inference.satterthwaite_df(problem, theta, sigma2, np.asarray(vcov), reml)
-    else:
+    elif method == "wald":
         df = np.full(len(x_names), np.inf)
     record.update(theta=[float(v) for v in theta], reml=reml, engine=conf["engine"],
                   random=random.formula if not simplifications else _formula(random),

@@ -37,6 +37,7 @@ from pipeline.models.engine import Problem, richardson_derivatives
 #: Names written to ``df_method``.
 DF_METHODS = {
     "satterthwaite": "Satterthwaite (lmerTest)",
+    "kenward-roger": "Kenward-Roger (pbkrtest, lmerTest)",
     "wald": "Wald z (asymptotic normal)",
 }
 #: Eigenvalues of the deviance Hessian below this are treated as zero (lmerTest's tol).
