@@ -339,7 +339,11 @@ def reliability(rel: pd.DataFrame, floor_ceiling: pd.DataFrame) -> tuple[Figure,
                      color=COLORS.get(scale, "grey"), label=label(scale))
     axes[0].axhline(0.7, color="grey", lw=1, ls="--")
     axes[0].set(xlabel="session", ylabel="Cronbach's alpha", title="Reliability per session")
-    axes[0].legend(frameon=False)
+    if len(per):
+        axes[0].legend(frameon=False)
+    else:  # e.g. few clients per session: say so instead of an empty panel
+        axes[0].text(0.5, 0.5, "no session has enough clients\nfor a per-session alpha",
+                     ha="center", va="center", color="grey", transform=axes[0].transAxes)
     integer_axis(axes[0])
     axes[1].bar(fc["item_number"], fc["pct_ceiling"],
                 color=[COLORS.get(s, "grey") for s in fc["scale"]])
