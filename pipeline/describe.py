@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from pipeline.distributions import t_ppf
 
 from pipeline.errors import SettingsError
 
@@ -156,7 +156,7 @@ def trajectories(scored: pd.DataFrame, min_cell: int, conf_level: float = 0.95) 
         grouped = scored.dropna(subset=[var]).groupby("session")[var]
         agg = grouped.agg(["count", "mean", "std"]).reset_index()
         se = agg["std"] / np.sqrt(agg["count"])
-        tcrit = stats.t.ppf(0.5 + conf_level / 2, np.maximum(agg["count"] - 1, 1))
+        tcrit = t_ppf(0.5 + conf_level / 2, np.maximum(agg["count"] - 1, 1))
         rows.append(pd.DataFrame({
             "session": agg["session"].astype(int),
             "variable": var,
@@ -416,7 +416,7 @@ def rater_agreement(scored: pd.DataFrame, min_cell: int, conf_level: float = 0.9
             else:
                 row["note"] = "r not computed: fewer than 3 pairs or no variance"
             if n > 1:
-                half = stats.t.ppf(0.5 + conf_level / 2, n - 1) * d.std(ddof=1) / np.sqrt(n)
+                half = t_ppf(0.5 + conf_level / 2, n - 1) * d.std(ddof=1) / np.sqrt(n)
                 row["conf_low"] = d.mean() - half
                 row["conf_high"] = d.mean() + half
             rows.append(row)

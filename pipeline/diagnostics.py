@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from pipeline.distributions import norm_ppf
 
 from pipeline.models import FitResult
 from pipeline.models.engine import covariances
@@ -39,7 +39,7 @@ def _qq(values: np.ndarray, n_points: int) -> tuple[np.ndarray, np.ndarray]:
     z = (values - values.mean()) / sd if sd > 0 else values - values.mean()
     m = min(n_points, len(z))
     probs = (np.arange(1, m + 1) - 0.5) / m
-    return stats.norm.ppf(probs), np.quantile(z, probs)
+    return norm_ppf(probs), np.quantile(z, probs)
 
 
 def random_effects(fit: FitResult) -> dict[str, np.ndarray]:

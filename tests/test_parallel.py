@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +48,37 @@ def test_seeds_do_not_depend_on_the_number_of_replicates() -> None:
     assert len({tuple(s) for s in many}) == 10
 
 
+def pid_replicate(task: dict[str, Any]) -> dict[str, Any]:
+    return {"pid": os.getpid()}
+
+
 def test_one_worker_and_two_workers_give_identical_bytes() -> None:
     tasks = _tasks(40)
     serial = run_replicates(ols_replicate, tasks, ExecutionSettings(workers=1))
-    dask = run_replicates(ols_replicate, tasks, ExecutionSettings(workers=2, chunk_size=3))
-    assert json.dumps(serial, sort_keys=True) == json.dumps(dask, sort_keys=True)
-    assert [r["index"] for r in dask] == list(range(40))
+    forked = run_replicates(ols_replicate, tasks, ExecutionSettings(workers=2, chunk_size=3))
+    assert json.dumps(serial, sort_keys=True) == json.dumps(forked, sort_keys=True)
+    assert [r["index"] for r in forked] == list(range(40))
     # The replicates are really different draws, and the estimator is sane.
     slopes = np.array([r["slope"] for r in serial])
     assert len(set(slopes)) == 40
     assert abs(slopes.mean() - 0.3) < 0.05
+
+
+def test_two_workers_run_in_forked_processes_of_this_one() -> None:
+    pids = run_replicates(pid_replicate, _tasks(8), ExecutionSettings(workers=2, chunk_size=1))
+    workers = {r["pid"] for r in pids}
+    assert os.getpid() not in workers and 1 <= len(workers) <= 2
+
+
+def test_without_fork_a_local_dask_cluster_gives_the_same_bytes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.parallel as parallel
+
+    monkeypatch.setattr(parallel, "_can_fork", lambda: False)
+    tasks = _tasks(12)
+    local = run_replicates(ols_replicate, tasks, ExecutionSettings(workers=2, chunk_size=4))
+    assert json.dumps(local, sort_keys=True) == json.dumps(
+        run_replicates(ols_replicate, tasks), sort_keys=True)
 
 
 def test_interrupted_run_keeps_done_replicates_and_resumes(tmp_path: Path) -> None:

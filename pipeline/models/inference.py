@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
+from pipeline.distributions import chi2_sf, norm_ppf, norm_sf, t_ppf, t_sf
 
 from pipeline.models.engine import Problem, richardson_derivatives
 
@@ -110,11 +110,11 @@ def tests_and_intervals(estimate: np.ndarray, std_error: np.ndarray, df: np.ndar
     """t (or z when ``df`` is None) statistics, two-sided p-values and intervals."""
     stat = estimate / std_error
     if df is None:
-        p = 2.0 * stats.norm.sf(np.abs(stat))
-        crit = np.full_like(stat, stats.norm.ppf(0.5 + conf_level / 2.0))
+        p = 2.0 * norm_sf(np.abs(stat))
+        crit = np.full_like(stat, norm_ppf(0.5 + conf_level / 2.0))
     else:
-        p = 2.0 * stats.t.sf(np.abs(stat), df)
-        crit = stats.t.ppf(0.5 + conf_level / 2.0, df)
+        p = 2.0 * t_sf(np.abs(stat), df)
+        crit = t_ppf(0.5 + conf_level / 2.0, df)
     return stat, p, estimate - crit * std_error, estimate + crit * std_error
 
 
@@ -150,7 +150,7 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
 def likelihood_ratio(loglik_reduced: float, loglik_full: float, df: int) -> tuple[float, float]:
     """Chi-square LRT statistic ``2 (l_full - l_reduced)`` and its p-value."""
     stat = 2.0 * (loglik_full - loglik_reduced)
-    return stat, float(stats.chi2.sf(max(stat, 0.0), df)) if df > 0 else float("nan")
+    return stat, float(chi2_sf(max(stat, 0.0), df)) if df > 0 else float("nan")
 
 
 def information_criteria(loglik: float, n_params: int, n_obs: int) -> tuple[float, float]:

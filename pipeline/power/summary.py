@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from pipeline.simulation.design import StudyDesign
 
@@ -22,6 +21,8 @@ def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact binomial interval for ``k`` successes in ``n`` (NaN when ``n`` is 0)."""
     if n == 0:
         return float("nan"), float("nan")
+    from scipy import stats  # here: scipy.stats costs ~1 s to import (pipeline/distributions.py)
+
     ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
     return float(ci.low), float(ci.high)
 
