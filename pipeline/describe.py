@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from pipeline.distributions import t_ppf
 
+from pipeline.distributions import t_ppf
 from pipeline.errors import SettingsError
 
 VARIABLES = ("goal", "task", "bond", "wellbeing")

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pipeline.distributions import norm_ppf
 
+from pipeline.distributions import norm_ppf
 from pipeline.models import FitResult
 from pipeline.models.engine import covariances
 from pipeline.models.fitting import ModelFit

@@ -30,8 +30,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from pipeline.distributions import chi2_sf, norm_ppf, norm_sf, t_ppf, t_sf
 
+from pipeline.distributions import chi2_sf, norm_ppf, norm_sf, t_ppf, t_sf
 from pipeline.models.engine import Problem, richardson_derivatives
 
 #: Names written to ``df_method``.
