@@ -6,7 +6,7 @@ optional input that used to crash DVC):
 
 1. a first `dvc repro` completes: the last good run;
 2. with a changed seed, `dvc repro` is SIGKILLed (the whole process group, as `kill -9`
-   of a terminal's job) during `fit`, then during `render`; the disk is filled and the run
+   of a terminal's job) during `fit`, then during `report`; the disk is filled and the run
    fails with ENOSPC; a notebook is broken and its stage fails; the run is SIGKILLed in
    `promote`. After each, ``results/`` and ``reports/`` are byte for byte the last good
    run's (in `promote`: each folder wholly old or wholly new);
@@ -137,15 +137,16 @@ def test_no_clients_file_runs_to_the_end(repo: Repo) -> None:
     assert (repo.path / "results" / "coefficients.csv").is_file()
     repo.good = _snapshot(repo.path)
     assert repo.good["results"] == _snapshot(repo.path / "build")["results"]
-    # From here on, one report is enough (see the module docstring): the render stage
+    # From here on, one report is enough (see the module docstring): the report stage
     # keeps the overview only (its command, and the other reports' outputs dropped).
     dvc_yaml = repo.path / "dvc.yaml"
     stages = yaml.safe_load(dvc_yaml.read_text())
-    render = stages["stages"]["render"]
-    assert "notebooks/overview.py" in render["cmd"]
-    render["cmd"] = ("${python} -m pipeline render --out build/reports --notebook "
-                     "notebooks/overview.py")
-    render["outs"] = [o for o in render["outs"] if "build/reports/overview.html" in o]
+    report = stages["stages"]["report"]
+    assert "notebooks/overview.py" in report["cmd"]
+    report["cmd"] = "${python} -m pipeline report --notebook notebooks/overview.py"
+    report["outs"] = [o for o in report["outs"]
+                      if not str(next(iter(o))).endswith(".html")
+                      or "build/reports/overview.html" in o]
     dvc_yaml.write_text(yaml.safe_dump(stages, sort_keys=False))
 
 
@@ -174,8 +175,8 @@ def test_full_disk_keeps_the_last_good_run(repo: Repo) -> None:
     assert _snapshot(repo.path) == repo.good
 
 
-def test_kill_during_render_keeps_the_last_good_run(repo: Repo) -> None:
-    repo.repro_killed_at("Running stage 'render'", delay=4.0)
+def test_kill_during_report_keeps_the_last_good_run(repo: Repo) -> None:
+    repo.repro_killed_at("Running stage 'report'", delay=4.0)
     assert _snapshot(repo.path) == repo.good
 
 
