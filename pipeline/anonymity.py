@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from pipeline import yamlfile
 from pipeline.read import Problem, is_date_like
 
 RULES_PATH = Path(__file__).with_name("anonymity_rules.yaml")
@@ -134,7 +134,7 @@ def load_rules(path: str | Path | None = None) -> AnonymityRules:
     """
     rules_path = Path(path) if path else RULES_PATH
     with rules_path.open(encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh) or {}
+        raw = yamlfile.safe_load(fh) or {}
     if not isinstance(raw, Mapping):
         raise ValueError(f"{rules_path}: expected a YAML mapping")
     names = []

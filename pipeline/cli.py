@@ -425,7 +425,8 @@ def cmd_ruptures(params: dict[str, Any], args: argparse.Namespace) -> None:
         _instruments(params))
 
 
-def cmd_render(params: dict[str, Any], args: argparse.Namespace) -> None:
+def cmd_render(params: dict[str, Any], args: argparse.Namespace,
+               meanwhile: Callable[[], None] | None = None) -> None:
     from pipeline.report import render_many
 
     # One notebook: --out is the HTML file; several: --out is a folder of <name>.html.
@@ -438,7 +439,8 @@ def cmd_render(params: dict[str, Any], args: argparse.Namespace) -> None:
     log("render", "executing " + ", ".join(str(s) for s in sources)
         + f" on {args.results_root}/results")
     render_many(jobs, {"params_file": args.params}, cwd=Path.cwd(),
-                progress=lambda line: log("render", line), results_root=args.results_root)
+                progress=lambda line: log("render", line), results_root=args.results_root,
+                meanwhile=meanwhile)
     log("render", f"{len(jobs)} report(s) in {time.perf_counter() - start:.0f} s")
 
 
@@ -497,9 +499,13 @@ def cmd_prepare(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_report(params: dict[str, Any], args: argparse.Namespace) -> None:
-    _steps(params, args, [("publish", []),
-                          ("render", ["--out", str(REPORTS), "--notebook", *args.notebook]),
-                          ("index", ["--notebooks", str(Path(args.notebook[0]).parent)])])
+    # publish runs while the notebooks' kernels start and import (render_many: meanwhile):
+    # the figures and tables cost little wall time of their own on two cores.
+    parser = build_parser()
+    publish = parser.parse_args(["publish", "--params", args.params])
+    render = parser.parse_args(["render", "--params", args.params, "--out", str(REPORTS),
+                                "--notebook", *args.notebook])
+    cmd_render(params, render, meanwhile=lambda: cmd_publish(params, publish))
 
 
 COMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None], str]] = {

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from pipeline import yamlfile
 from pipeline.errors import SettingsError
 
 PARAMS_FILE = "params.yaml"
@@ -35,7 +36,7 @@ def load_params(path: str | Path | None = None) -> dict[str, Any]:
     todo = "Compare it with the shipped params.yaml (git show HEAD:params.yaml)."
     try:
         with file.open(encoding="utf-8") as fh:
-            params = yaml.safe_load(fh)
+            params = yamlfile.safe_load(fh)
     except FileNotFoundError as exc:
         raise SettingsError(f"{file}: the settings file was not found. Run from the project "
                             "folder, or pass --params with the path of params.yaml.") from exc

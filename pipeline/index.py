@@ -20,8 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pipeline import yamlfile
 from pipeline.errors import SettingsError
 from pipeline.report import data_notice
 from pipeline.verify import code_stamp
@@ -43,7 +42,7 @@ code { background: #f4f4f4; padding: 0 0.2rem; } .stamp { font-family: monospace
 def load_descriptions(path: str | Path = DESCRIPTIONS) -> dict[str, Any]:
     """The one-line descriptions of figures and tables and the settings to show."""
     with Path(path).open(encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+        data = yamlfile.safe_load(fh) or {}
     for key in ("figures", "tables", "settings"):
         if key not in data:
             raise SettingsError(f"{Path(path).name}: the key '{key}' is missing; it lists "

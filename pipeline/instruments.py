@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
+from pipeline import yamlfile
 from pipeline.errors import PipelineError
 
 BUILTIN_DIR = Path(__file__).parent / "instruments"
@@ -222,7 +223,7 @@ def _read_yaml(path: Path) -> Any:
     """Read an instrument file as plain YAML data; any tag that builds objects is refused."""
     try:
         with path.open(encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+            return yamlfile.safe_load(fh)
     except yaml.constructor.ConstructorError as exc:
         raise InstrumentError(
             f"{path}: uses a YAML tag that would build a Python object "

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import yaml
-
+from pipeline import yamlfile
 from pipeline.errors import SettingsError
 
 RULES = Path(__file__).with_name("progress.yaml")
@@ -38,7 +37,7 @@ class Rules:
 def load_rules(path: str | Path = RULES) -> Rules:
     """Read and compile the rules; a bad regular expression names itself."""
     with Path(path).open(encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+        data = yamlfile.safe_load(fh) or {}
     try:
         drop = tuple(re.compile(p) for p in data.get("drop") or [])
         rewrite = tuple((re.compile(r["pattern"]), str(r["to"]))

@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pipeline import yamlfile
 from pipeline.errors import SettingsError
 
 BIBLIOGRAPHY = Path(__file__).resolve().parents[1] / "docs" / "references.yaml"
@@ -59,7 +58,7 @@ def load_bibliography(path: str | Path | None = None) -> Bibliography:
     file = Path(path) if path else BIBLIOGRAPHY
     name = file.name if path else "docs/references.yaml"
     with file.open(encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
+        data = yamlfile.safe_load(fh) or {}
     works = data.get("works") or {}
     problems = []
     for key, work in works.items():

@@ -10,6 +10,7 @@ parameters cell, and stderr streams (warnings print absolute paths of the machin
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tempfile
@@ -177,18 +178,24 @@ def execute(source: str | Path, parameters: Mapping[str, Any], cwd: str | Path,
             km.shutdown_kernel(now=True)
 
 
-def to_html(nb: nbformat.NotebookNode, title: str) -> str:
-    """Convert an executed notebook to HTML showing outputs and markdown, not code."""
+@functools.cache
+def _exporter() -> Any:
+    """One HTML exporter per process (loading its templates is most of a small report's
+    conversion time); it keeps no state between notebooks."""
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(
+    return HTMLExporter(
         template_name="lab",
         exclude_input=True,
         exclude_input_prompt=True,
         exclude_output_prompt=True,
     )
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
-    return body
+
+
+def to_html(nb: nbformat.NotebookNode, title: str) -> str:
+    """Convert an executed notebook to HTML showing outputs and markdown, not code."""
+    body, _ = _exporter().from_notebook_node(nb, resources={"metadata": {"name": title}})
+    return str(body)
 
 
 def render(source: str | Path, html_out: str | Path, parameters: Mapping[str, Any],
@@ -204,7 +211,8 @@ def render(source: str | Path, html_out: str | Path, parameters: Mapping[str, An
 def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mapping[str, Any],
                 cwd: str | Path, timeout: int = 3600,
                 progress: Callable[[str], None] | None = None, ahead: int = 3,
-                results_root: str | Path | None = None) -> list[Path]:
+                results_root: str | Path | None = None,
+                meanwhile: Callable[[], None] | None = None) -> list[Path]:
     """Render several notebooks in one process, each in a fresh kernel started ahead.
 
     Every report still gets its own kernel (no state passes between reports), but the
@@ -230,6 +238,9 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
     results_root
         The folder whose ``results/`` the notebooks read, passed to the kernels as
         ``ALLIANCE_RESULTS_ROOT`` (default: the project folder).
+    meanwhile
+        Work for this process while the first kernels start (the ``report`` stage draws
+        the figures and tables here); it must not write what the notebooks read.
 
     Returns
     -------
@@ -249,6 +260,9 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
                 start = time.perf_counter()
                 while len(kernels) < min(ahead + 1, len(jobs) - i):
                     kernels.append(_start_kernel(cwd, tmp, i + len(kernels)))
+                if meanwhile is not None and i == 0:
+                    meanwhile()
+                    start = time.perf_counter()
                 km = kernels.pop(0)
                 nb = _normalise_source(jupytext.read(str(source)), skip)
                 try:

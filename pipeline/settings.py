@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pipeline import yamlfile
 from pipeline.errors import PipelineError, SettingsError
 
 #: Where the rules for params.yaml are declared.
@@ -62,7 +61,7 @@ def load_schema(path: str | Path = SCHEMA_FILE) -> dict[str, Any]:
         When the schema itself is malformed (a developer error, named with its line).
     """
     with Path(path).open(encoding="utf-8") as fh:
-        schema = yaml.safe_load(fh)
+        schema = yamlfile.safe_load(fh)
     if not isinstance(schema, Mapping):
         raise SettingsError(f"{path}: the settings schema must be a YAML mapping.")
     _check_schema(schema, "", Path(path))

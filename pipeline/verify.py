@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pipeline import yamlfile
 from pipeline.errors import PipelineError
 
 #: Dependencies under these folders (or with these suffixes) are code; the rest are inputs.
@@ -338,7 +337,7 @@ def verify(root: Path, keep: bool = False,
         if not lock_file.is_file():
             raise VerifyError("dvc.lock is not committed: there is no manifest to verify "
                               "against; run `make repro` and commit dvc.lock")
-        head_lock = yaml.safe_load(lock_file.read_text(encoding="utf-8"))
+        head_lock = yamlfile.safe_load(lock_file.read_text(encoding="utf-8"))
         print(f"verify: rerunning every stage of {commit[:12]} in a scratch copy "
               "(this takes as long as a full `dvc repro -f`) ...", file=out, flush=True)
         log = scratch_parent / "repro.log"
@@ -353,7 +352,7 @@ def verify(root: Path, keep: bool = False,
             shown = _git(["show", f"{commit}:{path}"], root)
             return shown.stdout if shown.returncode == 0 else None
 
-        rerun_lock = yaml.safe_load(lock_file.read_text(encoding="utf-8")) or {}
+        rerun_lock = yamlfile.safe_load(lock_file.read_text(encoding="utf-8")) or {}
         checks = compare(head_lock, rerun_lock, scratch, root, committed, listing.splitlines())
         print(report(checks, head_lock, commit, code_stamp(scratch)), file=out, flush=True)
         times = stage_times(log)
