@@ -30,7 +30,6 @@ from threadpoolctl import threadpool_limits
 
 from pipeline.config import load_params
 from pipeline.errors import PipelineError
-from pipeline.outputs import write_csv
 from pipeline.promote import STAGING
 from pipeline.steplog import describe_files, log, phase
 
@@ -42,6 +41,14 @@ RESULTS = STAGING / "results"
 REPORTS = STAGING / "reports"
 #: Steps that read input data: they also check that the files named in params.yaml exist.
 READS_DATA = frozenset({"inputs", "validate", "prepare"})
+
+
+def write_csv(frame: Any, path: str | Path, **kwargs: Any) -> Path:
+    """:func:`pipeline.outputs.write_csv`, imported when first used: ``inputs`` and
+    ``promote`` need no pandas, and its import (0.6 s) was most of their run."""
+    from pipeline.outputs import write_csv as write
+
+    return write(frame, path, **kwargs)
 
 
 def _instruments(params: dict[str, Any]) -> tuple[Any, Any]:

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import atomic_open
 from pipeline.errors import SettingsError
-from pipeline.outputs import atomic_open
 
 #: The manifest the ``inputs`` stage writes and ``validate`` depends on.
 MANIFEST = Path("data/interim/inputs.json")

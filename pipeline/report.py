@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.outputs import atomic_open
+from pipeline.atomic import atomic_open
 
 if TYPE_CHECKING:  # the Jupyter stack is imported where it is used: reading the data
     # notice (open_project, data_notice) from a notebook or the index stage stays fast.
