@@ -139,3 +139,17 @@ def test_truth_from_the_fitted_model_and_settings() -> None:
 def test_bad_power_settings_name_the_setting(block: dict[str, Any], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         power_settings(block, ALLIANCE)
+
+
+def test_clopper_pearson_equals_r_binom_test() -> None:
+    """R 4.x: binom.test(7, 20)$conf.int, binom.test(0, 10), binom.test(10, 10)."""
+    from pipeline.power.summary import clopper_pearson
+
+    assert clopper_pearson(7, 20) == pytest.approx((0.1539092047845412, 0.5921885345328282),
+                                                   abs=1e-12)
+    assert clopper_pearson(0, 10) == pytest.approx((0.0, 0.3084971078187607), abs=1e-12)
+    assert clopper_pearson(10, 10) == pytest.approx((0.6915028921812392, 1.0), abs=1e-12)
+    assert clopper_pearson(37, 100, 0.9) == pytest.approx(
+        (0.2893553674409980, 0.4565659065200737), abs=1e-12)
+    low, high = clopper_pearson(0, 0)
+    assert np.isnan(low) and np.isnan(high)

@@ -18,13 +18,20 @@ COLUMNS = ["model", "design", "therapists", "clients_per_therapist", "sessions",
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact binomial interval for ``k`` successes in ``n`` (NaN when ``n`` is 0)."""
+    """Exact binomial interval for ``k`` successes in ``n`` (NaN when ``n`` is 0).
+
+    The Clopper-Pearson bounds are quantiles of beta distributions, computed directly
+    (R: ``binom.test(k, n)$conf.int``, which uses ``qbeta`` in the same way;
+    ``scipy.stats.binomtest`` finds the same bounds by root-finding, to about 1e-12).
+    """
+    from scipy import special
+
     if n == 0:
         return float("nan"), float("nan")
-    from scipy import stats  # here: scipy.stats costs ~1 s to import (pipeline/distributions.py)
-
-    ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
-    return float(ci.low), float(ci.high)
+    tail = (1.0 - level) / 2.0
+    low = 0.0 if k == 0 else float(special.betaincinv(k, n - k + 1, tail))
+    high = 1.0 if k == n else float(special.betaincinv(k + 1, n - k, 1.0 - tail))
+    return low, high
 
 
 def power_table(designs: Sequence[StudyDesign], results: Sequence[Sequence[dict[str, Any]]],
