@@ -16,7 +16,7 @@ import hashlib
 import html
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,7 @@ def _rows(cells: list[list[str]]) -> str:
     return "\n".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells)
 
 
-def build_index(root: str | Path, params: Mapping[str, Any], reports: list[str | Path],
+def build_index(root: str | Path, params: Mapping[str, Any], reports: Sequence[str | Path],
                 figures_dir: str | Path, tables_dir: str | Path,
                 descriptions: Mapping[str, Any] | None = None) -> str:
     """HTML of the front page.
