@@ -423,6 +423,9 @@ def cmd_power(params: dict[str, Any], args: argparse.Namespace) -> None:
     for name, frame in tables.items():
         write_csv(frame, Path(args.results) / f"{name}.csv")
         log("power", f"wrote {Path(args.results) / name}.csv")
+    # The checkpoint is for resuming an interrupted run; once the tables are written it
+    # has done its job, and a forced rerun (`dvc repro -f`, `make verify`) must refit.
+    Path(args.checkpoint).unlink(missing_ok=True)
 
 
 def cmd_ruptures(params: dict[str, Any], args: argparse.Namespace) -> None:

@@ -62,6 +62,7 @@ def test_killed_power_run_resumes_to_the_same_bytes(tmp_path: Path) -> None:
     rerun = _power(killed)
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err.decode()
+    assert not ckpt.exists()  # a finished run leaves no checkpoint for a forced rerun
 
     clean = _project(tmp_path / "clean")
     once = _power(clean)
