@@ -24,45 +24,100 @@ Public entry points::
     m.beta, m.std_error, m.df, m.variances, m.converged, m.singular, m.record
 """
 
-from pipeline.models.design import (
-    ALLIANCE,
-    MODEL_VARIABLES,
-    SUBSCALES,
-    add_lags,
-    detrend_within,
-    disaggregate,
-    model_data,
-    prepare,
-)
-from pipeline.models.fitting import (
-    DEFAULT_SETTINGS,
-    STATUSES,
-    FitResult,
-    ModelFit,
-    fit,
-    fit_all,
-    fit_model,
-    settings_from,
-)
-from pipeline.models.inference import holm
-from pipeline.models.results import (
-    coefficients,
-    fit_statistics,
-    key_metrics,
-    lr_tests,
-    random_effects,
-    variance_components,
-    write_results,
-)
-from pipeline.models.spec import (
-    SPEC_PATH,
-    Comparison,
-    ModelPlan,
-    ModelSpec,
-    RandomPart,
-    load_specs,
-    parse_random,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The names below are imported when first used (PEP 562), not with the package: reading
+# the model plan or the result tables must not import the engine (scipy's optimisers and
+# sparse matrices, ~0.7 s in every notebook kernel and stage that only reads them).
+_EXPORTS: dict[str, str] = {
+    "ALLIANCE": "design",
+    "Comparison": "spec",
+    "DEFAULT_SETTINGS": "fitting",
+    "FitResult": "fitting",
+    "MODEL_VARIABLES": "design",
+    "ModelFit": "fitting",
+    "ModelPlan": "spec",
+    "ModelSpec": "spec",
+    "RandomPart": "spec",
+    "SPEC_PATH": "spec",
+    "STATUSES": "fitting",
+    "SUBSCALES": "design",
+    "add_lags": "design",
+    "coefficients": "results",
+    "detrend_within": "design",
+    "disaggregate": "design",
+    "fit": "fitting",
+    "fit_all": "fitting",
+    "fit_model": "fitting",
+    "fit_statistics": "results",
+    "holm": "inference",
+    "key_metrics": "results",
+    "load_specs": "spec",
+    "lr_tests": "results",
+    "model_data": "design",
+    "parse_random": "spec",
+    "prepare": "design",
+    "random_effects": "results",
+    "settings_from": "fitting",
+    "variance_components": "results",
+    "write_results": "results",
+}
+
+if TYPE_CHECKING:
+    from pipeline.models.design import (
+        ALLIANCE,
+        MODEL_VARIABLES,
+        SUBSCALES,
+        add_lags,
+        detrend_within,
+        disaggregate,
+        model_data,
+        prepare,
+    )
+    from pipeline.models.fitting import (
+        DEFAULT_SETTINGS,
+        STATUSES,
+        FitResult,
+        ModelFit,
+        fit,
+        fit_all,
+        fit_model,
+        settings_from,
+    )
+    from pipeline.models.inference import holm
+    from pipeline.models.results import (
+        coefficients,
+        fit_statistics,
+        key_metrics,
+        lr_tests,
+        random_effects,
+        variance_components,
+        write_results,
+    )
+    from pipeline.models.spec import (
+        SPEC_PATH,
+        Comparison,
+        ModelPlan,
+        ModelSpec,
+        RandomPart,
+        load_specs,
+        parse_random,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pipeline.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"pipeline.models.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "ALLIANCE", "DEFAULT_SETTINGS", "MODEL_VARIABLES", "SPEC_PATH", "STATUSES", "SUBSCALES",

@@ -57,6 +57,7 @@ from scipy import linalg, optimize, sparse
 
 from pipeline.errors import NotEstimableError
 from pipeline.models import levelwise as lw
+from pipeline.models.terms import ReTerm
 
 #: Largest number of random effects factorised densely (crossed or deeper structures).
 DENSE_LIMIT = 4000
@@ -87,28 +88,6 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 # --------------------------------------------------------------------------------------
 # Problem: design, random-effect structure, sufficient statistics
 # --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReTerm:
-    """One random-effect term ``(cols | factor)``: a lower-triangular block of Lambda.
-
-    Attributes
-    ----------
-    factor
-        Grouping column (e.g. ``client_id``).
-    columns
-        Random-effect columns (``"(Intercept)"`` or a variable name), in order.
-    """
-
-    factor: str
-    columns: tuple[str, ...]
-
-    @property
-    def n_theta(self) -> int:
-        """Parameters of the block (lower triangle)."""
-        k = len(self.columns)
-        return k * (k + 1) // 2
 
 
 @dataclass

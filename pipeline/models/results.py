@@ -11,17 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from pipeline.models import inference
 from pipeline.models.alliance import alliance_change, alliance_levels
-from pipeline.models.fitting import FitResult
 from pipeline.models.records import fit_records
 from pipeline.models.spec import Comparison, load_specs
 from pipeline.outputs import write_csv, write_json
+
+if TYPE_CHECKING:
+    from pipeline.models.fitting import FitResult
 
 SUBSCALES: tuple[str, ...] = ("goal", "task", "bond")
 #: Statuses whose numbers may be read (``singular`` with a flag).
@@ -44,6 +45,8 @@ def coefficients(fits: Sequence[FitResult]) -> pd.DataFrame:
         (Holm across the family's terms, else empty); rows in model order, terms in
         formula order.
     """
+    from pipeline.models import inference
+
     rows = []
     for fr in fits:
         if fr.fit is None:
@@ -129,6 +132,8 @@ def fit_statistics(fits: Sequence[FitResult]) -> pd.DataFrame:
     intercept variance for models with ``icc: true``; ``gradient_norm`` lme4's max
     |scaled gradient|; ``warning`` what went wrong, if anything.
     """
+    from pipeline.models import inference
+
     rows = []
     for fr in fits:
         row: dict[str, Any] = {c: np.nan for c in FIT_STATISTICS_COLUMNS}
@@ -187,6 +192,8 @@ def lr_tests(fits: Sequence[FitResult],
     Comparisons with a model that has no converged ML fit, was fitted on other rows or
     with another (simplified) random part are listed with a note and no test.
     """
+    from pipeline.models import inference
+
     if comparisons is None:
         plan = next((f.plan for f in fits if f.plan is not None), None)
         comparisons = plan.comparisons if plan is not None else load_specs().comparisons

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from pipeline.errors import SpecError
-from pipeline.models.engine import ReTerm
+from pipeline.models.terms import ReTerm
 
 #: Default model specifications.
 SPEC_PATH = Path(__file__).resolve().parent.parent / "models.yaml"
