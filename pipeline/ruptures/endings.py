@@ -41,9 +41,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
-import statsmodels.formula.api as smf
 from scipy import stats
+
+# The GLM class itself, not statsmodels.api (which imports every statsmodels subpackage:
+# about 2 s of the stage's start-up). statsmodels.formula.api.glm is GLM.from_formula.
+from statsmodels.genmod.families import Binomial
+from statsmodels.genmod.generalized_linear_model import GLM
 
 from pipeline.describe import suppress_counts
 
@@ -118,7 +121,7 @@ def fit_endings(pp: pd.DataFrame, formula: str, conf_level: float,
         return ("not estimable", "one therapist: clustered standard errors need several",
                 pd.DataFrame())
     try:
-        model = smf.glm(formula, pp, family=sm.families.Binomial())
+        model = GLM.from_formula(formula, pp, family=Binomial())
         groups = pd.factorize(pp["therapist_id"])[0]
         res = model.fit(cov_type="cluster", cov_kwds={"groups": groups})
     except Exception as exc:  # recorded, never stops the stage
