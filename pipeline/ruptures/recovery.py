@@ -112,11 +112,10 @@ def scenario_recovery(params: Mapping[str, Any], depth_sd: float, p_client: floa
     """
     import copy
 
-    from pipeline.instruments import load_instrument
     from pipeline.ruptures.criteria import load_criteria, load_rules, scale_reliability
     from pipeline.ruptures.detect import alliance_series, detect_episodes
     from pipeline.score import score_alliance
-    from pipeline.simulation.dataset import ALLIANCE_INSTRUMENT, simulate_dataset
+    from pipeline.simulation.dataset import simulate_alliance
 
     cfg = copy.deepcopy(dict(params["simulate"]))
     if seed is not None:
@@ -126,16 +125,18 @@ def scenario_recovery(params: Mapping[str, Any], depth_sd: float, p_client: floa
                        "length_values": [1], "length_probs": [1.0], "p_repair": 1.0}
     cfg["endings"] = {**dict(cfg.get("endings") or {}), "enabled": False}
     cfg.update(p_attend=1.0, p_alliance_form=1.0, p_item_missing=0.0)
-    sim = simulate_dataset(cfg)
-    inst = load_instrument(ALLIANCE_INSTRUMENT)
-    scored, _ = score_alliance(sim.alliance, inst)
+    # The alliance part of simulate_dataset (the same draws; no outcome is needed here).
+    sim = simulate_alliance(cfg)
+    alliance, inst = sim.alliance, sim.wai
+    scored, _ = score_alliance(alliance, inst)
     series = alliance_series(scored, ["total"])
     criteria = load_criteria(params["ruptures"])
     rules = load_rules(params["ruptures"])
     which = next((c.reliability for c in criteria if c.kind == "rci"), "alpha")
     episodes, _ = detect_episodes(series, criteria, rules,
-                                  scale_reliability(sim.alliance, inst, which))
-    truth = sim.episodes if len(sim.episodes) else pd.DataFrame(
+                                  scale_reliability(alliance, inst, which))
+    injected = sim.ruptures.episodes
+    truth = injected if len(injected) else pd.DataFrame(
         columns=["client_id", "rupture_session", "repaired", "repair_session"])
     table = recovery(episodes, truth, series, criteria)
     table["n_sessions"] = len(series)

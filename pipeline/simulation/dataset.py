@@ -64,6 +64,7 @@ from pipeline.simulation.items import blank_items, outcome_items
 from pipeline.simulation.outcome import ModelTruth, check_truth, simulate_outcome
 from pipeline.simulation.ruptures import (
     EPISODE_COLUMNS,
+    Ruptures,
     inject_ruptures,
     no_ruptures,
     rupture_truth,
@@ -152,29 +153,50 @@ def _outcome_predictors(rows: pd.DataFrame, design: pd.DataFrame,
     return out
 
 
-def simulate_dataset(config: Mapping[str, Any]) -> SimulatedData:
-    """Simulate alliance, outcome and client files from the ``simulate:`` settings.
+@dataclass(frozen=True)
+class AllianceDraw:
+    """Steps 1-6 of :func:`simulate_dataset`: the caseload, the alliance as answered, the
+    injected ruptures and the endings, with the random streams in the state they leave.
 
-    Parameters
-    ----------
-    config
-        The ``simulate:`` block of ``params.yaml`` (see there for every key).
-
-    Returns
-    -------
-    SimulatedData
-        ``alliance`` (client_id, therapist_id, session, wai_sr_1..12), ``outcome``
-        (client_id, session, swemwbs_1..7), ``clients`` (client_id, approach, modality,
-        and ``ending`` when endings are simulated), ``truth``, ``scored``, ``predictors``
-        and ``episodes``.
+    ``rows`` are every planned-and-attended session (``ids`` its keys), ``kept`` those
+    before an unplanned ending; ``has_alliance`` / ``has_outcome`` the returned forms
+    (already limited to ``kept``); ``swem_blank`` the outcome blanks drawn in step 5.
     """
-    from pipeline.models import load_specs, model_data
-    from pipeline.score import merge_scores, score_alliance, score_outcome
+
+    rng: dict[str, np.random.Generator]
+    wai: Instrument
+    swem: Instrument
+    clients: pd.DataFrame
+    rows: pd.DataFrame
+    ids: pd.DataFrame
+    covariates: pd.DataFrame
+    wai_items: pd.DataFrame
+    subscales: np.ndarray
+    swem_blank: np.ndarray
+    has_alliance: np.ndarray
+    has_outcome: np.ndarray
+    kept: np.ndarray
+    ending: np.ndarray | None
+    ruptures: Ruptures
+    sigma: float
+
+    @property
+    def alliance(self) -> pd.DataFrame:
+        """The alliance file: client_id, therapist_id, session, WAI-SR items (Int64)."""
+        alliance = pd.concat([self.ids, self.wai_items.astype("Int64")],
+                             axis=1)[self.has_alliance]
+        return alliance.reset_index(drop=True)
+
+
+def simulate_alliance(config: Mapping[str, Any]) -> AllianceDraw:
+    """Steps 1-6 of :func:`simulate_dataset` alone (no outcome): the same draws, so the
+    alliance file and injected episodes are those :func:`simulate_dataset` returns for
+    the same settings. For studies of the alliance rules (the rupture benchmark)."""
+    from pipeline.score import score_alliance
 
     rng = _streams(int(config["seed"]))
     wai, swem = load_instrument(ALLIANCE_INSTRUMENT), load_instrument(OUTCOME_INSTRUMENT)
     process = process_from_settings(config["alliance"], "simulate.alliance")
-    truth = model_truth(config["wellbeing"])
     p_blank = float(config["p_item_missing"])
     rup_cfg = dict(config.get("ruptures") or {})
     end_cfg = dict(config.get("endings") or {})
@@ -217,6 +239,42 @@ def simulate_dataset(config: Mapping[str, Any]) -> SimulatedData:
         kept, ending = endings.kept, endings.ending
     has_alliance &= kept
     has_outcome &= kept
+    return AllianceDraw(rng=rng, wai=wai, swem=swem, clients=clients, rows=rows, ids=ids,
+                        covariates=covariates,
+                        wai_items=wai_items, subscales=subscales, swem_blank=swem_blank,
+                        has_alliance=has_alliance, has_outcome=has_outcome, kept=kept,
+                        ending=ending, ruptures=ruptures, sigma=sigma)
+
+
+def simulate_dataset(config: Mapping[str, Any]) -> SimulatedData:
+    """Simulate alliance, outcome and client files from the ``simulate:`` settings.
+
+    Parameters
+    ----------
+    config
+        The ``simulate:`` block of ``params.yaml`` (see there for every key).
+
+    Returns
+    -------
+    SimulatedData
+        ``alliance`` (client_id, therapist_id, session, wai_sr_1..12), ``outcome``
+        (client_id, session, swemwbs_1..7), ``clients`` (client_id, approach, modality,
+        and ``ending`` when endings are simulated), ``truth``, ``scored``, ``predictors``
+        and ``episodes``.
+    """
+    from pipeline.models import load_specs, model_data
+    from pipeline.score import merge_scores, score_alliance, score_outcome
+
+    # 1-6. design, covariates, alliance, ruptures, items and forms, endings
+    draw = simulate_alliance(config)
+    rng, clients, rows, ids = draw.rng, draw.clients, draw.rows, draw.ids
+    subscales, swem_blank, ruptures = draw.subscales, draw.swem_blank, draw.ruptures
+    has_alliance, has_outcome, kept = draw.has_alliance, draw.has_outcome, draw.kept
+    ending, sigma, covariates = draw.ending, draw.sigma, draw.covariates
+    wai, swem = draw.wai, draw.swem
+    truth = model_truth(config["wellbeing"])
+    rup_cfg = dict(config.get("ruptures") or {})
+    end_cfg = dict(config.get("endings") or {})
 
     # 7. the outcome, conditional on the primary model's predictors of the rows it uses
     used = (has_alliance & has_outcome & _scorable_outcome(swem_blank, swem)
@@ -237,8 +295,7 @@ def simulate_dataset(config: Mapping[str, Any]) -> SimulatedData:
     swem_values[swem_blank[has_outcome]] = np.nan
 
     # --- the three files -----------------------------------------------------------
-    alliance = pd.concat([ids, wai_items.astype("Int64")], axis=1)[has_alliance]
-    alliance = alliance.reset_index(drop=True)
+    alliance = draw.alliance
     outcome = pd.concat([
         outcome_rows[["client_id", "session"]].reset_index(drop=True),
         pd.DataFrame(swem_values, columns=swem.item_columns).astype("Int64"),
