@@ -288,16 +288,20 @@ def detect_episodes(series: pd.DataFrame, criteria: Sequence[Criterion], rules: 
     """
     keys = list(SERIES_KEYS)
     sds = series_sd(series, rules.min_sessions_client_sd)
+    # One row per series, in the sorted key order of sds.
     info = series.groupby(keys, sort=True).agg(
         therapist_id=("therapist_id", "first"), first_session=("session", "min"),
         last_session=("session", "max")).reset_index()
-    # Every series at once: rows sorted by series, then session.
+    info = info.merge(sds[[*keys, "n_sessions"]], on=keys)
+    # Every series at once: rows sorted by series, then session; series k of the flat
+    # table is row k of sds and info (both sorted by the same keys).
     flat = series.sort_values([*keys, "session"], kind="mergesort")
     sid = flat.groupby(keys, sort=True).ngroup().to_numpy()
-    first_rows = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if len(sid) else sid
-    series_index = pd.MultiIndex.from_frame(flat[keys].iloc[first_rows])
+    if not (sds[keys].reset_index(drop=True).equals(info[keys])):
+        raise AssertionError("series variability and series info are not aligned")
     sessions = flat["session"].to_numpy(dtype=np.int64)
     scores = flat["score"].to_numpy(dtype=float)
+    extra = info.drop(columns=keys)
     parts: list[pd.DataFrame] = []
     applied = []
     for crit in criteria:
@@ -306,14 +310,13 @@ def detect_episodes(series: pd.DataFrame, criteria: Sequence[Criterion], rules: 
             crit_sds = sds.merge(
                 clean_within_sd(series, crit.z, crit.before, crit.after, rules.max_gap),
                 on=["rater", "scale"], how="left")
-        thr = thresholds(crit_sds, crit, reliability).merge(info, on=keys)
-        thr = thr.merge(sds[[*keys, "n_sessions"]], on=keys)
+        # thresholds keeps the rows of crit_sds (a left merge keeps those of sds).
+        thr = pd.concat([thresholds(crit_sds, crit, reliability).reset_index(drop=True),
+                         extra], axis=1)
         thr["criterion"] = crit.name
         applied.append(thr)
-        # Each series' row of thr (thr has one row per series).
-        where = pd.MultiIndex.from_frame(thr[keys]).get_indexer(series_index)
-        row_thr = thr["threshold"].to_numpy(dtype=float)[where][sid]
-        row_min = thr["min_drop"].to_numpy(dtype=float)[where][sid]
+        row_thr = thr["threshold"].to_numpy(dtype=float)[sid]
+        row_min = thr["min_drop"].to_numpy(dtype=float)[sid]
         found = detect_rows(sid, sessions, scores, row_thr, rules, crit.repair,
                             crit.repaired_only,
                             (crit.before, crit.after) if crit.kind == "dip" else None,
@@ -321,7 +324,7 @@ def detect_episodes(series: pd.DataFrame, criteria: Sequence[Criterion], rules: 
         if not len(found["row"]):
             continue
         rows, rep = found["row"], found["repair_row"]
-        per = thr.iloc[where[sid[rows]]].reset_index(drop=True)
+        per = thr.iloc[sid[rows]].reset_index(drop=True)
         repaired = rep >= 0
         repair_session = np.where(repaired, sessions[np.maximum(rep, 0)], 0).astype(np.int64)
         parts.append(pd.DataFrame({

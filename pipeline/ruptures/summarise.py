@@ -176,8 +176,9 @@ def agreement(episodes: pd.DataFrame, applied: pd.DataFrame, criteria: Sequence[
                 continue
             ea = sub[sub["criterion"] == a]
             eb = sub[sub["criterion"] == b]
-            has_a = np.isin(clients, ea["client_id"].unique())
-            has_b = np.isin(clients, eb["client_id"].unique())
+            with_a, with_b = set(ea["client_id"]), set(eb["client_id"])
+            has_a = np.array([c in with_a for c in clients], dtype=bool)
+            has_b = np.array([c in with_b for c in clients], dtype=bool)
             sa = set(zip(ea["client_id"], ea["rupture_session"], strict=True))
             sb = set(zip(eb["client_id"], eb["rupture_session"], strict=True))
             union = sa | sb
