@@ -53,20 +53,22 @@ def recovery(episodes: pd.DataFrame, truth: pd.DataFrame, series: pd.DataFrame,
         not-repaired status agrees with the truth, censored ones left out).
     """
     ser = series[(series["scale"] == scale) & (series["rater"] == rater)]
-    rated = ser.groupby("client_id")["session"].agg(list).to_dict()
-    observable = []
-    for rec in truth.itertuples(index=False):
-        sess = rated.get(rec.client_id, [])
-        observable.append(rec.rupture_session in sess
-                          and any(s < rec.rupture_session for s in sess))
+    # Observable: the rupture session was rated, and an earlier session too.
+    rated = set(zip(ser["client_id"], ser["session"], strict=True))
+    first = ser.groupby("client_id")["session"].min().to_dict()
+    observable = [(c, r) in rated and first[c] < r
+                  for c, r in zip(truth["client_id"], truth["rupture_session"], strict=True)]
     tr = truth.assign(observable=observable)
+    ep = episodes[(episodes["scale"] == scale) & (episodes["rater"] == rater)]
+    # Every criterion's detections against the truth in one merge (an inner merge keeps
+    # the order of the detections, so each criterion's rows are as if merged alone).
+    paired = ep.merge(tr, on="client_id", suffixes=("", "_true"))
+    paired = paired[(paired["rupture_session"] - paired["rupture_session_true"]).abs()
+                    <= tolerance]
     rows = []
     for crit in criteria:
-        det = episodes[(episodes["criterion"] == crit.name) & (episodes["scale"] == scale)
-                       & (episodes["rater"] == rater)]
-        merged = det.merge(tr, on="client_id", suffixes=("", "_true"))
-        merged = merged[(merged["rupture_session"] - merged["rupture_session_true"]).abs()
-                        <= tolerance]
+        det = ep[ep["criterion"] == crit.name]
+        merged = paired[paired["criterion"] == crit.name]
         matched_det = merged.drop_duplicates(["client_id", "rupture_session"])
         matched_true = merged[merged["observable"]].drop_duplicates(
             ["client_id", "rupture_session_true"])

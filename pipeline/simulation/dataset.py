@@ -171,7 +171,7 @@ class AllianceDraw:
     ids: pd.DataFrame
     covariates: pd.DataFrame
     wai_items: pd.DataFrame
-    subscales: np.ndarray
+    alliance_scored: pd.DataFrame | None
     swem_blank: np.ndarray
     has_alliance: np.ndarray
     has_outcome: np.ndarray
@@ -179,6 +179,16 @@ class AllianceDraw:
     ending: np.ndarray | None
     ruptures: Ruptures
     sigma: float
+
+    def subscale_scores(self) -> np.ndarray:
+        """Goal, task and bond of every drawn row as the project scores them (``rows``
+        order, before forms and endings)."""
+        scored = self.alliance_scored
+        if scored is None:
+            from pipeline.score import score_alliance
+
+            scored, _ = score_alliance(pd.concat([self.ids, self.wai_items], axis=1), self.wai)
+        return scored[list(SUBSCALES)].to_numpy(dtype=float)
 
     @property
     def alliance(self) -> pd.DataFrame:
@@ -215,20 +225,20 @@ def simulate_alliance(config: Mapping[str, Any]) -> AllianceDraw:
                 if rup_cfg.get("enabled", False) else no_ruptures(n))
     latent = parts.latent - ruptures.drop[:, None]
 
-    # 5. items as answered, blanks, returned forms; alliance scored by the project
+    # 5. items as answered, blanks, returned forms
     wai_items = blank_items(alliance_items(latent, wai, process.item_sd, rng["items"]),
                             p_blank, rng["items"])
     swem_blank = rng["items"].random((n, swem.n_items)) < p_blank
     has_alliance = rng["forms"].random(n) < float(config["p_alliance_form"])
     has_outcome = rng["forms"].random(n) < float(config["p_outcome_form"])
     ids = rows[["client_id", "therapist_id", "session"]]
-    alliance_scored, _ = score_alliance(pd.concat([ids, wai_items], axis=1), wai)
-    subscales = alliance_scored[list(SUBSCALES)].to_numpy(dtype=float)
 
     # 6. unplanned endings: later sessions are not attended
     ending = None
     kept = np.ones(n, dtype=bool)
+    alliance_scored = None  # scored here only when the endings need it
     if end_cfg.get("enabled", False):
+        alliance_scored, _ = score_alliance(pd.concat([ids, wai_items], axis=1), wai)
         person = (parts.therapist + parts.client).mean(axis=1)
         expected = parts.trend.mean(axis=1) + person
         observed = np.where(has_alliance,
@@ -241,7 +251,8 @@ def simulate_alliance(config: Mapping[str, Any]) -> AllianceDraw:
     has_outcome &= kept
     return AllianceDraw(rng=rng, wai=wai, swem=swem, clients=clients, rows=rows, ids=ids,
                         covariates=covariates,
-                        wai_items=wai_items, subscales=subscales, swem_blank=swem_blank,
+                        wai_items=wai_items, alliance_scored=alliance_scored,
+                        swem_blank=swem_blank,
                         has_alliance=has_alliance, has_outcome=has_outcome, kept=kept,
                         ending=ending, ruptures=ruptures, sigma=sigma)
 
@@ -268,7 +279,7 @@ def simulate_dataset(config: Mapping[str, Any]) -> SimulatedData:
     # 1-6. design, covariates, alliance, ruptures, items and forms, endings
     draw = simulate_alliance(config)
     rng, clients, rows, ids = draw.rng, draw.clients, draw.rows, draw.ids
-    subscales, swem_blank, ruptures = draw.subscales, draw.swem_blank, draw.ruptures
+    subscales, swem_blank, ruptures = draw.subscale_scores(), draw.swem_blank, draw.ruptures
     has_alliance, has_outcome, kept = draw.has_alliance, draw.has_outcome, draw.kept
     ending, sigma, covariates = draw.ending, draw.sigma, draw.covariates
     wai, swem = draw.wai, draw.swem
