@@ -75,8 +75,11 @@ def person_period(series: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFrame:
     ends = clients.dropna(subset=["ending"])[["client_id", "ending"]]
     data = series.merge(ends, on="client_id").sort_values(["client_id", "session"])
     data = data.rename(columns={"score": "alliance"})
-    earlier = data.groupby("client_id")["alliance"].transform(
-        lambda x: x.shift(1).expanding().mean())
+    # Mean of the earlier sessions: the expanding mean of the shifted scores, per client
+    # (one grouped call; the same numbers as the expanding mean of each client alone).
+    shifted = data.groupby("client_id")["alliance"].shift(1)
+    earlier = (shifted.groupby(data["client_id"]).expanding().mean()
+               .reset_index(level=0, drop=True).reindex(data.index))
     grand = float(data.groupby("client_id")["alliance"].mean().mean())
     data["alliance_within"] = data["alliance"] - earlier
     data["alliance_between"] = earlier - grand
