@@ -169,18 +169,20 @@ def agreement(episodes: pd.DataFrame, applied: pd.DataFrame, criteria: Sequence[
     ok = applied[applied["threshold"].notna()]
     for (rater, scale), g in ok.groupby(["rater", "scale"]):
         sub = episodes[(episodes["rater"] == rater) & (episodes["scale"] == scale)]
+        # Per criterion: clients it applies to, clients with an episode, and the
+        # (client, rupture session) pairs it found.
+        applies = {n: set(c) for n, c in g.groupby("criterion")["client_id"]}
+        found = {n: set(c) for n, c in sub.groupby("criterion")["client_id"]}
+        sessions = {n: set(zip(e["client_id"], e["rupture_session"], strict=True))
+                    for n, e in sub.groupby("criterion")}
         for a, b in combinations(names, 2):
-            clients = sorted(set(g.loc[g["criterion"] == a, "client_id"])
-                             & set(g.loc[g["criterion"] == b, "client_id"]))
+            clients = sorted(applies.get(a, set()) & applies.get(b, set()))
             if not clients:
                 continue
-            ea = sub[sub["criterion"] == a]
-            eb = sub[sub["criterion"] == b]
-            with_a, with_b = set(ea["client_id"]), set(eb["client_id"])
+            with_a, with_b = found.get(a, set()), found.get(b, set())
             has_a = np.array([c in with_a for c in clients], dtype=bool)
             has_b = np.array([c in with_b for c in clients], dtype=bool)
-            sa = set(zip(ea["client_id"], ea["rupture_session"], strict=True))
-            sb = set(zip(eb["client_id"], eb["rupture_session"], strict=True))
+            sa, sb = sessions.get(a, set()), sessions.get(b, set())
             union = sa | sb
             rows.append({
                 "rater": rater, "scale": scale, "criterion_a": a, "criterion_b": b,
