@@ -502,7 +502,7 @@ def scale_reliability(alliance: pd.DataFrame, inst: Any, which: str = "alpha",
 
     out: dict[str, float] = {}
     if set(inst.item_columns) <= set(alliance.columns):
-        rel = reliability(alliance, inst)
+        rel = reliability(alliance, inst, omega=which == "omega_total")
         for rec in rel.itertuples(index=False):
             value = getattr(rec, which)
             if pd.notna(value):
