@@ -292,15 +292,15 @@ def series_sd(series: pd.DataFrame, min_sessions: int) -> pd.DataFrame:
         observed scores in the group).
     """
     keys = list(SERIES_KEYS)
-    grouped = series.groupby(keys, sort=True)["score"]
-    per = grouped.agg(n_sessions="size", mean="mean", sd="std").reset_index()
-    first = (series.sort_values("session", kind="mergesort").groupby(keys, sort=True)["score"]
-             .first().rename("first").reset_index())
-    per = per.merge(first, on=keys)
+    series = series.reset_index(drop=True)  # row labels = positions (for idxmin below)
+    grouped = series.groupby(keys, sort=True)  # one grouping for every per-series value
+    per = grouped["score"].agg(n_sessions="size", mean="mean", sd="std").reset_index()
+    # The score at the series' first observed session (sessions are unique in a series).
+    per["first"] = series["score"].loc[grouped["session"].idxmin().to_numpy()].to_numpy()
     per["client"] = per["sd"].where(per["n_sessions"] >= min_sessions)
-    dev2 = series["score"] - series.groupby(keys)["score"].transform("mean")
+    dev2 = series["score"] - grouped["score"].transform("mean")
     ss = (dev2**2).groupby([series["rater"], series["scale"]]).sum()
-    dof = (per.groupby(["rater", "scale"])["n_sessions"].apply(lambda n: (n - 1).sum()))
+    dof = (per["n_sessions"] - 1).groupby([per["rater"], per["scale"]]).sum()
     group = pd.DataFrame({
         "between": per.groupby(["rater", "scale"])["mean"].std(),
         "pooled_within": np.sqrt(ss / dof.where(dof > 0)),
@@ -357,7 +357,7 @@ def thresholds(sds: pd.DataFrame, criterion: Criterion,
 def _rci(sds: pd.DataFrame, z: float,
          reliability: Mapping[str, float]) -> tuple[pd.Series, np.ndarray]:
     """Reliable-drop threshold ``z * SD_0 * sqrt(2) * sqrt(1 - r)`` per series, and notes."""
-    rel = sds["scale"].map(lambda s: reliability.get(str(s), np.nan)).astype(float)
+    rel = sds["scale"].astype(str).map(dict(reliability)).astype(float)
     thr = z * sds["baseline"] * np.sqrt(2.0) * np.sqrt(1.0 - rel.clip(upper=1.0))
     note = np.where(rel.isna(), "reliability unknown (items absent): no RCI",
                     np.where(sds["baseline"].isna(), "baseline SD not estimable", ""))
