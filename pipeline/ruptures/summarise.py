@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import combinations, pairwise
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -241,9 +242,9 @@ def course(episodes: pd.DataFrame, series: pd.DataFrame, wellbeing: pd.DataFrame
         merged = ep.merge(src, on="client_id")
         merged["offset"] = merged["session"] - merged["rupture_session"]
         merged = merged[merged["offset"].between(-before, after)]
-        for (name, status, offset), vals in merged.groupby(
-                ["criterion", "status", "offset"], sort=False)["dev"]:
-            cells[(str(name), str(status), variable, int(offset))] = vals.to_numpy(
+        for key, cell in merged.groupby(["criterion", "status", "offset"], sort=False)["dev"]:
+            name, status, offset = cast(tuple[Any, Any, Any], key)
+            cells[(str(name), str(status), variable, int(offset))] = cell.to_numpy(
                 dtype=float)
     empty = np.zeros(0)
     rows = []
