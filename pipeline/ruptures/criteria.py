@@ -357,11 +357,12 @@ def thresholds(sds: pd.DataFrame, criterion: Criterion,
 def _rci(sds: pd.DataFrame, z: float,
          reliability: Mapping[str, float]) -> tuple[pd.Series, np.ndarray]:
     """Reliable-drop threshold ``z * SD_0 * sqrt(2) * sqrt(1 - r)`` per series, and notes."""
-    rel = sds["scale"].astype(str).map(dict(reliability)).astype(float)
-    thr = z * sds["baseline"] * np.sqrt(2.0) * np.sqrt(1.0 - rel.clip(upper=1.0))
-    note = np.where(rel.isna(), "reliability unknown (items absent): no RCI",
-                    np.where(sds["baseline"].isna(), "baseline SD not estimable", ""))
-    return thr.astype(float), note
+    rel = np.array([reliability.get(str(s), np.nan) for s in sds["scale"]], dtype=float)
+    baseline = sds["baseline"].to_numpy(dtype=float)
+    thr = z * baseline * np.sqrt(2.0) * np.sqrt(1.0 - np.minimum(rel, 1.0))
+    note = np.where(np.isnan(rel), "reliability unknown (items absent): no RCI",
+                    np.where(np.isnan(baseline), "baseline SD not estimable", ""))
+    return pd.Series(thr, index=sds.index, dtype=float), note
 
 
 def dip_contrasts(sessions: np.ndarray, scores: np.ndarray, max_gap: int, before: int,
