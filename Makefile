@@ -101,6 +101,7 @@ bench: setup
 	python benchmarks/bench_inputs.py
 	python benchmarks/coverage.py
 	python benchmarks/ruptures_coverage.py
+	python benchmarks/bench_ruptures.py
 	python benchmarks/bench_power.py
 	python benchmarks/coverage_bootstrap.py
 

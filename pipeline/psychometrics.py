@@ -170,7 +170,7 @@ def omega_total(x: np.ndarray) -> tuple[float, np.ndarray]:
     return float((vt - np.sum(1.0 - lam**2)) / vt), lam
 
 
-def _estimate(block: pd.DataFrame, min_n: int) -> dict[str, object]:
+def _estimate(block: pd.DataFrame, min_n: int, omega: bool = True) -> dict[str, object]:
     complete = block.dropna()
     n, k = complete.shape
     out: dict[str, object] = {
@@ -186,6 +186,8 @@ def _estimate(block: pd.DataFrame, min_n: int) -> dict[str, object]:
         out["note"] = f"no variance in {constant}: not estimated"
         return out
     out["alpha"], out["alpha_std"] = cronbach_alpha(x)
+    if not omega:
+        return out
     if k >= 3:
         out["omega_total"], lam = omega_total(x)
         negative = [c for c, v in zip(complete.columns, lam, strict=True) if v < 0]
@@ -203,6 +205,7 @@ def reliability(
     min_n: int | None = None,
     min_n_per_session: int | None = None,
     session_col: str = "session",
+    omega: bool = True,
 ) -> pd.DataFrame:
     """Cronbach's alpha and McDonald's omega total per (sub)scale, overall and per session.
 
@@ -228,6 +231,9 @@ def reliability(
         estimates, as ``by_session=True`` does.
     session_col
         Name of the session column.
+    omega
+        ``False`` skips omega (``omega_total`` NaN, no loading note): for callers that
+        need alpha only (its one-factor fit is most of the cost).
 
     Returns
     -------
@@ -262,7 +268,7 @@ def reliability(
         for subset, session, block, n_needed in groups:
             rows.append(
                 {"instrument": inst.key, "scale": scale, "subset": subset, "session": session,
-                 **_estimate(block, n_needed)}
+                 **_estimate(block, n_needed, omega)}
             )
     out = pd.DataFrame(rows, columns=list(RELIABILITY_COLUMNS))
     out[["n", "n_items"]] = out[["n", "n_items"]].astype("Int64")

@@ -114,6 +114,15 @@ def test_min_n_per_session_turns_on_session_rows(wai_items: pd.DataFrame) -> Non
     assert low["alpha"].notna().all()
 
 
+def test_alpha_only_skips_omega_and_keeps_alpha(wai_items: pd.DataFrame) -> None:
+    inst = load_instrument("wai_s")
+    both = reliability(wai_items, inst, by_session=True, min_n=30)
+    alpha = reliability(wai_items, inst, by_session=True, min_n=30, omega=False)
+    assert both["omega_total"].notna().any() and alpha["omega_total"].isna().all()
+    pd.testing.assert_frame_equal(alpha.drop(columns=["omega_total", "note"]),
+                                  both.drop(columns=["omega_total", "note"]))
+
+
 def test_by_session_needs_session_column(wai_items: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="session"):
         reliability(wai_items.drop(columns="session"), load_instrument("wai_s"),

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.instruments import load_instrument
 from pipeline.simulation.alliance import process_from_settings
-from pipeline.simulation.dataset import simulate_dataset
+from pipeline.simulation.dataset import simulate_alliance, simulate_dataset
 from pipeline.simulation.ruptures import sigma_total
 from pipeline.validate import InputError, validate_inputs
 
@@ -28,6 +28,17 @@ def test_switched_off_the_simulator_makes_the_data_it_made_before(params: dict) 
     pd.testing.assert_frame_equal(a.outcome, b.outcome)
     pd.testing.assert_frame_equal(a.clients, b.clients)
     assert "ruptures" not in b.truth and "ending" not in b.clients.columns
+
+
+def test_alliance_part_alone_draws_what_the_full_simulation_draws(params: dict) -> None:
+    """The rupture benchmark simulates the alliance only: the same file and episodes."""
+    cfg = copy.deepcopy(params["simulate"])
+    cfg.update(n_therapists=6, clients_per_therapist=6)
+    full, alone = simulate_dataset(cfg), simulate_alliance(cfg)
+    pd.testing.assert_frame_equal(alone.alliance, full.alliance)
+    pd.testing.assert_frame_equal(alone.ruptures.episodes, full.episodes)
+    assert len(full.episodes) > 0 and "ending" in full.clients.columns
+    assert alone.ending is not None and (alone.ending == full.clients["ending"]).all()
 
 
 def test_injected_episodes_are_the_truth(params: dict) -> None:

@@ -14,6 +14,10 @@ One concept per module:
 ``detect``
     The episodes of each series (client or therapist ratings; total, goal, task, bond)
     under the stated rules for missed sessions and the last sessions.
+``windows``
+    Each session's window of sessions in a flat table of all series, and sums over the
+    windows that equal numpy's sums of each window alone (so detection runs over every
+    series at once with the same numbers).
 ``summarise``
     Aggregates with small-cell suppression: prevalence, lengths, timing, repair,
     agreement between criteria, the average course around an episode.

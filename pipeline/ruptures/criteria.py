@@ -80,6 +80,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import SettingsError
+from pipeline.ruptures.windows import gather_sums, range_sums, segment_bounds
 
 KINDS = ("sd", "rci", "v_shape", "dip")
 """Criterion kinds."""
@@ -291,15 +292,15 @@ def series_sd(series: pd.DataFrame, min_sessions: int) -> pd.DataFrame:
         observed scores in the group).
     """
     keys = list(SERIES_KEYS)
-    grouped = series.groupby(keys, sort=True)["score"]
-    per = grouped.agg(n_sessions="size", mean="mean", sd="std").reset_index()
-    first = (series.sort_values("session", kind="mergesort").groupby(keys, sort=True)["score"]
-             .first().rename("first").reset_index())
-    per = per.merge(first, on=keys)
+    series = series.reset_index(drop=True)  # row labels = positions (for idxmin below)
+    grouped = series.groupby(keys, sort=True)  # one grouping for every per-series value
+    per = grouped["score"].agg(n_sessions="size", mean="mean", sd="std").reset_index()
+    # The score at the series' first observed session (sessions are unique in a series).
+    per["first"] = series["score"].loc[grouped["session"].idxmin().to_numpy()].to_numpy()
     per["client"] = per["sd"].where(per["n_sessions"] >= min_sessions)
-    dev2 = series["score"] - series.groupby(keys)["score"].transform("mean")
+    dev2 = series["score"] - grouped["score"].transform("mean")
     ss = (dev2**2).groupby([series["rater"], series["scale"]]).sum()
-    dof = (per.groupby(["rater", "scale"])["n_sessions"].apply(lambda n: (n - 1).sum()))
+    dof = (per["n_sessions"] - 1).groupby([per["rater"], per["scale"]]).sum()
     group = pd.DataFrame({
         "between": per.groupby(["rater", "scale"])["mean"].std(),
         "pooled_within": np.sqrt(ss / dof.where(dof > 0)),
@@ -356,57 +357,63 @@ def thresholds(sds: pd.DataFrame, criterion: Criterion,
 def _rci(sds: pd.DataFrame, z: float,
          reliability: Mapping[str, float]) -> tuple[pd.Series, np.ndarray]:
     """Reliable-drop threshold ``z * SD_0 * sqrt(2) * sqrt(1 - r)`` per series, and notes."""
-    rel = sds["scale"].map(lambda s: reliability.get(str(s), np.nan)).astype(float)
-    thr = z * sds["baseline"] * np.sqrt(2.0) * np.sqrt(1.0 - rel.clip(upper=1.0))
-    note = np.where(rel.isna(), "reliability unknown (items absent): no RCI",
-                    np.where(sds["baseline"].isna(), "baseline SD not estimable", ""))
-    return thr.astype(float), note
-
-
-def segments(sessions: np.ndarray, max_gap: int) -> np.ndarray:
-    """Segment id of each observed session: a new segment after more than ``max_gap``
-    missed sessions."""
-    return np.concatenate([[0], np.cumsum(np.diff(sessions) > max_gap + 1)]).astype(int)
+    rel = np.array([reliability.get(str(s), np.nan) for s in sds["scale"]], dtype=float)
+    baseline = sds["baseline"].to_numpy(dtype=float)
+    thr = z * baseline * np.sqrt(2.0) * np.sqrt(1.0 - np.minimum(rel, 1.0))
+    note = np.where(np.isnan(rel), "reliability unknown (items absent): no RCI",
+                    np.where(np.isnan(baseline), "baseline SD not estimable", ""))
+    return pd.Series(thr, index=sds.index, dtype=float), note
 
 
 def dip_contrasts(sessions: np.ndarray, scores: np.ndarray, max_gap: int, before: int,
-                  after: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  after: int, series_id: np.ndarray | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pre-drop level, dip contrast and neighbour count at each observed session.
 
     Parameters
     ----------
     sessions, scores
-        One series (increasing sessions, no missing scores).
+        One series (increasing sessions, no missing scores), or many series one after
+        the other (with ``series_id``).
     max_gap
         Missed sessions bridged (``ruptures.rules.max_gap``); neighbours come from the
         same segment only.
     before, after
         Neighbours taken on each side (at most).
+    series_id
+        Series of each row when several series are given (rows of a series adjacent,
+        sessions increasing within it); ``None`` for one series.
 
     Returns
     -------
     pre, contrast, m : numpy.ndarray
         ``pre``: mean of up to ``before`` previous sessions; ``contrast``: mean of the up to
-        ``before + after`` neighbours minus the score; ``m``: number of neighbours. NaN
-        (``m`` 0) where a session lacks a neighbour on either side.
+        ``before + after`` neighbours (the previous ones first) minus the score; ``m``:
+        number of neighbours. NaN (``m`` 0) where a session lacks a neighbour on either
+        side.
     """
     s = np.asarray(sessions, dtype=int)
     x = np.asarray(scores, dtype=float)
-    seg = segments(s, max_gap) if len(s) else np.zeros(0, dtype=int)
     n = len(x)
     pre = np.full(n, np.nan)
     contrast = np.full(n, np.nan)
     m = np.zeros(n, dtype=int)
-    for i in range(n):
-        same = seg == seg[i]
-        lo = max(int(np.argmax(same)), i - before)
-        hi = min(int(n - np.argmax(same[::-1])), i + 1 + after)
-        if lo >= i or hi <= i + 1:
-            continue
-        nb = np.concatenate([x[lo:i], x[i + 1:hi]])
-        pre[i] = x[lo:i].mean()
-        contrast[i] = nb.mean() - x[i]
-        m[i] = len(nb)
+    if n == 0:
+        return pre, contrast, m
+    sid = np.zeros(n, dtype=np.int64) if series_id is None else np.asarray(series_id)
+    start, end = segment_bounds(sid, s, max_gap)
+    pos = np.arange(n)
+    lo = np.maximum(start, pos - before)
+    hi = np.minimum(end, pos + 1 + after)
+    ok = (lo < pos) & (hi > pos + 1)
+    at = np.flatnonzero(ok)
+    offsets = np.concatenate([np.arange(-before, 0), np.arange(1, after + 1)])
+    index = at[:, None] + offsets
+    valid = (index >= lo[at, None]) & (index < hi[at, None])
+    index = np.clip(index, 0, n - 1)
+    m[at] = valid.sum(axis=1)
+    pre[at] = range_sums(x, lo[at], at) / (at - lo[at])
+    contrast[at] = gather_sums(x, index, valid) / m[at] - x[at]
     return pre, contrast, m
 
 
@@ -418,9 +425,14 @@ def clean_within_sd(series: pd.DataFrame, z: float, before: int, after: int, max
     SD changes by less than 1e-9 (or ``max_iter`` rounds), leaves out every session whose
     dip contrast (:func:`dip_contrasts`) reaches ``z * SD * sqrt(1 + 1/m)`` and recomputes
     the pooled SD (deviations from each client's mean of the sessions kept, ddof 1 per
-    client). This is a trimmed, leave-the-episodes-out estimate in the spirit of robust
-    change-point detection; leaving out the noise dips that pass the threshold too makes
-    it a few per cent smaller than the SD of data without ruptures (measured in NOTES.md).
+    client; clients with fewer than two sessions kept add nothing). This is a trimmed,
+    leave-the-episodes-out estimate in the spirit of robust change-point detection;
+    leaving out the noise dips that pass the threshold too makes it a few per cent smaller
+    than the SD of data without ruptures (measured in NOTES.md).
+
+    Every client of a group is handled at once; the sums are added client by client in
+    ``client_id`` order, as one would by hand, so the result does not depend on how the
+    work is split.
 
     Returns
     -------
@@ -428,23 +440,31 @@ def clean_within_sd(series: pd.DataFrame, z: float, before: int, after: int, max
         ``rater, scale, within_clean``.
     """
     rows = []
-    for (rater, scale), grp in series.groupby(["rater", "scale"], sort=True):
-        parts = [(g["score"].to_numpy(dtype=float),
-                  *dip_contrasts(g["session"].to_numpy(), g["score"].to_numpy(), max_gap,
-                                 before, after))
-                 for _, g in grp.groupby("client_id", sort=True)]
+    data = series.sort_values(["rater", "scale", "client_id", "session"], kind="mergesort")
+    for (rater, scale), grp in data.groupby(["rater", "scale"], sort=True):
+        sid = grp.groupby("client_id", sort=True).ngroup().to_numpy()
+        x = grp["score"].to_numpy(dtype=float)
+        _pre, contrast, m = dip_contrasts(grp["session"].to_numpy(), x, max_gap, before,
+                                          after, sid)
+        n_clients = int(sid.max()) + 1 if len(sid) else 0
         sd = np.nan
         for _ in range(max_iter):
-            ss, dof = 0.0, 0
-            for x, _pre, contrast, m in parts:
-                keep = np.ones(len(x), dtype=bool)
-                if np.isfinite(sd):
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        keep &= ~(contrast >= z * sd * np.sqrt(1.0 + 1.0 / m))
-                if keep.sum() >= 2:
-                    xx = x[keep]
-                    ss += float(((xx - xx.mean()) ** 2).sum())
-                    dof += len(xx) - 1
+            keep = np.ones(len(x), dtype=bool)
+            if np.isfinite(sd):
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    keep &= ~(contrast >= z * sd * np.sqrt(1.0 + 1.0 / m))
+            kept = np.bincount(sid[keep], minlength=n_clients)
+            stops = np.cumsum(kept)
+            starts = stops - kept
+            xk = x[keep]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean = range_sums(xk, starts, stops) / kept
+            dev2 = (xk - np.repeat(mean, kept)) ** 2
+            used = kept >= 2
+            per_client = range_sums(dev2, starts[used], stops[used])
+            # Added one client after another (not numpy's pairwise order).
+            ss = float(np.add.accumulate(per_client)[-1]) if len(per_client) else 0.0
+            dof = int((kept[used] - 1).sum())
             new = float(np.sqrt(ss / dof)) if dof > 0 else np.nan
             if not np.isfinite(new) or (np.isfinite(sd) and abs(new - sd) < 1e-9):
                 sd = new
@@ -483,7 +503,7 @@ def scale_reliability(alliance: pd.DataFrame, inst: Any, which: str = "alpha",
 
     out: dict[str, float] = {}
     if set(inst.item_columns) <= set(alliance.columns):
-        rel = reliability(alliance, inst)
+        rel = reliability(alliance, inst, omega=which == "omega_total")
         for rec in rel.itertuples(index=False):
             value = getattr(rec, which)
             if pd.notna(value):

@@ -59,10 +59,10 @@ from pipeline.ruptures.criteria import (
     Rules,
     clean_within_sd,
     dip_contrasts,
-    segments,
     series_sd,
     thresholds,
 )
+from pipeline.ruptures.windows import range_sums, segment_bounds
 
 EPISODE_COLUMNS: tuple[str, ...] = (
     "client_id", "therapist_id", "rater", "criterion", "scale", "rupture_session",
@@ -107,10 +107,102 @@ def alliance_series(scored: pd.DataFrame, scales: Sequence[str] = SCALES) -> pd.
     return long.sort_values([*SERIES_KEYS, "session"], kind="mergesort").reset_index(drop=True)
 
 
-def _repaired(score: float, pre: float, threshold: float, mode: str) -> bool:
+STATUS_CODES = {0: "repaired", 1: "unrepaired", 2: "censored"}
+"""Codes of :data:`STATUSES` in :func:`detect_rows`."""
+
+
+def _repaired(score: np.ndarray, pre: np.ndarray, threshold: np.ndarray,
+              mode: str) -> np.ndarray:
     if mode == "pre_level":
-        return bool(score >= pre - 1e-9)
-    return bool(pre - score < threshold - 1e-9)
+        return score >= pre - 1e-9
+    return pre - score < threshold - 1e-9
+
+
+def detect_rows(series_id: np.ndarray, sessions: np.ndarray, scores: np.ndarray,
+                threshold: np.ndarray, rules: Rules, repair: str = "pre_level",
+                repaired_only: bool = False, dip: tuple[int, int] | None = None,
+                min_drop: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Episodes of many series at once (the rules of this module's docstring).
+
+    Parameters
+    ----------
+    series_id
+        Series of each row; the rows of one series are adjacent and their sessions
+        increasing (not checked here: :func:`detect_series` checks one series).
+    sessions, scores
+        Observed session numbers and their scores (no missing values).
+    threshold
+        Each row's drop threshold in score points (its series'); NaN or <= 0: the
+        criterion does not apply and the series has no episode.
+    rules, repair, repaired_only, dip
+        As for :func:`detect_series`.
+    min_drop
+        Each row's reliable drop also required (``dip``); ``None``: 0.
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        One entry per episode, in row order: ``row`` (rupture row), ``repair_row`` (-1
+        unless repaired), ``status`` (codes of :data:`STATUS_CODES`), ``pre_level``,
+        ``depth``.
+    """
+    s = np.asarray(sessions, dtype=np.int64)
+    x = np.asarray(scores, dtype=float)
+    thr = np.asarray(threshold, dtype=float)
+    n = len(x)
+    pos = np.arange(n)
+    start, end = segment_bounds(series_id, s, rules.max_gap)
+    with np.errstate(invalid="ignore"):
+        usable = np.isfinite(thr) & (thr > 0)
+    pre = np.full(n, np.nan)
+    if dip is None:
+        # Rule 1: the mean of up to pre_sessions previous sessions of the segment.
+        lo = np.maximum(start, pos - rules.pre_sessions)
+        at = np.flatnonzero((pos > start) & usable)
+        pre[at] = range_sums(x, lo[at], at) / (at - lo[at])
+        hit = pre[at] - x[at] >= thr[at] - 1e-9
+    else:
+        # Rule 7: the dip contrast, and the reliable drop from the pre-drop level.
+        dip_pre, contrast, m = dip_contrasts(s, x, rules.max_gap, dip[0], dip[1], series_id)
+        at = np.flatnonzero((m > 0) & usable)
+        pre[at] = dip_pre[at]
+        need = np.zeros(n) if min_drop is None else np.asarray(min_drop, dtype=float)
+        hit = ((contrast[at] >= thr[at] * np.sqrt(1.0 + 1.0 / m[at]) - 1e-9)
+               & (pre[at] - x[at] >= need[at] - 1e-9))
+    found = at[hit]
+    # Rules 3-4: the first session within the window back at the repair level, else
+    # unrepaired (a session after the window) or censored (the segment ends first).
+    k_found = len(found)
+    status = np.full(k_found, 2, dtype=np.int64)
+    repair_row = np.full(k_found, -1, dtype=np.int64)
+    resume = end[found].copy()  # censored: the rest of the segment is skipped
+    open_ = np.ones(k_found, dtype=bool)
+    for step in range(1, rules.window + 2):
+        j = found + step
+        open_ &= j < end[found]
+        jj = np.minimum(j, max(n - 1, 0))
+        beyond = open_ & (s[jj] - s[found] > rules.window)
+        status[beyond] = 1
+        resume[beyond] = j[beyond]
+        open_ &= ~beyond
+        back = open_ & _repaired(x[jj], pre[found], thr[found], repair)
+        status[back] = 0
+        repair_row[back] = j[back]
+        resume[back] = j[back] + 1
+        open_ &= ~back
+    # Rule 5: scanning resumes after an episode; a later drop inside it is not a new one.
+    chosen = []
+    nxt = 0
+    for k, (row, res) in enumerate(zip(found.tolist(), resume.tolist(), strict=True)):
+        if row >= nxt:
+            chosen.append(k)
+            nxt = res
+    pick = np.asarray(chosen, dtype=np.int64)
+    if repaired_only:
+        pick = pick[status[pick] == 0]
+    rows = found[pick]
+    return {"row": rows, "repair_row": repair_row[pick], "status": status[pick],
+            "pre_level": pre[rows], "depth": pre[rows] - x[rows]}
 
 
 def detect_series(sessions: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray,
@@ -151,60 +243,22 @@ def detect_series(sessions: Sequence[int] | np.ndarray, scores: Sequence[float] 
         raise ValueError("sessions must be increasing and match the scores")
     if not np.isfinite(threshold) or threshold <= 0:
         return []
-    # Segment id: a new segment after a gap of more than max_gap missed sessions.
-    segment = segments(s, rules.max_gap) if len(s) else np.zeros(0, dtype=int)
-    if dip is not None:
-        dip_pre, contrast, m = dip_contrasts(s, x, rules.max_gap, dip[0], dip[1])
+    n = len(s)
+    found = detect_rows(np.zeros(n, dtype=np.int64), s, x, np.full(n, float(threshold)),
+                        rules, repair, repaired_only, dip, np.full(n, float(min_drop)))
     episodes: list[dict[str, Any]] = []
-    i, n = 1, len(s)
-    while i < n:
-        if segment[i] != segment[i - 1]:
-            i += 1
-            continue
-        if dip is None:
-            lo = i - 1
-            while lo > 0 and segment[lo - 1] == segment[i] and i - lo < rules.pre_sessions:
-                lo -= 1
-            pre = float(x[lo:i].mean())
-            found = pre - x[i] >= threshold - 1e-9
-        else:
-            pre = float(dip_pre[i])
-            found = bool(m[i] > 0
-                         and contrast[i] >= threshold * np.sqrt(1.0 + 1.0 / m[i]) - 1e-9
-                         and pre - x[i] >= min_drop - 1e-9)
-        depth = pre - x[i]
-        if not found:
-            i += 1
-            continue
-        status, repair_at, j = "censored", None, i + 1
-        while j < n and segment[j] == segment[i]:
-            if s[j] - s[i] > rules.window:
-                status = "unrepaired"
-                break
-            if _repaired(x[j], pre, threshold, repair):
-                status, repair_at = "repaired", j
-                break
-            j += 1
-        episode = {
+    for i, r, code, pre, depth in zip(found["row"].tolist(), found["repair_row"].tolist(),
+                                      found["status"].tolist(), found["pre_level"].tolist(),
+                                      found["depth"].tolist(), strict=True):
+        episodes.append({
             "rupture_session": int(s[i]),
-            "repair_session": None if repair_at is None else int(s[repair_at]),
-            "status": status,
-            "depth": float(depth),
-            "length": None if repair_at is None else int(s[repair_at] - s[i]),
+            "repair_session": None if r < 0 else int(s[r]),
+            "status": STATUS_CODES[code],
+            "depth": depth,
+            "length": None if r < 0 else int(s[r] - s[i]),
             "pre_level": pre,
             "rupture_score": float(x[i]),
-        }
-        if status == "repaired" or not repaired_only:
-            episodes.append(episode)
-        if repair_at is not None:
-            # The repair session can be the pre-drop level of the next drop.
-            i = repair_at + 1
-        elif status == "unrepaired":
-            i = j
-        else:
-            # Censored: skip to the next segment.
-            nxt = np.flatnonzero(segment > segment[i])
-            i = int(nxt[0]) + 1 if nxt.size else n
+        })
     return episodes
 
 
@@ -232,12 +286,23 @@ def detect_episodes(series: pd.DataFrame, criteria: Sequence[Criterion], rules: 
         criterion, n_sessions, first_session, last_session, threshold, min_drop, note``
         (also row-level; the summaries aggregate it).
     """
+    keys = list(SERIES_KEYS)
     sds = series_sd(series, rules.min_sessions_client_sd)
-    info = series.groupby(list(SERIES_KEYS), sort=True).agg(
+    # One row per series, in the sorted key order of sds.
+    info = series.groupby(keys, sort=True).agg(
         therapist_id=("therapist_id", "first"), first_session=("session", "min"),
         last_session=("session", "max")).reset_index()
-    groups = {key: g for key, g in series.groupby(list(SERIES_KEYS), sort=True)}
-    rows: list[dict[str, Any]] = []
+    info = info.merge(sds[[*keys, "n_sessions"]], on=keys)
+    # Every series at once: rows sorted by series, then session; series k of the flat
+    # table is row k of sds and info (both sorted by the same keys).
+    flat = series.sort_values([*keys, "session"], kind="mergesort")
+    sid = flat.groupby(keys, sort=True).ngroup().to_numpy()
+    if not (sds[keys].reset_index(drop=True).equals(info[keys])):
+        raise AssertionError("series variability and series info are not aligned")
+    sessions = flat["session"].to_numpy(dtype=np.int64)
+    scores = flat["score"].to_numpy(dtype=float)
+    extra = info.drop(columns=keys)
+    parts: list[pd.DataFrame] = []
     applied = []
     for crit in criteria:
         crit_sds = sds
@@ -245,26 +310,45 @@ def detect_episodes(series: pd.DataFrame, criteria: Sequence[Criterion], rules: 
             crit_sds = sds.merge(
                 clean_within_sd(series, crit.z, crit.before, crit.after, rules.max_gap),
                 on=["rater", "scale"], how="left")
-        thr = thresholds(crit_sds, crit, reliability).merge(info, on=list(SERIES_KEYS))
-        thr = thr.merge(sds[[*SERIES_KEYS, "n_sessions"]], on=list(SERIES_KEYS))
+        # thresholds keeps the rows of crit_sds (a left merge keeps those of sds).
+        thr = pd.concat([thresholds(crit_sds, crit, reliability).reset_index(drop=True),
+                         extra], axis=1)
         thr["criterion"] = crit.name
         applied.append(thr)
-        for rec in thr.to_dict("records"):
-            g = groups[(rec["client_id"], rec["rater"], rec["scale"])]
-            found = detect_series(g["session"].to_numpy(), g["score"].to_numpy(),
-                                  float(rec["threshold"]), rules, crit.repair,
-                                  crit.repaired_only,
-                                  (crit.before, crit.after) if crit.kind == "dip" else None,
-                                  float(rec["min_drop"]))
-            for ep in found:
-                rows.append({
-                    **{k: rec[k] for k in ("client_id", "therapist_id", "rater", "scale",
-                                           "first_session", "last_session")},
-                    "criterion": crit.name, "threshold": float(rec["threshold"]), **ep,
-                })
-    episodes = pd.DataFrame(rows, columns=list(EPISODE_COLUMNS))
-    for col in ("repair_session", "length"):
-        episodes[col] = episodes[col].astype("Int64")
+        row_thr = thr["threshold"].to_numpy(dtype=float)[sid]
+        row_min = thr["min_drop"].to_numpy(dtype=float)[sid]
+        found = detect_rows(sid, sessions, scores, row_thr, rules, crit.repair,
+                            crit.repaired_only,
+                            (crit.before, crit.after) if crit.kind == "dip" else None,
+                            row_min)
+        if not len(found["row"]):
+            continue
+        rows, rep = found["row"], found["repair_row"]
+        per = thr.iloc[sid[rows]].reset_index(drop=True)
+        repaired = rep >= 0
+        repair_session = np.where(repaired, sessions[np.maximum(rep, 0)], 0).astype(np.int64)
+        parts.append(pd.DataFrame({
+            **{k: per[k] for k in ("client_id", "therapist_id", "rater", "scale")},
+            "criterion": crit.name,
+            "rupture_session": sessions[rows],
+            "repair_session": pd.arrays.IntegerArray(repair_session, ~repaired),
+            "status": np.array([STATUS_CODES[c] for c in found["status"].tolist()],
+                               dtype=object),
+            "depth": found["depth"],
+            "length": pd.arrays.IntegerArray(repair_session - np.where(
+                repaired, sessions[rows], 0), ~repaired),
+            "pre_level": found["pre_level"],
+            "rupture_score": scores[rows],
+            "threshold": per["threshold"].to_numpy(dtype=float),
+            "first_session": per["first_session"],
+            "last_session": per["last_session"],
+        })[list(EPISODE_COLUMNS)])
+    if parts:
+        episodes = pd.concat(parts, ignore_index=True)
+    else:
+        episodes = pd.DataFrame([], columns=list(EPISODE_COLUMNS))
+        for col in ("repair_session", "length"):
+            episodes[col] = episodes[col].astype("Int64")
     order = {c.name: i for i, c in enumerate(criteria)}
     episodes = episodes.assign(_o=episodes["criterion"].map(order)).sort_values(
         ["_o", "scale", "rater", "client_id", "rupture_session"], kind="mergesort"

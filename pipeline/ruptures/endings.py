@@ -41,9 +41,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
-import statsmodels.formula.api as smf
 from scipy import stats
+
+# The GLM class itself, not statsmodels.api (which imports every statsmodels subpackage:
+# about 2 s of the stage's start-up). statsmodels.formula.api.glm is GLM.from_formula.
+from statsmodels.genmod.families import Binomial
+from statsmodels.genmod.generalized_linear_model import GLM
 
 from pipeline.describe import suppress_counts
 
@@ -72,8 +75,11 @@ def person_period(series: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFrame:
     ends = clients.dropna(subset=["ending"])[["client_id", "ending"]]
     data = series.merge(ends, on="client_id").sort_values(["client_id", "session"])
     data = data.rename(columns={"score": "alliance"})
-    earlier = data.groupby("client_id")["alliance"].transform(
-        lambda x: x.shift(1).expanding().mean())
+    # Mean of the earlier sessions: the expanding mean of the shifted scores, per client
+    # (one grouped call; the same numbers as the expanding mean of each client alone).
+    shifted = data.groupby("client_id")["alliance"].shift(1)
+    earlier = (shifted.groupby(data["client_id"]).expanding().mean()
+               .reset_index(level=0, drop=True).reindex(data.index))
     grand = float(data.groupby("client_id")["alliance"].mean().mean())
     data["alliance_within"] = data["alliance"] - earlier
     data["alliance_between"] = earlier - grand
@@ -118,7 +124,7 @@ def fit_endings(pp: pd.DataFrame, formula: str, conf_level: float,
         return ("not estimable", "one therapist: clustered standard errors need several",
                 pd.DataFrame())
     try:
-        model = smf.glm(formula, pp, family=sm.families.Binomial())
+        model = GLM.from_formula(formula, pp, family=Binomial())
         groups = pd.factorize(pp["therapist_id"])[0]
         res = model.fit(cov_type="cluster", cov_kwds={"groups": groups})
     except Exception as exc:  # recorded, never stops the stage

@@ -53,20 +53,22 @@ def recovery(episodes: pd.DataFrame, truth: pd.DataFrame, series: pd.DataFrame,
         not-repaired status agrees with the truth, censored ones left out).
     """
     ser = series[(series["scale"] == scale) & (series["rater"] == rater)]
-    rated = ser.groupby("client_id")["session"].agg(list).to_dict()
-    observable = []
-    for rec in truth.itertuples(index=False):
-        sess = rated.get(rec.client_id, [])
-        observable.append(rec.rupture_session in sess
-                          and any(s < rec.rupture_session for s in sess))
+    # Observable: the rupture session was rated, and an earlier session too.
+    rated = set(zip(ser["client_id"], ser["session"], strict=True))
+    first = ser.groupby("client_id")["session"].min().to_dict()
+    observable = [(c, r) in rated and first[c] < r
+                  for c, r in zip(truth["client_id"], truth["rupture_session"], strict=True)]
     tr = truth.assign(observable=observable)
+    ep = episodes[(episodes["scale"] == scale) & (episodes["rater"] == rater)]
+    # Every criterion's detections against the truth in one merge (an inner merge keeps
+    # the order of the detections, so each criterion's rows are as if merged alone).
+    paired = ep.merge(tr, on="client_id", suffixes=("", "_true"))
+    paired = paired[(paired["rupture_session"] - paired["rupture_session_true"]).abs()
+                    <= tolerance]
     rows = []
     for crit in criteria:
-        det = episodes[(episodes["criterion"] == crit.name) & (episodes["scale"] == scale)
-                       & (episodes["rater"] == rater)]
-        merged = det.merge(tr, on="client_id", suffixes=("", "_true"))
-        merged = merged[(merged["rupture_session"] - merged["rupture_session_true"]).abs()
-                        <= tolerance]
+        det = ep[ep["criterion"] == crit.name]
+        merged = paired[paired["criterion"] == crit.name]
         matched_det = merged.drop_duplicates(["client_id", "rupture_session"])
         matched_true = merged[merged["observable"]].drop_duplicates(
             ["client_id", "rupture_session_true"])
@@ -112,11 +114,10 @@ def scenario_recovery(params: Mapping[str, Any], depth_sd: float, p_client: floa
     """
     import copy
 
-    from pipeline.instruments import load_instrument
     from pipeline.ruptures.criteria import load_criteria, load_rules, scale_reliability
     from pipeline.ruptures.detect import alliance_series, detect_episodes
     from pipeline.score import score_alliance
-    from pipeline.simulation.dataset import ALLIANCE_INSTRUMENT, simulate_dataset
+    from pipeline.simulation.dataset import simulate_alliance
 
     cfg = copy.deepcopy(dict(params["simulate"]))
     if seed is not None:
@@ -126,16 +127,18 @@ def scenario_recovery(params: Mapping[str, Any], depth_sd: float, p_client: floa
                        "length_values": [1], "length_probs": [1.0], "p_repair": 1.0}
     cfg["endings"] = {**dict(cfg.get("endings") or {}), "enabled": False}
     cfg.update(p_attend=1.0, p_alliance_form=1.0, p_item_missing=0.0)
-    sim = simulate_dataset(cfg)
-    inst = load_instrument(ALLIANCE_INSTRUMENT)
-    scored, _ = score_alliance(sim.alliance, inst)
+    # The alliance part of simulate_dataset (the same draws; no outcome is needed here).
+    sim = simulate_alliance(cfg)
+    alliance, inst = sim.alliance, sim.wai
+    scored, _ = score_alliance(alliance, inst)
     series = alliance_series(scored, ["total"])
     criteria = load_criteria(params["ruptures"])
     rules = load_rules(params["ruptures"])
     which = next((c.reliability for c in criteria if c.kind == "rci"), "alpha")
     episodes, _ = detect_episodes(series, criteria, rules,
-                                  scale_reliability(sim.alliance, inst, which))
-    truth = sim.episodes if len(sim.episodes) else pd.DataFrame(
+                                  scale_reliability(alliance, inst, which))
+    injected = sim.ruptures.episodes
+    truth = injected if len(injected) else pd.DataFrame(
         columns=["client_id", "rupture_session", "repaired", "repair_session"])
     table = recovery(episodes, truth, series, criteria)
     table["n_sessions"] = len(series)

@@ -51,7 +51,10 @@ def _truth_episodes(params: Mapping[str, Any]) -> pd.DataFrame | None:
     path = Path(params["data"]["alliance"]).parent / "truth.yaml"
     if not path.is_file():
         return None
-    truth = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    # libyaml's parser when installed (the same document, ten times faster on this
+    # generated file); yaml.SafeLoader otherwise.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    truth = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
     eps = (truth.get("ruptures") or {}).get("episodes")
     if not eps:
         return None
@@ -116,7 +119,7 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
          f"row-level table: {episodes_out}")
 
     has_outcome = outcome is not None and outcome_inst is not None
-    if has_outcome:
+    if outcome is not None and outcome_inst is not None:
         o_scored, _ = score_outcome(outcome, outcome_inst, higher_is_better=bool(
             params["instruments"].get("outcome_higher_is_better", True)))
         wellbeing = o_scored[["client_id", "session", "wellbeing"]]

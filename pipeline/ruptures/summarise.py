@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import combinations, pairwise
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -169,17 +170,20 @@ def agreement(episodes: pd.DataFrame, applied: pd.DataFrame, criteria: Sequence[
     ok = applied[applied["threshold"].notna()]
     for (rater, scale), g in ok.groupby(["rater", "scale"]):
         sub = episodes[(episodes["rater"] == rater) & (episodes["scale"] == scale)]
+        # Per criterion: clients it applies to, clients with an episode, and the
+        # (client, rupture session) pairs it found.
+        applies = {n: set(c) for n, c in g.groupby("criterion")["client_id"]}
+        found = {n: set(c) for n, c in sub.groupby("criterion")["client_id"]}
+        sessions = {n: set(zip(e["client_id"], e["rupture_session"], strict=True))
+                    for n, e in sub.groupby("criterion")}
         for a, b in combinations(names, 2):
-            clients = sorted(set(g.loc[g["criterion"] == a, "client_id"])
-                             & set(g.loc[g["criterion"] == b, "client_id"]))
+            clients = sorted(applies.get(a, set()) & applies.get(b, set()))
             if not clients:
                 continue
-            ea = sub[sub["criterion"] == a]
-            eb = sub[sub["criterion"] == b]
-            has_a = np.isin(clients, ea["client_id"].unique())
-            has_b = np.isin(clients, eb["client_id"].unique())
-            sa = set(zip(ea["client_id"], ea["rupture_session"], strict=True))
-            sb = set(zip(eb["client_id"], eb["rupture_session"], strict=True))
+            with_a, with_b = found.get(a, set()), found.get(b, set())
+            has_a = np.array([c in with_a for c in clients], dtype=bool)
+            has_b = np.array([c in with_b for c in clients], dtype=bool)
+            sa, sb = sessions.get(a, set()), sessions.get(b, set())
             union = sa | sb
             rows.append({
                 "rater": rater, "scale": scale, "criterion_a": a, "criterion_b": b,
@@ -229,29 +233,41 @@ def course(episodes: pd.DataFrame, series: pd.DataFrame, wellbeing: pd.DataFrame
     sources = {"alliance": alli[["client_id", "session", "dev"]],
                "wellbeing": wb[["client_id", "session", "dev"]]}
     ep = episodes[(episodes["scale"] == scale) & (episodes["rater"] == rater)]
+    ep = ep[["criterion", "status", "client_id", "rupture_session"]]
+    # The scores of every episode at each offset, per variable: one merge for all
+    # criteria and statuses (an inner merge keeps the episodes' order, and a group keeps
+    # its rows' order, so each cell's values come in the order of a merge of its own).
+    cells: dict[tuple[str, str, str, int], np.ndarray] = {}
+    for variable, src in sources.items():
+        merged = ep.merge(src, on="client_id")
+        merged["offset"] = merged["session"] - merged["rupture_session"]
+        merged = merged[merged["offset"].between(-before, after)]
+        for key, cell in merged.groupby(["criterion", "status", "offset"], sort=False)["dev"]:
+            name, status, offset = cast(tuple[Any, Any, Any], key)
+            cells[(str(name), str(status), variable, int(offset))] = cell.to_numpy(
+                dtype=float)
+    empty = np.zeros(0)
     rows = []
     for crit in criteria:
-        e = ep[ep["criterion"] == crit.name]
         for status in STATUSES:
-            es = e[e["status"] == status][["client_id", "rupture_session"]].reset_index(
-                drop=True).reset_index(names="episode")
-            for variable, src in sources.items():
-                merged = es.merge(src, on="client_id")
-                merged["offset"] = merged["session"] - merged["rupture_session"]
-                merged = merged[merged["offset"].between(-before, after)]
+            for variable in sources:
                 for offset in range(-before, after + 1):
-                    vals = merged.loc[merged["offset"] == offset, "dev"].to_numpy(dtype=float)
+                    vals = cells.get((crit.name, status, variable, offset), empty)
                     n = len(vals)
-                    mean = float(vals.mean()) if n else np.nan
-                    sd = float(vals.std(ddof=1)) if n > 1 else np.nan
-                    half = (stats.t.ppf(0.5 + conf_level / 2, n - 1) * sd / np.sqrt(n)
-                            if n > 1 else np.nan)
                     rows.append({"criterion": crit.name, "status": status,
                                  "variable": variable, "offset": offset, "n": n,
-                                 "mean": mean, "sd": sd, "conf_low": mean - half,
-                                 "conf_high": mean + half})
+                                 "mean": float(vals.mean()) if n else np.nan,
+                                 "sd": float(vals.std(ddof=1)) if n > 1 else np.nan})
     table = pd.DataFrame(rows, columns=["criterion", "status", "variable", "offset", "n",
-                                        "mean", "sd", "conf_low", "conf_high"])
+                                        "mean", "sd"])
+    # t interval, computed for every cell at once (the same values as cell by cell).
+    n_all = table["n"].to_numpy()
+    half = np.full(len(table), np.nan)
+    some = n_all > 1
+    half[some] = (stats.t.ppf(0.5 + conf_level / 2, n_all[some] - 1)
+                  * table["sd"].to_numpy()[some] / np.sqrt(n_all[some]))
+    table["conf_low"] = table["mean"] - half
+    table["conf_high"] = table["mean"] + half
     small = table["n"] < min_cell
     table.loc[small, ["n", "mean", "sd", "conf_low", "conf_high"]] = np.nan
     table["suppressed"] = small

@@ -64,6 +64,7 @@ from pipeline.simulation.items import blank_items, outcome_items
 from pipeline.simulation.outcome import ModelTruth, check_truth, simulate_outcome
 from pipeline.simulation.ruptures import (
     EPISODE_COLUMNS,
+    Ruptures,
     inject_ruptures,
     no_ruptures,
     rupture_truth,
@@ -152,6 +153,110 @@ def _outcome_predictors(rows: pd.DataFrame, design: pd.DataFrame,
     return out
 
 
+@dataclass(frozen=True)
+class AllianceDraw:
+    """Steps 1-6 of :func:`simulate_dataset`: the caseload, the alliance as answered, the
+    injected ruptures and the endings, with the random streams in the state they leave.
+
+    ``rows`` are every planned-and-attended session (``ids`` its keys), ``kept`` those
+    before an unplanned ending; ``has_alliance`` / ``has_outcome`` the returned forms
+    (already limited to ``kept``); ``swem_blank`` the outcome blanks drawn in step 5.
+    """
+
+    rng: dict[str, np.random.Generator]
+    wai: Instrument
+    swem: Instrument
+    clients: pd.DataFrame
+    rows: pd.DataFrame
+    ids: pd.DataFrame
+    covariates: pd.DataFrame
+    wai_items: pd.DataFrame
+    alliance_scored: pd.DataFrame | None
+    swem_blank: np.ndarray
+    has_alliance: np.ndarray
+    has_outcome: np.ndarray
+    kept: np.ndarray
+    ending: np.ndarray | None
+    ruptures: Ruptures
+    sigma: float
+
+    def subscale_scores(self) -> np.ndarray:
+        """Goal, task and bond of every drawn row as the project scores them (``rows``
+        order, before forms and endings)."""
+        scored = self.alliance_scored
+        if scored is None:
+            from pipeline.score import score_alliance
+
+            scored, _ = score_alliance(pd.concat([self.ids, self.wai_items], axis=1), self.wai)
+        return scored[list(SUBSCALES)].to_numpy(dtype=float)
+
+    @property
+    def alliance(self) -> pd.DataFrame:
+        """The alliance file: client_id, therapist_id, session, WAI-SR items (Int64)."""
+        alliance = pd.concat([self.ids, self.wai_items.astype("Int64")],
+                             axis=1)[self.has_alliance]
+        return alliance.reset_index(drop=True)
+
+
+def simulate_alliance(config: Mapping[str, Any]) -> AllianceDraw:
+    """Steps 1-6 of :func:`simulate_dataset` alone (no outcome): the same draws, so the
+    alliance file and injected episodes are those :func:`simulate_dataset` returns for
+    the same settings. For studies of the alliance rules (the rupture benchmark)."""
+    from pipeline.score import score_alliance
+
+    rng = _streams(int(config["seed"]))
+    wai, swem = load_instrument(ALLIANCE_INSTRUMENT), load_instrument(OUTCOME_INSTRUMENT)
+    process = process_from_settings(config["alliance"], "simulate.alliance")
+    p_blank = float(config["p_item_missing"])
+    rup_cfg = dict(config.get("ruptures") or {})
+    end_cfg = dict(config.get("endings") or {})
+
+    # 1-2. design and covariates
+    clients = caseload_clients(caseload_from_settings(config), rng["design"])
+    rows = attended_sessions(clients, float(config["p_attend"]), rng["design"])
+    covariates = client_covariates(clients, rng["covariates"])
+    n = len(rows)
+
+    # 3-4. latent alliance, lowered by injected ruptures
+    parts = latent_parts(rows, process, rng["alliance"])
+    sigma = sigma_total(process, wai.n_items)
+    ruptures = (inject_ruptures(rup_cfg, clients, rows, float(rup_cfg["depth_sd"]) * sigma,
+                                rng["ruptures"])
+                if rup_cfg.get("enabled", False) else no_ruptures(n))
+    latent = parts.latent - ruptures.drop[:, None]
+
+    # 5. items as answered, blanks, returned forms
+    wai_items = blank_items(alliance_items(latent, wai, process.item_sd, rng["items"]),
+                            p_blank, rng["items"])
+    swem_blank = rng["items"].random((n, swem.n_items)) < p_blank
+    has_alliance = rng["forms"].random(n) < float(config["p_alliance_form"])
+    has_outcome = rng["forms"].random(n) < float(config["p_outcome_form"])
+    ids = rows[["client_id", "therapist_id", "session"]]
+
+    # 6. unplanned endings: later sessions are not attended
+    ending = None
+    kept = np.ones(n, dtype=bool)
+    alliance_scored = None  # scored here only when the endings need it
+    if end_cfg.get("enabled", False):
+        alliance_scored, _ = score_alliance(pd.concat([ids, wai_items], axis=1), wai)
+        person = (parts.therapist + parts.client).mean(axis=1)
+        expected = parts.trend.mean(axis=1) + person
+        observed = np.where(has_alliance,
+                            alliance_scored["alliance_total"].to_numpy(dtype=float), np.nan)
+        observed = np.where(np.isnan(observed), latent.mean(axis=1), observed)
+        endings = draw_endings(end_cfg, clients, rows, observed - expected, person,
+                               rng["endings"])
+        kept, ending = endings.kept, endings.ending
+    has_alliance &= kept
+    has_outcome &= kept
+    return AllianceDraw(rng=rng, wai=wai, swem=swem, clients=clients, rows=rows, ids=ids,
+                        covariates=covariates,
+                        wai_items=wai_items, alliance_scored=alliance_scored,
+                        swem_blank=swem_blank,
+                        has_alliance=has_alliance, has_outcome=has_outcome, kept=kept,
+                        ending=ending, ruptures=ruptures, sigma=sigma)
+
+
 def simulate_dataset(config: Mapping[str, Any]) -> SimulatedData:
     """Simulate alliance, outcome and client files from the ``simulate:`` settings.
 
@@ -171,52 +276,16 @@ def simulate_dataset(config: Mapping[str, Any]) -> SimulatedData:
     from pipeline.models import load_specs, model_data
     from pipeline.score import merge_scores, score_alliance, score_outcome
 
-    rng = _streams(int(config["seed"]))
-    wai, swem = load_instrument(ALLIANCE_INSTRUMENT), load_instrument(OUTCOME_INSTRUMENT)
-    process = process_from_settings(config["alliance"], "simulate.alliance")
+    # 1-6. design, covariates, alliance, ruptures, items and forms, endings
+    draw = simulate_alliance(config)
+    rng, clients, rows, ids = draw.rng, draw.clients, draw.rows, draw.ids
+    subscales, swem_blank, ruptures = draw.subscale_scores(), draw.swem_blank, draw.ruptures
+    has_alliance, has_outcome, kept = draw.has_alliance, draw.has_outcome, draw.kept
+    ending, sigma, covariates = draw.ending, draw.sigma, draw.covariates
+    wai, swem = draw.wai, draw.swem
     truth = model_truth(config["wellbeing"])
-    p_blank = float(config["p_item_missing"])
     rup_cfg = dict(config.get("ruptures") or {})
     end_cfg = dict(config.get("endings") or {})
-
-    # 1-2. design and covariates
-    clients = caseload_clients(caseload_from_settings(config), rng["design"])
-    rows = attended_sessions(clients, float(config["p_attend"]), rng["design"])
-    covariates = client_covariates(clients, rng["covariates"])
-    n = len(rows)
-
-    # 3-4. latent alliance, lowered by injected ruptures
-    parts = latent_parts(rows, process, rng["alliance"])
-    sigma = sigma_total(process, wai.n_items)
-    ruptures = (inject_ruptures(rup_cfg, clients, rows, float(rup_cfg["depth_sd"]) * sigma,
-                                rng["ruptures"])
-                if rup_cfg.get("enabled", False) else no_ruptures(n))
-    latent = parts.latent - ruptures.drop[:, None]
-
-    # 5. items as answered, blanks, returned forms; alliance scored by the project
-    wai_items = blank_items(alliance_items(latent, wai, process.item_sd, rng["items"]),
-                            p_blank, rng["items"])
-    swem_blank = rng["items"].random((n, swem.n_items)) < p_blank
-    has_alliance = rng["forms"].random(n) < float(config["p_alliance_form"])
-    has_outcome = rng["forms"].random(n) < float(config["p_outcome_form"])
-    ids = rows[["client_id", "therapist_id", "session"]]
-    alliance_scored, _ = score_alliance(pd.concat([ids, wai_items], axis=1), wai)
-    subscales = alliance_scored[list(SUBSCALES)].to_numpy(dtype=float)
-
-    # 6. unplanned endings: later sessions are not attended
-    ending = None
-    kept = np.ones(n, dtype=bool)
-    if end_cfg.get("enabled", False):
-        person = (parts.therapist + parts.client).mean(axis=1)
-        expected = parts.trend.mean(axis=1) + person
-        observed = np.where(has_alliance,
-                            alliance_scored["alliance_total"].to_numpy(dtype=float), np.nan)
-        observed = np.where(np.isnan(observed), latent.mean(axis=1), observed)
-        endings = draw_endings(end_cfg, clients, rows, observed - expected, person,
-                               rng["endings"])
-        kept, ending = endings.kept, endings.ending
-    has_alliance &= kept
-    has_outcome &= kept
 
     # 7. the outcome, conditional on the primary model's predictors of the rows it uses
     used = (has_alliance & has_outcome & _scorable_outcome(swem_blank, swem)
@@ -237,8 +306,7 @@ def simulate_dataset(config: Mapping[str, Any]) -> SimulatedData:
     swem_values[swem_blank[has_outcome]] = np.nan
 
     # --- the three files -----------------------------------------------------------
-    alliance = pd.concat([ids, wai_items.astype("Int64")], axis=1)[has_alliance]
-    alliance = alliance.reset_index(drop=True)
+    alliance = draw.alliance
     outcome = pd.concat([
         outcome_rows[["client_id", "session"]].reset_index(drop=True),
         pd.DataFrame(swem_values, columns=swem.item_columns).astype("Int64"),
