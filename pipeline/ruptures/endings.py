@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 # The GLM class itself, not statsmodels.api (which imports every statsmodels subpackage:
 # about 2 s of the stage's start-up). statsmodels.formula.api.glm is GLM.from_formula.
@@ -49,6 +48,7 @@ from statsmodels.genmod.families import Binomial
 from statsmodels.genmod.generalized_linear_model import GLM
 
 from pipeline.describe import suppress_counts
+from pipeline.distributions import norm_ppf, t_ppf
 
 ENDINGS = ("planned", "unplanned", "ongoing")
 """Levels of the optional ``ending`` column of the clients file."""
@@ -130,7 +130,7 @@ def fit_endings(pp: pd.DataFrame, formula: str, conf_level: float,
     except Exception as exc:  # recorded, never stops the stage
         return "failed", f"{type(exc).__name__}: {exc}", pd.DataFrame()
     est, se = res.params, res.bse
-    zc = stats.norm.ppf(0.5 + conf_level / 2)
+    zc = norm_ppf(0.5 + conf_level / 2)
     coefs = pd.DataFrame({
         "term": list(est.index), "estimate": est.to_numpy(), "std_error": se.to_numpy(),
         "statistic": (est / se).to_numpy(), "p_value": res.pvalues.to_numpy(),
@@ -176,7 +176,7 @@ def last_session(series: pd.DataFrame, min_cell: int, conf_level: float) -> pd.D
     diff = (last - others).dropna()
     k = len(diff)
     mean = float(diff.mean()) if k else np.nan
-    half = (stats.t.ppf(0.5 + conf_level / 2, k - 1) * diff.std(ddof=1) / np.sqrt(k)
+    half = (t_ppf(0.5 + conf_level / 2, k - 1) * diff.std(ddof=1) / np.sqrt(k)
             if k > 1 else np.nan)
     table = pd.DataFrame([{
         "n_clients": k, "mean_difference": mean, "conf_low": mean - half,

@@ -37,7 +37,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from pipeline.distributions import norm_ppf
 
 GROUPS = ("none", "repaired", "unrepaired", "censored")
 """Client groups by their episodes (``censored`` is left out of the model)."""
@@ -264,7 +265,7 @@ def repair_correlation(data: pd.DataFrame, reference_r: float,
     beta, *_ = np.linalg.lstsq(x, d["change"].to_numpy(dtype=float), rcond=None)
     resid = d["change"].to_numpy(dtype=float) - x @ beta
     r = float(np.corrcoef(d["repaired"], resid)[0, 1])
-    zc = stats.norm.ppf(0.5 + conf_level / 2) / np.sqrt(max(len(d) - 3, 1))
+    zc = norm_ppf(0.5 + conf_level / 2) / np.sqrt(max(len(d) - 3, 1))
     lo, hi = np.tanh(np.arctanh(r) - zc), np.tanh(np.arctanh(r) + zc)
     inside = bool(reference_interval[0] <= r <= reference_interval[1])
     return {**out, "r": r, "conf_low": float(lo), "conf_high": float(hi),

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
+from pipeline import yamlfile
 from pipeline.outputs import write_csv, write_json
 from pipeline.ruptures import endings as E
 from pipeline.ruptures import outcome as O
@@ -51,10 +51,7 @@ def _truth_episodes(params: Mapping[str, Any]) -> pd.DataFrame | None:
     path = Path(params["data"]["alliance"]).parent / "truth.yaml"
     if not path.is_file():
         return None
-    # libyaml's parser when installed (the same document, ten times faster on this
-    # generated file); yaml.SafeLoader otherwise.
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    truth = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
+    truth = yamlfile.safe_load(path.read_text(encoding="utf-8")) or {}
     eps = (truth.get("ruptures") or {}).get("episodes")
     if not eps:
         return None

@@ -21,9 +21,9 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from pipeline.describe import suppress_counts
+from pipeline.distributions import t_ppf
 from pipeline.ruptures.criteria import Criterion, Rules
 from pipeline.ruptures.detect import STATUSES
 
@@ -264,7 +264,7 @@ def course(episodes: pd.DataFrame, series: pd.DataFrame, wellbeing: pd.DataFrame
     n_all = table["n"].to_numpy()
     half = np.full(len(table), np.nan)
     some = n_all > 1
-    half[some] = (stats.t.ppf(0.5 + conf_level / 2, n_all[some] - 1)
+    half[some] = (t_ppf(0.5 + conf_level / 2, n_all[some] - 1)
                   * table["sd"].to_numpy()[some] / np.sqrt(n_all[some]))
     table["conf_low"] = table["mean"] - half
     table["conf_high"] = table["mean"] + half
