@@ -28,7 +28,7 @@ help:
 	@echo "make test-fast - the quick tests only (no end-to-end runs)"
 	@echo "make lab    - open the notebooks in JupyterLab"
 	@echo "make lint   - ruff"
-	@echo "make bench  - benchmarks (fit time vs lme4, 2M-row inputs, coverage, ruptures, power, bootstrap)"
+	@echo "make bench  - benchmarks (fit time vs lme4, 2M-row inputs, coverage, ruptures, power, bootstrap, whole-pipeline times)"
 
 $(UV):
 	@echo "installing uv $(UV_VERSION) into .tools/"
@@ -104,6 +104,7 @@ bench: setup
 	python benchmarks/bench_ruptures.py
 	python benchmarks/bench_power.py
 	python benchmarks/coverage_bootstrap.py
+	python benchmarks/bench_repro.py
 
 clean-env:
 	rm -rf $(VENV) .tools
