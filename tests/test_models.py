@@ -667,3 +667,23 @@ def test_kenward_roger_falls_back_to_satterthwaite_as_lmertest(
                       refit_ml=False)
     assert big.fit is not None and big.fit.df_method == "Satterthwaite (lmerTest)"
     assert "more than the 10 the method is computed for here" in big.note
+
+
+@pytest.mark.parametrize("dataset, name", [("default", "primary"),
+                                           ("zero_therapist", "sens_correlated"),
+                                           ("large_therapist", "sens_ml")])
+def test_satterthwaite_hessian_from_the_analytic_gradient(reference_fits, dataset: str,
+                                                          name: str) -> None:
+    """The Hessian of lmerTest's devfun_vp from central differences of the analytic
+    gradient (and closed-form sigma entries) equals Richardson-extrapolated second
+    differences of the deviance itself (lmerTest's numDeriv way, the previous method)."""
+    from pipeline.models.engine import richardson_derivatives
+    from pipeline.models.inference import varpar_hessian
+
+    fit = reference_fits[dataset, name].fit
+    sigma = float(np.sqrt(fit.sigma2))
+    ours = varpar_hessian(fit.problem, fit.theta, sigma, fit.reml)
+    _, numeric = richardson_derivatives(
+        lambda v: fit.problem.deviance_vp(v, fit.reml), np.append(fit.theta, sigma))
+    np.testing.assert_allclose(ours, numeric, rtol=1e-4,
+                               atol=1e-5 * float(np.max(np.abs(numeric))))

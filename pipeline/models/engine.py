@@ -473,19 +473,25 @@ class Problem:
         """
         return self.deviance_and_gradient(theta, reml)[1]
 
-    def deviance_and_gradient(self, theta: np.ndarray,
-                              reml: bool) -> tuple[float, np.ndarray]:
+    def deviance_and_gradient(self, theta: np.ndarray, reml: bool,
+                              pwrss_weight: float | None = None) -> tuple[float, np.ndarray]:
         """The profiled deviance and :meth:`deviance_gradient` from one pass over the
         blocks (the deviance equals :meth:`deviance` to rounding; ``inf`` and a zero
-        gradient where a block is not positive definite)."""
+        gradient where a block is not positive definite).
+
+        With ``pwrss_weight = w`` the gradient is instead ``d log|L|^2 (+ d log|R_X|^2
+        for REML) + w d pwrss``: with ``w = 1 / sigma^2`` the theta-gradient of
+        :meth:`deviance_vp` at that sigma (the profiled deviance's own weight is
+        ``(n - p) / pwrss`` or ``n / pwrss``, so that the deviance returned is unchanged).
+        """
         theta = np.asarray(theta, dtype=float)
         lams = self.lambdas(theta)
         try:
             with np.errstate(all="ignore"):
                 if self.structure == "dense":
-                    grads, value = self._gradient_blocks_dense(lams, reml)
+                    grads, value = self._gradient_blocks_dense(lams, reml, pwrss_weight)
                 else:
-                    grads, value = self._gradient_blocks(lams, reml)
+                    grads, value = self._gradient_blocks(lams, reml, pwrss_weight)
         except (np.linalg.LinAlgError, FloatingPointError, ValueError):
             return np.inf, np.zeros(self.n_theta)
         out = np.empty(self.n_theta)
@@ -516,8 +522,8 @@ class Problem:
             value += 2.0 * float(np.sum(np.log(np.abs(np.diag(upper)))))
         return v, dof / pwrss, (mxx_inv if reml else np.zeros((p, p))), float(value)
 
-    def _gradient_blocks(self, lams: list[np.ndarray],
-                         reml: bool) -> tuple[list[np.ndarray], float]:
+    def _gradient_blocks(self, lams: list[np.ndarray], reml: bool,
+                         pwrss_weight: float | None = None) -> tuple[list[np.ndarray], float]:
         """Per factor, ``sum_levels G_g`` (see :meth:`deviance_gradient`), blocked; every
         per-client quantity is level-last (``levelwise.py``)."""
         p = self.p
@@ -547,6 +553,8 @@ class Problem:
         if nested:
             m -= lw.gram(rc, uc)
         v, coef, mxx_inv, value = self._scale(m, reml, logdet)
+        if pwrss_weight is not None:
+            coef = float(pwrss_weight)
         lam_diag = np.concatenate([np.diag(lt) for lt in lams])
         if nested:
             # blocks of A^-1 on the diagonal: [[A_ff^-1 + F S^-1 F', -F S^-1], ...] with
@@ -616,8 +624,9 @@ class Problem:
             out_all.append(out)
         return out_all
 
-    def _gradient_blocks_dense(self, lams: list[np.ndarray],
-                               reml: bool) -> tuple[list[np.ndarray], float]:
+    def _gradient_blocks_dense(self, lams: list[np.ndarray], reml: bool,
+                               pwrss_weight: float | None = None
+                               ) -> tuple[list[np.ndarray], float]:
         """Per factor, ``sum_levels G_g`` from the dense factorisation."""
         p = self.p
         lam = linalg.block_diag(*[np.kron(np.eye(f.n_levels), lt)
@@ -628,6 +637,8 @@ class Problem:
         u = a_inv @ (lam.T @ self.d_zw)
         m = self.ww - (lam.T @ self.d_zw).T @ u
         v, coef, mxx_inv, value = self._scale(m, reml, logdet)
+        if pwrss_weight is not None:
+            coef = float(pwrss_weight)
         q = self.d_zw - self.d_zz @ lam @ u
         g = 2.0 * (a_inv @ lam.T @ self.d_zz) - 2.0 * coef * np.outer(u @ v, q @ v)
         if reml:
