@@ -687,3 +687,89 @@ def test_satterthwaite_hessian_from_the_analytic_gradient(reference_fits, datase
         lambda v: fit.problem.deviance_vp(v, fit.reml), np.append(fit.theta, sigma))
     np.testing.assert_allclose(ours, numeric, rtol=1e-4,
                                atol=1e-5 * float(np.max(np.abs(numeric))))
+
+
+# --------------------------------------------------------------------------------------
+# Refit with a new response (lme4's refit(), the bootstrap's path)
+# --------------------------------------------------------------------------------------
+
+
+def _fresh_and_refit(fr: M.FitResult, y: np.ndarray,
+                     settings: dict | None = None) -> tuple[M.ModelFit, M.ModelFit]:
+    from pipeline.models.fitting import fit_formula, refit
+
+    data = fr.data.copy()
+    data["wellbeing"] = y
+    fresh, _ = fit_formula(data, fr.spec.formula, fr.fit.random, reml=fr.fit.reml,
+                           settings=settings, start=fr.fit.theta, checked=True)
+    return fresh, refit(fr.fit, y, settings=settings)
+
+
+def _assert_same_fit(fresh: M.ModelFit, again: M.ModelFit) -> None:
+    # bit for bit: the refit's statistics are computed by the same operations
+    np.testing.assert_array_equal(again.theta, fresh.theta)
+    assert again.loglik == fresh.loglik
+    np.testing.assert_array_equal(again.beta.to_numpy(), fresh.beta.to_numpy())
+    np.testing.assert_array_equal(again.vcov.to_numpy(), fresh.vcov.to_numpy())
+    np.testing.assert_array_equal(again.df.to_numpy(), fresh.df.to_numpy())
+    assert again.variances == fresh.variances
+    assert again.r2 == fresh.r2
+    assert (again.converged, again.singular, again.messages) == (
+        fresh.converged, fresh.singular, fresh.messages)
+    assert {k: v for k, v in again.record.items()} == fresh.record
+    np.testing.assert_array_equal(again.fitted, fresh.fitted)
+
+
+@pytest.mark.parametrize("dataset, name", [("default", "primary"),
+                                           ("large_therapist", "sens_correlated"),
+                                           ("one_therapist", "primary")])
+def test_refit_equals_a_fresh_fit(reference_fits, dataset: str, name: str) -> None:
+    from pipeline.models.bootstrap import truth_of
+    from pipeline.simulation.outcome import simulate_outcome
+
+    fr = reference_fits[dataset, name]
+    truth = truth_of(fr.fit)
+    for seed in range(3):
+        y = simulate_outcome(fr.data, truth, np.random.default_rng(seed))
+        fresh, again = _fresh_and_refit(fr, y)
+        assert fresh.converged
+        _assert_same_fit(fresh, again)
+        # a different optimum than the original fit's: the response did change
+        assert abs(again.loglik - fr.fit.loglik) > 1e-3
+    # the original problem is untouched, and its own response gives the fit back
+    assert fr.fit.problem.deviance(fr.fit.theta, fr.fit.reml) == pytest.approx(
+        -2 * fr.fit.loglik, abs=1e-9)
+    again = M.fitting.refit(fr.fit, fr.fit.problem.y)
+    assert again.loglik == pytest.approx(fr.fit.loglik, abs=1e-9)
+
+
+def test_refit_singular_not_converged_and_failed_as_a_fresh_fit(reference_fits) -> None:
+    from pipeline.models.bootstrap import truth_of
+    from pipeline.simulation.outcome import ModelTruth, simulate_outcome
+
+    fr = reference_fits["default", "primary"]
+    truth = truth_of(fr.fit)
+    # no therapist and no slope variance in the truth: a singular refit
+    flat = ModelTruth(truth.fixed, {**truth.sd, "therapist": 0.0, "client_time": 0.0})
+    singular = 0
+    for seed in range(4):
+        y = simulate_outcome(fr.data, flat, np.random.default_rng(seed))
+        fresh, again = _fresh_and_refit(fr, y)
+        _assert_same_fit(fresh, again)
+        singular += again.singular
+    assert singular >= 1
+    # a gradient tolerance no optimum meets: not converged, by the same check
+    y = simulate_outcome(fr.data, truth, np.random.default_rng(9))
+    fresh, again = _fresh_and_refit(fr, y, {"gradient_tolerance": 1e-14})
+    assert not again.converged
+    _assert_same_fit(fresh, again)
+    # a constant response (residual variance 0): both fail the same way, an error the
+    # bootstrap counts as a failed refit
+    y = np.full(fr.fit.n_obs, 30.0)
+    with pytest.raises(np.linalg.LinAlgError) as fresh_err, np.errstate(all="ignore"):
+        _fresh_and_refit(fr, y)
+    with pytest.raises(np.linalg.LinAlgError) as refit_err, np.errstate(all="ignore"):
+        M.fitting.refit(fr.fit, y)
+    assert str(refit_err.value) == str(fresh_err.value)
+    with pytest.raises(ValueError, match="new response"):
+        M.fitting.refit(fr.fit, y[:-1])

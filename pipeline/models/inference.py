@@ -66,6 +66,7 @@ def varpar_hessian(problem: Problem, theta: np.ndarray, sigma: float, reml: bool
     weight ``1 / sigma^2`` on ``d pwrss``, the sigma derivatives are closed-form.
     """
     theta = np.asarray(theta, dtype=float)
+    sigma = np.float64(sigma)    # numpy division: a zero sigma gives inf/nan, as before
     k = len(theta)
     weight = 1.0 / sigma**2
     out = np.empty((k + 1, k + 1))
@@ -104,7 +105,7 @@ def vcov_jacobian(problem: Problem, theta: np.ndarray, sigma: float) -> np.ndarr
     h0 = 1e-3 * np.maximum(np.abs(varpar), 0.1)
     out = np.empty((k, problem.p, problem.p))
     # vcov is sigma^2 (R_X' R_X)^-1: its sigma derivative is exact
-    out[k - 1] = 2.0 / sigma * problem.vcov_beta_vp(varpar)
+    out[k - 1] = 2.0 / varpar[-1] * problem.vcov_beta_vp(varpar)
     for i in range(k - 1):
         est = []
         for h in (h0[i], h0[i] / 2):
