@@ -505,7 +505,36 @@ class Problem:
         return values
 
     def _batch_deviances(self, thetas: np.ndarray, reml: bool) -> np.ndarray:
-        """:meth:`deviances` for the blocked structures; per-level arrays are
+        """:meth:`deviances` for the blocked structures."""
+        m, logdet = self._batch_schur(thetas)
+        p = self.p
+        low = np.linalg.cholesky(m[:, :p, :p])
+        c_beta = np.linalg.solve(low, m[:, :p, p:])[..., 0]
+        pwrss = m[:, p, p] - np.sum(c_beta * c_beta, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if reml:
+                nmp = self.n - p
+                logdet_rx = 2.0 * np.sum(np.log(np.abs(np.diagonal(low, axis1=1, axis2=2))),
+                                         axis=1)
+                out = logdet + logdet_rx + nmp * (1.0 + np.log(2.0 * np.pi * pwrss / nmp))
+            else:
+                out = logdet + self.n * (1.0 + np.log(2.0 * np.pi * pwrss / self.n))
+        return np.where(pwrss > 0, out, np.inf)
+
+    def vcov_betas(self, varpars: np.ndarray) -> np.ndarray:
+        """:meth:`vcov_beta_vp` at many ``(theta, sigma)`` points at once (rows of
+        ``varpars``): ``(B, p, p)``; equal to it to rounding (see :meth:`deviances`).
+        For the Satterthwaite Jacobian; dense structures one point at a time."""
+        varpars = np.atleast_2d(np.asarray(varpars, dtype=float))
+        if self.structure == "dense":
+            return np.array([self.vcov_beta_vp(v) for v in varpars])
+        m, _ = self._batch_schur(varpars[:, :-1])
+        p = self.p
+        return (varpars[:, -1] ** 2)[:, None, None] * np.linalg.inv(m[:, :p, :p])
+
+    def _batch_schur(self, thetas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The Schur complements ``M = W'W - r'r`` ``(B, p + 1, p + 1)`` and
+        ``log|L|^2`` ``(B,)`` at every point; per-level arrays are
         ``(a, b, batch, level)``."""
         nb = len(thetas)
         per_point = [self.lambdas(t) for t in thetas]
@@ -533,20 +562,7 @@ class Problem:
             s_inv, logdet_c = _batch_inv_logdet(s_c)
             logdet = logdet + logdet_c.sum(axis=-1)
             m = m - _batch_gram(rhs, np.einsum("klbg,lnbg->knbg", s_inv, rhs))
-        m = (m + np.swapaxes(m, 1, 2)) / 2.0
-        p = self.p
-        low = np.linalg.cholesky(m[:, :p, :p])
-        c_beta = np.linalg.solve(low, m[:, :p, p:])[..., 0]
-        pwrss = m[:, p, p] - np.sum(c_beta * c_beta, axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            if reml:
-                nmp = self.n - p
-                logdet_rx = 2.0 * np.sum(np.log(np.abs(np.diagonal(low, axis1=1, axis2=2))),
-                                         axis=1)
-                out = logdet + logdet_rx + nmp * (1.0 + np.log(2.0 * np.pi * pwrss / nmp))
-            else:
-                out = logdet + self.n * (1.0 + np.log(2.0 * np.pi * pwrss / self.n))
-        return np.where(pwrss > 0, out, np.inf)
+        return (m + np.swapaxes(m, 1, 2)) / 2.0, logdet
 
     def deviance_gradient(self, theta: np.ndarray, reml: bool) -> np.ndarray:
         """Analytic gradient of the profiled deviance with respect to ``theta``.

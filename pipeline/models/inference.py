@@ -106,14 +106,20 @@ def vcov_jacobian(problem: Problem, theta: np.ndarray, sigma: float) -> np.ndarr
     out = np.empty((k, problem.p, problem.p))
     # vcov is sigma^2 (R_X' R_X)^-1: its sigma derivative is exact
     out[k - 1] = 2.0 / varpar[-1] * problem.vcov_beta_vp(varpar)
+    # the theta derivatives: every shifted point in one batch (Problem.vcov_betas)
+    points = []
     for i in range(k - 1):
-        est = []
         for h in (h0[i], h0[i] / 2):
             e = np.zeros(k)
             e[i] = h
-            est.append((problem.vcov_beta_vp(varpar + e)
-                        - problem.vcov_beta_vp(varpar - e)) / (2 * h))
-        out[i] = (4 * est[1] - est[0]) / 3
+            points += [varpar + e, varpar - e]
+    if points:
+        vcovs = problem.vcov_betas(np.array(points)).reshape(k - 1, 2, 2, problem.p,
+                                                             problem.p)
+        for i in range(k - 1):
+            est = [(vcovs[i, j, 0] - vcovs[i, j, 1]) / (2 * h)
+                   for j, h in enumerate((h0[i], h0[i] / 2))]
+            out[i] = (4 * est[1] - est[0]) / 3
     return out
 
 
