@@ -773,3 +773,32 @@ def test_refit_singular_not_converged_and_failed_as_a_fresh_fit(reference_fits) 
     assert str(refit_err.value) == str(fresh_err.value)
     with pytest.raises(ValueError, match="new response"):
         M.fitting.refit(fr.fit, y[:-1])
+
+
+@pytest.mark.parametrize("dataset, name", [("default", "primary"),
+                                           ("zero_therapist", "sens_correlated"),
+                                           ("one_therapist", "primary")])
+def test_batched_evaluations_equal_one_at_a_time(reference_fits, dataset: str,
+                                                 name: str) -> None:
+    """Problem.deviances, deviances_and_gradients and vcov_betas (lme4's checks, the
+    polish's Hessian, the Satterthwaite Jacobian) equal the one-point evaluations to
+    rounding, also at a point with a Lambda diagonal below GRAD_DIRECT_MIN (evaluated
+    one by one)."""
+    from pipeline.models.engine import fd_points
+
+    fit = reference_fits[dataset, name].fit
+    problem, reml = fit.problem, fit.reml
+    diag = problem.is_diagonal()
+    inside = np.maximum(fit.theta, 0.05 * diag)
+    points = np.array([*fd_points(inside), np.where(diag, 1e-4, inside), 0.7 * inside])
+    one = np.array([problem.deviance(x, reml) for x in points])
+    np.testing.assert_allclose(problem.deviances(points, reml), one, rtol=1e-12)
+    values, grads = problem.deviances_and_gradients(points, reml)
+    singles = [problem.deviance_and_gradient(x, reml) for x in points]
+    np.testing.assert_allclose(values, [v for v, _ in singles], rtol=1e-12)
+    for g, (value, single) in zip(grads, singles, strict=True):
+        # near the optimum the gradient is a difference of terms of the deviance's size
+        np.testing.assert_allclose(g, single, rtol=1e-9, atol=1e-12 * abs(value))
+    varpars = np.column_stack([points, np.full(len(points), np.sqrt(fit.sigma2))])
+    for batched, v in zip(problem.vcov_betas(varpars), varpars, strict=True):
+        np.testing.assert_allclose(batched, problem.vcov_beta_vp(v), rtol=1e-10)
