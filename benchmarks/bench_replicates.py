@@ -111,7 +111,11 @@ def refit_line(params: dict[str, Any], scored: pd.DataFrame, refits: int,
     print(line, flush=True)
 
 
-def stage_lines(params: dict[str, Any], scored: pd.DataFrame, out: Path | None) -> None:
+STAGES = ("bootstrap", "speccurve", "power")
+
+
+def stage_lines(params: dict[str, Any], scored: pd.DataFrame, out: Path | None,
+                stages: tuple[str, ...] = STAGES) -> None:
     """Part 2: the three replicate stages serially, CPU and wall seconds."""
     from pipeline.models.bootstrap import bootstrap_model
     from pipeline.models.fitting import settings_from
@@ -128,6 +132,8 @@ def stage_lines(params: dict[str, Any], scored: pd.DataFrame, out: Path | None) 
     tables: dict[str, pd.DataFrame] = {}
 
     def timed(name: str, run: Any) -> None:
+        if name not in stages:
+            return
         cpu, wall = _cpu(), time.perf_counter()
         result = run()
         print(f"stage   {name:10s} {_cpu() - cpu:6.2f} s CPU {time.perf_counter() - wall:6.2f} s "
@@ -156,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-r", action="store_true", help="skip lme4's bootMer")
     parser.add_argument("--no-refit", action="store_true", help="skip the refit line")
     parser.add_argument("--no-stages", action="store_true", help="skip the stage lines")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("--out", type=Path, help="write the stages' tables here")
     args = parser.parse_args(argv)
     scored_file = ROOT / "data" / "interim" / "scored.csv"
@@ -169,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_refit:
             refit_line(params, scored, args.refits, not args.no_r)
         if not args.no_stages:
-            stage_lines(params, scored, args.out)
+            stage_lines(params, scored, args.out, tuple(args.stages))
     return 0
 
 

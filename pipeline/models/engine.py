@@ -231,7 +231,11 @@ class Problem:
                     lower.append(0.0 if i == j else -np.inf)
         self.lower = np.asarray(lower)
         self.n_theta = len(lower)
+        # per factor, the entries (col, row) of its gradient matrix that are thetas
+        self._theta_entries = [sorted({(col, row) for f, row, col in self.theta_index
+                                       if f == fi}) for fi in range(len(self.factors))]
         self.structure = self._structure()
+        self._indicators: list[sparse.csr_matrix] = []   # see with_response
         self._prepare()
 
     # ---- structure ----------------------------------------------------------------
@@ -315,13 +319,17 @@ class Problem:
             raise ValueError(f"new response has {y.size} values for {self.n} rows")
         new = copy.copy(self)
         new.y = y
+        # the group indicators, made once and shared by every refit (immutable)
+        if not self._indicators:
+            self._indicators.extend(_indicator(f.codes, f.n_levels) for f in self.factors)
         w = np.column_stack([self.x, y])
         new.ww = w.T @ w
         new.yy = float(y @ y)
         if self.structure in ("one", "nested"):
             fine = self.factors[0]
             f_zw = self.f_zw.copy()
-            f_zw[:, :, -1] = _group_cross(fine.codes, fine.z, y[:, None], fine.n_levels)[:, :, 0]
+            f_zw[:, :, -1] = _group_cross(fine.codes, fine.z, y[:, None], fine.n_levels,
+                                          self._indicators[0])[:, :, 0]
             new.f_zw = f_zw
             new.f_wz = np.ascontiguousarray(np.swapaxes(f_zw, 1, 2))
             new.v_fw = lw.from_stacked(f_zw)
@@ -329,7 +337,7 @@ class Problem:
                 coarse = self.factors[1]
                 c_zw = self.c_zw.copy()
                 c_zw[:, :, -1] = _group_cross(coarse.codes, coarse.z, y[:, None],
-                                              coarse.n_levels)[:, :, 0]
+                                              coarse.n_levels, self._indicators[1])[:, :, 0]
                 new.c_zw = c_zw
                 new.c_wz = np.ascontiguousarray(np.swapaxes(c_zw, 1, 2))
                 new.v_cw = lw.from_stacked(c_zw)
@@ -810,20 +818,29 @@ class Problem:
         ``sum_g U_g[i]' U_g[l]`` are needed (no pass to form ``Q``). Used only when every
         diagonal element of Lambda is at least ``GRAD_DIRECT_MIN`` (well conditioned);
         held to central differences in the tests either way.
+
+        Only the entries ``(col, row)`` of a theta are completed (uncorrelated terms of
+        one factor have no theta between them), and terms with a zero entry of
+        ``Lambda^-1`` are left out of the sums (they add exact zeros: same bits).
         """
         p = self.p
         out_all = []
-        for fac, lam, ainv_sum, u in zip(self.factors, lams, ainv_sums, us, strict=False):
+        for fi, (fac, lam, ainv_sum, u) in enumerate(
+                zip(self.factors, lams, ainv_sums, us, strict=False)):
             k = fac.k
             lam_inv = _trsolve(lam, np.eye(k), lower=True)
-            gram = [[u[i] @ u[j].T for j in range(k)] for i in range(k)]
+            grams: dict[tuple[int, int], np.ndarray] = {}
             out = 2.0 * ((fac.n_levels * np.eye(k) - ainv_sum) @ lam_inv)
-            for i in range(k):
-                for j in range(k):
-                    c = sum(lam_inv[l_, j] * gram[i][l_] for l_ in range(k))
-                    out[i, j] -= 2.0 * coef * float(v @ c @ v)
-                    if reml:
-                        out[i, j] -= 2.0 * float(np.sum(mxx_inv * c[:p, :p]))
+            for i, j in self._theta_entries[fi]:
+                c: Any = 0
+                for l_ in range(k):
+                    if lam_inv[l_, j] != 0.0:
+                        if (i, l_) not in grams:
+                            grams[i, l_] = u[i] @ u[l_].T
+                        c = c + lam_inv[l_, j] * grams[i, l_]
+                out[i, j] -= 2.0 * coef * float(v @ c @ v)
+                if reml:
+                    out[i, j] -= 2.0 * float(np.sum(mxx_inv * c[:p, :p]))
             out_all.append(out)
         return out_all
 
@@ -959,7 +976,14 @@ class Factorization:
 # --------------------------------------------------------------------------------------
 
 
-def _group_cross(codes: np.ndarray, a: np.ndarray, b: np.ndarray, n_groups: int) -> np.ndarray:
+def _indicator(codes: np.ndarray, n_groups: int) -> sparse.csr_matrix:
+    """The ``G x n`` sparse group indicator of :func:`_group_cross`."""
+    n = len(codes)
+    return sparse.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_groups, n))
+
+
+def _group_cross(codes: np.ndarray, a: np.ndarray, b: np.ndarray, n_groups: int,
+                 indicator: sparse.csr_matrix | None = None) -> np.ndarray:
     """``sum_{rows in g} a_i b_i'`` for every group: ``(G, ka, kb)``.
 
     One product of the sparse group indicator (``G x n``) with the row-wise products
@@ -967,7 +991,8 @@ def _group_cross(codes: np.ndarray, a: np.ndarray, b: np.ndarray, n_groups: int)
     did per column pair (measured 1.6x faster at 300k rows than ``ka kb`` bincounts).
     """
     n, ka, kb = len(codes), a.shape[1], b.shape[1]
-    indicator = sparse.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_groups, n))
+    if indicator is None:
+        indicator = _indicator(codes, n_groups)
     products = (a[:, :, None] * b[:, None, :]).reshape(n, ka * kb)
     return np.asarray(indicator @ products).reshape(n_groups, ka, kb)
 
