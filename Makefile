@@ -102,6 +102,7 @@ bench: setup
 	python benchmarks/coverage.py
 	python benchmarks/ruptures_coverage.py
 	python benchmarks/bench_power.py
+	python benchmarks/bench_replicates.py
 	python benchmarks/coverage_bootstrap.py
 
 clean-env:

@@ -167,9 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     scored_file = ROOT / "data" / "interim" / "scored.csv"
     if not scored_file.is_file():
-        print(f"{scored_file} is missing: run `make repro` first (the benchmark uses the "
-              "shipped data as scored by the pipeline).", file=sys.stderr)
-        return 2
+        # not an error of `make bench` on a fresh clone: the other benchmarks still run
+        print(f"bench_replicates skipped: {scored_file} is missing; run `make repro` first "
+              "(the benchmark uses the shipped data as scored by the pipeline).",
+              file=sys.stderr)
+        return 0
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     scored = pd.read_csv(scored_file, dtype={"client_id": str, "therapist_id": str})
     with threadpool_limits(limits=1):
