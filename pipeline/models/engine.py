@@ -631,8 +631,9 @@ class Problem:
             return np.inf, np.zeros(self.n_theta)
         return value, out
 
-    def deviances_and_gradients(self, thetas: np.ndarray,
-                                reml: bool) -> tuple[np.ndarray, np.ndarray]:
+    def deviances_and_gradients(self, thetas: np.ndarray, reml: bool,
+                                pwrss_weight: float | None = None
+                                ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`deviance_and_gradient` at many points at once (rows of ``thetas``).
 
         The per-level algebra of :meth:`_gradient_blocks` with the points as one more
@@ -640,7 +641,8 @@ class Problem:
         to the one-point results to rounding (about 1e-14 relative); used for the Newton
         polish's finite-difference Hessian (:meth:`_Counter.gradient_hessian`). Points
         where a diagonal of Lambda is below ``GRAD_DIRECT_MIN``, dense structures and a
-        batch whose blocks fail are evaluated one by one.
+        batch whose blocks fail are evaluated one by one. ``pwrss_weight`` as in
+        :meth:`deviance_and_gradient` (the Satterthwaite Hessian).
         """
         thetas = np.atleast_2d(np.asarray(thetas, dtype=float))
         diag = self.is_diagonal()
@@ -651,16 +653,16 @@ class Problem:
         if self.structure != "dense" and direct.sum() > 1:
             try:
                 with np.errstate(all="ignore"):
-                    v, g = self._batch_gradients(thetas[direct], reml)
+                    v, g = self._batch_gradients(thetas[direct], reml, pwrss_weight)
                 values[direct], grads[direct], done[direct] = v, g, True
             except (np.linalg.LinAlgError, FloatingPointError, ValueError):
                 pass
         for i in np.flatnonzero(~done):
-            values[i], grads[i] = self.deviance_and_gradient(thetas[i], reml)
+            values[i], grads[i] = self.deviance_and_gradient(thetas[i], reml, pwrss_weight)
         return values, grads
 
-    def _batch_gradients(self, thetas: np.ndarray,
-                         reml: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _batch_gradients(self, thetas: np.ndarray, reml: bool,
+                         pwrss_weight: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`deviances_and_gradients` for blocked structures, every Lambda diagonal
         at least ``GRAD_DIRECT_MIN``; arrays ``(a, b, batch, level)``."""
         per_point = [self.lambdas(t) for t in thetas]
@@ -699,6 +701,8 @@ class Problem:
         out = np.empty((len(thetas), self.n_theta))
         for b, lams in enumerate(per_point):
             v, coef, mxx_inv, values[b] = self._scale(m[b], reml, float(logdet[b]))
+            if pwrss_weight is not None:
+                coef = float(pwrss_weight)
             sums = [ainv_ff_sum[:, :, b]]
             us = [uf[:, :, b, :]]
             if nested:

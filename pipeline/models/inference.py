@@ -71,12 +71,15 @@ def varpar_hessian(problem: Problem, theta: np.ndarray, sigma: float, reml: bool
     weight = 1.0 / sigma**2
     out = np.empty((k + 1, k + 1))
     h = step * np.maximum(np.abs(theta), 0.1)
+    points = []
     for i in range(k):
         e = np.zeros(k)
         e[i] = h[i]
-        g_plus = problem.deviance_and_gradient(theta + e, reml, pwrss_weight=weight)[1]
-        g_minus = problem.deviance_and_gradient(theta - e, reml, pwrss_weight=weight)[1]
-        out[i, :k] = (g_plus - g_minus) / (2.0 * h[i])
+        points += [theta + e, theta - e]
+    # the 2k shifted gradients as one batch (Problem.deviances_and_gradients)
+    grads = problem.deviances_and_gradients(np.array(points), reml, pwrss_weight=weight)[1]
+    for i in range(k):
+        out[i, :k] = (grads[2 * i] - grads[2 * i + 1]) / (2.0 * h[i])
     # d pwrss / d theta: the gradient is linear in the weight
     with_rss = problem.deviance_and_gradient(theta, reml, pwrss_weight=1.0)[1]
     without = problem.deviance_and_gradient(theta, reml, pwrss_weight=0.0)[1]
