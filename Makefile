@@ -103,6 +103,7 @@ bench: setup
 	python benchmarks/ruptures_coverage.py
 	python benchmarks/bench_ruptures.py
 	python benchmarks/bench_power.py
+	python benchmarks/bench_replicates.py
 	python benchmarks/coverage_bootstrap.py
 	python benchmarks/bench_repro.py
 

@@ -131,18 +131,20 @@ def specifications(settings: CurveSettings) -> list[dict[str, Any]]:
     return out
 
 
-def spec_data(scored: pd.DataFrame, spec: Mapping[str, Any]) -> pd.DataFrame:
+def spec_data(scored: pd.DataFrame, spec: Mapping[str, Any],
+              prepared: pd.DataFrame | None = None) -> pd.DataFrame:
     """Rows and predictors of one specification, with the project's design functions.
 
     Complete rows and the person-mean split; then clients with fewer than
     ``min_sessions`` complete rows are left out and the split recomputed; then the
     within-client part is detrended when asked; then each row is paired with the
     client's previous row for lag 1 (so a lagged detrended predictor is the previous
-    session's detrended deviation).
+    session's detrended deviation). ``prepared``: the first step's result, the same for
+    every specification (:func:`prepared_rows`), when already computed.
     """
-    from pipeline.models import add_lags, detrend_within, disaggregate, prepare
+    from pipeline.models import add_lags, detrend_within, disaggregate
 
-    data = prepare(scored, required=("wellbeing",))
+    data = prepared if prepared is not None else prepared_rows(scored)
     if spec["min_sessions"] > 1:
         counts = data.groupby("client_id")["session"].transform("size")
         data = disaggregate(data[counts >= spec["min_sessions"]].reset_index(drop=True))
@@ -153,6 +155,14 @@ def spec_data(scored: pd.DataFrame, spec: Mapping[str, Any]) -> pd.DataFrame:
     return data
 
 
+def prepared_rows(scored: pd.DataFrame) -> pd.DataFrame:
+    """Complete rows with the outcome and the person-mean split (every specification's
+    first step)."""
+    from pipeline.models import prepare
+
+    return prepare(scored, required=("wellbeing",))
+
+
 def fit_specification(task: Mapping[str, Any]) -> dict[str, Any]:
     """Fit one specification; the within-client terms' estimates, or the reason it failed."""
     from pipeline.models.fitting import fit_formula
@@ -160,7 +170,7 @@ def fit_specification(task: Mapping[str, Any]) -> dict[str, Any]:
 
     spec = task["spec"]
     try:
-        data = spec_data(task["scored"], spec)
+        data = spec_data(task["scored"], spec, task.get("prepared"))
     except PipelineError as exc:   # e.g. no outcome column: nothing to fit
         return {"n_obs": 0, "n_clients": 0, "status": "not estimable", "reason": str(exc),
                 "terms": {}}
@@ -236,7 +246,12 @@ def specification_curve(scored: pd.DataFrame, settings: CurveSettings,
         parts[slope] = plan.random_parts[name]
     specs = specifications(settings)
     conf_level = float(fit_settings.get("conf_level", 0.95))
-    tasks = [{"spec": s, "scored": scored, "formula": formulas[s["lag"]],
+    try:    # once for all specifications (an error is met again, and reported, by each)
+        prepared: pd.DataFrame | None = prepared_rows(scored)
+    except PipelineError:
+        prepared = None
+    tasks = [{"spec": s, "scored": scored, "prepared": prepared,
+              "formula": formulas[s["lag"]],
               "random": parts[s["random_slope"]], "settings": dict(fit_settings),
               "conf_level": conf_level} for s in specs]
     results = run_replicates(fit_specification, tasks, execution, desc="specifications")

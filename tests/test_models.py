@@ -667,3 +667,138 @@ def test_kenward_roger_falls_back_to_satterthwaite_as_lmertest(
                       refit_ml=False)
     assert big.fit is not None and big.fit.df_method == "Satterthwaite (lmerTest)"
     assert "more than the 10 the method is computed for here" in big.note
+
+
+@pytest.mark.parametrize("dataset, name", [("default", "primary"),
+                                           ("zero_therapist", "sens_correlated"),
+                                           ("large_therapist", "sens_ml")])
+def test_satterthwaite_hessian_from_the_analytic_gradient(reference_fits, dataset: str,
+                                                          name: str) -> None:
+    """The Hessian of lmerTest's devfun_vp from central differences of the analytic
+    gradient (and closed-form sigma entries) equals Richardson-extrapolated second
+    differences of the deviance itself (lmerTest's numDeriv way, the previous method)."""
+    from pipeline.models.engine import richardson_derivatives
+    from pipeline.models.inference import varpar_hessian
+
+    fit = reference_fits[dataset, name].fit
+    sigma = float(np.sqrt(fit.sigma2))
+    ours = varpar_hessian(fit.problem, fit.theta, sigma, fit.reml)
+    _, numeric = richardson_derivatives(
+        lambda v: fit.problem.deviance_vp(v, fit.reml), np.append(fit.theta, sigma))
+    np.testing.assert_allclose(ours, numeric, rtol=1e-4,
+                               atol=1e-5 * float(np.max(np.abs(numeric))))
+
+
+# --------------------------------------------------------------------------------------
+# Refit with a new response (lme4's refit(), the bootstrap's path)
+# --------------------------------------------------------------------------------------
+
+
+def _fresh_and_refit(fr: M.FitResult, y: np.ndarray,
+                     settings: dict | None = None) -> tuple[M.ModelFit, M.ModelFit]:
+    from pipeline.models.fitting import fit_formula, refit
+
+    data = fr.data.copy()
+    data["wellbeing"] = y
+    fresh, _ = fit_formula(data, fr.spec.formula, fr.fit.random, reml=fr.fit.reml,
+                           settings=settings, start=fr.fit.theta, checked=True)
+    return fresh, refit(fr.fit, y, settings=settings)
+
+
+def _assert_same_fit(fresh: M.ModelFit, again: M.ModelFit) -> None:
+    # bit for bit: the refit's statistics are computed by the same operations
+    np.testing.assert_array_equal(again.theta, fresh.theta)
+    assert again.loglik == fresh.loglik
+    np.testing.assert_array_equal(again.beta.to_numpy(), fresh.beta.to_numpy())
+    np.testing.assert_array_equal(again.vcov.to_numpy(), fresh.vcov.to_numpy())
+    np.testing.assert_array_equal(again.df.to_numpy(), fresh.df.to_numpy())
+    assert again.variances == fresh.variances
+    assert again.r2 == fresh.r2
+    assert (again.converged, again.singular, again.messages) == (
+        fresh.converged, fresh.singular, fresh.messages)
+    assert {k: v for k, v in again.record.items()} == fresh.record
+    np.testing.assert_array_equal(again.fitted, fresh.fitted)
+
+
+@pytest.mark.parametrize("dataset, name", [("default", "primary"),
+                                           ("large_therapist", "sens_correlated"),
+                                           ("one_therapist", "primary")])
+def test_refit_equals_a_fresh_fit(reference_fits, dataset: str, name: str) -> None:
+    from pipeline.models.bootstrap import truth_of
+    from pipeline.simulation.outcome import simulate_outcome
+
+    fr = reference_fits[dataset, name]
+    truth = truth_of(fr.fit)
+    for seed in range(3):
+        y = simulate_outcome(fr.data, truth, np.random.default_rng(seed))
+        fresh, again = _fresh_and_refit(fr, y)
+        assert fresh.converged
+        _assert_same_fit(fresh, again)
+        # a different optimum than the original fit's: the response did change
+        assert abs(again.loglik - fr.fit.loglik) > 1e-3
+    # the original problem is untouched, and its own response gives the fit back
+    assert fr.fit.problem.deviance(fr.fit.theta, fr.fit.reml) == pytest.approx(
+        -2 * fr.fit.loglik, abs=1e-9)
+    again = M.fitting.refit(fr.fit, fr.fit.problem.y)
+    assert again.loglik == pytest.approx(fr.fit.loglik, abs=1e-9)
+
+
+def test_refit_singular_not_converged_and_failed_as_a_fresh_fit(reference_fits) -> None:
+    from pipeline.models.bootstrap import truth_of
+    from pipeline.simulation.outcome import ModelTruth, simulate_outcome
+
+    fr = reference_fits["default", "primary"]
+    truth = truth_of(fr.fit)
+    # no therapist and no slope variance in the truth: a singular refit
+    flat = ModelTruth(truth.fixed, {**truth.sd, "therapist": 0.0, "client_time": 0.0})
+    singular = 0
+    for seed in range(4):
+        y = simulate_outcome(fr.data, flat, np.random.default_rng(seed))
+        fresh, again = _fresh_and_refit(fr, y)
+        _assert_same_fit(fresh, again)
+        singular += again.singular
+    assert singular >= 1
+    # a gradient tolerance no optimum meets: not converged, by the same check
+    y = simulate_outcome(fr.data, truth, np.random.default_rng(9))
+    fresh, again = _fresh_and_refit(fr, y, {"gradient_tolerance": 1e-14})
+    assert not again.converged
+    _assert_same_fit(fresh, again)
+    # a constant response (residual variance 0): both fail the same way, an error the
+    # bootstrap counts as a failed refit
+    y = np.full(fr.fit.n_obs, 30.0)
+    with pytest.raises(np.linalg.LinAlgError) as fresh_err, np.errstate(all="ignore"):
+        _fresh_and_refit(fr, y)
+    with pytest.raises(np.linalg.LinAlgError) as refit_err, np.errstate(all="ignore"):
+        M.fitting.refit(fr.fit, y)
+    assert str(refit_err.value) == str(fresh_err.value)
+    with pytest.raises(ValueError, match="new response"):
+        M.fitting.refit(fr.fit, y[:-1])
+
+
+@pytest.mark.parametrize("dataset, name", [("default", "primary"),
+                                           ("zero_therapist", "sens_correlated"),
+                                           ("one_therapist", "primary")])
+def test_batched_evaluations_equal_one_at_a_time(reference_fits, dataset: str,
+                                                 name: str) -> None:
+    """Problem.deviances, deviances_and_gradients and vcov_betas (lme4's checks, the
+    polish's Hessian, the Satterthwaite Jacobian) equal the one-point evaluations to
+    rounding, also at a point with a Lambda diagonal below GRAD_DIRECT_MIN (evaluated
+    one by one)."""
+    from pipeline.models.engine import fd_points
+
+    fit = reference_fits[dataset, name].fit
+    problem, reml = fit.problem, fit.reml
+    diag = problem.is_diagonal()
+    inside = np.maximum(fit.theta, 0.05 * diag)
+    points = np.array([*fd_points(inside), np.where(diag, 1e-4, inside), 0.7 * inside])
+    one = np.array([problem.deviance(x, reml) for x in points])
+    np.testing.assert_allclose(problem.deviances(points, reml), one, rtol=1e-12)
+    values, grads = problem.deviances_and_gradients(points, reml)
+    singles = [problem.deviance_and_gradient(x, reml) for x in points]
+    np.testing.assert_allclose(values, [v for v, _ in singles], rtol=1e-12)
+    for g, (value, single) in zip(grads, singles, strict=True):
+        # near the optimum the gradient is a difference of terms of the deviance's size
+        np.testing.assert_allclose(g, single, rtol=1e-9, atol=1e-12 * abs(value))
+    varpars = np.column_stack([points, np.full(len(points), np.sqrt(fit.sigma2))])
+    for batched, v in zip(problem.vcov_betas(varpars), varpars, strict=True):
+        np.testing.assert_allclose(batched, problem.vcov_beta_vp(v), rtol=1e-10)

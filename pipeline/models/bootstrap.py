@@ -122,17 +122,30 @@ def summaries(fit: Any) -> dict[str, float]:
 
 
 def bootstrap_replicate(task: Mapping[str, Any]) -> dict[str, Any]:
-    """Draw a new outcome from the fitted model on the same rows and refit."""
-    from pipeline.models.fitting import fit_formula
+    """Draw a new outcome from the fitted model on the same rows and refit.
+
+    With the native engine the refit is :func:`pipeline.models.fitting.refit` (lme4's
+    ``refit(object, newresp)``, as ``bootMer``): the fitted model's design, grouping and
+    every statistic not involving the outcome are reused, the optimiser starts from the
+    fit's theta, and lme4's checks run as in any fit; it equals a fresh ``fit_formula``
+    of the same rows (tested). The statsmodels engine refits from the rows.
+    """
+    from pipeline.models.fitting import fit_formula, refit
 
     rng = np.random.default_rng(task["seed"])
-    data = task["data"].copy()
     truth = ModelTruth(**task["truth"])
-    data[task["outcome"]] = simulate_outcome(data, truth, rng)
+    base = task.get("fit")
     try:
-        fit, _ = fit_formula(data, task["formula"], task["random"], reml=task["reml"],
-                             settings=task["settings"], start=np.asarray(task["start"]),
-                             checked=True)
+        if base is not None and base.engine == "native":
+            y = simulate_outcome(task["data"], truth, rng)
+            fit = refit(base, y, settings=task["settings"], start=np.asarray(task["start"]),
+                        with_df=False)
+        else:
+            data = task["data"].copy()
+            data[task["outcome"]] = simulate_outcome(data, truth, rng)
+            fit, _ = fit_formula(data, task["formula"], task["random"], reml=task["reml"],
+                                 settings=task["settings"], start=np.asarray(task["start"]),
+                                 checked=True)
     except (PipelineError, np.linalg.LinAlgError, ValueError, RuntimeError) as exc:
         return {"status": f"failed: {type(exc).__name__}: {exc}"}
     if not fit.converged:
@@ -169,7 +182,8 @@ def parametric_bootstrap(fit: Any, data: pd.DataFrame, spec: Any,
     seeds = np.random.SeedSequence(settings.seed).spawn(settings.replications)
     tasks = [{"seed": s, "data": data, "truth": truth.as_dict(), "outcome": outcome,
               "formula": spec.formula, "random": fit.random, "reml": spec.reml,
-              "settings": refit_settings, "start": [float(t) for t in fit.theta]}
+              "settings": refit_settings, "start": [float(t) for t in fit.theta],
+              "fit": fit}
              for s in seeds]
     run_id = fingerprint({"model": spec.name, "bootstrap": settings.__dict__})
     reps = run_replicates(bootstrap_replicate, tasks, execution, desc="bootstrap",
