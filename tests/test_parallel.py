@@ -48,6 +48,12 @@ def test_seeds_do_not_depend_on_the_number_of_replicates() -> None:
     assert len({tuple(s) for s in many}) == 10
 
 
+def shared_replicate(task: dict[str, Any]) -> dict[str, Any]:
+    """Uses an entry that only ``shared`` provides."""
+    out = ols_replicate(task)
+    return {**out, "scaled": out["slope"] * task["scale"], "rows": len(task["table"])}
+
+
 def pid_replicate(task: dict[str, Any]) -> dict[str, Any]:
     return {"pid": os.getpid()}
 
@@ -68,6 +74,29 @@ def test_two_workers_run_in_forked_processes_of_this_one() -> None:
     pids = run_replicates(pid_replicate, _tasks(8), ExecutionSettings(workers=2, chunk_size=1))
     workers = {r["pid"] for r in pids}
     assert os.getpid() not in workers and 1 <= len(workers) <= 2
+
+
+def test_shared_entries_reach_every_task_on_every_executor() -> None:
+    import logging
+
+    from dask.distributed import LocalCluster
+
+    tasks = _tasks(9)
+    shared = {"scale": 2.5, "table": list(range(1000))}
+    inline = [shared_replicate({**t, **shared}) for t in tasks]
+    assert run_replicates(shared_replicate, tasks, shared=shared) == inline
+    forked = run_replicates(shared_replicate, tasks, ExecutionSettings(workers=2, chunk_size=2),
+                            shared=shared)
+    assert forked == inline and inline[0]["scaled"] == 2.5 * inline[0]["slope"]
+    auto = execution_settings({"workers": "auto", "cluster_after_seconds": 0})
+    assert run_replicates(shared_replicate, tasks, auto, shared=shared) == inline
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+        remote = run_replicates(shared_replicate, tasks,
+                                ExecutionSettings(scheduler=cluster.scheduler_address),
+                                shared=shared)
+    assert remote == inline
+    assert "scale" not in tasks[0]  # the caller's tasks are not modified
 
 
 def test_without_fork_a_local_dask_cluster_gives_the_same_bytes(
