@@ -14,6 +14,7 @@ import functools
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -192,9 +193,13 @@ def _exporter() -> Any:
     )
 
 
+_EXPORT_LOCK = threading.Lock()
+
+
 def to_html(nb: nbformat.NotebookNode, title: str) -> str:
     """Convert an executed notebook to HTML showing outputs and markdown, not code."""
-    body, _ = _exporter().from_notebook_node(nb, resources={"metadata": {"name": title}})
+    with _EXPORT_LOCK:  # one exporter, whose preprocessors are not made for threads
+        body, _ = _exporter().from_notebook_node(nb, resources={"metadata": {"name": title}})
     return str(body)
 
 
@@ -212,13 +217,15 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
                 cwd: str | Path, timeout: int = 3600,
                 progress: Callable[[str], None] | None = None, ahead: int = 3,
                 results_root: str | Path | None = None,
-                meanwhile: Callable[[], None] | None = None) -> list[Path]:
+                meanwhile: Callable[[], None] | None = None,
+                concurrent: int = 2) -> list[Path]:
     """Render several notebooks in one process, each in a fresh kernel started ahead.
 
     Every report still gets its own kernel (no state passes between reports), but the
-    next kernels start, and import :data:`PRELOAD`, while the current report runs, and the
-    papermill/nbconvert machinery is imported once instead of once per report. The HTML is
-    byte-identical to rendering each report alone (``tests/test_report.py``).
+    next kernels start, and import :data:`PRELOAD`, while the current reports run,
+    ``concurrent`` reports run at once, and the papermill/nbconvert machinery is imported
+    once instead of once per report. The HTML is byte-identical to rendering each report
+    alone (``tests/test_report.py``).
 
     Parameters
     ----------
@@ -241,44 +248,83 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
     meanwhile
         Work for this process while the first kernels start (the ``report`` stage draws
         the figures and tables here); it must not write what the notebooks read.
+    concurrent
+        Reports executed at the same time (each in its own kernel; threads here only
+        wait for the kernels): a kernel runs one report on one core, so two keep a
+        2-core machine busy. The bytes do not depend on it (tested).
 
     Returns
     -------
     list of Path
         The HTML files written.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     import jupytext
 
-    written: list[Path] = []
     skip = skipped_tags(parameters, cwd)
+    written: dict[int, Path] = {}
+    lock = threading.Lock()
+    failed = threading.Event()
     with _kernel_environment(results_root), tempfile.TemporaryDirectory(prefix="render-") as tmp:
-        kernels: list[KernelManager] = []
-        try:
-            # Kernels start ahead (``ahead`` at a time), so their start-up and imports
-            # overlap with the reports that run before them.
-            for i, (source, html_out) in enumerate(jobs):
-                start = time.perf_counter()
-                while len(kernels) < min(ahead + 1, len(jobs) - i):
-                    kernels.append(_start_kernel(cwd, tmp, i + len(kernels)))
-                if meanwhile is not None and i == 0:
-                    meanwhile()
-                    start = time.perf_counter()
-                km = kernels.pop(0)
-                nb = _normalise_source(jupytext.read(str(source)), skip)
+        kernels: dict[int, KernelManager] = {}  # started, not yet used
+        started: set[int] = set()
+        handed = [0]  # reports handed to a worker so far
+
+        def start(j: int) -> None:
+            if j < len(jobs) and j not in started:
+                started.add(j)
+                kernels[j] = _start_kernel(cwd, tmp, j)
+
+        def kernel_for(i: int) -> KernelManager:
+            # Report i's kernel, and those of the next ``ahead`` reports started now, so
+            # their start-up and imports overlap with the reports that run before them.
+            with lock:
+                for j in range(i, i + ahead + 1):
+                    start(j)
+                return kernels.pop(i)
+
+        def next_report() -> int | None:
+            with lock:
+                if failed.is_set() or handed[0] >= len(jobs):
+                    return None
+                handed[0] += 1
+                return handed[0] - 1
+
+        def worker() -> None:
+            while (i := next_report()) is not None:
+                source, html_out = jobs[i]
+                begun = time.perf_counter()
+                km = kernel_for(i)
                 try:
+                    nb = _normalise_source(jupytext.read(str(source)), skip)
                     executed = _run(nb, Path(source).stem, parameters, cwd, km, tmp, timeout)
+                except BaseException:
+                    failed.set()
+                    raise
                 finally:
                     km.shutdown_kernel(now=True)
                 html = to_html(executed, title=Path(html_out).stem)
                 with atomic_open(html_out) as fh:
                     fh.write(html)
-                written.append(Path(html_out))
+                written[i] = Path(html_out)
                 if progress is not None:
-                    progress(f"wrote {html_out} in {time.perf_counter() - start:.0f} s")
+                    progress(f"wrote {html_out} in {time.perf_counter() - begun:.0f} s")
+
+        try:
+            for j in range(ahead + 1):
+                start(j)
+            if meanwhile is not None:
+                meanwhile()
+            # ``concurrent`` reports run at once, each in its own kernel process; this
+            # process only waits for them and converts the results to HTML.
+            with ThreadPoolExecutor(max_workers=max(1, concurrent)) as pool:
+                for future in [pool.submit(worker) for _ in range(max(1, concurrent))]:
+                    future.result()
         finally:
-            for km in kernels:
+            for km in kernels.values():
                 km.shutdown_kernel(now=True)
-    return written
+    return [written[i] for i in sorted(written)]
 
 
 SIMULATED_NOTICE = (

@@ -121,3 +121,27 @@ def test_rendering_together_gives_the_bytes_of_rendering_alone(tmp_path: Path) -
                        cwd=tmp_path)
         assert html_file.read_bytes() == alone.read_bytes()
         assert "answer 7" in html_file.read_text()
+
+
+def test_concurrent_rendering_gives_the_same_bytes_and_stops_on_a_failure(
+        tmp_path: Path) -> None:
+    import papermill
+
+    sources = []
+    for name in ("one", "two", "three"):
+        path = tmp_path / f"{name}.py"
+        path.write_text(SOURCE.replace("Tiny", name))
+        sources.append(path)
+    two = render_many([(s, tmp_path / "two" / f"{s.stem}.html") for s in sources],
+                      {"answer": 3}, cwd=tmp_path, concurrent=2, ahead=0)
+    one = render_many([(s, tmp_path / "one" / f"{s.stem}.html") for s in sources],
+                      {"answer": 3}, cwd=tmp_path, concurrent=1, ahead=2)
+    assert [p.name for p in two] == ["one.html", "two.html", "three.html"]
+    assert [p.read_bytes() for p in two] == [p.read_bytes() for p in one]
+    broken = tmp_path / "broken.py"
+    broken.write_text(SOURCE + '\n# %%\nraise RuntimeError("forced failure")\n')
+    with pytest.raises(papermill.PapermillExecutionError, match="forced failure"):
+        render_many([(broken, tmp_path / "x" / "broken.html"),
+                     (sources[0], tmp_path / "x" / "one.html")],
+                    {"answer": 3}, cwd=tmp_path, concurrent=2)
+    assert not (tmp_path / "x" / "broken.html").exists()
