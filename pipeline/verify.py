@@ -127,6 +127,18 @@ def _owner(prov: Mapping[str, Provenance], path: str, default: str) -> str:
     return default
 
 
+def current_stages(lock: Mapping[str, Any], dvc_yaml: Mapping[str, Any]) -> dict[str, Any]:
+    """``lock`` without the entries of stages that ``dvc.yaml`` no longer has.
+
+    DVC keeps a removed or renamed stage's entry in ``dvc.lock`` when ``dvc.yaml`` is
+    edited by hand; its outputs are no one's any more and are not verified.
+    """
+    names = set(dvc_yaml.get("stages") or {})
+    stages = {k: v for k, v in (lock.get("stages") or {}).items()
+              if k.split("@", 1)[0] in names}
+    return {**lock, "stages": stages}
+
+
 def lock_hashes(lock: Mapping[str, Any]) -> dict[str, str]:
     """Output path -> md5 (``<hash>.dir`` for a folder) from a parsed ``dvc.lock``."""
     return {out["path"]: str(out.get("md5", ""))
@@ -184,9 +196,14 @@ def compare(head_lock: Mapping[str, Any], rerun_lock: Mapping[str, Any], rerun: 
             names = sorted(set(committed_files) | set(rerun_files))
             if not names:
                 checks.append(Check(out, stage, "MISSING", "no files after the rerun"))
+            head_hashes = lock_hashes(head_lock)
             for name in names:
                 owner = _owner(prov, name, stage)
-                checks.append(_check_file(name, owner, rerun, workdir, committed(name), None))
+                # A published file kept out of git (the HTML reports) is checked against
+                # the dvc.lock hash of its staged copy, which the stage that made it records.
+                staged = head_hashes.get(STAGING_PREFIX + name)
+                checks.append(_check_file(name, owner, rerun, workdir, committed(name),
+                                          staged))
         else:
             checks.append(_check_file(out, stage, rerun, workdir, committed(out), md5))
     return checks
@@ -337,7 +354,9 @@ def verify(root: Path, keep: bool = False,
         if not lock_file.is_file():
             raise VerifyError("dvc.lock is not committed: there is no manifest to verify "
                               "against; run `make repro` and commit dvc.lock")
-        head_lock = yamlfile.safe_load(lock_file.read_text(encoding="utf-8"))
+        head_lock = current_stages(
+            yamlfile.safe_load(lock_file.read_text(encoding="utf-8")) or {},
+            yamlfile.safe_load((scratch / "dvc.yaml").read_text(encoding="utf-8")) or {})
         print(f"verify: rerunning every stage of {commit[:12]} in a scratch copy "
               "(this takes as long as a full `dvc repro -f`) ...", file=out, flush=True)
         log = scratch_parent / "repro.log"
@@ -352,7 +371,9 @@ def verify(root: Path, keep: bool = False,
             shown = _git(["show", f"{commit}:{path}"], root)
             return shown.stdout if shown.returncode == 0 else None
 
-        rerun_lock = yamlfile.safe_load(lock_file.read_text(encoding="utf-8")) or {}
+        rerun_lock = current_stages(
+            yamlfile.safe_load(lock_file.read_text(encoding="utf-8")) or {},
+            yamlfile.safe_load((scratch / "dvc.yaml").read_text(encoding="utf-8")) or {})
         checks = compare(head_lock, rerun_lock, scratch, root, committed, listing.splitlines())
         print(report(checks, head_lock, commit, code_stamp(scratch)), file=out, flush=True)
         times = stage_times(log)

@@ -177,3 +177,39 @@ def test_the_project_itself_lists_every_output_with_a_stage(root: Path) -> None:
     assert prov["results/coefficients.csv"].stage == "fit"
     assert all(p.code for p in prov.values())
     assert verify_mod.CODE_PREFIXES
+
+
+def test_a_published_file_out_of_git_is_checked_against_its_staged_copy(
+        tmp_path: Path) -> None:
+    """reports/x.html is in git nowhere; the stage that staged it recorded its hash."""
+    import hashlib
+
+    from pipeline.verify import compare, current_stages
+
+    rerun, work = tmp_path / "rerun", tmp_path / "work"
+    for root in (rerun, work):
+        (root / "reports").mkdir(parents=True)
+        (root / "reports" / "t.csv").write_text("t\n")
+    (rerun / "reports" / "x.html").write_text("<p>x</p>\n")
+    good = hashlib.md5(b"<p>x</p>\n").hexdigest()
+    lock = {"stages": {
+        "report": {"deps": [], "outs": [{"path": "build/reports/x.html", "md5": good}]},
+        "promote": {"deps": [], "outs": [{"path": "reports", "md5": "0.dir"}]},
+        "render@old": {"deps": [], "outs": [{"path": "reports/old.html", "md5": "1"}]},
+    }}
+    lock = current_stages(lock, {"stages": {"report": {}, "promote": {}}})
+    assert set(lock["stages"]) == {"report", "promote"}
+
+    def committed(path: str) -> bytes | None:
+        return b"t\n" if path == "reports/t.csv" else None
+
+    checks = {c.path: c for c in compare(lock, lock, rerun, work, committed,
+                                         ["reports/t.csv"])}
+    assert checks["reports/x.html"].status == "same"
+    assert checks["reports/x.html"].stage == "report"
+    assert checks["reports/t.csv"].status == "same"
+    (rerun / "reports" / "x.html").write_text("<p>y</p>\n")
+    checks = {c.path: c for c in compare(lock, lock, rerun, work, committed,
+                                         ["reports/t.csv"])}
+    assert checks["reports/x.html"].status == "DIFFERS"
+    assert "dvc.lock" in checks["reports/x.html"].detail
