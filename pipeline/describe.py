@@ -237,7 +237,8 @@ def suppress_counts(frame: pd.DataFrame, columns: dict[str, list[str]],
         small = (out[count] > 0) & (out[count] < min_cell)
         out[count] = out[count].astype(float)
         out.loc[small, [count, *derived]] = np.nan
-        flags[small] = [f"{f} {count}".strip() for f in flags[small]]
+        flags[small] = pd.Series([f"{f} {count}".strip() for f in flags[small]],
+                                 index=flags.index[small], dtype=object)
     out["suppressed"] = flags
     return out
 

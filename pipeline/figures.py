@@ -72,7 +72,7 @@ STYLE = {
 
 def apply_style() -> None:
     """Set the project's matplotlib style (fixed fonts and SVG salt: byte-stable output)."""
-    plt.rcParams.update(STYLE)
+    plt.rcParams.update(STYLE)  # type: ignore[arg-type]  # rcParams' keys are typed as literals
 
 
 def save_figure(fig: Figure, data: pd.DataFrame, outdir: str | Path, name: str) -> list[Path]:
