@@ -378,6 +378,25 @@ def _can_fork() -> bool:
     return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
+def _die_with_parent(parent: int) -> None:
+    """Worker start-up: end this worker when the stage that forked it ends, even by kill -9.
+
+    A ``concurrent.futures`` worker waits for its next task forever; without this, a
+    stage killed mid-run (``kill -9``, a full disk in another process) left its workers
+    alive. Linux's ``PR_SET_PDEATHSIG`` has the kernel send SIGKILL to this process when
+    its parent dies; a parent that died before the call is caught by the pid check.
+    """
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the pool is not used there
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _chunk_size(settings: ExecutionSettings, n_tasks: int, n_workers: int) -> int:
     """Tasks per round trip: ``chunk_size``, or about four chunks per worker (at most 50)."""
     return settings.chunk_size or max(1, min(50, n_tasks // (4 * n_workers) or 1))
@@ -397,7 +416,8 @@ def _run_forked(func: Callable[[Task], Result], todo: Sequence[tuple[int, Task]]
     size = _chunk_size(settings, len(todo), settings.workers)
     _FORKED_SHARED = shared
     try:
-        with ProcessPoolExecutor(max_workers=settings.workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=settings.workers, mp_context=context,
+                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(_run_chunk, func, chunk) for chunk in _chunks(todo, size)]
             try:
                 for future in as_completed(futures):

@@ -188,3 +188,59 @@ def test_an_existing_dask_cluster_gives_the_same_results() -> None:
         remote = run_replicates(ols_replicate, tasks,
                                 ExecutionSettings(scheduler=cluster.scheduler_address))
     assert remote == run_replicates(ols_replicate, tasks)
+
+
+KILLED_RUN = '''
+import os, sys, time
+from pathlib import Path
+from pipeline.parallel import ExecutionSettings, run_replicates
+
+def slow(task):
+    with open(task["pids"], "a") as fh:
+        fh.write(f"{os.getpid()}\\n")
+    time.sleep(0.2)
+    return {"i": task["i"]}
+
+if __name__ == "__main__":
+    tasks = [{"i": i, "pids": sys.argv[1]} for i in range(400)]
+    run_replicates(slow, tasks, ExecutionSettings(workers=2, chunk_size=1))
+'''
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc")
+def test_workers_end_when_their_stage_is_killed(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script, pids = tmp_path / "run.py", tmp_path / "pids.txt"
+    script.write_text(KILLED_RUN)
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, str(script), str(pids)],
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    deadline = time.monotonic() + 60
+    workers: set[int] = set()
+    while len(workers) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        if pids.is_file():
+            workers = {int(x) for x in pids.read_text().split()}
+    assert len(workers) == 2 and proc.pid not in workers
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    survivors = [p for p in workers if _alive(p)]
+    for pid in survivors:  # do not leave them behind when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, "workers outlived the killed stage"
