@@ -142,7 +142,7 @@ def _start_kernel(cwd: str | Path, folder: str | Path, index: int,
 
 
 def _run(nb: nbformat.NotebookNode, name: str, parameters: Mapping[str, Any],
-         cwd: str | Path, km: KernelManager | None, folder: str | Path,
+         km: KernelManager | None, folder: str | Path,
          timeout: int) -> nbformat.NotebookNode:
     import nbformat
     import papermill as pm
@@ -155,7 +155,10 @@ def _run(nb: nbformat.NotebookNode, name: str, parameters: Mapping[str, Any],
         parameters=dict(parameters),
         kernel_name=KERNEL,
         language="python",
-        cwd=str(cwd),
+        # No ``cwd`` here: the kernel was started in ``cwd`` already, and papermill's
+        # ``cwd`` is a process-wide ``os.chdir`` that two reports rendering at once (threads)
+        # interleave, leaving this process in a temporary folder (seen on CI).
+        cwd=None,
         progress_bar=False,
         log_output=False,
         record_timing=False,
@@ -174,7 +177,7 @@ def execute(source: str | Path, parameters: Mapping[str, Any], cwd: str | Path,
     with _kernel_environment(), tempfile.TemporaryDirectory(prefix="render-") as tmp:
         km = _start_kernel(cwd, tmp, 0)
         try:
-            return _run(nb, Path(source).stem, parameters, cwd, km, tmp, timeout)
+            return _run(nb, Path(source).stem, parameters, km, tmp, timeout)
         finally:
             km.shutdown_kernel(now=True)
 
@@ -298,7 +301,7 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
                 km = kernel_for(i)
                 try:
                     nb = _normalise_source(jupytext.read(str(source)), skip)
-                    executed = _run(nb, Path(source).stem, parameters, cwd, km, tmp, timeout)
+                    executed = _run(nb, Path(source).stem, parameters, km, tmp, timeout)
                 except BaseException:
                     failed.set()
                     raise

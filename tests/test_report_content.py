@@ -127,6 +127,7 @@ def test_concurrent_rendering_gives_the_same_bytes_and_stops_on_a_failure(
         tmp_path: Path) -> None:
     import papermill
 
+    here = Path.cwd()
     sources = []
     for name in ("one", "two", "three"):
         path = tmp_path / f"{name}.py"
@@ -138,6 +139,9 @@ def test_concurrent_rendering_gives_the_same_bytes_and_stops_on_a_failure(
                       {"answer": 3}, cwd=tmp_path, concurrent=1, ahead=2)
     assert [p.name for p in two] == ["one.html", "two.html", "three.html"]
     assert [p.read_bytes() for p in two] == [p.read_bytes() for p in one]
+    # Rendering never moves this process: papermill's cwd is a process-wide chdir that
+    # concurrent threads interleave (it once left CI's pytest worker in a temp folder).
+    assert Path.cwd() == here
     broken = tmp_path / "broken.py"
     broken.write_text(SOURCE + '\n# %%\nraise RuntimeError("forced failure")\n')
     with pytest.raises(papermill.PapermillExecutionError, match="forced failure"):
