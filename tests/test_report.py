@@ -71,3 +71,18 @@ def test_notice_says_simulated_or_names_files_without_folders(root: Path) -> Non
     import html
 
     assert "<code>wai.sav</code>" in html.unescape(notice) and "alice" not in notice
+
+
+def test_the_notebook_machinery_imports_without_rfc3987_syntax() -> None:
+    """pyproject's uv override keeps rfc3987-syntax out of the environment: importing it
+    costs 2.7 s (it builds Earley parsers) in every process that reads a notebook, for a
+    JSON-schema format nothing here uses. Without it, nbformat still validates notebooks."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, nbformat, jupytext, papermill; "
+             "nb = nbformat.v4.new_notebook(); nbformat.validate(nb); "
+             "print('rfc3987_syntax' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
