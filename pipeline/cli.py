@@ -20,6 +20,7 @@ having written nothing.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -435,8 +436,7 @@ def cmd_ruptures(params: dict[str, Any], args: argparse.Namespace) -> None:
         _instruments(params))
 
 
-def cmd_render(params: dict[str, Any], args: argparse.Namespace,
-               meanwhile: Callable[[], None] | None = None) -> None:
+def cmd_render(params: dict[str, Any], args: argparse.Namespace) -> None:
     from pipeline.report import render_many
 
     # One notebook: --out is the HTML file; several: --out is a folder of <name>.html.
@@ -449,8 +449,7 @@ def cmd_render(params: dict[str, Any], args: argparse.Namespace,
     log("render", "executing " + ", ".join(str(s) for s in sources)
         + f" on {args.results_root}/results")
     render_many(jobs, {"params_file": args.params}, cwd=Path.cwd(),
-                progress=lambda line: log("render", line), results_root=args.results_root,
-                meanwhile=meanwhile)
+                progress=lambda line: log("render", line), results_root=args.results_root)
     log("render", f"{len(jobs)} report(s) in {time.perf_counter() - start:.0f} s")
 
 
@@ -509,13 +508,17 @@ def cmd_prepare(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_report(params: dict[str, Any], args: argparse.Namespace) -> None:
-    # publish runs while the notebooks' kernels start and import (render_many: meanwhile):
-    # the figures and tables cost little wall time of their own on two cores.
+    # publish (figures and tables: ~9 s of matplotlib on one core) runs in a forked
+    # process while the notebooks' kernels start and run: the notebooks read results/,
+    # never what publish writes.
+    from pipeline.parallel import alongside
+
     parser = build_parser()
     publish = parser.parse_args(["publish", "--params", args.params])
     render = parser.parse_args(["render", "--params", args.params, "--out", str(REPORTS),
                                 "--notebook", *args.notebook])
-    cmd_render(params, render, meanwhile=lambda: cmd_publish(params, publish))
+    with alongside(functools.partial(cmd_publish, params, publish)):
+        cmd_render(params, render)
 
 
 COMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None], str]] = {

@@ -49,6 +49,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -395,6 +396,37 @@ def _die_with_parent(parent: int) -> None:
         pass
     if os.getppid() != parent:
         os._exit(1)
+
+
+@contextmanager
+def alongside(func: Callable[[], object]) -> Iterator[None]:
+    """Run ``func()`` in a forked process while the ``with`` body runs in this one.
+
+    On leaving the body this waits for ``func`` and re-raises its exception here (a
+    :class:`~pipeline.errors.PipelineError` keeps its message and exit status). If the body
+    fails, that error wins once ``func`` has ended. ``func`` must be picklable (a
+    module-level function or a :func:`functools.partial` of one) and must not write what
+    the body reads. Without ``fork`` (not Linux) it simply runs first, in this process.
+
+    Used by the ``report`` stage: the figures and tables are drawn on one core while the
+    notebooks' kernels start and run on the other.
+    """
+    if not _can_fork():
+        func()
+        yield
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"),
+                             initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+        future = pool.submit(func)
+        try:
+            yield
+        finally:
+            error = future.exception()  # waits; the body's own error, if any, propagates
+        if error is not None:
+            raise error
 
 
 def _chunk_size(settings: ExecutionSettings, n_tasks: int, n_workers: int) -> int:

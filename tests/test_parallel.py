@@ -244,3 +244,40 @@ def test_workers_end_when_their_stage_is_killed(tmp_path: Path) -> None:
     for pid in survivors:  # do not leave them behind when the test fails
         os.kill(pid, signal.SIGKILL)
     assert not survivors, "workers outlived the killed stage"
+
+
+def _write_pid_after(path: str, wait_for: str) -> None:
+    """Wait until the body has written ``wait_for`` (so both ran at once), then write the pid."""
+    import time
+
+    for _ in range(500):
+        if Path(wait_for).exists():
+            break
+        time.sleep(0.01)
+    Path(path).write_text(f"{os.getpid()} {Path(wait_for).exists()}")
+
+
+def _raise_settings_error() -> None:
+    raise SettingsError("params.yaml: report.min_cell must be a whole number; set it to 5")
+
+
+def test_alongside_runs_beside_the_body_and_passes_its_error_on(tmp_path: Path) -> None:
+    import functools
+
+    from pipeline.parallel import alongside
+
+    out, flag = tmp_path / "pid", tmp_path / "body-ran"
+    with alongside(functools.partial(_write_pid_after, str(out), str(flag))):
+        flag.write_text("yes")  # the other process waits for this: they overlap
+    pid, saw_body = out.read_text().split()  # written before alongside returned
+    assert int(pid) != os.getpid() and saw_body == "True"
+
+    with pytest.raises(SettingsError, match=r"report\.min_cell") as caught:
+        with alongside(_raise_settings_error):
+            pass
+    assert caught.value.exit_status == 2
+
+    # The body's own error wins over the other process's.
+    with pytest.raises(KeyError, match="body"):
+        with alongside(_raise_settings_error):
+            raise KeyError("body")
