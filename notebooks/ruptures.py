@@ -316,27 +316,16 @@ if len(bench):
             and deep.loc[c, "precision"] >= 0.8]
     low_recall = [c for c in deep.index if deep.loc[c, "recall"] < 0.8]
     low_prec = [c for c in deep.index if deep.loc[c, "precision"] < 0.8]
-    # The squeeze for a rule comparing a session with the mean of the `pre_sessions`
-    # before it (sigma = the within-client SD, known): the comparison's SD is
-    # sigma * sqrt(1 + 1/p); the bar giving recall 0.8 for a 3-sigma drop lets through a
-    # share of ordinary sessions, and each client has (sessions - 2) of those.
-    from scipy.stats import norm
+    # Why: the closed-form trade-off of a rule comparing a session with the mean of the
+    # `pre_sessions` before it (pipeline/ruptures/tradeoff.py explains the arithmetic).
+    from pipeline.ruptures.tradeoff import prior_mean_rule_tradeoff
 
     p_pre = int(rules["pre_sessions"])
-    sd_c = float(np.sqrt(1 + 1 / p_pre))
-    bar = 3 - norm.ppf(0.8) * sd_c
-    false_share = float(norm.sf(bar / sd_c))
     per_client = float(deep["n_sessions"].iloc[0] / deep["n_injected"].iloc[0])
-    expected_prec = 0.8 / (0.8 + (per_client - 2) * false_share)
-
-    def precision_at(b: float) -> float:
-        hit = float(norm.sf((b - 3) / sd_c))
-        return hit / (hit + (per_client - 2) * float(norm.sf(b / sd_c)))
-
-    from scipy.optimize import brentq
-
-    bar_p = brentq(lambda b: precision_at(b) - 0.8, 0.0, 6.0)
-    recall_p = float(norm.sf((bar_p - 3) / sd_c))
+    tr = prior_mean_rule_tradeoff(p_pre, per_client)
+    bar, false_share, expected_prec = (tr.bar_for_recall, tr.false_share,
+                                       tr.precision_at_recall)
+    bar_p, recall_p = tr.bar_for_precision, tr.recall_at_precision
     between = [c for c, e in criteria.items() if e.get("kind") in ("sd", "v_shape")
                and "between" in e.get("sd", ["client", "between"]) and c in deep.index]
     between_text = (
