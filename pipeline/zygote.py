@@ -203,6 +203,9 @@ def serve(listener_fd: int, preload: Sequence[str]) -> None:
     _sys_path_of_kernel()
     listener = socket.socket(fileno=listener_fd)
     _import(preload)
+    import gc
+
+    gc.freeze()  # what the zygote holds: never scanned by a kernel's collector (no copy)
     env = dict(os.environ)
     here = os.getcwd()
     kernels: set[int] = set()
