@@ -49,7 +49,8 @@ if TYPE_CHECKING:  # the launcher (this file run as a script) imports only the s
 #: The command jupyter_client runs for a Python kernel (``python`` is made ``sys.executable``).
 KERNEL_MODULE = "ipykernel_launcher"
 #: Signals the launcher passes on to its kernel (jupyter_client's interrupt and terminate).
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+FORWARDED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                  if hasattr(signal, name))  # this module is imported on Windows too
 #: What jupyter_client adds to a kernel's environment (the pid of the process starting it);
 #: the zygote is started with it too, since ipykernel reads it at import.
 PARENT_ENV = "JPY_PARENT_PID"
