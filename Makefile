@@ -105,6 +105,7 @@ bench: setup
 	python benchmarks/bench_power.py
 	python benchmarks/bench_replicates.py
 	python benchmarks/coverage_bootstrap.py
+	python benchmarks/bench_render.py
 	python benchmarks/bench_repro.py
 
 clean-env:
