@@ -111,6 +111,35 @@ def test_prepare_rejects(change, message: str) -> None:
         M.prepare(change(small_scored()))
 
 
+def _prepare_by_sorting(scored: pd.DataFrame) -> pd.DataFrame:
+    """prepare's rows as pandas' stable sort orders them (the rule prepare follows)."""
+    need = ["client_id", "therapist_id", "session", "goal", "task", "bond", "wellbeing"]
+    kept = scored[scored[need].notna().all(axis=1)]
+    return kept.sort_values(["therapist_id", "client_id", "session"],
+                            kind="mergesort").reset_index(drop=True)
+
+
+@pytest.mark.parametrize("ids", ["text", "numbers", "mixed"])
+def test_prepare_orders_rows_as_a_stable_sort(ids: str) -> None:
+    """Rows already in order are kept as they are, others sorted (stable, by therapist,
+    client, session); numeric and mixed-type labels as pandas sorts them; the same
+    bits whatever order the rows came in."""
+    base = read_data("default")
+    if ids == "numbers":
+        base = base.assign(client_id=pd.factorize(base["client_id"])[0] * 7 % 1000,
+                           therapist_id=pd.factorize(base["therapist_id"])[0])
+    elif ids == "mixed":   # object labels of two types: sorted by pandas' rule
+        base = base.assign(therapist_id=[1 if t == base["therapist_id"].iloc[0] else str(t)
+                                         for t in base["therapist_id"]])
+    shuffled = base.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    for frame in (base, shuffled):
+        out = M.prepare(frame)
+        expected = _prepare_by_sorting(frame)
+        pd.testing.assert_frame_equal(out[expected.columns], expected)
+    a, b = M.prepare(base), M.prepare(base.iloc[::-1])
+    assert a["goal_within"].to_numpy().tobytes() == b["goal_within"].to_numpy().tobytes()
+
+
 def test_lags_detrending_min_sessions(plan: M.ModelPlan) -> None:
     data = M.prepare(small_scored())
     lagged = M.add_lags(data)
@@ -167,6 +196,45 @@ def test_settings_are_validated() -> None:
         M.settings_from({"optimizers": ["powell"]})
     with pytest.raises(SettingsError, match=r"model\.checks"):
         M.settings_from({"checks": {"one_level": "maybe"}})
+
+
+def _patsy_design(formula: str, data: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    import patsy
+
+    y, x = patsy.dmatrices(formula, data, return_type="dataframe", NA_action="raise")
+    return np.asarray(y, dtype=float).ravel(), np.asarray(x, dtype=float), list(x.columns)
+
+
+def test_design_matrices_without_patsy_equal_patsy(plan: M.ModelPlan) -> None:
+    """Formulas ``y ~ a + b`` of numeric columns skip patsy (fitting._plain_design): the
+    same names, order, values (bit for bit) and memory layout as patsy's matrices, for
+    every such formula of models.yaml; anything else still goes to patsy."""
+    from pipeline.models.fitting import _plain_design
+
+    data = M.prepare(read_data("default"))
+    data["session_int"] = data["session"].astype(int)      # integers become floats
+    formulas = [spec.formula for spec in plan.models
+                if spec.data == "complete" and not spec.covariates]
+    formulas.append("wellbeing ~ session_int\n + goal_within")
+    plain = [f for f in formulas if _plain_design(f, data) is not None]
+    assert "wellbeing ~ session_int\n + goal_within" in plain and len(plain) >= 3
+    for formula in plain:
+        y, x, names = design_matrices(formula, data)
+        py, px, pnames = _patsy_design(formula, data)
+        assert names == pnames and names[0] == "Intercept"
+        assert np.array_equal(y, py) and np.array_equal(x, px)
+        assert x.flags.c_contiguous == px.flags.c_contiguous
+    # not plain: interaction, transform, no intercept, repeated term, text column, NaN
+    with_nan = data.assign(goal_within=data["goal_within"].where(data.index > 0))
+    for formula, frame in [("wellbeing ~ time * goal_within", data),
+                           ("wellbeing ~ np.log(session)", data),
+                           ("wellbeing ~ time - 1", data),
+                           ("wellbeing ~ time + time", data),
+                           ("wellbeing ~ client_id", data),
+                           ("wellbeing ~ goal_within", with_nan)]:
+        assert _plain_design(formula, frame) is None, formula
+    with pytest.raises(NotEstimableError, match="missing"):
+        design_matrices("wellbeing ~ goal_within", with_nan)
 
 
 # --------------------------------------------------------------------------------------

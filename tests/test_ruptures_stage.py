@@ -176,3 +176,26 @@ def test_bad_setting_exits_2_naming_it_and_writes_nothing(
     assert "ruptures.figure_criterion" in err and "nonsense" in err
     assert "Traceback" not in err
     assert not (tmp_path / "episodes.csv").exists() and not out.exists()
+
+
+def _write_marker(path: Path) -> None:
+    path.write_text("drawn in the child", encoding="utf-8")
+
+
+def _fail(path: Path) -> None:
+    raise ValueError(f"cannot draw {path.name}")
+
+
+def test_figures_drawn_meanwhile_are_waited_for_and_failures_raise(tmp_path: Path) -> None:
+    """The figures are drawn in a forked process (stage._meanwhile): its files exist once
+    the stage waits for it, and a failure there fails the stage instead of passing
+    silently."""
+    from pipeline.ruptures.stage import _meanwhile
+
+    marker = tmp_path / "figure.txt"
+    wait = _meanwhile(_write_marker, marker)
+    wait()
+    assert marker.read_text(encoding="utf-8") == "drawn in the child"
+    wait = _meanwhile(_fail, tmp_path / "other.png")
+    with pytest.raises(RuntimeError, match="_fail failed in its worker process"):
+        wait()

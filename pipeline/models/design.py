@@ -107,19 +107,57 @@ def prepare(
     if absent:
         raise NotEstimableError(f"columns missing for the model: {absent}")
     n_input = len(data)
-    data = data[data[need].notna().all(axis=1)]
-    if data.duplicated(["client_id", "session"]).any():
+    complete = data[need].notna().all(axis=1)
+    if not complete.all():
+        data = data[complete]
+    # the checks and the sort on integer codes of the labels (one hashing pass each
+    # instead of a groupby per check): the same decisions as pandas' duplicated/nunique
+    c_codes, _ = pd.factorize(data["client_id"].to_numpy(), sort=True)
+    t_codes, _ = pd.factorize(data["therapist_id"].to_numpy(), sort=True)
+    s_codes, s_levels = pd.factorize(data["session"].to_numpy(), sort=True)
+    pairs = c_codes.astype(np.int64) * max(len(s_levels), 1) + s_codes
+    if len(np.unique(pairs)) < len(pairs):
         raise NotEstimableError("a client x session occurs more than once")
-    if (data.groupby("client_id")["therapist_id"].nunique() > 1).any():
+    first_therapist = np.empty(c_codes.max() + 1 if len(c_codes) else 0, dtype=np.int64)
+    first_therapist[c_codes] = t_codes
+    if np.any(first_therapist[c_codes] != t_codes):
         raise NotEstimableError("a client has more than one therapist; client ids must be unique "
                          "across therapists")
-    data = data.sort_values(["therapist_id", "client_id", "session"], kind="mergesort")
+    if not _sorted_by(data, ("therapist_id", "client_id", "session"),
+                      (t_codes, c_codes, s_codes)):
+        data = data.sort_values(["therapist_id", "client_id", "session"], kind="mergesort")
     data = data.reset_index(drop=True)
     data["time"] = data["session"].astype(float) - 1.0
     data["total"] = data[list(SUBSCALES)].astype(float).mean(axis=1)
     data = disaggregate(data)
     data.attrs.update(n_input=n_input, n_missing=n_input - len(data))
     return data
+
+
+def _sorted_by(data: pd.DataFrame, columns: Sequence[str],
+               codes: Sequence[np.ndarray]) -> bool:
+    """Whether the rows are already in the order of a stable sort by ``columns`` (then
+    :func:`prepare` leaves them as they are: the sort would not move a row).
+
+    ``codes`` are each column's ``pd.factorize(sort=True)`` codes, which order the rows
+    as pandas' sort does when a column's labels are all numbers or all text; for labels of
+    mixed types this answers False (the caller sorts).
+    """
+    for name in columns:
+        values = data[name].to_numpy()
+        if values.dtype.kind not in "iuf" and pd.api.types.infer_dtype(
+                values, skipna=False) != "string":
+            return False
+    if len(data) < 2:
+        return True
+    # lexicographic order of consecutive rows: the first column that differs decides
+    undecided = np.ones(len(data) - 1, dtype=bool)
+    for code in codes:
+        step = np.diff(code.astype(np.int64))
+        if np.any(undecided & (step < 0)):
+            return False
+        undecided &= step == 0
+    return True
 
 
 def disaggregate(data: pd.DataFrame, scores: Sequence[str] = ALLIANCE) -> pd.DataFrame:
@@ -145,10 +183,14 @@ def disaggregate(data: pd.DataFrame, scores: Sequence[str] = ALLIANCE) -> pd.Dat
     c_codes, c_levels = pd.factorize(out["client_id"].to_numpy(), sort=True)
     t_codes, t_levels = pd.factorize(out["therapist_id"].to_numpy(), sort=True)
     new: dict[str, np.ndarray] = {}
+    # every score's client and therapist means in one groupby each (pandas computes each
+    # column on its own, as a groupby of that column alone: the same values)
+    client_means = by_client[list(scores)].mean()
+    therapist_means = client_means.groupby(client_therapist).mean()
     for k in scores:
-        client_mean = by_client[k].mean()
+        client_mean = client_means[k]
         grand = float(client_mean.mean())
-        therapist_mean = client_mean.groupby(client_therapist).mean()
+        therapist_mean = therapist_means[k]
         if (np.array_equal(client_mean.index.to_numpy(), c_levels)
                 and np.array_equal(therapist_mean.index.to_numpy(), t_levels)):
             cm = client_mean.to_numpy(dtype=float)[c_codes]
