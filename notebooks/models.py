@@ -30,7 +30,6 @@
 params_file = None  # path to params.yaml (None: the file of this project)
 
 # %%
-import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -181,8 +180,7 @@ if primary_ok:
 
 # %% tags=["needs-outcome"]
 if primary_ok:
-    fig, _ = figures.coefficient_plot(coefs)
-    plt.show()
+    figures.show(*figures.coefficient_plot(coefs), "coefficients_within_between")
 
 # %% [markdown] tags=["needs-outcome"]
 # ## What the effects mean in wellbeing points
@@ -194,8 +192,7 @@ if primary_ok:
 
 # %% tags=["needs-outcome"]
 if primary_ok:
-    fig, _ = figures.predicted_wellbeing(coefs)
-    plt.show()
+    figures.show(*figures.predicted_wellbeing(coefs), "predicted_wellbeing")
 
 # %% [markdown] tags=["needs-outcome"]
 # ## How much varies between therapists, clients and sessions
@@ -280,8 +277,7 @@ elif primary_ok:
 # %% tags=["needs-outcome"]
 if primary_ok:
     diag = pd.read_csv(results / "diagnostics.csv")
-    fig, _ = figures.diagnostics(diag)
-    plt.show()
+    figures.show(*figures.diagnostics(diag), "diagnostics_primary")
     marg = diag[(diag["model"] == "primary")
                 & (diag["plot"] == "marginal_residual_vs_fitted")]
     if len(marg):
@@ -439,8 +435,7 @@ if readable.empty:
 else:
     display(Markdown(f"Scores: {metric}."))
     display(styled(alliance_levels_table(levels)))
-    fig, _ = figures.alliance_shares(levels)
-    plt.show()
+    figures.show(*figures.alliance_shares(levels), "alliance_shares")
     lines = []
     for r in readable.itertuples():
         where = (f"{r.share_therapist:.0%} between therapists, "

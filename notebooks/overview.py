@@ -169,8 +169,8 @@ display(Markdown(
 ))
 if (~traj["suppressed"]).any():
     metric = f"{alliance.item_min:g}\u2013{alliance.item_max:g}"
-    fig, _ = figures.trajectories(traj, outcome_label=outcome_label, alliance_metric=metric)
-    plt.show()
+    figures.show(*figures.trajectories(traj, outcome_label=outcome_label,
+                                       alliance_metric=metric), "trajectories")
 else:
     display(Markdown(f"Every session has fewer than {min_cell} clients: nothing to show."))
 
@@ -183,8 +183,7 @@ else:
 # %%
 dist = pd.read_csv(describe / "distributions.csv")
 if (~dist["suppressed"].astype(bool)).any():
-    fig, _ = figures.distributions(dist, outcome_label=outcome_label)
-    plt.show()
+    figures.show(*figures.distributions(dist, outcome_label=outcome_label), "distributions")
 ceiling = params["report"].get("ceiling", {}) or {}
 top_fraction = float(ceiling.get("top_fraction", 0.25))
 min_share = float(ceiling.get("min_share", 0.5))

@@ -30,7 +30,6 @@ params_file = None  # path to params.yaml (None: the file of this project)
 # %%
 import html
 
-import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -99,8 +98,7 @@ if available:
 # %%
 if available:
     target = float(target_table["target"].iloc[0])
-    fig, _ = figures.power_curves(power, target)
-    plt.show()
+    figures.show(*figures.power_curves(power, target), "power_curves")
 
 # %%
 if available:

@@ -25,7 +25,6 @@
 params_file = None  # path to params.yaml (None: the file of this project)
 
 # %%
-import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -136,8 +135,7 @@ if rel_file.is_file():
     fc_all = pd.read_csv(fc_file)
     client_rel = rel[rel["instrument"] == alliance.key]
     client_fc = fc_all[fc_all["instrument"] == alliance.key]
-    fig, _ = figures.reliability(client_rel, client_fc)
-    plt.show()
+    figures.show(*figures.reliability(client_rel, client_fc), "reliability")
     display(Markdown(
         f"Client ratings ({escape(alliance.name)}). Left: Cronbach's alpha at each session "
         "with enough forms (dashed line: .70). Right: the share of answers at the best "

@@ -26,7 +26,6 @@ params_file = None  # path to params.yaml (None: the file of this project)
 # %%
 import html
 
-import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -88,8 +87,8 @@ styled(pd.DataFrame(rows))
 # %%
 shown = [n for n in names if n in readable]
 if "primary" in shown:
-    fig, data = figures.sensitivity(coefs, shown, {n: model_label(n, plan) for n in shown})
-    plt.show()
+    figures.show(*figures.sensitivity(coefs, shown, {n: model_label(n, plan) for n in shown}),
+                 "sensitivity")
 
 # %%
 terms = [f"{k}_{part}" for part in ("within", "between") for k in ("goal", "task", "bond")]
@@ -121,8 +120,7 @@ if "primary" in shown and len(shown) > 1:
 curve_file = results / "specification_curve.csv"
 curve = pd.read_csv(curve_file) if curve_file.is_file() else None
 if curve is not None and curve["estimate"].notna().any():
-    fig, _ = figures.specification_curve(curve)
-    plt.show()
+    figures.show(*figures.specification_curve(curve), "specification_curve")
 elif curve is not None:
     reasons = "; ".join(dict.fromkeys(curve["reason"].dropna().astype(str)))
     display(Markdown(f"No specification could be estimated on these data ({escape(reasons)})."))

@@ -279,56 +279,25 @@ def cmd_fit(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    # The APA tables. The figures are drawn by the report cells that show them
+    # (pipeline.figures.show, saved by the render step into reports/figures/).
     import pandas as pd
 
-    from pipeline import figures, tables
+    from pipeline import tables
 
-    figures.apply_style()
-    results, figdir, tabdir = Path(args.results), Path(args.figures), Path(args.tables)
+    results, tabdir = Path(args.results), Path(args.tables)
 
     def read(name: str) -> pd.DataFrame:
         return pd.read_csv(results / name)
 
     stats = read("fit_statistics.csv").set_index("model")
-    # only models whose numbers may be read reach figures and tables (results contract)
+    # only models whose numbers may be read reach the tables (results contract)
     readable = set(stats.index[stats["status"].isin(["fitted", "singular"])])
     coefs = read("coefficients.csv")
     coefs = coefs[coefs["model"].isin(readable)]
-    made = [
-        ("trajectories", figures.trajectories(read("describe/trajectories.csv"))),
-        ("distributions", figures.distributions(read("describe/distributions.csv"))),
-    ]
     levels_file, change_file = results / "alliance_levels.csv", results / "alliance_change.csv"
     levels = read("alliance_levels.csv") if levels_file.is_file() else pd.DataFrame()
     change = read("alliance_change.csv") if change_file.is_file() else pd.DataFrame()
-    if len(levels) and levels["status"].isin(["fitted", "singular"]).any():
-        made.append(("alliance_shares", figures.alliance_shares(levels)))
-    if "primary" in readable:
-        made += [
-            ("coefficients_within_between", figures.coefficient_plot(coefs)),
-            ("predicted_wellbeing", figures.predicted_wellbeing(coefs)),
-            ("diagnostics_primary", figures.diagnostics(read("diagnostics.csv"))),
-        ]
-    sens = [m for m in params["report"]["sensitivity_models"] if m in readable]
-    if "primary" in sens:
-        made.append(("sensitivity", figures.sensitivity(
-            coefs, sens, {m: tables.model_label(m) for m in sens})))
-    curve_file = results / "specification_curve.csv"
-    if curve_file.is_file() and read("specification_curve.csv")["estimate"].notna().any():
-        made.append(("specification_curve",
-                     figures.specification_curve(read("specification_curve.csv"))))
-    if (results / "power.csv").is_file() and len(read("power.csv")):
-        target = float(read("power_target.csv")["target"].iloc[0])
-        made.append(("power_curves", figures.power_curves(read("power.csv"), target)))
-    if (results / "scoring" / "reliability.csv").is_file():
-        made.append(("reliability", figures.reliability(
-            read("scoring/reliability.csv"), read("scoring/floor_ceiling.csv"))))
-    for name, (fig, data) in made:
-        figures.save_figure(fig, data, figdir, name)
-        log("publish", f"figure {figdir / name}.png/.svg/.csv")
     conf = float(params["model"].get("conf_level", 0.95))
     df_method = "; ".join(sorted(coefs["df_method"].dropna().unique()))
     prim = stats.loc["primary"] if "primary" in stats.index else None
@@ -449,7 +418,8 @@ def cmd_render(params: dict[str, Any], args: argparse.Namespace) -> None:
     log("render", "executing " + ", ".join(str(s) for s in sources)
         + f" on {args.results_root}/results")
     render_many(jobs, {"params_file": args.params}, cwd=Path.cwd(),
-                progress=lambda line: log("render", line), results_root=args.results_root)
+                progress=lambda line: log("render", line), results_root=args.results_root,
+                figures_dir=args.figures or None)
     log("render", f"{len(jobs)} report(s) in {time.perf_counter() - start:.0f} s")
 
 
@@ -508,14 +478,15 @@ def cmd_prepare(params: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def cmd_report(params: dict[str, Any], args: argparse.Namespace) -> None:
-    # publish (figures and tables: ~9 s of matplotlib on one core) runs in a forked
-    # process while the notebooks' kernels start and run: the notebooks read results/,
-    # never what publish writes.
+    # publish (the tables) runs in a forked process while the notebooks' kernels start
+    # and run: the notebooks read results/, never what publish writes. The figures are
+    # saved by the notebooks themselves, each by the cell that shows it.
     from pipeline.parallel import alongside
 
     parser = build_parser()
     publish = parser.parse_args(["publish", "--params", args.params])
     render = parser.parse_args(["render", "--params", args.params, "--out", str(REPORTS),
+                                "--figures", str(REPORTS / "figures"),
                                 "--notebook", *args.notebook])
     with alongside(functools.partial(cmd_publish, params, publish)):
         cmd_render(params, render)
@@ -529,7 +500,7 @@ COMMANDS: dict[str, tuple[Callable[[dict[str, Any], argparse.Namespace], None], 
     "score": (cmd_score, "score the instruments; psychometrics"),
     "describe": (cmd_describe, "aggregate description of the data"),
     "fit": (cmd_fit, "fit the mixed-effects models"),
-    "publish": (cmd_publish, "figures (PNG, SVG, CSV) and APA tables (HTML, LaTeX, Markdown)"),
+    "publish": (cmd_publish, "APA tables (HTML, LaTeX, Markdown)"),
     "ruptures": (cmd_ruptures, "rupture-repair episodes, outcome and endings (aggregates)"),
     "bootstrap": (cmd_bootstrap, "parametric bootstrap of variance components, ICC and R2"),
     "speccurve": (cmd_speccurve, "specification curve over the analytic choices"),
@@ -585,7 +556,6 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", default=str(RESULTS))
         if name == "publish":
             p.add_argument("--results", default=str(RESULTS))
-            p.add_argument("--figures", default=str(REPORTS / "figures"))
             p.add_argument("--tables", default=str(REPORTS / "tables"))
         if name == "index":
             p.add_argument("--notebooks", default="notebooks")
@@ -603,6 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="HTML file to write (one notebook) or folder (several)")
             p.add_argument("--results-root", default=str(STAGING),
                            help="folder whose results/ the notebooks read")
+            p.add_argument("--figures", default=None,
+                           help="folder where the reports save the figures they show (PNG, "
+                                "SVG, CSV); the report step passes build/reports/figures")
         if name in ("promote", "seed-staging"):
             p.add_argument("--staging", default=str(STAGING))
         if name == "promote":

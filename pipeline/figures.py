@@ -4,10 +4,15 @@ Every figure function takes result tables (aggregates only, never client rows) a
 returns ``(figure, data)``, where ``data`` is exactly what is drawn, so a reviewer can
 redraw it. :func:`save_figure` writes ``<name>.png``, ``<name>.svg`` and ``<name>.csv``
 byte-stably: SVG ids are salted with a fixed string and no dates are embedded.
+
+Each published figure is drawn once, by the report cell that shows it: the cell calls
+:func:`show`, which, when the pipeline renders the report, saves the files and shows
+the saved PNG, so the file and the report's picture are the same bytes and labels.
 """
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -20,6 +25,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from pipeline.outputs import atomic_open, write_csv
+from pipeline.report import FIGURES_DIR_ENV
 from pipeline.tables import component_label, term_label
 
 SUBSCALES = ("goal", "task", "bond")
@@ -55,6 +61,12 @@ def label(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
+def wrap(text: str, width: int) -> str:
+    """``text`` on lines of at most ``width`` characters (a title or label that would
+    otherwise run off its panel, e.g. an instrument's full name)."""
+    return textwrap.fill(text, width, break_on_hyphens=False)
+
+
 def integer_axis(ax: Axes, axis: str = "x") -> None:
     """Ticks at whole numbers only (sessions, item numbers)."""
     (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
@@ -79,13 +91,38 @@ def save_figure(fig: Figure, data: pd.DataFrame, outdir: str | Path, name: str) 
     """Write ``name``.png, .svg and .csv into ``outdir`` atomically and close ``fig``."""
     out = Path(outdir)
     paths = [out / f"{name}.png", out / f"{name}.svg"]
+    # A white background whatever the caller's rcParams (a kernel's inline backend may
+    # make figures transparent): the files are read outside the report too.
     with atomic_open(paths[0], "wb") as fh:
-        fig.savefig(fh, format="png", dpi=150, metadata={"Software": None})
+        fig.savefig(fh, format="png", dpi=150, metadata={"Software": None},
+                    facecolor="white")
     with atomic_open(paths[1], "wb") as fh:
-        fig.savefig(fh, format="svg", metadata={"Date": None, "Creator": None})
+        fig.savefig(fh, format="svg", metadata={"Date": None, "Creator": None},
+                    facecolor="white")
     plt.close(fig)
     paths.append(write_csv(data, out / f"{name}.csv"))
     return paths
+
+
+def show(fig: Figure, data: pd.DataFrame, name: str) -> None:
+    """Show a report's figure; when the pipeline renders the report, publish it as well.
+
+    With ``ALLIANCE_FIGURES_DIR`` set (``pipeline.report.render_many`` sets it for its
+    kernels to the staging ``reports/figures``), the figure is saved there as ``name``
+    .png/.svg/.csv (:func:`save_figure`) and the saved PNG is what the report shows, at
+    the figure's own width in pixels (``figure.dpi``, as the inline figure): one drawing,
+    and the published file is exactly the report's picture. Without it (a student in
+    JupyterLab) the figure is shown inline and nothing is written.
+    """
+    outdir = os.environ.get(FIGURES_DIR_ENV)
+    if not outdir:
+        plt.show()
+        return
+    from IPython.display import Image, display
+
+    width = round(fig.get_figwidth() * fig.dpi)
+    png = save_figure(fig, data, outdir, name)[0]
+    display(Image(data=png.read_bytes(), format="png", width=width))
 
 
 def trajectories(traj: pd.DataFrame, outcome_label: str = "wellbeing",
@@ -93,7 +130,8 @@ def trajectories(traj: pd.DataFrame, outcome_label: str = "wellbeing",
     """Mean goal, task, bond and the outcome per session with intervals.
 
     ``traj`` is ``results/describe/trajectories.csv``; suppressed sessions are not drawn.
-    ``outcome_label`` names the outcome (e.g. the instrument's name) and
+    ``outcome_label`` names the outcome (e.g. the instrument's name; the title of its
+    panel, wrapped) and
     ``alliance_metric`` the alliance scale (e.g. ``"item mean, 1-7"``). Without outcome
     rows (an alliance-only analysis) only the alliance panel is drawn.
     """
@@ -116,7 +154,8 @@ def trajectories(traj: pd.DataFrame, outcome_label: str = "wellbeing",
         ax1.plot(d["session"], d["mean"], marker="o", ms=3, color=COLORS["wellbeing"])
         ax1.fill_between(d["session"], d["conf_low"], d["conf_high"],
                          color=COLORS["wellbeing"], alpha=0.2, lw=0)
-        ax1.set(xlabel="session", ylabel=f"mean {outcome_label}", title=outcome_label)
+        # The instrument's name is the title; on the axis it would run off the figure.
+        ax1.set(xlabel="session", ylabel="mean score", title=wrap(outcome_label, 46))
     for ax in axes[0]:
         integer_axis(ax)
     fig.tight_layout()
@@ -137,7 +176,7 @@ def distributions(dist: pd.DataFrame,
         d = data[data["variable"] == var]
         ax.bar(d["lower"], d["sessions"], width=d["upper"] - d["lower"], align="edge",
                color=COLORS[var], edgecolor="white", lw=0.5)
-        title = outcome_label if var == "wellbeing" else label(var)
+        title = wrap(outcome_label, 26) if var == "wellbeing" else label(var)
         ax.set(title=title, xlabel="score", ylabel="sessions" if var == "goal" else "")
     fig.tight_layout()
     return fig, data

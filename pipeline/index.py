@@ -107,7 +107,7 @@ def build_index(root: str | Path, params: Mapping[str, Any], reports: Sequence[s
     reports
         Notebook sources of the reports, in reading order; each links to ``<stem>.html``.
     figures_dir, tables_dir
-        Folders written by the ``publish`` stage (linked relative to ``reports/``).
+        Folders written by the ``report`` stage (linked relative to ``reports/``).
     descriptions
         As :func:`load_descriptions` returns (default: ``pipeline/index.yaml``).
 

@@ -34,6 +34,10 @@ KERNEL = "python3"
 #: sets it to the staging area (``build``) for the kernel it starts; unset (a student in
 #: JupyterLab), notebooks read the project's own ``results/``.
 RESULTS_ROOT_ENV = "ALLIANCE_RESULTS_ROOT"
+#: Environment variable naming the folder where the reports save the figures they show
+#: (PNG, SVG and CSV; :func:`pipeline.figures.show`). ``render_many`` sets it for its
+#: kernels when given ``figures_dir``; unset (JupyterLab), figures are only shown.
+FIGURES_DIR_ENV = "ALLIANCE_FIGURES_DIR"
 
 
 #: Cell tag of a notebook cell about the outcome: the cell is left out of the report when
@@ -98,13 +102,14 @@ PRELOAD = ("pandas", "matplotlib.pyplot", "pipeline.figures", "pipeline.tables",
 
 
 @contextmanager
-def _kernel_environment(results_root: str | Path | None = None) -> Iterator[None]:
+def _kernel_environment(results_root: str | Path | None = None,
+                        figures_dir: str | Path | None = None) -> Iterator[None]:
     """Kernel settings that must hold while kernels start (restored afterwards)."""
     # The kernel must be this environment's Python, not a "python3" kernel a user has
     # registered elsewhere: JUPYTER_PATH comes first in Jupyter's search path.
     env_share = str(Path(sys.prefix) / "share" / "jupyter")
     saved = {key: os.environ.get(key) for key in ("JUPYTER_PATH", "MPLBACKEND",
-                                                   RESULTS_ROOT_ENV)}
+                                                   RESULTS_ROOT_ENV, FIGURES_DIR_ENV)}
     old = saved["JUPYTER_PATH"]
     os.environ["JUPYTER_PATH"] = env_share if not old else f"{env_share}{os.pathsep}{old}"
     # Figures must be embedded in the notebook, whatever backend the caller's shell set.
@@ -113,6 +118,10 @@ def _kernel_environment(results_root: str | Path | None = None) -> Iterator[None
         os.environ.pop(RESULTS_ROOT_ENV, None)
     else:
         os.environ[RESULTS_ROOT_ENV] = str(Path(results_root).resolve())
+    if figures_dir is None:
+        os.environ.pop(FIGURES_DIR_ENV, None)
+    else:
+        os.environ[FIGURES_DIR_ENV] = str(Path(figures_dir).resolve())
     try:
         yield
     finally:
@@ -212,13 +221,16 @@ def to_html(nb: nbformat.NotebookNode, title: str) -> str:
 
 
 def render(source: str | Path, html_out: str | Path, parameters: Mapping[str, Any],
-           cwd: str | Path, results_root: str | Path | None = None) -> Path:
+           cwd: str | Path, results_root: str | Path | None = None,
+           figures_dir: str | Path | None = None) -> Path:
     """Execute ``source`` and write its HTML report to ``html_out`` atomically.
 
     ``results_root``: the folder whose ``results/`` the notebook reads (the pipeline passes
-    its staging area ``build``; see :mod:`pipeline.promote`).
+    its staging area ``build``; see :mod:`pipeline.promote`). ``figures_dir``: where the
+    report saves the figures it shows (see :func:`render_many`).
     """
-    return render_many([(source, html_out)], parameters, cwd, results_root=results_root)[0]
+    return render_many([(source, html_out)], parameters, cwd, results_root=results_root,
+                       figures_dir=figures_dir)[0]
 
 
 def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mapping[str, Any],
@@ -226,7 +238,8 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
                 progress: Callable[[str], None] | None = None, ahead: int = 3,
                 results_root: str | Path | None = None,
                 meanwhile: Callable[[], None] | None = None,
-                concurrent: int = 2, fork: bool = True) -> list[Path]:
+                concurrent: int = 2, fork: bool = True,
+                figures_dir: str | Path | None = None) -> list[Path]:
     """Render several notebooks in one process, each in a fresh kernel started ahead.
 
     Every report still gets its own kernel (no state passes between reports), but the
@@ -254,8 +267,8 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
         The folder whose ``results/`` the notebooks read, passed to the kernels as
         ``ALLIANCE_RESULTS_ROOT`` (default: the project folder).
     meanwhile
-        Work for this process while the first kernels start (the ``report`` stage draws
-        the figures and tables here); it must not write what the notebooks read.
+        Work for this process while the first kernels start; it must not write what the
+        notebooks read.
     concurrent
         Reports executed at the same time (each in its own kernel; threads here only
         wait for the kernels): a kernel runs one report on one core, so two keep a
@@ -265,6 +278,10 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
         ipykernel and :data:`PRELOAD` once (:mod:`pipeline.zygote`; Linux), instead of
         starting each as a new interpreter (~2 s of CPU each). Each report still has a
         process of its own; the bytes do not depend on it (tested).
+    figures_dir
+        Where the reports save the figures they show, as PNG, SVG and CSV (passed to the
+        kernels as ``ALLIANCE_FIGURES_DIR``; :func:`pipeline.figures.show`): the ``report``
+        stage's published figures. ``None``: figures are only shown in the reports.
 
     Returns
     -------
@@ -282,7 +299,9 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
     written: dict[int, Path] = {}
     lock = threading.Lock()
     failed = threading.Event()
-    with _kernel_environment(results_root), \
+    if figures_dir is not None:
+        Path(figures_dir).mkdir(parents=True, exist_ok=True)
+    with _kernel_environment(results_root, figures_dir), \
             tempfile.TemporaryDirectory(prefix="render-") as tmp, \
             (zygote.zygote(tmp, cwd, PRELOAD) if fork and len(jobs) > 1 and zygote.available()
              else nullcontext(None)) as zygote_socket:

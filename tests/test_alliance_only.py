@@ -119,7 +119,7 @@ def test_outcome_cells_are_skipped_only_without_an_outcome(tmp_path: Path) -> No
 @pytest.fixture(scope="module")
 def alliance_only(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     from pipeline.cli import main
-    from pipeline.report import render
+    from pipeline.report import render_many
     from tests.test_probes_shapes import _project, _steps
 
     tmp = tmp_path_factory.mktemp("alliance_only")
@@ -129,11 +129,15 @@ def alliance_only(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     interim = tmp / "interim"
     assert main(["fit", *p, "--validated", str(interim / "validated"),
                  "--scored", str(interim / "scored.csv"), "--out", str(results)]) == 0
-    assert main(["publish", *p, "--results", str(results), "--figures",
-                 str(tmp / "figures"), "--tables", str(tmp / "tables")]) == 0
-    page = render(ROOT / "notebooks" / "models.py", tmp / "models.html",
-                  {"params_file": str(params_file)}, cwd=ROOT).read_text()
-    return tmp, page
+    assert main(["publish", *p, "--results", str(results), "--tables",
+                 str(tmp / "tables")]) == 0
+    # every report that publishes figures, as the `report` stage renders them (no
+    # specification curve or power table: those stages need the outcome models)
+    render_many([(ROOT / "notebooks" / f"{name}.py", tmp / f"{name}.html")
+                 for name in ("overview", "psychometrics", "models", "sensitivity", "power")],
+                {"params_file": str(params_file)}, cwd=ROOT,
+                figures_dir=tmp / "figures")
+    return tmp, (tmp / "models.html").read_text()
 
 
 def _text(page: str) -> str:
@@ -176,8 +180,14 @@ def test_alliance_only_models_report(alliance_only: tuple[Path, str]) -> None:
     goal = agreement[(agreement["scale"] == "goal") & (agreement["session"] == "all")].iloc[0]
     assert (f"Goal : clients rated {goal['mean_difference']:.2f} points higher than their "
             "therapists") in text
-    # the pipeline wrote the figure and tables the report shows
-    assert (tmp / "figures" / "alliance_shares.png").is_file()
+    # the pipeline wrote the figures and tables the reports show: the figures of the
+    # alliance alone (NOTES, "Figures are drawn once"), none of the outcome's
+    made = sorted(p.name for p in (tmp / "figures").iterdir())
+    assert made == sorted(f"{name}.{ext}" for ext in ("csv", "png", "svg") for name in
+                          ("alliance_shares", "distributions", "reliability", "trajectories"))
+    for name in ("overview", "psychometrics", "sensitivity", "power"):
+        page = (tmp / f"{name}.html").read_text()
+        assert "Traceback" not in page and "output_error" not in page, name
     assert (tmp / "tables" / "alliance_levels.md").is_file()
     assert (tmp / "tables" / "alliance_change.md").is_file()
     assert not (tmp / "tables" / "primary.md").exists()

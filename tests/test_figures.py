@@ -91,3 +91,55 @@ def test_diagnostics_without_marginal_rows_draw_the_conditional_panel_only() -> 
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 3 and "conditional" in visible[2].get_title()
     matplotlib.pyplot.close(fig)
+
+
+def test_show_publishes_what_the_report_shows(tmp_path: Path, monkeypatch) -> None:
+    """With the render step's folder set, the figure is saved and the saved PNG is shown
+    (at the figure's own width); without it, it is shown inline and nothing is written."""
+    import IPython.display
+
+    from pipeline.report import FIGURES_DIR_ENV
+
+    figures.apply_style()
+    shown: list[object] = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    inline: list[bool] = []
+    monkeypatch.setattr(figures.plt, "show", lambda: inline.append(True))
+    monkeypatch.delenv(FIGURES_DIR_ENV, raising=False)
+    figures.show(*figures.coefficient_plot(_coefs()), "coef")
+    assert inline == [True] and shown == [] and not list(tmp_path.iterdir())
+    matplotlib.pyplot.close("all")
+
+    monkeypatch.setenv(FIGURES_DIR_ENV, str(tmp_path))
+    fig, data = figures.coefficient_plot(_coefs())
+    figures.show(fig, data, "coef")
+    assert inline == [True]                      # not drawn a second time
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coef.csv", "coef.png", "coef.svg"]
+    (image,) = shown
+    assert isinstance(image, IPython.display.Image)
+    assert image.data == (tmp_path / "coef.png").read_bytes()
+    assert image.width == 750                    # 7.5 in at figure.dpi 100, as inline
+    assert not matplotlib.pyplot.fignum_exists(fig.number)
+    # the same drawing saved by hand gives the same bytes (one style, no kernel state)
+    again = tmp_path / "again"
+    figures.save_figure(*figures.coefficient_plot(_coefs()), again, "coef")
+    for suffix in ("png", "svg", "csv"):
+        assert (again / f"coef.{suffix}").read_bytes() == \
+            (tmp_path / f"coef.{suffix}").read_bytes(), suffix
+
+
+def test_long_instrument_names_are_wrapped_not_cut() -> None:
+    name = "Short Warwick-Edinburgh Mental Wellbeing Scale"
+    dist = pd.DataFrame({"variable": ["goal", "task", "bond", "wellbeing"],
+                         "lower": [1.0, 1.0, 1.0, 7.0], "upper": [2.0, 2.0, 2.0, 8.0],
+                         "sessions": [10, 10, 10, 10], "suppressed": [False] * 4})
+    fig, _ = figures.distributions(dist, outcome_label=name)
+    assert fig.axes[3].get_title() == "Short Warwick-Edinburgh\nMental Wellbeing Scale"
+    matplotlib.pyplot.close(fig)
+    traj = pd.DataFrame({"session": [1] * 4, "variable": ["goal", "task", "bond", "wellbeing"],
+                         "mean": [3.0] * 4, "conf_low": [2.0] * 4, "conf_high": [4.0] * 4,
+                         "suppressed": [False] * 4})
+    fig, _ = figures.trajectories(traj, outcome_label=name, alliance_metric="1\u20135")
+    assert fig.axes[1].get_title() == name and fig.axes[1].get_ylabel() == "mean score"
+    assert fig.axes[0].get_ylabel() == "mean (1\u20135)"
+    matplotlib.pyplot.close(fig)

@@ -9,8 +9,10 @@ docs/references.yaml; no table prints True/False.
 
 from __future__ import annotations
 
+import base64
 import html as html_mod
 import re
+import struct
 from pathlib import Path
 
 import pandas as pd
@@ -48,12 +50,84 @@ def body_and_references(page: str) -> tuple[str, list[str]]:
     return _text(body), entries
 
 
+#: The published figures each report draws (``pipeline.figures.show``), in the order shown.
+SHOWN = {"overview": ["trajectories", "distributions"], "psychometrics": ["reliability"],
+         "models": ["coefficients_within_between", "predicted_wellbeing",
+                    "diagnostics_primary", "alliance_shares"],
+         "sensitivity": ["sensitivity", "specification_curve"]}
+
+
 @pytest.fixture(scope="module")
-def reports(root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def rendered(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reports rendered from the committed results as the `report` stage does, with
+    the figures they show saved into ``figures/`` beside them."""
     out = tmp_path_factory.mktemp("reports")
     jobs = [(root / "notebooks" / f"{n}.py", out / f"{n}.html") for n in NOTEBOOKS]
-    render_many(jobs, {"params_file": str(root / "params.yaml")}, cwd=root)
-    return {n: (out / f"{n}.html").read_text(encoding="utf-8") for n in NOTEBOOKS}
+    render_many(jobs, {"params_file": str(root / "params.yaml")}, cwd=root,
+                figures_dir=out / "figures")
+    return out
+
+
+@pytest.fixture(scope="module")
+def reports(rendered: Path) -> dict[str, str]:
+    return {n: (rendered / f"{n}.html").read_text(encoding="utf-8") for n in NOTEBOOKS}
+
+
+def embedded_images(page: str) -> list[tuple[bytes, str | None]]:
+    """Every PNG embedded in a page, with its ``width`` attribute."""
+    found = []
+    for tag in re.findall(r"<img [^>]*>", page):
+        data = re.search(r'src="data:image/png;base64,([^"]+)"', tag)
+        if data:
+            width = re.search(r'width="(\d+)"', tag)
+            found.append((base64.b64decode(data[1]), width[1] if width else None))
+    return found
+
+
+@pytest.mark.slow
+def test_published_figures_are_the_pictures_the_reports_show(
+        root: Path, rendered: Path, reports: dict[str, str]) -> None:
+    """Each figure file is drawn once, by the report cell that shows it: the report embeds
+    the published PNG's very bytes (at the figure's width in inches x 100 px, as the
+    inline figure was), and the committed files are those the reports make."""
+    names = [n for shown in SHOWN.values() for n in shown]
+    made = sorted(p.name for p in (rendered / "figures").iterdir())
+    assert made == sorted(f"{n}.{ext}" for n in names for ext in ("csv", "png", "svg"))
+    for report, shown in SHOWN.items():
+        images = embedded_images(reports[report])
+        published = [(rendered / "figures" / f"{n}.png").read_bytes() for n in shown]
+        assert [png for png, _ in images if png in published] == published, report
+        for png, width in images:
+            if png in published:
+                pixels = struct.unpack(">I", png[16:20])[0]   # PNG header: width at 150 dpi
+                assert width is not None and int(width) == round(pixels / 1.5), report
+    for name in names:
+        for ext in ("png", "svg", "csv"):
+            made_file = rendered / "figures" / f"{name}.{ext}"
+            assert made_file.read_bytes() == \
+                (root / "reports" / "figures" / f"{name}.{ext}").read_bytes(), made_file.name
+
+
+@pytest.mark.slow
+def test_figure_labels_follow_the_instruments(root: Path, rendered: Path,
+                                              params: dict) -> None:
+    """The published trajectories and distributions name the outcome by its instrument and
+    the alliance by its metric, as the overview report does (not the generic defaults)."""
+    from pipeline.instruments import load_instrument
+
+    cfg = params["instruments"]
+    outcome = load_instrument(cfg["outcome"], cfg.get("paths") or [])
+    alliance = load_instrument(cfg["alliance"], cfg.get("paths") or [])
+    for name in ("trajectories", "distributions"):
+        # text is drawn as paths; matplotlib keeps each line's text as an SVG comment
+        svg = (rendered / "figures" / f"{name}.svg").read_text(encoding="utf-8")
+        text = " ".join(re.findall(r"<!-- (.*?) -->", svg))
+        assert all(word in text.split() for word in outcome.name.split()), name
+        assert "wellbeing" not in text.split(), name
+    text = " ".join(re.findall(r"<!-- (.*?) -->", (rendered / "figures" /
+                                                   "trajectories.svg").read_text()))
+    assert f"mean ({alliance.item_min:g}\u2013{alliance.item_max:g})" in text
+    assert "item-mean metric" not in text
 
 
 @pytest.mark.slow

@@ -235,3 +235,8 @@ def test_no_outcome_file_runs_to_the_end(repo: Repo) -> None:
     assert (~skipped).sum() >= 10 and (outcome.loc[~skipped, "status"] == "not estimable").all()
     assert outcome.loc[~skipped, "reason"].str.contains("no outcome").all()
     assert _snapshot(repo.path) == _snapshot(repo.path / "build")
+    # the figures of the alliance alone, each drawn by its report (NOTES: "Figures are
+    # drawn once"); none of the outcome models, the specification curve or power
+    assert sorted(p.name for p in (repo.path / "reports" / "figures").iterdir()) == sorted(
+        f"{name}.{ext}" for ext in ("csv", "png", "svg")
+        for name in ("alliance_shares", "distributions", "reliability", "trajectories"))

@@ -199,7 +199,7 @@ def test_cli_exits_2_without_traceback_and_writes_nothing(
              "validate": ["--out", str(out)],
              "score": ["--out", str(out / "scored.csv"), "--results", str(out)],
              "fit": ["--out", str(out)],
-             "publish": ["--results", str(out), "--figures", str(out), "--tables", str(out)],
+             "publish": ["--results", str(out), "--tables", str(out)],
              }[step]
     assert main(args) == 2
     err = capsys.readouterr().err
