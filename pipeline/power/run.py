@@ -151,8 +151,8 @@ def power_stage(params: Mapping[str, Any], results: Path, checkpoint: Path,
         n = len(settings.designs) * settings.replications
         where = ("on the Dask cluster" if execution.scheduler
                  else "serial" if execution.workers == 1
-                 else f"on {execution.workers} local Dask workers if long enough"
-                 if execution.auto else f"on {execution.workers} local Dask workers")
+                 else f"on {execution.workers} local workers if long enough"
+                 if execution.auto else f"on {execution.workers} local workers")
         log("power", f"{len(settings.designs)} designs x {settings.replications} replicates "
                      f"= {n} fits of {settings.model!r}, {where}")
     table, target = run_power(settings, truth, execution, _plain(fit_settings),
