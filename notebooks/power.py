@@ -63,11 +63,11 @@ else:
 #
 # Each simulated study has the planned number of therapists, clients per therapist and
 # sessions. Goal, task and bond are drawn at the therapist, client and session level (the
-# alliance settings below), the predictors are built from them exactly as for real data
-# (time, and each client's mean and session-to-session deviations), and wellbeing is drawn
-# from the model with the true values in the table: fixed effects from `power.effects`
-# where set, otherwise the estimates of the model fitted to these data; variance
-# components from that fit.
+# alliance process in the second table), the predictors are built from them exactly as
+# for real data (time, and each client's mean and session-to-session deviations), and
+# wellbeing is drawn from the model with the true values in the first table: fixed
+# effects from `power.effects` where set, otherwise the estimates of the model fitted to
+# these data; variance components from that fit.
 
 # %%
 if available:
@@ -81,12 +81,41 @@ if available:
     components = {"therapist": "Therapist intercept", "client": "Client intercept",
                   "client_time": "Client slope on time", "residual": "Residual (session)",
                   "client_time_corr": "Client intercept and slope"}
+    process = truth[truth["kind"] == "alliance"]
+    truth = truth[truth["kind"] != "alliance"]
     shown = truth.assign(parameter=[term_label(p) if k == "fixed effect"
                                     else components.get(p, p)
                                     for p, k in zip(truth["parameter"], truth["kind"],
                                                     strict=True)],
                          value=[format_num(v, 3) for v in truth["value"]])
     display(styled(shown))
+
+# %% [markdown]
+# **The alliance process.** How much the alliance varies between sessions of the same
+# client decides the power of the within-client effects; how much it varies between
+# clients and therapists, that of the between effects; and how closely goal, task and
+# bond move together, how well the model can tell their effects apart (closely related
+# predictors have wider intervals). Unless `power.alliance` sets them, these values are
+# estimated from the data the model was fitted to: for each subscale a mixed model of the
+# score on time with therapist and client intercepts gives the mean at the first session,
+# the change per session and the SDs (pooled over the three subscales), and the
+# correlations are those of the subscales within clients and, corrected for the
+# session-to-session noise in a client's mean, between clients. They describe the scores
+# as observed, with their measurement error, as the predictors of a real study would be.
+
+# %%
+if available and len(process):
+    from pipeline.power.process import PARAMETERS
+
+    source = str(process["source"].iloc[0])
+    origin = ("estimated from these data" if source.startswith("these data")
+              else "set in `power.alliance`")
+    display(Markdown(f"The alliance process was **{origin}**"
+                     + (f" ({escape(source[len('these data'):].strip(' ()'))})"
+                        if source.startswith("these data (") else "") + "."))
+    display(styled(pd.DataFrame({
+        "alliance process": [PARAMETERS.get(p, p) for p in process["parameter"]],
+        "value": [format_num(v, 3) for v in process["value"]]})))
 
 # %% [markdown]
 # ## Power by design

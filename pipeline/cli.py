@@ -389,7 +389,8 @@ def cmd_speccurve(params: dict[str, Any], args: argparse.Namespace) -> None:
 def cmd_power(params: dict[str, Any], args: argparse.Namespace) -> None:
     from pipeline.power.run import power_stage
 
-    tables = power_stage(params, Path(args.results), Path(args.checkpoint), log=log)
+    tables = power_stage(params, Path(args.results), Path(args.checkpoint), log=log,
+                         scored=Path(args.scored))
     for name, frame in tables.items():
         write_csv(frame, Path(args.results) / f"{name}.csv")
         log("power", f"wrote {Path(args.results) / name}.csv")
@@ -544,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "score":
             p.add_argument("--out", default=str(SCORED))
             p.add_argument("--results", default=str(RESULTS / "scoring"))
-        if name in ("describe", "fit", "bootstrap", "speccurve"):
+        if name in ("describe", "fit", "bootstrap", "speccurve", "power"):
             p.add_argument("--scored", default=str(SCORED))
         if name == "bootstrap":
             p.add_argument("--out", default=str(RESULTS / "bootstrap.csv"))

@@ -18,7 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 POWER = {"model": "primary", "replications": 40, "seed": 5, "alpha": 0.05,
          "designs": [{"therapists": 4, "clients_per_therapist": 3, "sessions": 4}],
          "effects": {"goal_within": 0.5}, "terms": ["goal_within"],
-         "max_failed_share": 1.0}
+         "max_failed_share": 1.0,
+         # given, so the test needs no scored data (else estimated from them)
+         "alliance": {"mean": [3.7, 3.6, 3.9], "growth": 0.03, "therapist_sd": 0.2,
+                      "client_sd": 0.5, "session_sd": 0.35, "client_corr": 0.6,
+                      "session_corr": 0.5}}
 
 
 def _project(folder: Path) -> Path:

@@ -31,6 +31,8 @@ def power_tasks(settings: PowerSettings, truth: ModelTruth,
     that child's child ``i``: adding replicates or designs at the end leaves the earlier
     replicates' data unchanged.
     """
+    if settings.alliance is None:
+        raise ValueError("power_tasks needs the alliance process (estimate_process)")
     root = np.random.SeedSequence(settings.seed)
     tasks = []
     for design, child in zip(settings.designs, root.spawn(len(settings.designs)), strict=True):
@@ -100,7 +102,7 @@ def truth_table(truth: ModelTruth, effects: Mapping[str, float]) -> pd.DataFrame
 
 
 def power_stage(params: Mapping[str, Any], results: Path, checkpoint: Path,
-                log: Any = None) -> dict[str, pd.DataFrame]:
+                log: Any = None, scored: Path | None = None) -> dict[str, pd.DataFrame]:
     """The ``power`` DVC stage: settings first, then true values, replicates, tables.
 
     Parameters
@@ -112,11 +114,17 @@ def power_stage(params: Mapping[str, Any], results: Path, checkpoint: Path,
     checkpoint
         JSON-lines file of finished replicates (kept outside DVC's outputs, so an
         interrupted run resumes).
+    scored
+        The scored rows (``data/interim/scored.csv``): without ``power.alliance`` the
+        alliance process is estimated from the rows the power model uses
+        (:mod:`pipeline.power.process`).
 
     Returns
     -------
     dict of DataFrame
-        ``power``, ``power_target`` and ``power_truth`` tables (aggregates only).
+        ``power``, ``power_target`` and ``power_truth`` tables (aggregates only);
+        ``power_truth`` also holds the alliance process (kind ``alliance``) and where it
+        came from.
     """
     from pipeline.models.fitting import settings_from
     from pipeline.parallel import execution_settings
@@ -125,8 +133,7 @@ def power_stage(params: Mapping[str, Any], results: Path, checkpoint: Path,
     from .summary import COLUMNS, TARGET_COLUMNS
     from .truth import USABLE, truth_from_fit
 
-    settings = power_settings(params.get("power"),
-                              (params.get("simulate") or {}).get("alliance"))
+    settings = power_settings(params.get("power"))
     execution = execution_settings(params.get("parallel"))
     fit_settings = settings_from(params.get("model"))
     check_model(settings.model)
@@ -147,6 +154,7 @@ def power_stage(params: Mapping[str, Any], results: Path, checkpoint: Path,
                            pd.read_csv(results / "coefficients.csv"),
                            pd.read_csv(results / "variance_components.csv"), status)
     instrument = (params.get("instruments") or {}).get("alliance")
+    settings, process_rows = with_alliance_process(settings, fit_settings, scored, log)
     if log is not None:
         n = len(settings.designs) * settings.replications
         where = ("on the Dask cluster" if execution.scheduler
@@ -159,7 +167,33 @@ def power_stage(params: Mapping[str, Any], results: Path, checkpoint: Path,
                               instrument=str(instrument) if instrument else None,
                               checkpoint=checkpoint)
     return {"power": table, "power_target": target,
-            "power_truth": truth_table(truth, settings.effects)}
+            "power_truth": pd.concat([truth_table(truth, settings.effects), process_rows],
+                                     ignore_index=True)}
+
+
+def with_alliance_process(settings: PowerSettings, fit_settings: Mapping[str, Any],
+                  scored: Path | None, log: Any) -> tuple[PowerSettings, pd.DataFrame]:
+    """The settings with their alliance process (``power.alliance``, or estimated from
+    the rows the power model uses), and the process as table rows."""
+    import dataclasses
+
+    from pipeline.models import load_specs, model_data
+
+    from .process import estimate_process, process_table
+
+    if settings.alliance is not None:
+        return settings, process_table(settings.alliance, "power.alliance")
+    if scored is None:
+        raise ValueError("power_stage needs the scored rows to estimate the alliance process")
+    rows = model_data(pd.read_csv(scored, dtype={"client_id": str, "therapist_id": str}),
+                      None, load_specs().get(settings.model))
+    process, notes = estimate_process(rows, fit_settings)
+    source = "these data" + (f" ({'; '.join(notes)})" if notes else "")
+    if log is not None:
+        log("power", f"alliance process estimated from {len(rows)} rows of these data "
+                     f"(session SD {process.session_sd:.3g}, client SD "
+                     f"{process.client_sd:.3g}, therapist SD {process.therapist_sd:.3g})")
+    return dataclasses.replace(settings, alliance=process), process_table(process, source)
 
 
 def _plain(settings: Mapping[str, Any]) -> dict[str, Any]:

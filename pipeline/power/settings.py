@@ -39,7 +39,8 @@ class PowerSettings:
     max_failed_share
         A run whose share of failed fits in any design exceeds this stops with a message.
     alliance
-        The alliance process the predictors are drawn from.
+        The alliance process the predictors are drawn from (``power.alliance``); ``None``
+        when it is to be estimated from the data (:mod:`pipeline.power.process`).
     level
         ``scores`` (alliance simulated as subscale scores) or ``items`` (items simulated
         through the alliance instrument and scored by the project's scoring).
@@ -54,7 +55,7 @@ class PowerSettings:
     seed: int
     target: float
     max_failed_share: float
-    alliance: AllianceProcess
+    alliance: AllianceProcess | None
     level: str
 
     def as_dict(self) -> dict[str, Any]:
@@ -64,7 +65,8 @@ class PowerSettings:
             "effects": dict(self.effects), "terms": list(self.terms),
             "replications": self.replications, "alpha": self.alpha, "seed": self.seed,
             "target": self.target, "max_failed_share": self.max_failed_share,
-            "alliance": self.alliance.__dict__, "level": self.level,
+            "alliance": None if self.alliance is None else self.alliance.__dict__,
+            "level": self.level,
         }
 
 
@@ -80,16 +82,17 @@ def _number(block: Mapping[str, Any], key: str, default: Any, low: float, high: 
 
 
 def power_settings(block: Mapping[str, Any] | None,
-                   simulate_alliance: Mapping[str, Any] | None = None) -> PowerSettings:
+                   default_alliance: Mapping[str, Any] | None = None) -> PowerSettings:
     """Read and check the ``power:`` block.
 
     Parameters
     ----------
     block
         ``params["power"]``.
-    simulate_alliance
-        ``params["simulate"]["alliance"]``: the alliance process used when
-        ``power.alliance`` is not given.
+    default_alliance
+        An alliance process used when ``power.alliance`` is not given (tests, benchmarks);
+        without either, ``alliance`` is ``None``: the power stage estimates the process
+        from the data (:func:`pipeline.power.process.estimate_process`).
 
     Raises
     ------
@@ -127,12 +130,16 @@ def power_settings(block: Mapping[str, Any] | None,
     if level not in ("scores", "items"):
         raise SettingsError(f"params.yaml: power.level is {level!r}; use `scores` or "
                             "`items`.")
-    alliance_block = block.get("alliance") or simulate_alliance
-    if not isinstance(alliance_block, Mapping):
-        raise SettingsError("params.yaml: give power.alliance (mean, growth, therapist_sd, "
-                            "client_sd, session_sd, client_corr, session_corr) or keep "
-                            "simulate.alliance.")
-    where = "power.alliance" if block.get("alliance") else "simulate.alliance"
+    alliance_block = block.get("alliance") or default_alliance
+    if alliance_block is not None and not isinstance(alliance_block, Mapping):
+        raise SettingsError("params.yaml: power.alliance must be a mapping (mean, growth, "
+                            "therapist_sd, client_sd, session_sd, client_corr, session_corr),"
+                            " or left out to estimate the process from the data.")
+    if alliance_block is None and level == "items":
+        raise SettingsError("params.yaml: power.level is `items`, which needs the latent "
+                            "alliance process in power.alliance (the process estimated from "
+                            "the data describes scores, which already hold the items' noise);"
+                            " give power.alliance or set power.level: scores.")
     model = block.get("model", "primary")
     if not isinstance(model, str) or not model:
         raise SettingsError("params.yaml: power.model must name a model of models.yaml.")
@@ -149,6 +156,7 @@ def power_settings(block: Mapping[str, Any] | None,
         seed=seed,
         target=float(_number(block, "target", 0.8, 0.01, 0.999)),
         max_failed_share=float(_number(block, "max_failed_share", 0.2, 0.0, 1.0)),
-        alliance=process_from_settings(alliance_block, where),
+        alliance=(None if alliance_block is None
+                  else process_from_settings(alliance_block, "power.alliance")),
         level=str(level),
     )
