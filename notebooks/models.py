@@ -220,7 +220,9 @@ if primary_ok:
 
 # %% tags=["needs-outcome"]
 boot_file = results / "bootstrap.csv"
-boot = pd.read_csv(boot_file) if boot_file.is_file() else pd.DataFrame()
+boot_all = pd.read_csv(boot_file) if boot_file.is_file() else pd.DataFrame()
+# the rows of the primary model (the stage also bootstraps the alliance-levels models)
+boot = boot_all[boot_all["model"] == "primary"] if len(boot_all) else boot_all
 if primary_ok and len(boot):
     names = {"sd_therapist": "SD therapist intercept", "sd_client": "SD client intercept",
              "sd_client_time": "SD client slope on time", "sd_residual": "SD residual",
@@ -450,31 +452,42 @@ else:
 
 # %% [markdown]
 # **How sure are these shares?** The parametric bootstrap (see `bootstrap:` in
-# `params.yaml`) gives intervals for the shares of the one model named in
-# `bootstrap.model`.
+# `params.yaml`; `bootstrap.alliance_levels`) refits each of these models to data sets
+# simulated from it and gives percentile intervals for the therapist and client shares.
 
 # %%
 boot_file = results / "bootstrap.csv"
 boot = pd.read_csv(boot_file) if boot_file.is_file() else pd.DataFrame()
-boot_model = str(params.get("bootstrap", {}).get("model", ""))
 shown = boot[boot["model"].astype(str).str.startswith("alliance_levels_")] if len(boot) else boot
-if len(shown):
-    q = shown.set_index("quantity")
-    k = str(shown["model"].iloc[0]).removeprefix("alliance_levels_")
-    level = float(shown["conf_level"].iloc[0])
+lines = []
+for model_name, rows in shown.groupby("model", sort=False):
+    q = rows.set_index("quantity")
+    k = str(model_name).removeprefix("alliance_levels_")
+    level = float(rows["conf_level"].iloc[0])
     parts = [f"{name} {q.loc[key, 'estimate']:.0%} ({level:.0%} interval "
              f"{q.loc[key, 'conf_low']:.0%} to {q.loc[key, 'conf_high']:.0%})"
              for key, name in (("icc_therapist", "therapist share"),
                                ("icc_client", "client share")) if key in q.index]
-    display(Markdown(
-        f"{figures.label(k)}: " + "; ".join(parts) + f", from "
-        f"{int(shown['replications'].iloc[0]):,} simulated data sets "
-        f"({int(shown['failed'].iloc[0])} refits failed and are left out)."))
+    lines.append(f"- **{figures.label(k)}**: " + "; ".join(parts) + f", from "
+                 f"{int(rows['replications'].iloc[0]):,} simulated data sets "
+                 f"({int(rows['failed'].iloc[0])} refits failed and are left out).")
+if lines:
+    display(Markdown("\n".join(lines)))
+    missing = [k for k in readable["subscale"]
+               if f"alliance_levels_{k}" not in set(shown["model"].astype(str))]
+    if missing:
+        display(Markdown("No intervals for " + ", ".join(figures.label(k) for k in missing)
+                         + ": the bootstrap refuses a model that had to be simplified "
+                         "(for example without the therapist level)."))
 else:
+    levels_on = bool(params.get("bootstrap", {}).get("alliance_levels", True))
     display(Markdown(
-        f"Not in this run: the bootstrap is of `{escape(boot_model)}`. Set "
-        "`bootstrap.model: alliance_levels_goal` (or `_task`, `_bond`) for intervals of "
-        "that subscale's shares. The shares above are point estimates"
+        ("No intervals: the alliance models could not be bootstrapped on these data (a "
+         "model that had to be simplified, e.g. without the therapist level, is not "
+         "bootstrapped)." if levels_on else
+         "Not in this run: `bootstrap.alliance_levels` is false. Set it to true for "
+         "intervals of the shares.")
+        + " The shares above are point estimates"
         + ("; with few therapists the therapist share in particular is uncertain."
            if readable["share_therapist"].notna().any() else ".")))
 

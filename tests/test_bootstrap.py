@@ -95,6 +95,7 @@ def test_percentiles_and_failures_from_replicates() -> None:
     ({"conf_level": 95}, "not a percentage"),
     ({"seed": -1}, "bootstrap.seed"),
     ({"reps": 100}, "bootstrap.reps is not a setting"),
+    ({"alliance_levels": "yes"}, "bootstrap.alliance_levels is 'yes'"),
 ])
 def test_bad_bootstrap_settings(block: dict[str, Any], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
@@ -111,3 +112,32 @@ def test_a_model_that_cannot_be_estimated_gives_an_empty_table() -> None:
     table = bootstrap_model(scored, None, {"bootstrap": {"replications": 10, "seed": 1}})
     assert table.empty and list(table.columns)[:3] == ["model", "quantity", "estimate"]
     assert table.attrs["note"]
+
+
+def test_the_alliance_shares_are_bootstrapped_beside_the_model() -> None:
+    """bootstrap.alliance_levels (default): the three alliance_levels_* models get rows
+    (SDs and shares; no R², which is 0 or the shares for a model without predictors), and
+    the main model's rows are the same bytes with or without them (each model its own
+    seed)."""
+    from pipeline.models.bootstrap import ALLIANCE_LEVELS, bootstrap_model
+
+    _, data, _ = _fitted("primary", seed=7)
+    scored = data[["client_id", "therapist_id", "session", "goal", "task", "bond",
+                   "wellbeing"]]
+    block = {"replications": 20, "seed": 3}
+    params = {"bootstrap": block, "parallel": {"workers": 1}}
+    both = bootstrap_model(scored, None, params)
+    alone = bootstrap_model(scored, None, {**params,
+                                           "bootstrap": {**block, "alliance_levels": False}})
+    assert list(dict.fromkeys(both["model"])) == ["primary", *ALLIANCE_LEVELS]
+    assert set(alone["model"]) == {"primary"}
+    pd.testing.assert_frame_equal(both[both["model"] == "primary"].reset_index(drop=True),
+                                  alone)
+    goal = both[both["model"] == "alliance_levels_goal"].set_index("quantity")
+    assert list(goal.index) == ["sd_therapist", "sd_client", "sd_residual", "icc_therapist",
+                                "icc_client"]
+    assert (goal["conf_low"] <= goal["estimate"]).all()
+    assert (goal["estimate"] <= goal["conf_high"]).all()
+    # the simulated process's client share of goal: 0.5^2 / (0.2^2 + 0.5^2 + 0.35^2) = 0.606
+    true_share = 0.5**2 / (0.2**2 + 0.5**2 + 0.35**2)
+    assert goal.loc["icc_client", "conf_low"] < true_share < goal.loc["icc_client", "conf_high"]

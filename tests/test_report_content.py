@@ -223,3 +223,25 @@ def test_concurrent_rendering_gives_the_same_bytes_and_stops_on_a_failure(
                      (sources[0], tmp_path / "x" / "one.html")],
                     {"answer": 3}, cwd=tmp_path, concurrent=2)
     assert not (tmp_path / "x" / "broken.html").exists()
+
+
+def test_models_report_gives_the_alliance_shares_intervals(root: Path,
+                                                           reports: dict[str, str]) -> None:
+    """Each alliance_levels_* model bootstrapped (results/bootstrap.csv) has its therapist
+    and client shares with their percentile interval in models.html, and the primary
+    model's bootstrap table holds only the primary model's rows."""
+    boot = pd.read_csv(root / "results" / "bootstrap.csv")
+    text = " ".join(_text(reports["models"]).split())
+    shares = boot[boot["model"].str.startswith("alliance_levels_")]
+    assert set(shares["model"]) == {"alliance_levels_goal", "alliance_levels_task",
+                                    "alliance_levels_bond"}
+    for (model, quantity), row in shares.set_index(["model", "quantity"]).iterrows():
+        if quantity not in ("icc_therapist", "icc_client"):
+            continue
+        name = "therapist share" if quantity == "icc_therapist" else "client share"
+        expected = (f"{name} {row['estimate']:.0%} (95% interval {row['conf_low']:.0%} to "
+                    f"{row['conf_high']:.0%})")
+        assert expected in text, (model, expected)
+    primary_rows = [r for r in table_rows(reports["models"])
+                    if r and r[0] in ("SD therapist intercept", "ICC therapist")]
+    assert len(primary_rows) == 2, primary_rows

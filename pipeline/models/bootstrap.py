@@ -45,6 +45,7 @@ class BootstrapSettings:
     seed: int = 0
     conf_level: float = 0.95
     max_failed_share: float = 0.2
+    alliance_levels: bool = True
 
 
 def bootstrap_settings(block: Mapping[str, Any] | None) -> BootstrapSettings:
@@ -74,8 +75,13 @@ def bootstrap_settings(block: Mapping[str, Any] | None) -> BootstrapSettings:
     model = block.get("model", "primary")
     if not isinstance(model, str) or not model:
         raise SettingsError("params.yaml: bootstrap.model must name a model of models.yaml.")
+    levels = block.get("alliance_levels", True)
+    if not isinstance(levels, bool):
+        raise SettingsError(f"params.yaml: bootstrap.alliance_levels is {levels!r}; give "
+                            "true or false.")
     return BootstrapSettings(model=model, replications=reps, seed=seed,
-                             conf_level=float(level), max_failed_share=float(share))
+                             conf_level=float(level), max_failed_share=float(share),
+                             alliance_levels=levels)
 
 
 def truth_of(fit: Any) -> ModelTruth:
@@ -179,7 +185,7 @@ def parametric_bootstrap(fit: Any, data: pd.DataFrame, spec: Any,
     # Wald df are enough here: the refits' fixed-effect tests are not used.
     refit_settings = {**dict(fit_settings), "df_method": "wald"}
     outcome = spec.formula.split("~", 1)[0].strip()
-    seeds = np.random.SeedSequence(settings.seed).spawn(settings.replications)
+    seeds = model_seed(settings.seed, spec.name, settings.model).spawn(settings.replications)
     tasks = [{"seed": s} for s in seeds]
     # What every refit shares goes to each worker once (the fit is ~0.6 MB pickled).
     shared = {"data": data, "truth": truth.as_dict(), "outcome": outcome,
@@ -189,7 +195,20 @@ def parametric_bootstrap(fit: Any, data: pd.DataFrame, spec: Any,
     run_id = fingerprint({"model": spec.name, "bootstrap": settings.__dict__})
     reps = run_replicates(bootstrap_replicate, tasks, execution, desc="bootstrap",
                           run_id=run_id, shared=shared)
-    return bootstrap_table(spec.name, summaries(fit), reps, settings)
+    return bootstrap_table(spec.name, summaries(fit), reps, settings,
+                           intercept_only=spec.formula.split("~", 1)[1].strip() == "1")
+
+
+def model_seed(seed: int, model: str, main: str) -> np.random.SeedSequence:
+    """The seed sequence of one bootstrapped model: ``bootstrap.seed`` itself for the main
+    model (``bootstrap.model``), and ``[seed, crc32(name)]`` for any other, so each model's
+    refits depend on the seed and its own name only (not on which others are bootstrapped).
+    """
+    import zlib
+
+    if model == main:
+        return np.random.SeedSequence(seed)
+    return np.random.SeedSequence([seed, zlib.crc32(model.encode("utf-8"))])
 
 
 class TooManyFailedRefits(PipelineError):
@@ -198,8 +217,9 @@ class TooManyFailedRefits(PipelineError):
 
 def bootstrap_table(model: str, estimate: Mapping[str, float],
                     reps: Sequence[Mapping[str, Any]],
-                    settings: BootstrapSettings) -> pd.DataFrame:
-    """Percentile intervals from replicate results (see :func:`parametric_bootstrap`)."""
+                    settings: BootstrapSettings, intercept_only: bool = False) -> pd.DataFrame:
+    """Percentile intervals from replicate results (see :func:`parametric_bootstrap`);
+    ``intercept_only``: a model without predictors (no R² rows)."""
     ok = [r for r in reps if r["status"] in ("fitted", "singular")]
     failed = len(reps) - len(ok)
     if reps and failed / len(reps) > settings.max_failed_share:
@@ -212,6 +232,8 @@ def bootstrap_table(model: str, estimate: Mapping[str, float],
     tail = (1.0 - settings.conf_level) / 2.0
     rows = []
     for q in QUANTITIES:
+        if q.startswith("r2_") and intercept_only:
+            continue   # no predictors: R² marginal is 0 by construction, conditional = ICCs
         values = np.array([r[q] for r in ok], dtype=float)
         values = values[np.isfinite(values)]
         value = float(estimate.get(q, np.nan))
@@ -229,25 +251,55 @@ def bootstrap_table(model: str, estimate: Mapping[str, float],
                                        "singular", "boot_mean", "boot_sd"])
 
 
+#: Models bootstrapped besides ``bootstrap.model`` when ``bootstrap.alliance_levels`` is on:
+#: where goal, task and bond live (therapist, client and session shares).
+ALLIANCE_LEVELS: tuple[str, ...] = ("alliance_levels_goal", "alliance_levels_task",
+                                    "alliance_levels_bond")
+
+
 def bootstrap_model(scored: pd.DataFrame, clients: pd.DataFrame | None,
                     params: Mapping[str, Any]) -> pd.DataFrame:
-    """The ``bootstrap`` stage: settings first, then refit the model and bootstrap it.
+    """The ``bootstrap`` stage: settings first, then refit each model and bootstrap it.
 
-    Returns an empty table (and the reason in ``attrs["note"]``) when the model cannot be
-    estimated on these data, so that the report can say so.
+    The models are ``bootstrap.model`` and, with ``bootstrap.alliance_levels`` (the
+    default), the three models of where the alliance lives (:data:`ALLIANCE_LEVELS`), so
+    that their therapist and client shares have intervals in every run, alliance-only
+    runs included. A model that cannot be estimated as specified on these data has no
+    rows; the reasons are in ``attrs["note"]`` (``model: reason; ...``), so that the
+    report can say so.
     """
+    from pipeline.models import load_specs
+
+    settings = bootstrap_settings(params.get("bootstrap"))
+    try:
+        load_specs().get(settings.model)
+    except KeyError:
+        raise SettingsError(f"params.yaml: bootstrap.model {settings.model!r} is not a model "
+                            "of pipeline/models.yaml.") from None
+    names = [settings.model, *(m for m in ALLIANCE_LEVELS
+                               if settings.alliance_levels and m != settings.model)]
+    tables, notes = [], []
+    for name in names:
+        table = _bootstrap_one(name, scored, clients, params, settings)
+        if "note" in table.attrs:
+            notes.append(f"{name}: {table.attrs['note']}")
+        tables.append(table)
+    out = pd.concat(tables, ignore_index=True) if any(len(t) for t in tables) else tables[0]
+    out.attrs = {"note": "; ".join(notes)} if notes else {}
+    return out
+
+
+def _bootstrap_one(name: str, scored: pd.DataFrame, clients: pd.DataFrame | None,
+                   params: Mapping[str, Any], settings: BootstrapSettings) -> pd.DataFrame:
+    """Fit one model and bootstrap it (an empty table with ``attrs["note"]`` if it cannot
+    be estimated as specified)."""
     from pipeline.models import load_specs, model_data
     from pipeline.models.fitting import fit_formula, settings_from
     from pipeline.parallel import execution_settings
 
-    settings = bootstrap_settings(params.get("bootstrap"))
     execution = execution_settings(params.get("parallel"))
     fit_settings = settings_from(params.get("model"))
-    try:
-        spec = load_specs().get(settings.model)
-    except KeyError:
-        raise SettingsError(f"params.yaml: bootstrap.model {settings.model!r} is not a model "
-                            "of pipeline/models.yaml.") from None
+    spec = load_specs().get(name)
     empty = bootstrap_table(spec.name, {}, [], settings)
     if any(clients is None or c not in clients.columns for c in spec.covariates):
         empty.attrs["note"] = "a client covariate of the model is absent"
