@@ -458,7 +458,8 @@ else:
 # %%
 boot_file = results / "bootstrap.csv"
 boot = pd.read_csv(boot_file) if boot_file.is_file() else pd.DataFrame()
-shown = boot[boot["model"].astype(str).str.startswith("alliance_levels_")] if len(boot) else boot
+shown = (boot[boot["model"].astype(str).str.startswith("alliance_levels_")] if len(boot)
+         else pd.DataFrame(columns=["model"]))
 lines = []
 for model_name, rows in shown.groupby("model", sort=False):
     q = rows.set_index("quantity")
