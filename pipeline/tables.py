@@ -43,6 +43,12 @@ def format_num(x: float, digits: int = 2) -> str:
     return text.replace("-", "\u2212") if text.startswith("-") else text
 
 
+def format_r(x: float, digits: int = 2) -> str:
+    """A correlation or reliability (bounded by 1) as APA writes it: ``.86``, ``−.05``."""
+    text = format_num(x, digits)
+    return text.replace("0.", ".", 1) if text.lstrip("\u2212").startswith("0.") else text
+
+
 def format_int(x: float) -> str:
     """An integer count or df with thousands separators; blank for missing values."""
     if x is None or not np.isfinite(x):
@@ -156,6 +162,34 @@ def write_table(table: pd.DataFrame, outdir: str | Path, name: str, title: str,
             fh.write(text)
         paths.append(path)
     return paths
+
+
+def formatted(frame: pd.DataFrame, digits: int = 2, decimals: dict[str, int] | None = None,
+              p_values: tuple[str, ...] = (), blank: str = "\u2013") -> pd.DataFrame:
+    """Every cell of a report table as text, in this module's style.
+
+    Numeric columns whose values are all whole numbers are counts (:func:`format_int`);
+    the columns in ``p_values`` are p-values (:func:`format_p`); the other numeric columns
+    get ``decimals[column]`` or ``digits`` decimals (:func:`format_num`, true minus sign).
+    A missing number (a suppressed cell) is ``blank``; missing text is empty.
+    """
+    decimals = decimals or {}
+    out = pd.DataFrame(index=frame.index)
+    for column in frame.columns:
+        values = frame[column]
+        if column in p_values:
+            numbers = pd.to_numeric(values, errors="coerce")
+            out[column] = [blank if pd.isna(v) else format_p(v) for v in numbers]
+        elif pd.api.types.is_bool_dtype(values):
+            out[column] = [yes_no(v) for v in values]
+        elif pd.api.types.is_numeric_dtype(values):
+            numbers = values.astype(float)
+            whole = column not in decimals and bool(numbers.dropna().mod(1).eq(0).all())
+            out[column] = [blank if pd.isna(v) else format_int(v) if whole
+                           else format_num(v, decimals.get(column, digits)) for v in numbers]
+        else:
+            out[column] = ["" if pd.isna(v) else str(v) for v in values]
+    return out.reset_index(drop=True)
 
 
 def styled(frame: pd.DataFrame, hide_index: bool = True) -> Styler:
