@@ -413,12 +413,20 @@ def power_curves(power: pd.DataFrame, target: float | None = None) -> tuple[Figu
     if varied > 1:
         data["series"] += (" (" + data["clients_per_therapist"].astype(str) + " clients, "
                            + data["sessions"].astype(str) + " sessions)")
-    data = data.sort_values(["series", "therapists"], kind="mergesort").reset_index(drop=True)
+    # Legend in the tables' order: goal, task, bond within clients, then between.
+    order = {f"{s}_{p}": i for i, (p, s) in enumerate(
+        (p, s) for p in ("within", "between") for s in SUBSCALES)}
+    data["order"] = data["term"].map(order).fillna(len(order))
+    data = data.sort_values(["order", "series", "therapists"], kind="mergesort")
+    data = data.drop(columns="order").reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(7, 4))
-    palette = plt.get_cmap("tab10")
-    for i, (series, rows) in enumerate(data.groupby("series", sort=False)):
-        color = palette(i % 10)
-        ax.plot(rows["therapists"], rows["power"], marker="o", ms=4, color=color, label=series)
+    others = iter(PALETTE[3:] * len(data))   # terms that are not a goal/task/bond part
+    for series, rows in data.groupby("series", sort=False):
+        # The project's palette: the subscale's colour; solid within, dashed between.
+        stem, _, part = str(rows["term"].iloc[0]).partition("_")
+        color = COLORS[stem] if stem in SUBSCALES else next(others)
+        ax.plot(rows["therapists"], rows["power"], marker="o", ms=4, color=color,
+                ls="--" if part.startswith("between") else "-", label=series)
         ax.fill_between(rows["therapists"], rows["conf_low"], rows["conf_high"], color=color,
                         alpha=0.15, lw=0)
     if target is not None:
