@@ -131,3 +131,47 @@ def test_rupture_offsets_are_whole_sessions() -> None:
     for ax in fig.axes:
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_report_tables_format_counts_decimals_p_and_suppressed_cells() -> None:
+    from pipeline.tables import formatted
+
+    frame = pd.DataFrame({"rule": ["A", "B"], "n": [1234.0, np.nan], "pct": [53.846154, 100.0],
+                          "r": [0.286254, -0.05], "p": [6e-19, 0.6027763],
+                          "flag": [True, False], "note": ["", np.nan]})
+    table = formatted(frame, 2, decimals={"pct": 1}, p_values=("p",))
+    assert table.to_numpy().tolist() == [
+        ["A", "1,234", "53.8", "0.29", "< .001", "yes", ""],
+        ["B", "\u2013", "100.0", "\u22120.05", ".603", "no", ""]]
+
+
+def test_rupture_variability_sources_are_named_in_words() -> None:
+    from pipeline.ruptures.criteria import sd_label
+
+    assert sd_label("client+between (max)") == \
+        "larger of client's own SD and SD between clients"
+    assert sd_label("within_clean (max)") == "within-client SD without the dips"
+    assert sd_label("baseline") == "SD of first-session scores (RCI)"
+
+
+def test_power_curves_use_the_subscale_colours_and_a_dashed_between_part() -> None:
+    rows = [{"design": f"{n}x6x8", "therapists": n, "clients_per_therapist": 6, "sessions": 8,
+             "term": term, "power": 0.5, "conf_low": 0.4, "conf_high": 0.6, "alpha": 0.05}
+            for n in (20, 40) for term in ("goal_within", "bond_within", "goal_between")]
+    fig, _ = figures.power_curves(pd.DataFrame(rows), 0.8)
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    assert lines["Goal (within client)"].get_color() == figures.COLORS["goal"]
+    assert lines["Bond (within client)"].get_color() == figures.COLORS["bond"]
+    assert lines["Goal (between clients)"].get_color() == figures.COLORS["goal"]
+    assert lines["Goal (between clients)"].get_linestyle() == "--"
+    assert lines["Goal (within client)"].get_linestyle() == "-"
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend[:3] == ["Goal (within client)", "Bond (within client)",
+                          "Goal (between clients)"]
+
+
+def test_correlations_and_reliabilities_have_no_leading_zero() -> None:
+    from pipeline.tables import format_r
+
+    assert [format_r(v) for v in (0.8612, -0.0512, 1.0, float("nan"))] == [
+        ".86", "\u2212.05", "1.00", ""]
