@@ -175,3 +175,15 @@ def test_correlations_and_reliabilities_have_no_leading_zero() -> None:
 
     assert [format_r(v) for v in (0.8612, -0.0512, 1.0, float("nan"))] == [
         ".86", "\u2212.05", "1.00", ""]
+
+
+def test_interval_labels_follow_the_confidence_level_of_the_results() -> None:
+    coefs = pd.DataFrame([{"model": "primary", "term": f"{k}_{p}", "estimate": 0.5,
+                           "std_error": 0.1, "conf_low": 0.3, "conf_high": 0.7,
+                           "conf_level": 0.9}
+                          for k in ("goal", "task", "bond") for p in ("within", "between")])
+    fig, _ = figures.coefficient_plot(coefs)
+    assert fig.axes[0].get_xlabel() == "change in wellbeing per point of alliance (90% CI)"
+    fig, _ = figures.sensitivity(coefs, ["primary"])
+    assert fig.axes[0].get_xlabel().endswith("(90% CI)")
+    assert figures.ci_label(coefs.drop(columns="conf_level")) == "CI"
