@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -121,13 +122,32 @@ def model_label(name: str, plan: ModelPlan | None = None) -> str:
     return title[:1].upper() + title[1:]
 
 
+def model_labels(names: Iterable[object]) -> list[str]:
+    """:func:`model_label` of each name, for the Model column of a table of many models.
+
+    A name that ``pipeline/models.yaml`` does not have (results written by another plan)
+    is shown as it is rather than stopping the table.
+    """
+    from pipeline.errors import SpecError
+    from pipeline.models.spec import load_specs
+
+    plan = load_specs()
+    out = []
+    for name in names:
+        try:
+            out.append(model_label(str(name), plan))
+        except SpecError:
+            out.append(str(name))
+    return out
+
+
 def coefficient_table(coefs: pd.DataFrame, models: list[str] | None = None,
                       conf_level: float = 0.95) -> pd.DataFrame:
     """APA table of fixed effects: Model, Term, b, SE, CI, p (and p Holm when present)."""
     rows = coefs if models is None else coefs[coefs["model"].isin(models)]
     ci = f"{round(conf_level * 100)}% CI"
     table = pd.DataFrame({
-        "Model": rows["model"].to_numpy(),
+        "Model": model_labels(rows["model"]),
         "Term": [term_label(t) for t in rows["term"]],
         "b": [format_num(v) for v in rows["estimate"]],
         "SE": [format_num(v) for v in rows["std_error"]],
@@ -228,7 +248,7 @@ def variance_table(varcomp: pd.DataFrame, models: list[str] | None = None) -> pd
     """
     rows = varcomp if models is None else varcomp[varcomp["model"].isin(models)]
     table = pd.DataFrame({
-        "Model": rows["model"].to_numpy(),
+        "Model": model_labels(rows["model"]),
         "Component": [component_label(c) for c in rows["component"]],
         "Variance": [format_num(v, 3) for v in rows["variance"]],
         "SD": [format_num(v, 3) for v in rows["sd"]],
@@ -270,7 +290,7 @@ def fit_table(stats: pd.DataFrame) -> pd.DataFrame:
     """APA table of model fit: N, log-likelihoods, AIC and BIC (ML), R squared, optimizer."""
     fitted = stats[stats["status"].isin(["fitted", "singular"])]
     return pd.DataFrame({
-        "Model": fitted["model"].to_numpy(),
+        "Model": model_labels(fitted["model"]),
         "Sessions": [f"{int(n):,}" for n in fitted["n_obs"]],
         "Clients": [f"{int(n):,}" for n in fitted["n_clients"]],
         "LL (REML/ML)": [format_num(v, 1) for v in fitted["loglik"]],

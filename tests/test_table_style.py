@@ -187,3 +187,16 @@ def test_interval_labels_follow_the_confidence_level_of_the_results() -> None:
     fig, _ = figures.sensitivity(coefs, ["primary"])
     assert fig.axes[0].get_xlabel().endswith("(90% CI)")
     assert figures.ci_label(coefs.drop(columns="conf_level")) == "CI"
+
+
+def test_tables_of_many_models_name_them_by_their_titles() -> None:
+    coefs = pd.DataFrame({"model": ["primary", "sens_ml", "not_in_plan"],
+                          "term": ["goal_within"] * 3, "estimate": [1.0, 2.0, 3.0],
+                          "std_error": [0.1] * 3, "conf_low": [0.8] * 3, "conf_high": [1.2] * 3,
+                          "p_value": [0.01] * 3})
+    table = coefficient_table(coefs, ["primary", "sens_ml", "not_in_plan"])
+    assert table["Model"].tolist() == ["Primary model", "Primary model by maximum likelihood",
+                                       "not_in_plan"]
+    vc = pd.DataFrame({"model": ["sens_min3"], "component": ["residual"], "variance": [4.0],
+                       "sd": [2.0]})
+    assert variance_table(vc)["Model"].tolist() == ["Clients with at least three sessions"]
