@@ -285,9 +285,11 @@ if primary_ok and len(boot):
     display(Markdown(
         f"Percentile intervals from {reps:,} simulated data sets ({failed} refits failed "
         f"and are left out; {int(boot['singular'].iloc[0])} put a variance at zero). "
-        f"Therapists account for {icc['estimate']:.0%} of the intercept variance, and "
+        f"In the primary model (with the alliance and time as predictors), therapists "
+        f"account for {icc['estimate']:.0%} of the variance left at the first session, and "
         f"data like these are compatible with anything from {icc['conf_low']:.0%} to "
-        f"{icc['conf_high']:.0%}."))
+        f"{icc['conf_high']:.0%}. (The growth model below, without the alliance, gives "
+        "the shares of wellbeing itself.)"))
 elif primary_ok:
     display(Markdown("No bootstrap intervals: `results/bootstrap.csv` is absent or empty "
                      "(the `bootstrap` stage writes it)."))
