@@ -200,3 +200,13 @@ def test_tables_of_many_models_name_them_by_their_titles() -> None:
     vc = pd.DataFrame({"model": ["sens_min3"], "component": ["residual"], "variance": [4.0],
                        "sd": [2.0]})
     assert variance_table(vc)["Model"].tolist() == ["Clients with at least three sessions"]
+
+
+def test_rupture_prevalence_legend_uses_the_labels_of_the_other_figures() -> None:
+    from pipeline.ruptures.plots import prevalence
+
+    rows = [{"criterion": "gumz_1sd", "label": "Gumz 1 SD", "rater": "client", "scale": s,
+             "n_series": 100, "pct_clients": 40.0} for s in ("total", "goal", "task", "bond")]
+    fig, _ = prevalence(pd.DataFrame(rows))
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "Total alliance", "Goal", "Task", "Bond"]
