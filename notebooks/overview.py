@@ -102,10 +102,15 @@ styled(counts).format({"count": count})
 # %%
 checks = pd.read_csv(describe / "checks.csv")
 summary = checks.groupby(["file", "status"]).size().unstack(fill_value=0).reset_index()
-display(styled(summary))
+display(styled(summary.rename(columns={"info": "notes", "pass": "passed",
+                                       "warn": "warnings"})))
+display(Markdown("Number of checks per file: passed, warnings (listed below) and notes "
+                 "(information only, e.g. the number of rows read)."))
 warn = checks[checks["status"] == "warn"]
 if len(warn):
-    display(styled(warn[["file", "check", "n", "detail"]]).format({"n": count}))
+    # The check's key (e.g. no_outcome_rows) is for the log; the reader gets its detail.
+    display(styled(warn[["file", "detail", "n"]].rename(
+        columns={"detail": "warning", "n": "count"})).format({"count": count}))
 else:
     display(Markdown("No warnings."))
 
