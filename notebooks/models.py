@@ -43,9 +43,11 @@ from pipeline.tables import (
     alliance_change_table,
     alliance_levels_table,
     coefficient_table,
+    format_df,
     format_num,
     lr_table,
     styled,
+    term_label,
     variance_table,
 )
 
@@ -108,12 +110,11 @@ if not with_outcome:
 #   explain it.
 #
 # Each coefficient is the expected change in wellbeing for one point more on the
-# subscale (on its item-mean metric: 1–5 for the WAI-SR, 1–7 for the WAI-S), holding the
-# other subscales and time constant.
+# subscale, holding the other subscales and time constant. `time` = session − 1.
 #
-# The model also lets clients and therapists differ: a random intercept for each
-# therapist, one for each client, and a random slope on time for each client
-# (wellbeing changes at different speeds). `time` = session − 1.
+# It is a *mixed* model: besides these *fixed effects* (one number each for everybody), it
+# lets therapists and clients differ from the average through *random effects*, whose
+# spread (variance) is estimated rather than one number per person.
 
 # %% tags=["needs-outcome"]
 primary = coefs[coefs["model"] == "primary"].copy()
@@ -135,10 +136,45 @@ else:
         + (f" Simplified: {escape(pstats['simplification'])}."
            if isinstance(pstats["simplification"], str) and pstats["simplification"] else "")
     ))
-    df_method = primary["df_method"].iloc[0]
-    display(Markdown(f"p-values and intervals: {df_method}."))
-    display(styled(coefficient_table(coefs, ["primary"],
-                                     float(params["model"].get("conf_level", 0.95)))))
+    comps = set(varcomp.loc[varcomp["model"] == "primary", "component"])
+    random_parts = [words for key, words in (
+        ("therapist", "a random intercept for each therapist (some therapists' clients are "
+                      "better off on average)"),
+        ("client", "one for each client (clients of the same therapist differ)"),
+        ("client_time", "a random slope on time for each client (wellbeing changes at "
+                        "different speeds)"
+         + (", correlated with the client's intercept" if "cov_client_client_time" in comps
+            else ", uncorrelated with the client's intercept")))
+        if key in comps]
+    display(Markdown(
+        "Random part: " + ("; ".join(random_parts) if random_parts else "none")
+        + f". A coefficient is per point of the alliance's {alliance_metric(alliance_inst)}."))
+    display(styled(coefficient_table(coefs, ["primary"], conf)))
+    df_method = str(primary["df_method"].iloc[0])
+    ci_words = f"*{conf:.0%} CI*: {conf:.0%} confidence interval of *b* (the estimate)"
+    dfs = primary.dropna(subset=["df"])
+    if len(dfs):
+        low, high = dfs.loc[dfs["df"].idxmin()], dfs.loc[dfs["df"].idxmax()]
+        how = ("the approximation of Satterthwaite (1946), as lmerTest computes it "
+               "(Kuznetsova et al., 2017)" if df_method.startswith("Satterthwaite") else
+               "the method of Kenward & Roger (1997), as lmerTest and pbkrtest compute it "
+               "(Kuznetsova et al., 2017; Halekoh & Højsgaard, 2014)"
+               if df_method.startswith("Kenward") else escape(df_method))
+        display(Markdown(
+            f"{ci_words}; *SE*: its standard error; *p*: the two-sided test of b = 0 "
+            f"against a t distribution with *df* degrees of freedom, estimated by {how}. "
+            "The df say how much independent information a term rests on: the intercept "
+            "varies with the therapists, so its df are near the number of therapists, "
+            "while a within-client effect is seen in every session. Here "
+            f"{term_label(low['term'])} has df = {format_df(low['df'])} and "
+            f"{term_label(high['term'])} df = {format_df(high['df'])} "
+            f"({int(pstats['n_therapists']):,} therapists, {int(pstats['n_clients']):,} "
+            f"clients, {int(pstats['n_obs']):,} sessions)."))
+    else:
+        display(Markdown(
+            f"{ci_words}; *SE*: its standard error; *p*: the two-sided test of b = 0 "
+            f"({escape(df_method)}: a normal reference distribution, no small-sample "
+            "degrees of freedom)."))
 
 # %% [markdown] tags=["needs-outcome"]
 # ### Reading the intercept and time
@@ -176,10 +212,12 @@ if primary_ok:
 # ## Within- versus between-client effects
 #
 # The plot sets each subscale's within-client effect beside its between-client effect,
-# with 95% intervals. An interval that does not cross zero is a clear effect at the 5% level.
+# with their confidence intervals.
 
 # %% tags=["needs-outcome"]
 if primary_ok:
+    display(Markdown(f"The bars are {conf:.0%} intervals; an interval that does not cross "
+                     f"zero is an effect that differs from zero at the {1 - conf:.0%} level."))
     figures.show(*figures.coefficient_plot(coefs), "coefficients_within_between")
 
 # %% [markdown] tags=["needs-outcome"]
@@ -188,7 +226,7 @@ if primary_ok:
 # The lines show how much higher the model predicts wellbeing to be for a session whose
 # alliance is *x* points above the client's usual level (within), or for a client whose
 # average alliance is *x* points above the average client (between), with everything else
-# held constant. The bands are 95% intervals.
+# held constant. The bands are the confidence intervals of the lines.
 
 # %% tags=["needs-outcome"]
 if primary_ok:
@@ -210,13 +248,20 @@ if primary_ok:
 # %% [markdown] tags=["needs-outcome"]
 # ### How sure are these variance components? A parametric bootstrap
 #
-# A variance estimated from 30 therapists is uncertain, and its sampling distribution is
-# skewed (a variance cannot go below zero), so a symmetric "estimate ± 2 SE" interval
-# misleads. The *parametric bootstrap* (lme4's `bootMer`) simulates many new data sets from
-# the fitted model, on the same clients and sessions, refits the model to each, and takes
-# the middle 95% of the refitted values as the interval. It gives intervals for the
-# standard deviations, for the therapist and client shares of the variance (ICC: the share
-# of the intercept variance at the first session) and for R².
+# A variance estimated from a few dozen therapists is uncertain, and its sampling
+# distribution is skewed (a variance cannot go below zero), so a symmetric "estimate ± 2
+# SE" interval misleads. The *parametric bootstrap* (lme4's `bootMer`; Bates et al., 2015)
+# simulates many new data sets from the fitted model, on the same clients and sessions,
+# refits the model to each, and takes the middle of the refitted values (the percentiles
+# of the confidence level) as the interval. It gives intervals for:
+#
+# - the **standard deviations** of the random effects and the residual;
+# - the **intraclass correlations** (ICC): the therapist's (or client's) share of the
+#   variance of wellbeing at the first session, e.g. ICC therapist = therapist variance /
+#   (therapist + client + residual variance);
+# - **R²** (Nakagawa & Schielzeth, 2013): *marginal* R² is the share of the variance of
+#   wellbeing explained by the fixed effects (time and the alliance), *conditional* R² the
+#   share explained by the fixed and the random effects together.
 
 # %% tags=["needs-outcome"]
 boot_file = results / "bootstrap.csv"
@@ -242,9 +287,11 @@ if primary_ok and len(boot):
     display(Markdown(
         f"Percentile intervals from {reps:,} simulated data sets ({failed} refits failed "
         f"and are left out; {int(boot['singular'].iloc[0])} put a variance at zero). "
-        f"Therapists account for {icc['estimate']:.0%} of the intercept variance, and "
+        f"In the primary model (with the alliance and time as predictors), therapists "
+        f"account for {icc['estimate']:.0%} of the variance left at the first session, and "
         f"data like these are compatible with anything from {icc['conf_low']:.0%} to "
-        f"{icc['conf_high']:.0%}."))
+        f"{icc['conf_high']:.0%}. (The growth model below, without the alliance, gives "
+        "the shares of wellbeing itself.)"))
 elif primary_ok:
     display(Markdown("No bootstrap intervals: `results/bootstrap.csv` is absent or empty "
                      "(the `bootstrap` stage writes it)."))
@@ -299,10 +346,14 @@ if primary_ok:
 # ## Secondary models
 #
 # The analysis plan lists seven groups of secondary models. Each is specified in
-# `pipeline/models.yaml`; the descriptions below are read from there. p-values are
-# on Satterthwaite degrees of freedom (lmerTest's method, named beside each table);
-# comparisons between models are likelihood-ratio tests on maximum-likelihood
-# refits (REML likelihoods cannot compare models with different fixed effects).
+# `pipeline/models.yaml`; the descriptions below are read from there. Their tables read
+# like the primary model's (same degrees-of-freedom method). Comparisons between models
+# are likelihood-ratio tests on maximum-likelihood refits (REML likelihoods cannot compare
+# models with different fixed effects): χ² is twice the difference of the
+# log-likelihoods, *df* the number of parameters the fuller model adds, and a small *p*
+# says the fuller model fits better than chance would make it. AIC (Akaike's information
+# criterion) weighs fit against the number of parameters; the lower of the two is the
+# better trade-off.
 
 # %% tags=["needs-outcome"]
 described = {c.name: c.description for c in plan.comparisons}
@@ -368,7 +419,9 @@ comparisons(["subscales_vs_total"])
 #
 # Goal, task and bond each predict wellbeing on their own here (without the other two), so
 # their effects include what they share. Three tests of within-client effects are made, so
-# their p-values are Holm-adjusted (column *p (Holm)*).
+# their p-values are Holm-adjusted (Holm, 1979; column *p (Holm)*): the smallest p is
+# multiplied by 3, the next by 2, the largest by 1 (each at least the one before),
+# keeping the chance of any false positive among the three at α.
 
 # %% tags=["needs-outcome"]
 section(["goal_only", "task_only", "bond_only"])
@@ -554,7 +607,7 @@ else:
             f"- **{figures.label(r.subscale)}**: "
             + (f"{way} by {format_num(abs(r.slope), 3)} points per session on average"
                if clear else f"estimated change {format_num(r.slope, 3)} points per session, "
-               "but the interval includes no change")
+               "but the interval includes zero, i.e. no change")
             + f" ({level} CI [{format_num(r.conf_low, 3)}, {format_num(r.conf_high, 3)}]).")
     display(Markdown("\n".join(lines)))
     sessions = ok_change["simplification"].fillna("").str.contains("client random slope")
@@ -601,5 +654,8 @@ from IPython.display import Markdown, display
 from pipeline.references import reference_list
 
 display(Markdown(reference_list(
-    ["curran_bauer_2011", "falkenstrom_2013", "nickell_1981", "baldwin_2007"]
+    ["curran_bauer_2011", "falkenstrom_2013", "nickell_1981", "baldwin_2007",
+     "kuznetsova_2017", "bates_2015", "nakagawa_schielzeth_2013", "holm_1979",
+     *(["kenward_roger_1997", "halekoh_hojsgaard_2014"]
+       if params["model"].get("df_method") == "kenward-roger" else ["satterthwaite_1946"])]
     if with_outcome else ["baldwin_2007"])))

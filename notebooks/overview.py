@@ -102,10 +102,15 @@ styled(counts).format({"count": count})
 # %%
 checks = pd.read_csv(describe / "checks.csv")
 summary = checks.groupby(["file", "status"]).size().unstack(fill_value=0).reset_index()
-display(styled(summary))
+display(styled(summary.rename(columns={"info": "notes", "pass": "passed",
+                                       "warn": "warnings"})))
+display(Markdown("Number of checks per file: passed, warnings (listed below) and notes "
+                 "(information only, e.g. the number of rows read)."))
 warn = checks[checks["status"] == "warn"]
 if len(warn):
-    display(styled(warn[["file", "check", "n", "detail"]]).format({"n": count}))
+    # The check's key (e.g. no_outcome_rows) is for the log; the reader gets its detail.
+    display(styled(warn[["file", "detail", "n"]].rename(
+        columns={"detail": "warning", "n": "count"})).format({"count": count}))
 else:
     display(Markdown("No warnings."))
 
@@ -124,9 +129,11 @@ if k_file.is_file():
     for column in ("n_clients", "n_combinations"):
         if column in k_table.columns:
             k_table[column] = pd.to_numeric(k_table[column], errors="coerce")
+    k_table = k_table.rename(columns={"n_clients": "clients",
+                                      "n_combinations": "combinations"})
     display(styled(k_table).format(
-        {"n_clients": lambda v: f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}",
-         "n_combinations": count}))
+        {"clients": lambda v: f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}",
+         "combinations": count}))
 else:
     display(Markdown("No client characteristics were tabulated (no clients file, no "
                      "covariates, or only numeric covariates with many values)."))
@@ -195,11 +202,15 @@ else:
     text = (f"{share:.0%} of the goal, task and bond scores shown lie in the top "
             f"{top_fraction:.0%} of the scale ({cut:g} or more on "
             f"{alliance.item_min:g}\u2013{alliance.item_max:g}).")
+    rule = (f"(the report's rule, `report.ceiling.min_share`: more than {min_share:.0%} "
+            "of the scores there)")
     if share > min_share:
-        text += (" The alliance ratings crowd towards the top of the scale (a *ceiling*): "
-                 "differences among high ratings are hard to see.")
+        text += (" The subscale scores crowd towards the top of the scale (a *ceiling*) "
+                 f"{rule}: differences among high ratings are hard to see.")
     else:
-        text += " The ratings do not crowd at the top of the scale."
+        text += (f" The subscale scores as a whole do not crowd at the top {rule}. Single "
+                 "items can still have a ceiling: the psychometrics report counts the "
+                 "answers at each item's best score.")
     display(Markdown(text))
 
 # %% [markdown]
@@ -217,16 +228,21 @@ raters = (pd.read_csv(rater_file) if rater_file.is_file()
           else pd.DataFrame(columns=["rater", "suppressed"]))
 agreement = pd.read_csv(agreement_file) if agreement_file.is_file() else pd.DataFrame()
 if (raters["rater"] == "therapist").any():
-    display(styled(raters.drop(columns="suppressed")).format(
-        {"n_forms": count, "n_clients": count, "mean": "{:.2f}", "sd": "{:.2f}"},
+    display(styled(raters.drop(columns="suppressed").rename(
+        columns={"n_forms": "forms", "n_clients": "clients", "sd": "SD"})).format(
+        {"forms": count, "clients": count, "mean": "{:.2f}", "SD": "{:.2f}"},
         na_rep="–"))
     if len(agreement):
         cols = ["scale", "session", "n_pairs", "r", "mean_client", "mean_therapist",
                 "mean_difference", "conf_low", "conf_high", "note"]
-        display(styled(agreement[cols].fillna({"note": ""})).format(
-            {"n_pairs": count, "r": "{:.2f}", "mean_client": "{:.2f}",
-             "mean_therapist": "{:.2f}", "mean_difference": "{:+.2f}", "conf_low": "{:.2f}",
-             "conf_high": "{:.2f}"}, na_rep="–"))
+        ci = f"{conf:.0%} CI"
+        display(styled(agreement[cols].fillna({"note": ""}).rename(columns={
+            "n_pairs": "pairs", "mean_client": "client mean",
+            "mean_therapist": "therapist mean", "mean_difference": "difference",
+            "conf_low": f"{ci} low", "conf_high": f"{ci} high"})).format(
+            {"pairs": count, "r": "{:.2f}", "client mean": "{:.2f}",
+             "therapist mean": "{:.2f}", "difference": "{:+.2f}", f"{ci} low": "{:.2f}",
+             f"{ci} high": "{:.2f}"}, na_rep="–"))
         display(Markdown(
             f"Interval: {conf:.0%} paired-t interval of the mean difference. The pooled row "
             "('all') treats a client's sessions as independent pairs: a description, not a "

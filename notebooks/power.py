@@ -34,8 +34,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import figures
+from pipeline.references import reference_list
 from pipeline.report import data_notice, escape, open_project
-from pipeline.tables import format_num, styled, term_label
+from pipeline.tables import format_num, model_label, styled, term_label
 
 root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
@@ -73,11 +74,17 @@ else:
 if available:
     n_rep = int(power["replications"].iloc[0])
     alpha = float(power["alpha"].iloc[0])
-    model = html.escape(str(power["model"].iloc[0]))
+    model = html.escape(model_label(str(power["model"].iloc[0])))
+    df_method = str(params["model"].get("df_method", "satterthwaite"))
+    df_words = {"satterthwaite": "Satterthwaite degrees of freedom, as lmerTest "
+                "(Kuznetsova et al., 2017)",
+                "kenward-roger": "Kenward-Roger degrees of freedom, as lmerTest "
+                "(Kuznetsova et al., 2017)"}.get(df_method, "a normal (Wald z) reference")
     display(Markdown(
-        f"Model **{model}**, {power['design'].nunique()} designs, **{n_rep:,} simulated "
-        f"studies per design**, tests at α = {alpha:g} with the model's degrees of freedom "
-        "(Satterthwaite unless set otherwise)."))
+        f"**{model}**, {power['design'].nunique()} designs, **{n_rep:,} simulated "
+        f"studies per design**, each term tested at α = {alpha:g} with {df_words}. "
+        "*Value* in the table below is the true value the studies are simulated from "
+        "(*source*: `power.effects` when you set it, else the fitted model)."))
     components = {"therapist": "Therapist intercept", "client": "Client intercept",
                   "client_time": "Client slope on time", "residual": "Residual (session)",
                   "client_time_corr": "Client intercept and slope"}
@@ -120,9 +127,12 @@ if available and len(process):
 # %% [markdown]
 # ## Power by design
 #
-# Each line is one term; the band is the Monte-Carlo 95% interval (how far the estimate
-# could be from the power an infinite number of simulations would give). The dotted line
-# is α: a term with no true effect should sit on it, which checks the test itself.
+# Each line is one term (colour: goal, task or bond, as in every figure; solid: within
+# client, dashed: between clients); the band is the Monte-Carlo 95% interval (how far the
+# estimate could be from the power an infinite number of simulations would give). The
+# dashed grey line is the target power, the dotted one α: a term with no true effect
+# should sit on α, which checks the test itself. A design is named *therapists* x
+# *clients per therapist* x *planned sessions per client*.
 
 # %%
 if available:
@@ -175,9 +185,14 @@ if available:
 # %%
 if available:
     lines = []
+    true_effect = power.groupby("term")["effect"].first()
     for _, row in target_table.iterrows():
         label = term_label(row["term"])
-        if row["design"]:
+        if float(true_effect.get(row["term"], float("nan"))) == 0:
+            lines.append(f"- **{label}**: no true effect was simulated, so its rejection "
+                         "rate is the type-I error rate (above), not power; no design "
+                         "is meant to reach the target.")
+        elif row["design"]:
             lines.append(f"- **{label}**: design {html.escape(str(row['design']))} "
                          f"(power {format_num(float(row['power']), 2)}, "
                          f"{int(float(row['planned_sessions'])):,} planned sessions).")
@@ -200,3 +215,7 @@ if available:
 # **What this cannot tell you.** The simulation assumes the model is right: normal random
 # effects, the same effect for every client, no dropout related to wellbeing. Real data
 # are messier; treat the numbers as a lower bound on the size a study needs.
+
+# %%
+# The works this report cites (docs/references.yaml).
+display(Markdown(reference_list(["kuznetsova_2017"])))

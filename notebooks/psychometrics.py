@@ -32,7 +32,7 @@ from pipeline import figures
 from pipeline.instruments import Instrument, load_instrument
 from pipeline.report import data_notice, escape, open_project, outcome_description
 from pipeline.score import therapist_form
-from pipeline.tables import styled, yes_no
+from pipeline.tables import format_r, styled, yes_no
 
 root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
@@ -55,6 +55,11 @@ def named(frame: pd.DataFrame) -> pd.DataFrame:
     if "instrument" not in frame.columns:
         return frame
     return frame.assign(instrument=frame["instrument"].map(lambda k: names.get(k, k)))
+
+
+def apa_r(v: float) -> str:
+    """A reliability or correlation without the leading zero; '–' when suppressed."""
+    return "–" if pd.isna(v) else format_r(v)
 
 
 def count(v: float) -> str:
@@ -110,8 +115,10 @@ display(Markdown(outcome_description(outcome, bool(cfg.get("outcome_higher_is_be
 # %%
 scoring = pd.read_csv(results / "scoring.csv")
 cols = ["instrument", "scale", "n_rows", "n_complete", "n_prorated", "n_missing", "metric"]
-styled(named(scoring[cols])).format({c: count for c in ["n_rows", "n_complete",
-                                                         "n_prorated", "n_missing"]})
+scored = named(scoring[cols]).replace({"scale": {"alliance_total": "total"}})
+styled(scored.rename(columns={"scale": "score", "n_rows": "forms", "n_complete": "complete",
+                              "n_prorated": "prorated", "n_missing": "missing"})).format(
+    {c: count for c in ["forms", "complete", "prorated", "missing"]})
 
 # %% [markdown]
 # ## Reliability
@@ -130,8 +137,10 @@ if rel_file.is_file():
     rel = pd.read_csv(rel_file)
     overall = rel[rel["subset"] == "all"][["instrument", "scale", "n", "alpha",
                                            "omega_total", "note"]].fillna({"note": ""})
-    display(styled(named(overall)).format(
-        {"n": count, "alpha": "{:.2f}", "omega_total": "{:.2f}"}, na_rep="–"))
+    # Reliabilities cannot exceed 1: APA writes them without the leading zero (.86).
+    display(styled(named(overall).rename(columns={
+        "n": "forms", "alpha": "Cronbach's \u03b1", "omega_total": "McDonald's \u03c9"})).format(
+        {"forms": count, "Cronbach's \u03b1": apa_r, "McDonald's \u03c9": apa_r}, na_rep="–"))
     fc_all = pd.read_csv(fc_file)
     client_rel = rel[rel["instrument"] == alliance.key]
     client_fc = fc_all[fc_all["instrument"] == alliance.key]
@@ -158,7 +167,9 @@ else:
 # %%
 corr = pd.read_csv(results / "subscale_correlations.csv")
 corr = corr.drop(columns=[c for c in ("suppressed",) if c in corr.columns])
-styled(corr).format({"r": "{:.2f}", "n_obs": count, "n_clients": count}, na_rep="–")
+styled(corr.rename(columns={"scale_1": "subscale", "scale_2": "with", "n_obs": "sessions",
+                            "n_clients": "clients"})).format(
+    {"r": apa_r, "sessions": count, "clients": count}, na_rep="–")
 
 # %% [markdown]
 # ## Floor and ceiling
@@ -178,8 +189,11 @@ if fc_file.is_file():
     def pct(v: float) -> str:
         return "–" if pd.isna(v) else f"{v:.1f}%"
 
-    display(styled(show).format({"n": count, "n_floor": count, "n_ceiling": count,
-                                 "pct_floor": pct, "pct_ceiling": pct}))
+    display(styled(show.rename(columns={
+        "n": "answers", "n_floor": "at worst", "pct_floor": "% at worst",
+        "n_ceiling": "at best", "pct_ceiling": "% at best"})).format(
+        {"answers": count, "at worst": count, "at best": count, "% at worst": pct,
+         "% at best": pct}))
     for key, group in fc.groupby("instrument", sort=False):
         n_items = len(group)
         n_ceiling = int((group["pct_ceiling"] > ceiling_pct).sum())

@@ -37,11 +37,12 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import figures
+from pipeline.references import reference_list
 from pipeline.report import data_notice, open_project
 from pipeline.ruptures import plots
-from pipeline.ruptures.criteria import load_rules
+from pipeline.ruptures.criteria import load_rules, sd_label
 from pipeline.ruptures.detect import detect_series
-from pipeline.tables import styled
+from pipeline.tables import format_num, formatted, styled, term_label
 
 root, params = open_project(params_file)
 results = root / "results" / "ruptures"
@@ -64,13 +65,11 @@ def read(name: str) -> pd.DataFrame:
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
-def show(frame: pd.DataFrame, digits: int = 2) -> None:
-    """Display a table with its text escaped, counts as whole numbers, others rounded."""
-    counts = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
-              and frame[c].dropna().mod(1).eq(0).all() and c not in ("r", "kappa")]
-    fmt = {c: (lambda v: "–" if pd.isna(v) else f"{v:,.0f}") for c in counts}
-    display(styled(frame).format(precision=digits, escape="html", na_rep="–")
-            .format(fmt, escape="html"))
+def show(frame: pd.DataFrame, digits: int = 2, decimals: dict[str, int] | None = None,
+         p_values: tuple[str, ...] = ()) -> None:
+    """Display a table in the reports' style (pipeline.tables.formatted): counts as whole
+    numbers, other numbers with ``digits`` decimals, p-values APA, suppressed cells '–'."""
+    display(styled(formatted(frame, digits, decimals, p_values)))
 
 
 display(Markdown(data_notice(params)))
@@ -114,10 +113,22 @@ thr = read("thresholds")
 if len(thr):
     tab = thr[thr["rater"] == "client"][["label", "scale", "sd", "reliability", "n_series",
                                          "median_threshold", "q1_threshold", "q3_threshold",
-                                         "note"]]
+                                         "note"]].copy()
+    tab["sd"] = tab["sd"].map(sd_label)
+    if tab["note"].isna().all():
+        tab = tab.drop(columns="note")
     show(tab.rename(columns={"label": "rule", "sd": "variability used",
                              "n_series": "clients", "median_threshold": "median drop needed",
-                             "q1_threshold": "25%", "q3_threshold": "75%"}))
+                             "q1_threshold": "25th percentile",
+                             "q3_threshold": "75th percentile"}),
+         decimals={c: 2 for c in ("median_threshold", "q1_threshold", "q3_threshold",
+                                  "reliability")})
+    display(Markdown(
+        "*Drop needed*: the smallest fall below the pre-drop level that counts as an "
+        "episode, in points of the score. It can differ between clients (a client's own "
+        "SD), so the median and the 25th and 75th percentiles over clients are shown. "
+        "*Reliability*: the internal consistency the reliable-drop and sudden-dip rules "
+        "use for the measurement error ('–' where a rule does not use it)."))
 rel_text = ", ".join(f"{esc(k)} {v:.2f}" for k, v in meta["reliability"].items())
 display(Markdown(
     "The drop needed is in points of the questionnaire's item-mean scale. The Gumz rules "
@@ -187,7 +198,8 @@ if shown:
 det = read("detectability")
 if len(det):
     show(det[["rater", "sessions", "n_clients", "can_show"]].rename(
-        columns={"sessions": "rated sessions", "n_clients": "clients"}))
+        columns={"sessions": "rated sessions", "n_clients": "clients",
+                 "can_show": "what can be seen"}))
     client = det[det["rater"] == "client"].set_index("sessions")["n_clients"]
     if float(np.nan_to_num(client.get("3+", 0.0))) == 0:
         display(Markdown(
@@ -214,7 +226,8 @@ if len(prev):
                              "pct_clients": "%", "n_episodes": "episodes",
                              "n_repaired": "repaired", "n_unrepaired": "unrepaired",
                              "n_censored": "censored", "pct_repaired": "% repaired*",
-                             "median_length": "median length"}), 1)
+                             "median_length": "median length"}), 1,
+         decimals={"pct_clients": 1, "pct_repaired": 1})
     display(Markdown(
         "\\* Repaired among episodes whose outcome is known (censored ones left out). A V "
         "shape is repaired by definition. Length = sessions from the drop to the repair. "
@@ -231,11 +244,15 @@ if len(agr):
     tab["criterion_b"] = tab["criterion_b"].map(labels)
     show(tab[["criterion_a", "criterion_b", "n_clients", "n_both", "n_only_a", "n_only_b",
               "kappa", "jaccard"]].rename(columns={
-                  "criterion_a": "rule A", "criterion_b": "rule B", "n_both": "both",
-                  "n_only_a": "only A", "n_only_b": "only B"}))
+                  "criterion_a": "rule A", "criterion_b": "rule B", "n_clients": "clients",
+                  "n_both": "both", "n_only_a": "only A", "n_only_b": "only B",
+                  "kappa": "\u03ba", "jaccard": "Jaccard"}),
+         decimals={"kappa": 2, "jaccard": 2})
     display(Markdown(
-        "Agreement on the total score. **kappa**: do two rules agree on *which clients* had "
-        "at least one episode, beyond chance (1 = always, 0 = no better than chance). "
+        "Agreement on the total score. *Both*, *only A*, *only B*: clients with at least "
+        "one episode under both rules or under one of them. **\u03ba** (Cohen's kappa): do "
+        "two rules agree on *which clients* had at least one episode, beyond chance (1 = "
+        "always, 0 = no better than chance). "
         "**Jaccard**: of the rupture sessions found by either rule, the share found by both. "
         "Rules disagree because their thresholds differ (a stricter rule finds a subset of "
         "a laxer one's drops, plus none of the small ones), because the V shape also needs "
@@ -278,7 +295,9 @@ if len(rec):
         "**How well do the rules find the episodes the simulation put in?** These data are "
         "simulated with known episodes (`truth.yaml`). *Recall*: share of injected episodes "
         "(whose rupture session and an earlier one were rated) that a rule found at the "
-        "right session. *Precision*: share of a rule's episodes that were injected. Lax "
+        "right session. *Precision*: share of a rule's episodes that were injected. "
+        "*Status agrees*: of the injected episodes found, the share called repaired, "
+        "unrepaired or censored as the simulation made them. Lax "
         "rules find most injected drops but also many drops of ordinary session-to-session "
         "noise; strict rules miss shallower drops. Precision also depends on how common "
         "ruptures are: in data with fewer real ruptures it is lower."))
@@ -380,7 +399,8 @@ if len(bench):
 #
 # Alliance and wellbeing of clients around their rupture sessions, lined up so that 0 is
 # the session of the drop, and averaged over episodes (deviations from each client's own
-# mean, with 95% intervals). Offsets with fewer than `min_cell` episodes are not drawn.
+# mean, with 95% intervals). Offsets with fewer than `report.min_cell` episodes are not
+# drawn; *n* in the legend is the number of episodes.
 # This is an average over many clients, never one client's trajectory.
 
 # %%
@@ -412,6 +432,8 @@ else:
 om = read("outcome_models")
 oc = read("outcome_coefficients")
 og = read("outcome_groups")
+conf_text = (f"{round(100 * float(oc['conf_level'].iloc[0]))}% CI"
+             if len(oc) and "conf_level" in oc else "CI")
 for _, m in om.iterrows():
     name = str(m["criterion"])
     head = f"**{esc(labels.get(name, name))}**: "
@@ -421,27 +443,37 @@ for _, m in om.iterrows():
     c = oc[(oc["criterion"] == name) & oc["term"].isin(["repaired", "unrepaired"])]
     parts = []
     for _, row in c.iterrows():
-        parts.append(f"{esc(row['term'])} vs no rupture {row['estimate']:+.2f} points "
-                     f"(95% CI {row['conf_low']:.2f} to {row['conf_high']:.2f})")
+        parts.append(f"{esc(row['term'])} vs no rupture {format_num(row['estimate'])} "
+                     f"points ({conf_text} [{format_num(row['conf_low'])}, "
+                     f"{format_num(row['conf_high'])}])")
     flag = " (a variance is at its boundary)" if m["status"] == "singular" else ""
-    if isinstance(m.get("simplification"), str) and m["simplification"]:
-        flag += f" Simplified: {esc(m['simplification'])}."
-    display(Markdown(head + "; ".join(parts) + f"; {int(m['n_clients'])} clients, "
-                     f"{int(m['n_therapists'])} therapists{flag}."))
+    simplified = m.get("simplification")
+    note = (f" Simplified: {esc(str(simplified).rstrip('.'))}."
+            if isinstance(simplified, str) and simplified else "")
+    display(Markdown(head + "; ".join(parts) + f"; {int(m['n_clients']):,} clients, "
+                     f"{int(m['n_therapists']):,} therapists{flag}.{note}"))
 if len(og):
     t = og.copy()
     t["rule"] = t["criterion"].map(labels)
     show(t[["rule", "group", "n_clients", "n_in_model", "mean_change", "sd_change"]].rename(
         columns={"n_clients": "clients", "n_in_model": "in the model",
-                 "mean_change": "mean change", "sd_change": "SD"}))
+                 "mean_change": "mean change", "sd_change": "SD"}),
+         decimals={"mean_change": 2, "sd_change": 2})
+    display(Markdown(
+        "*Mean change*: last minus first rated wellbeing, unadjusted, of the clients in the "
+        "model; censored clients (an episode whose repair could not yet be seen) are not in "
+        "the model. '–': no client, or fewer than the minimum cell size."))
 
 # %%
 rc = read("repair_correlation")
 if len(rc):
     t = rc.copy()
     t["rule"] = t["criterion"].map(labels)
+    level = round(100 * float(params["model"].get("conf_level", 0.95)))
     show(t[["rule", "n_clients", "r", "conf_low", "conf_high", "note"]].rename(
-        columns={"n_clients": "clients with an episode"}))
+        columns={"n_clients": "clients with an episode", "conf_low": f"{level}% CI low",
+                 "conf_high": f"{level}% CI high"}),
+         decimals={"r": 2, "conf_low": 2, "conf_high": 2})
     ref = rc.iloc[0]
     display(Markdown(
         "**Sanity check.** Among clients with an episode, the correlation of being repaired "
@@ -457,7 +489,8 @@ if len(rc):
 #
 # A weaker alliance is known to go with clients leaving therapy early (Sharf, Primavera &
 # Diener, 2010). When the clients file says how each therapy ended (`ending`: planned,
-# unplanned, ongoing), a discrete-time survival model asks, session by session: is a
+# unplanned, ongoing), a discrete-time survival model (Singer & Willett, 2003) asks,
+# session by session: is a
 # client more likely to end unplanned right after a session whose alliance was lower than
 # their own earlier sessions (within), and are clients with a lower alliance in general
 # (between) more likely to? Planned endings and clients still in therapy count as
@@ -472,21 +505,38 @@ if len(cnt):
 m = em.iloc[0] if len(em) else None
 if m is not None and m["status"] == "fitted" and len(ec):
     t = ec[ec["term"] != "Intercept"][["term", "odds_ratio", "or_low", "or_high", "p_value"]]
-    show(t.rename(columns={"odds_ratio": "odds ratio per point", "or_low": "95% CI low",
-                           "or_high": "95% CI high", "p_value": "p"}), 3)
+    t = t.assign(term=t["term"].map(term_label))
+    or_level = round(100 * float(ec["conf_level"].iloc[0])) if "conf_level" in ec else 95
+    show(t.rename(columns={"odds_ratio": "odds ratio per point",
+                           "or_low": f"{or_level}% CI low", "or_high": f"{or_level}% CI high",
+                           "p_value": "p"}),
+         decimals={"odds_ratio": 2, "or_low": 2, "or_high": 2}, p_values=("p",))
     w = ec.set_index("term")
     lines = []
-    for term, what in (("alliance_within", "lower than the client's own earlier sessions"),
-                       ("alliance_between", "lower in general (a client's earlier mean)")):
+    for term, what in (("alliance_within", "a session rated 0.1 points lower than the "
+                        "client's own earlier sessions"),
+                       ("alliance_between", "a client whose earlier sessions were rated 0.1 "
+                        "points lower on average than other clients'")):
         if term in w.index:
             ratio = float(np.exp(-0.1 * w.loc[term, "estimate"]))
-            lines.append(f"- a session rated 0.1 points {what}: odds of ending unplanned "
-                         f"after it multiplied by {ratio:.2f}")
+            lines.append(f"- {what}: odds of ending unplanned after the session multiplied "
+                         f"by {ratio:.2f}")
+    left_out = int(m["n_events"]) - int(m["n_events_in_model"])
+    left_text = ("" if left_out == 0 else
+                 f" The other {left_out:,}" if left_out >= min_cell else
+                 f" The others (fewer than {min_cell})")
+    if left_text:
+        left_text += (" ended at their first rated session, which has no earlier session "
+                      "to compare it with.")
     display(Markdown(
-        f"{int(m['n_events_in_model'])} unplanned endings among {int(m['n_clients'])} "
-        f"clients ({int(m['n_in_model'])} client-sessions from each client's second rated "
-        "session on). Standard errors allow for clients sharing a therapist.\n\n"
-        + "\n".join(lines)))
+        f"*Odds ratio per point*: how the odds of ending unplanned after a session change "
+        "for one point more of alliance (below 1: a higher alliance goes with fewer "
+        "unplanned endings); *time* is session \u2212 1.\n\n"
+        f"{int(m['n_events_in_model']):,} of the {int(m['n_events']):,} unplanned endings "
+        f"are in the model, which covers {int(m['n_clients']):,} clients "
+        f"({int(m['n_in_model']):,} client-sessions from each client's second rated "
+        f"session on).{left_text} Standard errors allow for clients sharing a therapist "
+        "(cluster-robust).\n\nIn words:\n\n" + "\n".join(lines)))
 elif m is not None:
     display(Markdown(f"**Unplanned ending model: {esc(m['status'])}.** {esc(m['reason'])}."))
 last = read("last_session")
@@ -510,22 +560,19 @@ if m is not None and m["status"] != "fitted" and len(last):
 #
 # - **Post-session ratings are indicators.** A drop may be a rupture, a bad week, or a
 #   careless answer; a rupture that the client does not report, or reports only later,
-#   leaves no trace. A single-case study that checked post-session V shapes against
-#   observer-coded ruptures found that they can reflect real ruptures within sessions
-#   (Lipner et al., 2023); that does not show that they always do.
+#   leaves no trace. How often a post-session drop matches a rupture that observers
+#   would code in the session recording is not known from these data.
 # - **The rules are conventions.** Gumz et al. (2012) showed how strongly the count depends
 #   on the rule; this report shows several for that reason.
-# - **Ceiling.** Alliance ratings crowd near the top of the scale, where a client has little
-#   room to show a further rise, and a repair "back to the earlier level" may be hard to
+# - **Ceiling.** Where alliance ratings crowd near the top of the scale (the overview and
+#   psychometrics reports say how far they do in these data), a client has little room
+#   to show a further rise, and a repair "back to the earlier level" may be hard to
 #   distinguish from noise.
 # - **Observational links.** The outcome and ending models describe associations; they do
 #   not show that repairing a rupture causes better outcomes or keeps clients in therapy.
-#
-# *References.* Eubanks, C. F., Muran, J. C., & Safran, J. D. (2018). Alliance rupture
-# repair: a meta-analysis. *Psychotherapy, 55*(4), 508–519. Gumz, A., Brähler, E., Geyer,
-# M., & Erices, R. (2012). *BMC Medical Research Methodology, 12*, 10. Jacobson, N. S., &
-# Truax, P. (1991). *Journal of Consulting and Clinical Psychology, 59*(1), 12–19. Lipner
-# et al. (2023). *Psychotherapy*, doi 10.1037/pst0000469. Sharf, J., Primavera, L.
-# H., & Diener, M. J. (2010). *Psychotherapy, 47*(4), 637–645. Stiles, W. B., et al.
-# (2004). *Journal of Counseling Psychology, 51*(1), 81–92. Singer, J. D., & Willett, J. B.
-# (2003). *Applied longitudinal data analysis*. Oxford University Press.
+
+# %%
+# The works this report cites (docs/references.yaml).
+display(Markdown(reference_list([
+    "gumz_2012", "stiles_2004", "tang_derubeis_1999", "jacobson_truax_1991",
+    "eubanks_2018", "sharf_2010", "singer_willett_2003"])))

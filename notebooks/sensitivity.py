@@ -42,6 +42,7 @@ figures.apply_style()
 tables = read_results(results)
 coefs, stats = tables["coefficients"], tables["fit_statistics"]
 plan = load_specs()
+conf = float(params["model"].get("conf_level", 0.95))
 
 # %% [markdown]
 # ## The alternatives
@@ -82,7 +83,8 @@ styled(pd.DataFrame(rows))
 # %% [markdown]
 # ## Effects side by side
 #
-# Each point is an estimate with its 95% interval; each row a term, each colour a model.
+# Each point is an estimate with its confidence interval; each row a term, each colour a
+# model.
 
 # %%
 shown = [n for n in names if n in readable]
@@ -96,12 +98,16 @@ if "primary" in shown and len(shown) > 1:
     wide = (coefs[coefs["model"].isin(shown) & coefs["term"].isin(terms)]
             .pivot(index="term", columns="model", values="estimate")
             .loc[terms, shown])
-    shift = wide.drop(columns="primary").sub(wide["primary"], axis=0).abs().max().max()
+    change = wide.drop(columns="primary").sub(wide["primary"], axis=0).abs().stack()
+    (where, by), shift = change.idxmax(), change.max()
     display(styled(estimates_by_model(coefs, shown, terms,
                                       labels={n: model_label(n, plan) for n in shown})))
     display(Markdown(
-        f"The largest change of an estimate from the primary model is **{shift:.3f}** "
-        "wellbeing points per alliance point."
+        f"The largest change of an estimate from the primary model is **{format_num(shift)}** "
+        f"wellbeing points per alliance point: {term_label(where)} in "
+        f"*{escape(model_label(by, plan))}*. Compare it with the estimates' standard errors "
+        "in the models report: a change well inside one standard error does not alter the "
+        "conclusion."
     ))
 
 # %% [markdown]
@@ -120,7 +126,7 @@ if "primary" in shown and len(shown) > 1:
 curve_file = results / "specification_curve.csv"
 curve = pd.read_csv(curve_file) if curve_file.is_file() else None
 if curve is not None and curve["estimate"].notna().any():
-    figures.show(*figures.specification_curve(curve), "specification_curve")
+    figures.show(*figures.specification_curve(curve, conf), "specification_curve")
 elif curve is not None:
     reasons = "; ".join(dict.fromkeys(curve["reason"].dropna().astype(str)))
     display(Markdown(f"No specification could be estimated on these data ({escape(reasons)})."))

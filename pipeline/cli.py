@@ -430,7 +430,8 @@ def cmd_index(params: dict[str, Any], args: argparse.Namespace) -> None:
 
     desc = load_descriptions()
     sources = report_sources(args.notebooks, list(desc.get("reports_order") or []))
-    page = build_index(Path.cwd(), params, sources, args.figures, args.tables, desc)
+    page = build_index(Path.cwd(), params, sources, args.figures, args.tables, desc,
+                       more_figures=args.more_figures)
     with atomic_open(args.out) as fh:
         fh.write(page)
     log("index", f"wrote {args.out} ({len(sources)} reports)")
@@ -561,6 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "index":
             p.add_argument("--notebooks", default="notebooks")
             p.add_argument("--figures", default=str(REPORTS / "figures"))
+            p.add_argument("--more-figures", nargs="*", default=[str(REPORTS / "ruptures")],
+                           help="other figure folders in reports/ (default: the ruptures "
+                                "stage's)")
             p.add_argument("--tables", default=str(REPORTS / "tables"))
             p.add_argument("--out", default=str(REPORTS / "index.html"))
         if name == "power":

@@ -61,6 +61,13 @@ def label(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
+def ci_label(frame: pd.DataFrame) -> str:
+    """``95% CI`` at the confidence level of the intervals drawn (the ``conf_level`` column
+    of the results; ``model.conf_level`` decides it), ``CI`` when the table has none."""
+    level = frame["conf_level"].dropna() if "conf_level" in frame else pd.Series(dtype=float)
+    return f"{round(100 * float(level.iloc[0]))}% CI" if len(level) else "CI"
+
+
 def wrap(text: str, width: int) -> str:
     """``text`` on lines of at most ``width`` characters (a title or label that would
     otherwise run off its panel, e.g. an instrument's full name)."""
@@ -222,6 +229,7 @@ def coefficient_plot(coefs: pd.DataFrame, model: str = "primary") -> tuple[Figur
     terms = [f"{k}_{part}" for k in SUBSCALES for part in ("within", "between")]
     rows = coefs[(coefs["model"] == model) & coefs["term"].isin(terms)]
     data = rows.set_index("term").loc[terms].reset_index()
+    ci = ci_label(data)
     data = data[["term", "estimate", "std_error", "conf_low", "conf_high"]].copy()
     data.insert(1, "subscale", data["term"].str.split("_").str[0])
     data.insert(2, "part", data["term"].str.split("_").str[1])
@@ -235,7 +243,7 @@ def coefficient_plot(coefs: pd.DataFrame, model: str = "primary") -> tuple[Figur
                     fmt="o", color=COLORS[part], capsize=3, label=PARTS[part])
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(list(ypos.values()), [label(k) for k in ypos])
-    ax.set_xlabel("change in wellbeing per point of alliance (95% CI)")
+    ax.set_xlabel(f"change in wellbeing per point of alliance ({ci})")
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig, data
@@ -337,6 +345,7 @@ def sensitivity(coefs: pd.DataFrame, models: list[str],
     labels = labels or {}
     terms = [f"{k}_{part}" for part in ("within", "between") for k in SUBSCALES]
     data = coefs[coefs["model"].isin(models) & coefs["term"].isin(terms)]
+    ci = ci_label(data)
     data = data[["model", "term", "estimate", "conf_low", "conf_high"]].reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(8, 4.2))
     step = 0.8 / max(len(models), 1)
@@ -349,7 +358,7 @@ def sensitivity(coefs: pd.DataFrame, models: list[str],
                     label=textwrap.fill(labels.get(model, model), 34))
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(np.arange(len(terms))[::-1], [term_label(t) for t in terms])
-    ax.set_xlabel("change in wellbeing per point of alliance (95% CI)")
+    ax.set_xlabel(f"change in wellbeing per point of alliance ({ci})")
     ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig, data
@@ -413,12 +422,20 @@ def power_curves(power: pd.DataFrame, target: float | None = None) -> tuple[Figu
     if varied > 1:
         data["series"] += (" (" + data["clients_per_therapist"].astype(str) + " clients, "
                            + data["sessions"].astype(str) + " sessions)")
-    data = data.sort_values(["series", "therapists"], kind="mergesort").reset_index(drop=True)
+    # Legend in the tables' order: goal, task, bond within clients, then between.
+    order = {f"{s}_{p}": i for i, (p, s) in enumerate(
+        (p, s) for p in ("within", "between") for s in SUBSCALES)}
+    data["order"] = data["term"].map(order).fillna(len(order))
+    data = data.sort_values(["order", "series", "therapists"], kind="mergesort")
+    data = data.drop(columns="order").reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(7, 4))
-    palette = plt.get_cmap("tab10")
-    for i, (series, rows) in enumerate(data.groupby("series", sort=False)):
-        color = palette(i % 10)
-        ax.plot(rows["therapists"], rows["power"], marker="o", ms=4, color=color, label=series)
+    others = iter(PALETTE[3:] * len(data))   # terms that are not a goal/task/bond part
+    for series, rows in data.groupby("series", sort=False):
+        # The project's palette: the subscale's colour; solid within, dashed between.
+        stem, _, part = str(rows["term"].iloc[0]).partition("_")
+        color = COLORS[stem] if stem in SUBSCALES else next(others)
+        ax.plot(rows["therapists"], rows["power"], marker="o", ms=4, color=color,
+                ls="--" if part.startswith("between") else "-", label=series)
         ax.fill_between(rows["therapists"], rows["conf_low"], rows["conf_high"], color=color,
                         alpha=0.15, lw=0)
     if target is not None:
@@ -432,12 +449,14 @@ def power_curves(power: pd.DataFrame, target: float | None = None) -> tuple[Figu
     return fig, data.drop(columns="series")
 
 
-def specification_curve(curve: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
+def specification_curve(curve: pd.DataFrame,
+                        conf_level: float = 0.95) -> tuple[Figure, pd.DataFrame]:
     """Specification curve: every specification's estimate, sorted, with its choices.
 
     ``curve`` is ``results/specification_curve.csv``. Top row: the estimates of each term
     sorted from low to high with their intervals (filled: the interval excludes 0).
     Bottom row: which option of each choice the specification above used.
+    ``conf_level`` is that of the intervals (``model.conf_level``; the table has no column).
     """
     from pipeline.tables import term_label
 
@@ -459,7 +478,8 @@ def specification_curve(curve: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
         top.scatter(rows["rank"], rows["estimate"], s=14, zorder=3,
                     c=np.where(excl, COLORS["within"], "white"), edgecolors=COLORS["within"])
         top.axhline(0, color="0.3", lw=0.8)
-        top.set(title=term_label(term), ylabel="estimate (95% CI)" if j == 0 else "")
+        top.set(title=term_label(term),
+                ylabel=f"estimate ({round(100 * conf_level)}% CI)" if j == 0 else "")
         for k, (choice, option) in enumerate(options):
             hit = rows[choice].astype(str) == option
             bottom.scatter(rows.loc[hit, "rank"], np.full(int(hit.sum()), k), s=6,

@@ -95,7 +95,8 @@ def _rows(cells: list[list[str]]) -> str:
 
 def build_index(root: str | Path, params: Mapping[str, Any], reports: Sequence[str | Path],
                 figures_dir: str | Path, tables_dir: str | Path,
-                descriptions: Mapping[str, Any] | None = None) -> str:
+                descriptions: Mapping[str, Any] | None = None,
+                more_figures: Sequence[str | Path] = ()) -> str:
     """HTML of the front page.
 
     Parameters
@@ -110,6 +111,9 @@ def build_index(root: str | Path, params: Mapping[str, Any], reports: Sequence[s
         Folders written by the ``report`` stage (linked relative to ``reports/``).
     descriptions
         As :func:`load_descriptions` returns (default: ``pipeline/index.yaml``).
+    more_figures
+        Other folders of figures beside ``figures_dir`` in ``reports/`` (the ``ruptures``
+        stage's ``reports/ruptures``), listed after it and linked by their folder name.
 
     Returns
     -------
@@ -124,14 +128,17 @@ def build_index(root: str | Path, params: Mapping[str, Any], reports: Sequence[s
     report_rows = [[f'<a href="{esc(Path(s).stem)}.html">{esc(Path(s).stem)}.html</a>',
                     esc(notebook_title(s))] for s in reports]
     figure_rows = []
-    for name in sorted({p.stem for p in figures_dir.glob("*.png")}):
-        links = " · ".join(f'<a href="figures/{esc(name)}.{ext}">{ext.upper()}</a>'
-                           for ext in ("png", "svg", "csv")
-                           if (figures_dir / f"{name}.{ext}").is_file())
-        thumb = (f'<a href="figures/{esc(name)}.png"><img src="figures/{esc(name)}.png" '
-                 f'alt="{esc(name)}" width="180"></a>')
-        figure_rows.append([thumb, f"<code>{esc(name)}</code><br>{links}",
-                            esc(desc["figures"].get(name, f"figure {name}"))])
+    for folder in (figures_dir, *(Path(f) for f in more_figures)):
+        # figures_dir is linked as figures/ (its name in reports/), the others by their name.
+        href = "figures" if folder == figures_dir else esc(folder.name)
+        for name in sorted({p.stem for p in folder.glob("*.png")}):
+            links = " · ".join(f'<a href="{href}/{esc(name)}.{ext}">{ext.upper()}</a>'
+                               for ext in ("png", "svg", "csv")
+                               if (folder / f"{name}.{ext}").is_file())
+            thumb = (f'<a href="{href}/{esc(name)}.png"><img src="{href}/{esc(name)}.png" '
+                     f'alt="{esc(name)}" width="180"></a>')
+            figure_rows.append([thumb, f"<code>{esc(name)}</code><br>{links}",
+                                esc(desc["figures"].get(name, f"figure {name}"))])
     table_rows = []
     for name in sorted({p.stem for p in tables_dir.glob("*.html")}):
         links = " · ".join(f'<a href="tables/{esc(name)}.{ext}">{label}</a>'

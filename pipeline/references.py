@@ -108,6 +108,8 @@ def citation(work: Mapping[str, Any]) -> str:
 def format_reference(work: Mapping[str, Any]) -> str:
     """One reference-list entry in APA 7 style, as Markdown (italics with ``*``)."""
     title = str(work["title"]).strip().rstrip(".")
+    # APA: a title ending in "?" or "!" takes no further full stop.
+    stop = "" if title.endswith(("?", "!")) else "."
     head = f"{_join_authors(list(work['authors']))} ({work['year']})."
     if work.get("type", "article") == "article":
         where = f"*{work['journal']}"
@@ -119,9 +121,9 @@ def format_reference(work: Mapping[str, Any]) -> str:
             where += "*"
         if work.get("pages"):
             where += f", {work['pages']}"
-        text = f"{head} {title}. {where}."
+        text = f"{head} {title}{stop} {where}."
     else:
-        text = f"{head} *{title}*. {work['publisher']}."
+        text = f"{head} *{title}*{stop} {work['publisher']}."
     if work.get("doi"):
         text += f" https://doi.org/{work['doi']}"
     elif work.get("url"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,12 @@ def format_num(x: float, digits: int = 2) -> str:
         return ""
     text = f"{x:.{digits}f}"
     return text.replace("-", "\u2212") if text.startswith("-") else text
+
+
+def format_r(x: float, digits: int = 2) -> str:
+    """A correlation or reliability (bounded by 1) as APA writes it: ``.86``, ``−.05``."""
+    text = format_num(x, digits)
+    return text.replace("0.", ".", 1) if text.lstrip("\u2212").startswith("0.") else text
 
 
 def format_int(x: float) -> str:
@@ -115,13 +122,32 @@ def model_label(name: str, plan: ModelPlan | None = None) -> str:
     return title[:1].upper() + title[1:]
 
 
+def model_labels(names: Iterable[object]) -> list[str]:
+    """:func:`model_label` of each name, for the Model column of a table of many models.
+
+    A name that ``pipeline/models.yaml`` does not have (results written by another plan)
+    is shown as it is rather than stopping the table.
+    """
+    from pipeline.errors import SpecError
+    from pipeline.models.spec import load_specs
+
+    plan = load_specs()
+    out = []
+    for name in names:
+        try:
+            out.append(model_label(str(name), plan))
+        except SpecError:
+            out.append(str(name))
+    return out
+
+
 def coefficient_table(coefs: pd.DataFrame, models: list[str] | None = None,
                       conf_level: float = 0.95) -> pd.DataFrame:
     """APA table of fixed effects: Model, Term, b, SE, CI, p (and p Holm when present)."""
     rows = coefs if models is None else coefs[coefs["model"].isin(models)]
     ci = f"{round(conf_level * 100)}% CI"
     table = pd.DataFrame({
-        "Model": rows["model"].to_numpy(),
+        "Model": model_labels(rows["model"]),
         "Term": [term_label(t) for t in rows["term"]],
         "b": [format_num(v) for v in rows["estimate"]],
         "SE": [format_num(v) for v in rows["std_error"]],
@@ -156,6 +182,34 @@ def write_table(table: pd.DataFrame, outdir: str | Path, name: str, title: str,
             fh.write(text)
         paths.append(path)
     return paths
+
+
+def formatted(frame: pd.DataFrame, digits: int = 2, decimals: dict[str, int] | None = None,
+              p_values: tuple[str, ...] = (), blank: str = "\u2013") -> pd.DataFrame:
+    """Every cell of a report table as text, in this module's style.
+
+    Numeric columns whose values are all whole numbers are counts (:func:`format_int`);
+    the columns in ``p_values`` are p-values (:func:`format_p`); the other numeric columns
+    get ``decimals[column]`` or ``digits`` decimals (:func:`format_num`, true minus sign).
+    A missing number (a suppressed cell) is ``blank``; missing text is empty.
+    """
+    decimals = decimals or {}
+    out = pd.DataFrame(index=frame.index)
+    for column in frame.columns:
+        values = frame[column]
+        if column in p_values:
+            numbers = pd.to_numeric(values, errors="coerce")
+            out[column] = [blank if pd.isna(v) else format_p(v) for v in numbers]
+        elif pd.api.types.is_bool_dtype(values):
+            out[column] = [yes_no(v) for v in values]
+        elif pd.api.types.is_numeric_dtype(values):
+            numbers = values.astype(float)
+            whole = column not in decimals and bool(numbers.dropna().mod(1).eq(0).all())
+            out[column] = [blank if pd.isna(v) else format_int(v) if whole
+                           else format_num(v, decimals.get(column, digits)) for v in numbers]
+        else:
+            out[column] = ["" if pd.isna(v) else str(v) for v in values]
+    return out.reset_index(drop=True)
 
 
 def styled(frame: pd.DataFrame, hide_index: bool = True) -> Styler:
@@ -194,7 +248,7 @@ def variance_table(varcomp: pd.DataFrame, models: list[str] | None = None) -> pd
     """
     rows = varcomp if models is None else varcomp[varcomp["model"].isin(models)]
     table = pd.DataFrame({
-        "Model": rows["model"].to_numpy(),
+        "Model": model_labels(rows["model"]),
         "Component": [component_label(c) for c in rows["component"]],
         "Variance": [format_num(v, 3) for v in rows["variance"]],
         "SD": [format_num(v, 3) for v in rows["sd"]],
@@ -236,7 +290,7 @@ def fit_table(stats: pd.DataFrame) -> pd.DataFrame:
     """APA table of model fit: N, log-likelihoods, AIC and BIC (ML), R squared, optimizer."""
     fitted = stats[stats["status"].isin(["fitted", "singular"])]
     return pd.DataFrame({
-        "Model": fitted["model"].to_numpy(),
+        "Model": model_labels(fitted["model"]),
         "Sessions": [f"{int(n):,}" for n in fitted["n_obs"]],
         "Clients": [f"{int(n):,}" for n in fitted["n_clients"]],
         "LL (REML/ML)": [format_num(v, 1) for v in fitted["loglik"]],

@@ -33,6 +33,9 @@ def test_apa_article_and_book() -> None:
     assert format_reference(bib.works["mcdonald_1999"]) == (
         "McDonald, R. P. (1999). *Test theory: A unified treatment*. Lawrence Erlbaum "
         "Associates.")
+    # A title ending in a question mark takes no full stop after it (APA 7).
+    assert "Are productive relationships U-shaped or V-shaped? *Journal of Counseling" in \
+        format_reference(bib.works["stiles_2004"])
     assert citation(bib.works["falkenstrom_2013"]) == "Falkenström et al., 2013"
     assert citation(bib.works["nickell_1981"]) == "Nickell, 1981"
 

@@ -22,7 +22,7 @@ from pipeline.references import cited_keys, load_bibliography
 from pipeline.report import render, render_many
 from pipeline.tables import coefficient_table
 
-NOTEBOOKS = ("overview", "psychometrics", "models", "sensitivity")
+NOTEBOOKS = ("overview", "psychometrics", "models", "sensitivity", "ruptures", "power")
 
 
 def _text(fragment: str) -> str:
@@ -54,7 +54,8 @@ def body_and_references(page: str) -> tuple[str, list[str]]:
 SHOWN = {"overview": ["trajectories", "distributions"], "psychometrics": ["reliability"],
          "models": ["coefficients_within_between", "predicted_wellbeing",
                     "diagnostics_primary", "alliance_shares"],
-         "sensitivity": ["sensitivity", "specification_curve"]}
+         "sensitivity": ["sensitivity", "specification_curve"], "ruptures": [],
+         "power": ["power_curves"]}
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +164,12 @@ def test_reports_cite_only_what_their_reference_list_has(reports: dict[str, str]
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_no_table_prints_python_values_or_raw_names(reports: dict[str, str], name: str) -> None:
     cells = [c for row in table_rows(reports[name]) for c in row]
-    for bad in ("True", "False", "nan", "std_error", "goal_within", "p_value"):
+    for bad in ("True", "False", "nan", "std_error", "goal_within", "p_value",
+                "alliance_within", "conf_low", "n_clients", "within_clean (max)"):
         assert bad not in cells, f"{name}.html prints '{bad}' in a table"
+    # Numbers as the tables module writes them: no float printed at pandas' six decimals.
+    raw = [c for c in cells if re.fullmatch(r"-?\d+\.\d{4,}", c)]
+    assert not raw, f"{name}.html prints unrounded numbers in a table: {raw[:5]}"
     assert "shared/reference" not in reports[name]
     assert "SIMULATED" in body_and_references(reports[name])[0][:3000]
 

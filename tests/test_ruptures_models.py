@@ -124,3 +124,16 @@ def test_without_ending_column_only_the_last_session_is_described() -> None:
     assert last["n_clients"] == 6 and last["mean_difference"] == pytest.approx(-1.0)
     assert last["share_lower"] == 100.0
     assert np.isnan(E.last_session(series.head(9), 5, 0.95).iloc[0]["mean_difference"])
+
+
+def test_repair_correlation_names_the_short_group_not_its_count() -> None:
+    # 6 repaired, 3 unrepaired clients: too few unrepaired for min_cell 5; the note says
+    # which group, never how many (a count below min_cell is suppressed).
+    data = pd.DataFrame({"group": ["repaired"] * 6 + ["unrepaired"] * 3,
+                         "repaired": [1] * 6 + [0] * 3, "baseline": np.arange(9.0),
+                         "span": [5.0] * 9, "change": np.linspace(-1, 2, 9)})
+    out = O.repair_correlation(data, 0.29, (0.10, 0.47), 0.95, 5)
+    assert np.isnan(out["r"])
+    assert out["note"] == ("needs at least 5 repaired and 5 unrepaired clients; fewer than "
+                           "5 unrepaired")
+    assert "V-shape" not in out["note"] and "3" not in out["note"]

@@ -131,3 +131,82 @@ def test_rupture_offsets_are_whole_sessions() -> None:
     for ax in fig.axes:
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_report_tables_format_counts_decimals_p_and_suppressed_cells() -> None:
+    from pipeline.tables import formatted
+
+    frame = pd.DataFrame({"rule": ["A", "B"], "n": [1234.0, np.nan], "pct": [53.846154, 100.0],
+                          "r": [0.286254, -0.05], "p": [6e-19, 0.6027763],
+                          "flag": [True, False], "note": ["", np.nan]})
+    table = formatted(frame, 2, decimals={"pct": 1}, p_values=("p",))
+    assert table.to_numpy().tolist() == [
+        ["A", "1,234", "53.8", "0.29", "< .001", "yes", ""],
+        ["B", "\u2013", "100.0", "\u22120.05", ".603", "no", ""]]
+
+
+def test_rupture_variability_sources_are_named_in_words() -> None:
+    from pipeline.ruptures.criteria import sd_label
+
+    assert sd_label("client+between (max)") == \
+        "larger of client's own SD and SD between clients"
+    assert sd_label("within_clean (max)") == "within-client SD without the dips"
+    assert sd_label("baseline") == "SD of first-session scores (RCI)"
+
+
+def test_power_curves_use_the_subscale_colours_and_a_dashed_between_part() -> None:
+    rows = [{"design": f"{n}x6x8", "therapists": n, "clients_per_therapist": 6, "sessions": 8,
+             "term": term, "power": 0.5, "conf_low": 0.4, "conf_high": 0.6, "alpha": 0.05}
+            for n in (20, 40) for term in ("goal_within", "bond_within", "goal_between")]
+    fig, _ = figures.power_curves(pd.DataFrame(rows), 0.8)
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    assert lines["Goal (within client)"].get_color() == figures.COLORS["goal"]
+    assert lines["Bond (within client)"].get_color() == figures.COLORS["bond"]
+    assert lines["Goal (between clients)"].get_color() == figures.COLORS["goal"]
+    assert lines["Goal (between clients)"].get_linestyle() == "--"
+    assert lines["Goal (within client)"].get_linestyle() == "-"
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend[:3] == ["Goal (within client)", "Bond (within client)",
+                          "Goal (between clients)"]
+
+
+def test_correlations_and_reliabilities_have_no_leading_zero() -> None:
+    from pipeline.tables import format_r
+
+    assert [format_r(v) for v in (0.8612, -0.0512, 1.0, float("nan"))] == [
+        ".86", "\u2212.05", "1.00", ""]
+
+
+def test_interval_labels_follow_the_confidence_level_of_the_results() -> None:
+    coefs = pd.DataFrame([{"model": "primary", "term": f"{k}_{p}", "estimate": 0.5,
+                           "std_error": 0.1, "conf_low": 0.3, "conf_high": 0.7,
+                           "conf_level": 0.9}
+                          for k in ("goal", "task", "bond") for p in ("within", "between")])
+    fig, _ = figures.coefficient_plot(coefs)
+    assert fig.axes[0].get_xlabel() == "change in wellbeing per point of alliance (90% CI)"
+    fig, _ = figures.sensitivity(coefs, ["primary"])
+    assert fig.axes[0].get_xlabel().endswith("(90% CI)")
+    assert figures.ci_label(coefs.drop(columns="conf_level")) == "CI"
+
+
+def test_tables_of_many_models_name_them_by_their_titles() -> None:
+    coefs = pd.DataFrame({"model": ["primary", "sens_ml", "not_in_plan"],
+                          "term": ["goal_within"] * 3, "estimate": [1.0, 2.0, 3.0],
+                          "std_error": [0.1] * 3, "conf_low": [0.8] * 3, "conf_high": [1.2] * 3,
+                          "p_value": [0.01] * 3})
+    table = coefficient_table(coefs, ["primary", "sens_ml", "not_in_plan"])
+    assert table["Model"].tolist() == ["Primary model", "Primary model by maximum likelihood",
+                                       "not_in_plan"]
+    vc = pd.DataFrame({"model": ["sens_min3"], "component": ["residual"], "variance": [4.0],
+                       "sd": [2.0]})
+    assert variance_table(vc)["Model"].tolist() == ["Clients with at least three sessions"]
+
+
+def test_rupture_prevalence_legend_uses_the_labels_of_the_other_figures() -> None:
+    from pipeline.ruptures.plots import prevalence
+
+    rows = [{"criterion": "gumz_1sd", "label": "Gumz 1 SD", "rater": "client", "scale": s,
+             "n_series": 100, "pct_clients": 40.0} for s in ("total", "goal", "task", "bond")]
+    fig, _ = prevalence(pd.DataFrame(rows))
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "Total alliance", "Goal", "Task", "Bond"]

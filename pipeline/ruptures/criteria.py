@@ -88,6 +88,30 @@ KINDS = ("sd", "rci", "v_shape", "dip")
 SD_SOURCES = ("client", "between", "pooled_within", "within_clean")
 """Variability a ``sd``, ``v_shape`` or ``dip`` threshold may combine."""
 
+SD_WORDS = {"client": "client's own SD", "between": "SD between clients",
+            "pooled_within": "pooled within-client SD",
+            "within_clean": "within-client SD without the dips",
+            "baseline": "SD of first-session scores (RCI)"}
+"""Readable names of the variability sources, as the ruptures report shows them."""
+
+
+def sd_label(sd: str) -> str:
+    """The ``sd`` column of ``thresholds.csv`` in words.
+
+    ``client+between (max)`` -> ``larger of client's own SD and SD between clients``;
+    ``baseline`` -> ``SD of first-session scores (RCI)``.
+    """
+    text = str(sd).strip()
+    combine = ""
+    if text.endswith(")") and " (" in text:
+        text, combine = text[:-1].split(" (", 1)
+    words = [SD_WORDS.get(part, part.replace("_", " ")) for part in text.split("+")]
+    if len(words) == 1:
+        return words[0]
+    lead = {"max": "larger of ", "min": "smaller of "}.get(combine, f"{combine} of ")
+    return lead + " and ".join(words)
+
+
 REPAIRS = ("pre_level", "below_threshold")
 """When an episode counts as repaired."""
 

@@ -256,11 +256,14 @@ def repair_correlation(data: pd.DataFrame, reference_r: float,
                            "reference_low": reference_interval[0],
                            "reference_high": reference_interval[1]}
     n_rep = int(d["repaired"].sum())
-    if len(d) - n_rep < min_cell or n_rep < min_cell:
+    short = [group for group, n in (("repaired", n_rep), ("unrepaired", len(d) - n_rep))
+             if n < min_cell]
+    if short:
+        # Which group is short, never its count (a count below min_cell is suppressed).
         return {**out, "r": np.nan, "conf_low": np.nan, "conf_high": np.nan,
                 "within_reference": np.nan,
                 "note": f"needs at least {min_cell} repaired and {min_cell} unrepaired "
-                        "clients (a V-shape rule has no unrepaired episodes)"}
+                        f"clients; fewer than {min_cell} {' and '.join(short)}"}
     x = np.column_stack([np.ones(len(d)), d["baseline"], d["span"]])
     beta, *_ = np.linalg.lstsq(x, d["change"].to_numpy(dtype=float), rcond=None)
     resid = d["change"].to_numpy(dtype=float) - x @ beta

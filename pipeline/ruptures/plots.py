@@ -66,7 +66,8 @@ def prevalence(table: pd.DataFrame, rater: str = "client") -> tuple[Figure, pd.D
     for j, scale in enumerate(scales):
         d = data[data["scale"] == scale].set_index("label").reindex(labels)
         x = [i - 0.4 + width * (j + 0.5) for i in range(len(labels))]
-        ax.bar(x, d["pct_clients"], width=width, color=SCALE_COLORS[scale], label=scale)
+        ax.bar(x, d["pct_clients"], width=width, color=SCALE_COLORS[scale],
+               label="Total alliance" if scale == "total" else scale.capitalize())
     ax.set_xticks(range(len(labels)), labels, rotation=15, ha="right")
     ax.set_ylabel("% of clients with at least one episode")
     ax.set_title("Episodes found depend on the criterion")
