@@ -35,6 +35,13 @@ DEGENERATE = ("one_therapist", "two_sessions")
 #: Models fitted in lme4 by tests/r/lme4_reference.R.
 REFERENCE_MODELS = ("primary", "growth", "total_alliance", "alliance_levels_goal", "sens_ml",
                     "sens_correlated")
+#: Models whose rows or predictors the R script builds itself in base R (lags, detrending,
+#: min_sessions, the therapist / client split), fitted on every frozen data set.
+BUILT_MODELS = ("lagged", "sens_detrended", "sens_min3", "therapist_vs_client")
+#: Models of the client covariates of the frozen clients_<dataset>.csv files.
+MODERATION_MODELS = ("approach_main", "moderation_approach", "modality_main",
+                     "moderation_modality")
+WITH_CLIENTS = ("default", "zero_therapist")
 PRIMARY_TERMS = ["Intercept", "time", "goal_within", "task_within", "bond_within",
                  "goal_between", "task_between", "bond_between"]
 
@@ -42,6 +49,11 @@ PRIMARY_TERMS = ["Intercept", "time", "goal_within", "task_within", "bond_within
 def read_data(name: str) -> pd.DataFrame:
     return pd.read_csv(FIXTURES / f"data_{name}.csv",
                        dtype={"client_id": str, "therapist_id": str})
+
+
+def read_clients(name: str) -> pd.DataFrame:
+    """A frozen clients fixture, read as the fit stage reads clients.csv."""
+    return pd.read_csv(FIXTURES / f"clients_{name}.csv", dtype={"client_id": str})
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +78,28 @@ def reference_fits(plan: M.ModelPlan) -> dict[tuple[str, str], M.FitResult]:
             fits[dataset, name] = M.fit_model(data, None, plan.get(name), {},
                                               refit_ml=False)
     return fits
+
+
+@pytest.fixture(scope="module")
+def stage_fits(plan: M.ModelPlan) -> dict[tuple[str, str], M.FitResult]:
+    """The lagged, detrended, min-3, therapist/client and moderation models fitted as the
+    fit stage fits them: fit_all on the scored rows and the clients table, with the
+    model settings of params.yaml."""
+    params = yaml.safe_load((FIXTURES.parents[2] / "params.yaml").read_text(encoding="utf-8"))
+    settings = M.settings_from(params["model"])
+    fits = {}
+    for dataset in DATASETS:
+        clients = read_clients(dataset) if dataset in WITH_CLIENTS else None
+        names = BUILT_MODELS + (MODERATION_MODELS if clients is not None else ())
+        for fr in M.fit_all(read_data(dataset), clients, settings, specs=plan, models=names,
+                            verbose=False):
+            fits[dataset, fr.name] = fr
+    return fits
+
+
+@pytest.fixture(scope="module")
+def all_fits(reference_fits, stage_fits) -> dict[tuple[str, str], M.FitResult]:
+    return {**reference_fits, **stage_fits}
 
 
 # --------------------------------------------------------------------------------------
@@ -414,15 +448,20 @@ def test_warm_start_reaches_the_same_optimum(reference_fits) -> None:
 
 
 REFERENCE_CASES = [(d, m) for d in DATASETS for m in REFERENCE_MODELS] + [
-    (d, m) for d in DEGENERATE for m in ("primary", "sens_correlated")]
+    (d, m) for d in DEGENERATE for m in ("primary", "sens_correlated")] + [
+    (d, m) for d in DATASETS for m in BUILT_MODELS] + [
+    (d, m) for d in WITH_CLIENTS for m in MODERATION_MODELS]
 
 
 @pytest.mark.parametrize("dataset, name", REFERENCE_CASES)
-def test_agrees_with_lme4(reference_fits, lme4, dataset: str, name: str) -> None:
-    fr = reference_fits[dataset, name]
+def test_agrees_with_lme4(all_fits, lme4, dataset: str, name: str) -> None:
+    fr = all_fits[dataset, name]
     assert fr.status in ("fitted", "singular"), fr.reason or fr.note
     ours = M.coefficients([fr]).set_index("term")
     ref = lme4["fixed"].query("dataset == @dataset and model == @name").set_index("term")
+    if fr.spec.covariates:   # patsy puts C(x) and its interactions elsewhere than R
+        assert sorted(ours.index) == sorted(ref.index)
+        ours = ours.loc[ref.index]
     assert list(ours.index) == list(ref.index)
     # fixed effects within 0.01 of lme4's SE; SEs within 1 %
     assert ((ours["estimate"] - ref["estimate"]).abs() / ref["std_error"]).max() < 0.01
@@ -450,6 +489,39 @@ def test_agrees_with_lme4(reference_fits, lme4, dataset: str, name: str) -> None
     assert stats_row["r2_conditional"] == pytest.approx(ref_fit["r2_conditional"], abs=1e-4)
     # the random part fitted is the one the R script fitted (simplified on degenerate data)
     assert fr.fit.record["random"] == ref_fit["random"]
+
+
+def test_lme4_reference_rows_are_the_models_rows(stage_fits, lme4) -> None:
+    """R built each model's rows on its own: the counts left out by lags and min_sessions
+    agree with ours (n_obs is compared above), and every model of BUILT_MODELS and
+    MODERATION_MODELS has a reference on every data set it is tested on."""
+    fit = lme4["fit"].set_index(["dataset", "model"])
+    for (dataset, name), fr in stage_fits.items():
+        n_rows = len(read_data(dataset))
+        assert fit.loc[(dataset, name), "n_obs"] == n_rows - fr.n_excluded
+    default = fit.loc["default", "n_obs"]
+    assert default["lagged"] == len(read_data("default")) - read_data(
+        "default")["client_id"].nunique()   # every client's first row has no previous one
+    assert default["sens_min3"] < default["primary"]
+
+
+@pytest.mark.parametrize("dataset", WITH_CLIENTS)
+def test_clients_fixture_holds_only_categories(dataset: str) -> None:
+    """The frozen clients fixture: one row per client of the data set, approach shared by
+    a therapist's clients, and nothing but categories the anonymity rules accept."""
+    from pipeline.anonymity import check_covariates, load_rules
+
+    clients = read_clients(dataset)
+    assert list(clients.columns) == ["client_id", "approach", "modality"]
+    data = read_data(dataset)
+    assert sorted(clients["client_id"]) == sorted(data["client_id"].unique())
+    approach = data.merge(clients, on="client_id").groupby("therapist_id")["approach"]
+    assert (approach.nunique() == 1).all()
+    assert set(clients["approach"]) == {"CBT", "humanistic", "psychodynamic"}
+    assert set(clients["modality"]) == {"in person", "video"}
+    problems, continuous = check_covariates(clients, ["approach", "modality"],
+                                            f"clients_{dataset}.csv", load_rules())
+    assert problems == [] and continuous == []
 
 
 def test_degenerate_data_are_simplified_as_documented(reference_fits, lme4) -> None:

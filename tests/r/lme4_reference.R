@@ -1,4 +1,4 @@
-# lme4 reference values for tests/test_model.py.
+# lme4 reference values for tests/test_models.py.
 #
 # Usage (from the project root; tests/fixtures/lme4/make_fixtures.py runs it):
 #   Rscript tests/r/lme4_reference.R tests/fixtures/lme4
@@ -19,6 +19,21 @@
 #   lme4_unchecked.csv dataset, model, loglik, therapist variance, intercept SE of the
 #                     full random part with lme4's checks switched off
 #   lme4_session.txt  R, lme4 and lmerTest versions
+#
+# The models whose rows or predictors are built differently (`build_data` below, written in
+# base R from the definitions in pipeline/models.yaml's header and docs/analysis-plan.md,
+# not from the Python code) are fitted on the frozen data sets too:
+#   lagged              each complete row paired with the client's previous complete row
+#                       (k_within_lag, wellbeing_lag); a client's first row is left out;
+#                       the person means use all the client's complete rows
+#   sens_detrended      k_within = residual of the client's own OLS line of k on time
+#   sens_min3           clients with >= 3 complete rows; predictors computed on those rows
+#   therapist_vs_client k_therapist = therapist's mean of their clients' means - mean of
+#                       client means; k_client = client mean - therapist's mean
+#   approach_main, moderation_approach, modality_main, moderation_modality
+#                       the client covariates of the FROZEN clients_<name>.csv (data sets
+#                       without one are skipped); terms renamed to the project's patsy
+#                       names (approachCBT -> C(approach)[T.CBT])
 # Each model is fitted with three optimizers (bobyqa, Nelder_Mead, nloptwrap) with tight
 # tolerances and the best REML/ML criterion is kept, so the reference is the optimum.
 # R2 follows Nakagawa & Schielzeth (2013) with Johnson's (2014) random-slope term,
@@ -61,6 +76,106 @@ models <- list(
                                        "+ bond_between"),
                          random = randomc, reml = TRUE)
 )
+primary_fixed <- paste("wellbeing ~ time + goal_within + task_within + bond_within",
+                       "+ goal_between + task_between + bond_between")
+moderated <- function(cov) {
+  paste("wellbeing ~ time + (goal_within + task_within + bond_within) *", cov,
+        "+ goal_between + task_between + bond_between")
+}
+# `build` (complete, lagged, detrended) and `min_sessions`: how the rows and predictors
+# are made (see build_data); `covariates`: client covariates of clients_<dataset>.csv
+models <- c(models, list(
+  lagged = list(fixed = paste("wellbeing ~ time + wellbeing_lag + goal_within_lag",
+                              "+ task_within_lag + bond_within_lag + goal_between",
+                              "+ task_between + bond_between"),
+                random = random3, reml = TRUE, build = "lagged"),
+  sens_detrended = list(fixed = primary_fixed, random = random3, reml = TRUE,
+                        build = "detrended"),
+  sens_min3 = list(fixed = primary_fixed, random = random3, reml = TRUE, min_sessions = 3),
+  therapist_vs_client = list(fixed = paste("wellbeing ~ time + total_within + total_client",
+                                           "+ total_therapist"),
+                             random = random3, reml = TRUE, build = "complete"),
+  approach_main = list(fixed = paste(primary_fixed, "+ approach"), random = random3,
+                       reml = TRUE, covariates = "approach"),
+  moderation_approach = list(fixed = moderated("approach"), random = random3, reml = TRUE,
+                             covariates = "approach"),
+  modality_main = list(fixed = paste(primary_fixed, "+ modality"), random = random3,
+                       reml = TRUE, covariates = "modality"),
+  moderation_modality = list(fixed = moderated("modality"), random = random3, reml = TRUE,
+                             covariates = "modality")
+))
+
+# The therapist part of each client mean: therapist_id's mean of their clients' means
+# (each client counted once) minus the mean of the client means, and the client's
+# deviation from it (Baldwin, Wampold & Imel 2007).
+add_levels <- function(d) {
+  for (k in c("goal", "task", "bond", "total")) {
+    client_means <- tapply(d[[k]], d$client_id, mean)
+    therapist_of <- tapply(d$therapist_id, d$client_id, function(x) x[1])
+    therapist_means <- tapply(client_means, therapist_of[names(client_means)], mean)
+    cm <- as.numeric(client_means[as.character(d$client_id)])
+    tm <- as.numeric(therapist_means[as.character(d$therapist_id)])
+    d[[paste0(k, "_therapist")]] <- tm - mean(client_means)
+    d[[paste0(k, "_client")]] <- cm - tm
+  }
+  d
+}
+
+# Each row with the values of the same client's previous row (rows sorted by client and
+# session); rows without one are left out.
+add_previous <- function(d) {
+  n <- nrow(d)
+  has_prev <- c(FALSE, d$client_id[-1] == d$client_id[-n])
+  prev <- seq_len(n) - 1
+  for (v in c("goal_within", "task_within", "bond_within", "total_within", "wellbeing")) {
+    d[[paste0(v, "_lag")]] <- ifelse(has_prev, d[[v]][pmax(prev, 1)], NA)
+  }
+  d[has_prev, , drop = FALSE]
+}
+
+# k_within replaced by the residuals of lm(k ~ time) fitted to each client's rows alone.
+detrend <- function(d) {
+  for (k in c("goal", "task", "bond", "total")) {
+    res <- numeric(nrow(d))
+    for (rows in split(seq_len(nrow(d)), d$client_id)) {
+      res[rows] <- residuals(lm(d[[k]][rows] ~ d$time[rows]))
+    }
+    d[[paste0(k, "_within")]] <- res
+  }
+  d
+}
+
+# The rows and predictors of one model: covariates merged, complete rows of the columns
+# the model uses, clients with too few of them dropped, then the person means (and their
+# therapist / client split) on the rows that are left, then lags or detrending.
+build_data <- function(raw, clients, spec) {
+  d <- raw
+  if (!is.null(spec$covariates)) {
+    d <- merge(d, clients[c("client_id", spec$covariates)], by = "client_id", all.x = TRUE)
+    for (cov in spec$covariates) d[[cov]] <- factor(d[[cov]])
+  }
+  need <- c("client_id", "therapist_id", "session", "goal", "task", "bond", "wellbeing",
+            spec$covariates)
+  d <- d[complete.cases(d[need]), , drop = FALSE]
+  if (!is.null(spec$min_sessions)) {
+    n_rows <- table(d$client_id)
+    d <- d[d$client_id %in% names(n_rows)[n_rows >= spec$min_sessions], , drop = FALSE]
+  }
+  d <- add_levels(prepare(d))
+  if (identical(spec$build, "lagged")) d <- add_previous(d)
+  if (identical(spec$build, "detrended")) d <- detrend(d)
+  rownames(d) <- NULL
+  d
+}
+
+# R's names of covariate columns as the project's (patsy) names: approachhumanistic ->
+# C(approach)[T.humanistic], also inside interactions.
+project_terms <- function(terms, covariates) {
+  for (cov in covariates) {
+    terms <- sub(paste0("(^|:)", cov, "(.+)$"), paste0("\\1C(", cov, ")[T.\\2]"), terms)
+  }
+  terms
+}
 
 # The random part our pre-fit checks (pipeline/models/checks.py) fit on the degenerate
 # data sets: one therapist -> therapist level dropped; at most two sessions per client ->
@@ -86,13 +201,18 @@ controls <- list(
                           optCtrl = list(maxeval = 1e5, xtol_abs = 1e-12, ftol_abs = 1e-12))
 )
 
+# The criterion each fit minimised: REMLcrit for REML fits. (Not deviance(fit, REML =
+# TRUE): lme4's deviance.merMod ignores a non-NULL REML and returns the ML deviance at the
+# REML estimates, which ranked the three optimizers' REML fits by the wrong number.)
+criterion <- function(fit) if (isREML(fit)) REMLcrit(fit) else deviance(fit)
+
 best_fit <- function(formula, data, reml) {
   best <- NULL
   best_name <- NA_character_
   for (name in names(controls)) {
     fit <- suppressWarnings(suppressMessages(
       lmer(formula, data = data, REML = reml, control = controls[[name]])))
-    if (is.null(best) || deviance(fit, REML = reml) < deviance(best, REML = reml) - 1e-9) {
+    if (is.null(best) || criterion(fit) < criterion(best) - 1e-9) {
       best <- fit
       best_name <- name
     }
@@ -133,11 +253,19 @@ unchecked_rows <- list()
 files <- sort(list.files(outdir, pattern = "^data_.*\\.csv$", full.names = TRUE))
 for (path in files) {
   dataset <- sub("^data_(.*)\\.csv$", "\\1", basename(path))
-  data <- prepare(read.csv(path, colClasses = c(client_id = "character",
-                                                therapist_id = "character")))
+  raw <- read.csv(path, colClasses = c(client_id = "character", therapist_id = "character"))
+  prepared <- prepare(raw)
+  clients_path <- file.path(outdir, paste0("clients_", dataset, ".csv"))
+  clients <- if (file.exists(clients_path)) {
+    read.csv(clients_path, colClasses = "character")
+  } else NULL
   for (model in names(models)) {
     spec <- models[[model]]
     if (dataset %in% degenerate && !(model %in% c("primary", "sens_correlated"))) next
+    if (!is.null(spec$covariates) && is.null(clients)) next
+    # the first six models fit the one prepared table (as before build_data existed)
+    built <- !is.null(spec$build) || !is.null(spec$min_sessions) || !is.null(spec$covariates)
+    data <- if (built) build_data(raw, clients, spec) else prepared
     random <- random_for(dataset, spec$random)
     if (random != spec$random) {
       full <- as.formula(paste(spec$fixed, "+", spec$random))
@@ -163,7 +291,8 @@ for (path in files) {
     est <- fixef(fit)
     se <- sqrt(diag(as.matrix(vcov(fit))))
     sat <- summary(fit, ddf = "Satterthwaite")$coefficients
-    terms <- sub("^\\(Intercept\\)$", "Intercept", names(est))
+    terms <- project_terms(sub("^\\(Intercept\\)$", "Intercept", names(est)),
+                           spec$covariates)
     fixed_rows[[length(fixed_rows) + 1]] <- data.frame(
       dataset = dataset, model = model, term = terms, estimate = fmt(est),
       std_error = fmt(se), df = fmt(sat[, "df"]), p_value = fmt(sat[, "Pr(>|t|)"]))
