@@ -155,7 +155,8 @@ if len(shown):
     figures.integer_axis(ax)
     ax.set_ylabel("clients")
     ax.set_title("Sessions per client")
-    plt.show()
+    figures.inline(fig, "Bar chart of the number of clients by their number of complete "
+                   "sessions; groups smaller than the minimum cell size are not drawn.")
 n_supp = int(att["suppressed"].sum())
 if n_supp:
     display(Markdown(f"{n_supp} bar(s) with fewer than {min_cell} clients suppressed."))

@@ -186,7 +186,9 @@ if shown:
     axes[0].set_ylabel("total alliance (invented)")
     fig.suptitle("Illustration with an invented series (not data)", fontsize="medium")
     fig.tight_layout()
-    plt.show()
+    figures.inline(fig, "Illustration with an invented series, not data: one panel per "
+                   "rupture rule, showing the same alliance series with the drops each rule "
+                   "marks and, where found, the session of the repair.")
 
 # %% [markdown]
 # ## What these data allow
@@ -216,7 +218,7 @@ if len(det):
 prev = read("prevalence")
 if len(prev) and prev["pct_clients"].notna().any():
     fig, _ = plots.prevalence(prev)
-    plt.show()
+    figures.inline(fig, figures.describe("ruptures_prevalence"))
 if len(prev):
     tab = prev[prev["rater"] == "client"][[
         "label", "scale", "n_series", "n_clients_with_episode", "pct_clients", "n_episodes",
@@ -408,7 +410,7 @@ crs = read("course")
 fig_crit = str(cfg.get("figure_criterion"))
 if len(crs) and crs[(crs["criterion"] == fig_crit) & ~crs["suppressed"].astype(bool)].shape[0]:
     fig, _ = plots.course(crs, fig_crit, labels.get(fig_crit, fig_crit))
-    plt.show()
+    figures.inline(fig, figures.describe("ruptures_course"))
     display(Markdown(
         f"Rule: **{esc(labels.get(fig_crit, fig_crit))}** (`ruptures.figure_criterion`). "
         "The dip at 0 is partly built in: sessions were *selected* for being low. Whether "

@@ -111,6 +111,23 @@ def save_figure(fig: Figure, data: pd.DataFrame, outdir: str | Path, name: str) 
     return paths
 
 
+def describe(name: str) -> str:
+    """The one line on what figure ``name`` shows (``pipeline/index.yaml``, as on the front
+    page): the figure's alternative text in the reports, for readers who cannot see it."""
+    from pipeline.index import load_descriptions
+
+    return " ".join(str(load_descriptions()["figures"].get(name, name)).split())
+
+
+def inline(fig: Figure, alt: str) -> None:
+    """Show a report's figure that is not published (e.g. an illustration), with ``alt``
+    as its alternative text; the picture is the inline backend's, as ``plt.show()``."""
+    from IPython.display import display
+
+    display(fig, metadata={"image/png": {"alt": alt}})
+    plt.close(fig)
+
+
 def show(fig: Figure, data: pd.DataFrame, name: str) -> None:
     """Show a report's figure; when the pipeline renders the report, publish it as well.
 
@@ -129,7 +146,7 @@ def show(fig: Figure, data: pd.DataFrame, name: str) -> None:
 
     width = round(fig.get_figwidth() * fig.dpi)
     png = save_figure(fig, data, outdir, name)[0]
-    display(Image(data=png.read_bytes(), format="png", width=width))
+    display(Image(data=png.read_bytes(), format="png", width=width, alt=describe(name)))
 
 
 def trajectories(traj: pd.DataFrame, outcome_label: str = "wellbeing",

@@ -12,6 +12,7 @@ Everything that comes from the user (file names, settings) is HTML-escaped.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -39,8 +40,10 @@ code { background: #f4f4f4; padding: 0 0.2rem; } .stamp { font-family: monospace
 """
 
 
+@functools.cache
 def load_descriptions(path: str | Path = DESCRIPTIONS) -> dict[str, Any]:
-    """The one-line descriptions of figures and tables and the settings to show."""
+    """The one-line descriptions of figures and tables and the settings to show (read
+    once per process; do not modify the result)."""
     with Path(path).open(encoding="utf-8") as fh:
         data = yamlfile.safe_load(fh) or {}
     for key in ("figures", "tables", "settings"):

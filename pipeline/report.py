@@ -206,7 +206,10 @@ def _exporter() -> Any:
     from nbconvert import HTMLExporter
 
     return HTMLExporter(
-        template_name="lab",
+        # nbconvert's `lab` template with the figures' alternative text
+        # (pipeline/templates/alliance)
+        extra_template_basedirs=[str(Path(__file__).with_name("templates"))],
+        template_name="alliance",
         exclude_input=True,
         exclude_input_prompt=True,
         exclude_output_prompt=True,

@@ -40,7 +40,8 @@ from pipeline.errors import PipelineError
 CODE_PREFIXES = ("pipeline/", "notebooks/", "docs/")
 CODE_SUFFIXES = (".py",)
 #: Files hashed for the code stamp (see :func:`code_stamp`).
-STAMP_GLOBS = ("pipeline/**/*.py", "pipeline/**/*.yaml", "notebooks/*.py")
+STAMP_GLOBS = ("pipeline/**/*.py", "pipeline/**/*.yaml", "pipeline/templates/**/*.j2",
+               "pipeline/templates/**/*.json", "notebooks/*.py")
 #: Environment of the rerun: same numbers on every machine (as the Makefile sets).
 RERUN_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
              "PYTHONHASHSEED": "0", "DVC_NO_ANALYTICS": "1"}

@@ -250,3 +250,19 @@ def test_models_report_gives_the_alliance_shares_intervals(root: Path,
     primary_rows = [r for r in table_rows(reports["models"])
                     if r and r[0] in ("SD therapist intercept", "ICC therapist")]
     assert len(primary_rows) == 2, primary_rows
+
+
+def test_every_figure_has_alternative_text(reports: dict[str, str]) -> None:
+    """Each picture in a report says in words what it shows (the front page's line for a
+    published figure, pipeline/index.yaml), not nbconvert's "No description" placeholder."""
+    from pipeline.figures import describe
+
+    for name, page in reports.items():
+        tags = re.findall(r"<img [^>]*>", page)
+        assert tags, name
+        for tag in tags:
+            alt = re.search(r'alt="([^"]*)"', tag)
+            assert alt and len(alt.group(1)) > 20, (name, tag[:80])
+            assert "No description" not in alt.group(1), name
+    assert f'alt="{html_mod.escape(describe("trajectories"), quote=True)}"' in reports[
+        "overview"]
