@@ -49,9 +49,13 @@ from statsmodels.genmod.generalized_linear_model import GLM
 
 from pipeline.describe import suppress_counts
 from pipeline.distributions import norm_ppf, t_ppf
+from pipeline.models.checks import DEFAULT_CHECKS, collinear_terms
 
 ENDINGS = ("planned", "unplanned", "ongoing")
 """Levels of the optional ``ending`` column of the clients file."""
+
+RANK_TOLERANCE = float(DEFAULT_CHECKS["rank_tolerance"])
+"""Pivoted-QR rank tolerance of the fixed effects (lme4's, as the mixed models)."""
 
 
 def person_period(series: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFrame:
@@ -125,6 +129,18 @@ def fit_endings(pp: pd.DataFrame, formula: str, conf_level: float,
                 pd.DataFrame())
     try:
         model = GLM.from_formula(formula, pp, family=Binomial())
+    except Exception as exc:  # recorded, never stops the stage
+        return "failed", f"{type(exc).__name__}: {exc}", pd.DataFrame()
+    bad = collinear_terms(np.asarray(model.exog, dtype=float), list(model.exog_names),
+                          RANK_TOLERANCE)
+    if bad:
+        # R's glm() would report NA for these coefficients; statsmodels' pseudo-inverse
+        # would give numbers that mean nothing (or fail in the clustered covariance).
+        return ("not estimable", "the model's terms are rank deficient in the sessions at "
+                f"risk: {'; '.join(bad)} (e.g. every client has the same number of rated "
+                "sessions, so time does not vary); more varied data are needed",
+                pd.DataFrame())
+    try:
         groups = pd.factorize(pp["therapist_id"])[0]
         res = model.fit(cov_type="cluster", cov_kwds={"groups": groups})
     except Exception as exc:  # recorded, never stops the stage
