@@ -108,6 +108,7 @@ RULE_TEXT: dict[str, str] = {
     "invalid_ending": "ending (clients file, optional) is planned, unplanned or ongoing",
     "duplicate_row": "one row per key (client x session [x rater]; client in clients file)",
     "several_therapists": "each client has exactly one therapist",
+    "ids_written_differently": "client ids written the same way in every file",
     "anonymity_names": "no column name announcing identifying data",
     "anonymity_content": "no identifying content",
     "anonymity_headers": "no column name that is itself an identifier",
@@ -334,7 +335,10 @@ def _duplicate_mask(frame: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
         return pd.Series(True, index=frame.index)
     key = pd.DataFrame({k: _id_series(frame[k]) if k != "session" else as_numbers(frame[k])
                         for k in keys})
-    return ~key.duplicated(keep=False)
+    # A row whose key is blank or not a number is reported as such (missing_value,
+    # not_a_number); counting it as a copy of every other such row only repeated that
+    # (sessions given as dates were "272 duplicate rows").
+    return ~key.duplicated(keep=False) | key.isna().any(axis=1)
 
 
 def _one_therapist_mask(frame: pd.DataFrame) -> pd.Series:
@@ -576,6 +580,12 @@ def _message(rule: str, column: str | None, n: int, spec: _Spec) -> str:
     rows, have = ("1 row", "has") if one else (f"{n} rows", "have")
     if rule == "missing_value":
         return f"{rows} {have} no {column}. Every row needs one; fill it in or delete the row."
+    if rule == "not_a_number" and column == "session":
+        return (
+            f"{rows} {have} a session that is not a number. Sessions are numbered 1, 2, 3, "
+            "... per client; if your export gives session dates, number each client's "
+            "sessions in date order and leave the dates out (dates identify people)."
+        )
     if rule == "not_a_number":
         return (
             f"{rows} {have} something other than a number in this column (text, a "
@@ -946,6 +956,17 @@ def _covariate(series: pd.Series, labels: Mapping[Any, str] | None) -> pd.Series
 # ------------------------------------------------------------------------- cross-file
 
 
+def _id_key(text: str) -> str:
+    """An id with case, surrounding spaces and the leading zeros of digit runs ignored."""
+    return re.sub(r"(?<!\d)0+(?=\d)", "", text.strip().casefold())
+
+
+def _written_differently(orphans: pd.Series, alliance_ids: set[str]) -> pd.Series:
+    """Which ids absent from the alliance file match one of its ids up to :func:`_id_key`."""
+    keys = {_id_key(str(i)) for i in alliance_ids}
+    return orphans.map(lambda v: _id_key(str(v)) in keys).astype(bool)
+
+
 def _cross_checks(files: Mapping[str, _File], run: _Run) -> None:
     """Client ids across files: counted and warned about, fatal only if none match."""
     alliance = files.get("alliance")
@@ -959,6 +980,22 @@ def _cross_checks(files: Mapping[str, _File], run: _Run) -> None:
         ids = _id_series(other.frame["client_id"])
         orphan = ids.notna() & ~ids.isin(alliance_ids)
         n_rows, n_clients = int(orphan.sum()), int(ids[orphan].nunique())
+        near = _written_differently(ids[orphan], alliance_ids)
+        if near.any():
+            rows = list(ids[orphan][near].index)
+            run.problem(
+                other.path, "client_id", rows, "ids_written_differently",
+                f"{_n(int(ids[orphan][near].nunique()), 'client_id')} of the {role} file "
+                "match a client_id of the alliance file only when leading zeros, case or "
+                "spaces are ignored (e.g. 7 and 007, or c12 and C12): those clients would "
+                "silently lose their " + ("outcome" if role == "outcome" else "covariates")
+                + ". Write the ids the same way in every file (a spreadsheet drops leading "
+                "zeros: format the id column as text before exporting).",
+                other.row_note,
+            )
+            run.check("ids_written_differently", role, "fail", len(rows),
+                      RULE_TEXT["ids_written_differently"])
+            continue
         if alliance_ids and n_rows and n_rows == int(ids.notna().sum()):
             run.problem(
                 other.path, "client_id", [], "ids_do_not_match",

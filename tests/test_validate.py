@@ -365,6 +365,39 @@ def test_alliance_clients_without_outcome_or_clients_row(wai: Instrument, swemwb
     ]
 
 
+def test_ids_written_differently_across_files_are_refused(wai: Instrument,
+                                                          swemwbs: Instrument,
+                                                          tmp_path: Path) -> None:
+    """A spreadsheet dropped the leading zeros (or changed the case) of the outcome ids:
+    those clients matched nothing and were analysed without outcome, with a warning only."""
+    outcome = pd.read_csv(GOOD / "outcome.csv", dtype=str)
+    outcome["client_id"] = outcome["client_id"].replace({"C01": "C1", "C02": "c2"})
+    outcome.to_csv(tmp_path / "o.csv", index=False)
+    error = _fail(wai, swemwbs, outcome=tmp_path / "o.csv")
+    assert [(p.column, p.rule, p.count) for p in error.problems] == [
+        ("client_id", "ids_written_differently", 4)]
+    assert error.problems[0].rows == [  # data rows count from 1
+        i + 1 for i in outcome.index[outcome["client_id"].isin(["C1", "c2"])]]
+    text = str(error)
+    assert "2 client_ids of the outcome file match a client_id of the alliance file only" in text
+    assert "leading zeros" in text and "format the id column as text" in text
+    assert "C1" not in text.replace("C12", "")  # values are never shown
+
+
+def test_sessions_given_as_dates_say_so_once_not_as_duplicates(wai: Instrument,
+                                                               swemwbs: Instrument,
+                                                               tmp_path: Path) -> None:
+    """Every row's session is a date: not_a_number with a hint, and no row counted as a
+    duplicate of the other unparseable rows (it was "20 rows share their client_id x session")."""
+    alliance = pd.read_csv(GOOD / "alliance.csv", dtype=str)
+    alliance["session"] = "week " + alliance["session"]
+    alliance.to_csv(tmp_path / "a.csv", index=False)
+    error = _fail(wai, swemwbs, alliance=tmp_path / "a.csv")
+    assert [(p.column, p.rule, p.count) for p in error.problems] == [
+        ("session", "not_a_number", len(alliance))]
+    assert "if your export gives session dates, number each client's sessions" in str(error)
+
+
 # ------------------------------------------------------------------------------ settings
 
 
