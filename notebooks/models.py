@@ -210,9 +210,9 @@ if primary_ok:
 # %% [markdown] tags=["needs-outcome"]
 # ### How sure are these variance components? A parametric bootstrap
 #
-# A variance estimated from 30 therapists is uncertain, and its sampling distribution is
-# skewed (a variance cannot go below zero), so a symmetric "estimate ± 2 SE" interval
-# misleads. The *parametric bootstrap* (lme4's `bootMer`) simulates many new data sets from
+# A variance estimated from the therapists of one study is uncertain, and its sampling
+# distribution is skewed (a variance cannot go below zero), so a symmetric "estimate ± 2 SE"
+# interval misleads. The *parametric bootstrap* (lme4's `bootMer`) simulates many new data sets from
 # the fitted model, on the same clients and sessions, refits the model to each, and takes
 # the middle 95% of the refitted values as the interval. It gives intervals for the
 # standard deviations, for the therapist and client shares of the variance (ICC: the share
@@ -244,8 +244,20 @@ if primary_ok and len(boot):
         f"data like these are compatible with anything from {icc['conf_low']:.0%} to "
         f"{icc['conf_high']:.0%}."))
 elif primary_ok:
-    display(Markdown("No bootstrap intervals: `results/bootstrap.csv` is absent or empty "
-                     "(the `bootstrap` stage writes it)."))
+    boot_model = str((params.get("bootstrap") or {}).get("model", "primary"))
+    boot_row = stats[stats["model"] == boot_model]
+    simplified = (boot_row["simplification"].iloc[0]
+                  if len(boot_row) and "simplification" in boot_row else "")
+    if isinstance(simplified, str) and simplified:
+        why = (f"the model `{escape(boot_model)}` could only be fitted after a "
+               f"simplification ({escape(simplified)}), and the bootstrap refits a model "
+               "exactly as specified, never a simplified one")
+    elif len(boot_row) and boot_row["status"].iloc[0] not in ("fitted", "singular"):
+        why = f"the model `{escape(boot_model)}` is {reason_of(boot_model)}"
+    else:
+        why = ("`results/bootstrap.csv` is absent or empty (the `bootstrap` stage writes "
+               "it; its log line says why)")
+    display(Markdown(f"No bootstrap intervals: {why}."))
 
 # %% [markdown] tags=["needs-outcome"]
 # ### Does the model fit?
