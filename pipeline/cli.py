@@ -264,12 +264,13 @@ def cmd_fit(params: dict[str, Any], args: argparse.Namespace) -> None:
     clients = (pd.read_csv(clients_file, dtype={"client_id": str})
                if clients_file.is_file() else None)
     settings = settings_from(params["model"])   # a settings error stops before any output
+    # no diagnostic bin and no covariate level of a model holds fewer clients
+    min_cell = int(params["report"]["min_cell"])
     log("fit", f"fitting models on {len(scored)} rows ({settings['engine']} engine)")
     with phase("fit", "fitting the models of pipeline/models.yaml"):
-        fits = fit_all(scored, clients, settings)
+        fits = fit_all(scored, clients, settings, min_level_clients=min_cell)
     write_results(fits, args.out)
     wanted = set(settings.get("diagnostics_for") or ["primary"])
-    min_cell = int(params["report"]["min_cell"])   # no diagnostic bin is smaller
     diag = pd.concat([diagnostics(f, min_per_bin=min_cell) for f in fits if f.name in wanted],
                      ignore_index=True)
     write_csv(diag, Path(args.out) / "diagnostics.csv")

@@ -576,8 +576,14 @@ def fit_model(
     plan: ModelPlan | None = None,
     refit_ml: bool = True,
     verbose: bool = False,
+    min_level_clients: int = 1,
 ) -> FitResult:
     """Fit one model of the plan and its ML refit; never raises for the data's sake.
+
+    ``min_level_clients`` (the fit stage passes ``report.min_cell``): a client covariate
+    with a level held by fewer clients makes the model not estimable; a published
+    estimate for that level (or a moderation slope within it) would describe one or two
+    clients (as in the ruptures outcome model).
 
     Returns
     -------
@@ -606,6 +612,17 @@ def fit_model(
         if data[cov].nunique() < 2:
             return FitResult(spec, "skipped", reason=f"client covariate {cov!r} has one level",
                              **common)
+        per_level = data.groupby(cov, observed=True)["client_id"].nunique()
+        small = int((per_level < min_level_clients).sum())
+        if small:
+            return FitResult(
+                spec, "not estimable", reason=(
+                    f"client covariate {cov!r}: {small} of its {len(per_level)} levels "
+                    f"{'is' if small == 1 else 'are'} held by fewer than report.min_cell = "
+                    f"{min_level_clients} clients of the rows used, so an estimate for "
+                    f"{'it' if small == 1 else 'them'} would describe one or a few clients. "
+                    "Merge rare levels into larger ones in the clients file (or leave the "
+                    "covariate out)"), **common)
     try:
         fit_, simplifications = fit_formula(data, spec.formula, spec.random, reml=spec.reml,
                                             settings=conf, model=spec.name)
@@ -652,8 +669,11 @@ def fit_all(
     specs: str | Path | ModelPlan | None = None,
     models: Sequence[str] | None = None,
     verbose: bool = True,
+    min_level_clients: int = 1,
 ) -> list[FitResult]:
     """Fit every model of the plan (the entry point of ``python -m pipeline fit``).
+
+    ``min_level_clients``: see :func:`fit_model`.
 
     Returns
     -------
@@ -669,7 +689,8 @@ def fit_all(
     fits: list[FitResult] = []
     with threadpool_limits(limits=1):
         for spec in chosen:
-            fits.append(fit_model(scored, clients, spec, conf, plan=plan, verbose=verbose))
+            fits.append(fit_model(scored, clients, spec, conf, plan=plan, verbose=verbose,
+                                  min_level_clients=min_level_clients))
             if verbose and fits[-1].status in ("skipped", "not estimable", "failed"):
                 _log(f"{spec.name}: {fits[-1].status} ({fits[-1].reason})")
     return fits
