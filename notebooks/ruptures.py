@@ -41,7 +41,7 @@ from pipeline.report import data_notice, open_project
 from pipeline.ruptures import plots
 from pipeline.ruptures.criteria import load_rules
 from pipeline.ruptures.detect import detect_series
-from pipeline.tables import styled
+from pipeline.tables import rounded
 
 root, params = open_project(params_file)
 results = root / "results" / "ruptures"
@@ -66,11 +66,7 @@ def read(name: str) -> pd.DataFrame:
 
 def show(frame: pd.DataFrame, digits: int = 2) -> None:
     """Display a table with its text escaped, counts as whole numbers, others rounded."""
-    counts = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
-              and frame[c].dropna().mod(1).eq(0).all() and c not in ("r", "kappa")]
-    fmt = {c: (lambda v: "–" if pd.isna(v) else f"{v:,.0f}") for c in counts}
-    display(styled(frame).format(precision=digits, escape="html", na_rep="–")
-            .format(fmt, escape="html"))
+    display(rounded(frame, digits))
 
 
 display(Markdown(data_notice(params)))

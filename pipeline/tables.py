@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -168,10 +168,32 @@ def styled(frame: pd.DataFrame, hide_index: bool = True) -> Styler:
     content = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
     digest = hashlib.sha256(content + repr(list(frame.columns)).encode()).hexdigest()[:10]
     # Cells and headers may come from the user (column names, covariate levels, file
-    # names): escaped, so that no value can put markup into a report.
-    styler = frame.style.set_uuid(digest).format(escape="html").format_index(
+    # names): escaped, so that no value can put markup into a report. Every later
+    # ``.format(...)`` escapes too (_EscapedStyler): pandas' ``format({"n": fmt})`` resets
+    # the formatter of EVERY column, escaping included, so the overview showed a column
+    # named ``<script>...`` as live markup.
+    styler = _EscapedStyler(frame).set_uuid(digest).format().format_index(
         escape="html", axis=1)
     return styler.hide(axis="index") if hide_index else styler
+
+
+def rounded(frame: pd.DataFrame, digits: int = 2) -> Styler:
+    """:func:`styled`, with counts as whole numbers, other numbers to ``digits`` decimals
+    and missing values as an en dash (the ruptures report's tables)."""
+    counts = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+              and frame[c].dropna().mod(1).eq(0).all() and c not in ("r", "kappa")]
+    fmt = {c: (lambda v: "\u2013" if pd.isna(v) else f"{v:,.0f}") for c in counts}
+    # subset: a dict formatter alone resets every other column (the precision and na_rep
+    # were lost: "nan" and six decimals in the ruptures report's thresholds table)
+    return styled(frame).format(precision=digits, na_rep="\u2013").format(fmt, subset=counts)
+
+
+class _EscapedStyler(Styler):
+    """A ``Styler`` whose :meth:`format` escapes HTML unless told otherwise."""
+
+    def format(self, *args: Any, **kwargs: Any) -> Styler:  # type: ignore[override]
+        kwargs.setdefault("escape", "html")
+        return super().format(*args, **kwargs)
 
 
 _COMPONENTS = {

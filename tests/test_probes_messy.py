@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+HOSTILE_COLUMN = "<script>alert(1)</script>"
 
 
 def _practice(folder: Path, n_clients: int = 24, seed: int = 5) -> tuple[Path, Path]:
@@ -36,7 +37,8 @@ def _practice(folder: Path, n_clients: int = 24, seed: int = 5) -> tuple[Path, P
                             **{f"swemwbs_{i + 1}": int(v) for i, v in enumerate(wb)}})
     folder.mkdir(parents=True)
     paths = folder / "alliance.csv", folder / "outcome.csv"
-    pd.DataFrame(alliance).to_csv(paths[0], index=False)
+    # a column outside the contract whose name is markup (it is named in a warning)
+    pd.DataFrame(alliance).assign(**{HOSTILE_COLUMN: 1}).to_csv(paths[0], index=False)
     pd.DataFrame(outcome).to_csv(paths[1], index=False)
     return paths
 
@@ -58,6 +60,7 @@ def _text(page: str) -> str:
 
 @pytest.fixture(scope="module")
 def one_therapist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The models report's HTML (the overview's is written beside it)."""
     from pipeline.cli import main
     from pipeline.report import render_many
     from tests.test_probes_shapes import _steps
@@ -69,7 +72,8 @@ def one_therapist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
          "--scored", str(tmp / "interim" / "scored.csv")]
     assert main(["fit", *p, "--out", str(results)]) == 0
     assert main(["bootstrap", *p, "--out", str(results / "bootstrap.csv")]) == 0
-    render_many([(ROOT / "notebooks" / "models.py", tmp / "models.html")],
+    render_many([(ROOT / "notebooks" / f"{name}.py", tmp / f"{name}.html")
+                 for name in ("models", "overview")],
                 {"params_file": str(params_file)}, cwd=ROOT)
     return tmp, (tmp / "models.html").read_text()
 
@@ -92,3 +96,14 @@ def test_one_therapist_report_says_why_there_are_no_bootstrap_intervals(
     assert "absent or empty" not in text
     # the shipped data's design is not quoted as if it were the user's
     assert "30 therapists" not in text
+
+
+@pytest.mark.slow
+def test_a_column_name_that_is_markup_is_shown_as_text(one_therapist: tuple[Path, str]) -> None:
+    """The unused-columns warning names the column; the overview's warnings table showed it
+    as live markup (a ``<script>`` element in the report)."""
+    tmp, _ = one_therapist
+    overview = (tmp / "overview.html").read_text()
+    assert "Traceback" not in overview and "output_error" not in overview
+    assert "<script>alert(1)" not in overview
+    assert f"not used: {HOSTILE_COLUMN}" in _text(overview)
