@@ -40,6 +40,19 @@ def test_run_keeps_errors_and_the_exit_status() -> None:
     assert out.getvalue() == "data/x.csv: column client_email refused\n"
 
 
+def test_a_stage_stopped_by_a_user_error_makes_the_run_exit_2() -> None:
+    """DVC exits 255 whatever the stage's status; a stage that stopped on the user's data
+    or settings (exit 2) makes `make repro` / `python -m pipeline.progress` exit 2 too."""
+    script = ("import sys; print('mydata/alliance.csv: rule out_of_range', file=sys.stderr);"
+              "print(\"ERROR: failed to reproduce 'prepare': failed to run: .venv/bin/python "
+              "-m pipeline prepare, exited with {}\", file=sys.stderr); sys.exit(255)")
+    out = io.StringIO()
+    assert run([sys.executable, "-c", script.format(2)], out=out) == 2
+    assert "rule out_of_range" in out.getvalue() and "exited with 2" in out.getvalue()
+    # any other failure (a bug, a killed stage) keeps DVC's status
+    assert run([sys.executable, "-c", script.format(1)], out=io.StringIO()) == 255
+
+
 def test_each_stage_reports_its_time() -> None:
     ticks = iter([0.0, 2.5, 3.0, 10.25, 11.0, 12.0])
     out = io.StringIO()
