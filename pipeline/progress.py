@@ -114,6 +114,16 @@ def run(command: Sequence[str], rules: Rules | None = None, out: IO[str] = sys.s
     return proc.returncode
 
 
+def check_params(path: Path) -> None:
+    """The steps' settings check, before DVC reads ``params.yaml``: DVC's own message for
+    a broken file ("YAML file structure is corrupted", exit 255) says neither what to do nor
+    which setting; this raises the steps' :class:`SettingsError` instead."""
+    from pipeline.config import load_params
+    from pipeline.settings import check_settings
+
+    check_settings(load_params(path), check_files=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: ``python -m pipeline.progress <command> [args]``."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -121,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -m pipeline.progress <command> [args]", file=sys.stderr)
         return 2
     try:
+        if args[:2] == ["dvc", "repro"] and Path("params.yaml").is_file():
+            check_params(Path("params.yaml"))
         return run(args)
     except SettingsError as exc:
         print(str(exc), file=sys.stderr)
