@@ -109,6 +109,8 @@ RULE_TEXT: dict[str, str] = {
     "duplicate_row": "one row per key (client x session [x rater]; client in clients file)",
     "several_therapists": "each client has exactly one therapist",
     "ids_written_differently": "client ids written the same way in every file",
+    "no_client_ratings": "some alliance rows are the client's ratings",
+    "no_common_sessions": "some client x session has both a client alliance rating and an outcome",
     "anonymity_names": "no column name announcing identifying data",
     "anonymity_content": "no identifying content",
     "anonymity_headers": "no column name that is itself an identifier",
@@ -1028,6 +1030,50 @@ def _cross_checks(files: Mapping[str, _File], run: _Run) -> None:
                       f"every alliance client has {role} data")
 
 
+def _analysable(files: Mapping[str, _File], run: _Run) -> None:
+    """Something to analyse: client ratings, and sessions with both alliance and outcome.
+
+    Checked only when every other check passed (otherwise it would repeat them). Without
+    either, every later step had nothing to work with (describe stopped with a traceback).
+    """
+    alliance = files.get("alliance")
+    if alliance is None or run.problems:
+        return
+    frame = alliance.frame
+    by_client = pd.Series(True, index=frame.index)
+    if "rater" in frame.columns:
+        by_client = frame["rater"].map(lambda v: str(v).strip().lower() == "client")
+        if not by_client.any():
+            run.problem(
+                alliance.path, "rater", [], "no_client_ratings",
+                "no row is rated by the client (rater = client): every rating is the "
+                "therapist's. The analysis plan's models use the clients' ratings (therapist "
+                "ratings are compared with them). Add the clients' ratings; if these rows ARE "
+                "the clients' ratings, set their rater to client.")
+            run.check("no_client_ratings", "alliance", "fail", len(frame),
+                      RULE_TEXT["no_client_ratings"])
+            return
+    outcome = files.get("outcome")
+    if outcome is None:
+        return
+
+    def pairs(item: _File) -> pd.DataFrame:
+        return pd.DataFrame({"client_id": _id_series(item.frame["client_id"]),
+                             "session": as_numbers(item.frame["session"])})
+
+    common = pairs(alliance)[by_client.to_numpy()].merge(
+        pairs(outcome).drop_duplicates(), on=["client_id", "session"])
+    if common.empty:
+        run.problem(
+            outcome.path, "session", [], "no_common_sessions",
+            "no client x session of the outcome file has a client's alliance rating of the "
+            "same session: the models relate the alliance at a session to the outcome at "
+            "that session. Are the sessions numbered the same way in both files (e.g. the "
+            "outcome counted from 0, or a baseline numbered differently)?")
+        run.check("no_common_sessions", "outcome", "fail", len(outcome.frame),
+                  RULE_TEXT["no_common_sessions"])
+
+
 def _rater_form(item: _File, inst: Instrument, run: _Run,
                 therapist: Instrument | None = None) -> None:
     if not item.spec.rater or not inst.rater:
@@ -1198,6 +1244,7 @@ def validate_inputs(
                      "seen by one therapist; differences between therapists cannot be "
                      "estimated")
     _cross_checks(files, run)
+    _analysable(files, run)
     if run.problems:
         read_notes = [r["detail"] for r in run.rows if r["check"] == "how_read"]
         raise InputError(run.problems, checks=run.table(), notes=read_notes)

@@ -398,6 +398,35 @@ def test_sessions_given_as_dates_say_so_once_not_as_duplicates(wai: Instrument,
     assert "if your export gives session dates, number each client's sessions" in str(error)
 
 
+def test_therapist_ratings_only_are_refused(wai: Instrument, swemwbs: Instrument,
+                                            tmp_path: Path) -> None:
+    """Every row rated by the therapist: validation passed, then describe stopped with a
+    traceback (no client rows to describe)."""
+    alliance = pd.read_csv(GOOD / "alliance.csv", dtype=str)
+    alliance.assign(rater="Therapist").to_csv(tmp_path / "a.csv", index=False)
+    error = _fail(wai, swemwbs, alliance=tmp_path / "a.csv")
+    assert [(p.column, p.rule) for p in error.problems] == [("rater", "no_client_ratings")]
+    assert "if these rows ARE the clients' ratings, set their rater to client" in str(error)
+    checks = error.checks.set_index(["check", "file"])
+    assert list(checks.loc[("no_client_ratings", "alliance"), ["status", "n"]]) == [
+        "fail", len(alliance)]
+
+
+def test_alliance_and_outcome_at_different_sessions_are_refused(
+        wai: Instrument, swemwbs: Instrument, tmp_path: Path) -> None:
+    """The outcome numbered from 0 (one below the alliance): no session has both, and the
+    steps after validation had no rows at all (a traceback in describe)."""
+    outcome = pd.read_csv(GOOD / "outcome.csv")
+    outcome.assign(session=outcome["session"] + 10).to_csv(tmp_path / "o.csv", index=False)
+    error = _fail(wai, swemwbs, outcome=tmp_path / "o.csv")
+    assert [(p.file, p.column, p.rule) for p in error.problems] == [
+        (str(tmp_path / "o.csv"), "session", "no_common_sessions")]
+    assert "Are the sessions numbered the same way in both files" in str(error)
+    # one session in common is enough
+    outcome.loc[0:0].to_csv(tmp_path / "one.csv", index=False)
+    assert len(_run(wai, swemwbs, outcome=tmp_path / "one.csv").outcome) == 1
+
+
 # ------------------------------------------------------------------------------ settings
 
 
