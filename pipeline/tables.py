@@ -180,9 +180,13 @@ def styled(frame: pd.DataFrame, hide_index: bool = True) -> Styler:
 def rounded(frame: pd.DataFrame, digits: int = 2) -> Styler:
     """:func:`styled`, with counts as whole numbers, other numbers to ``digits`` decimals
     and missing values as an en dash (the ruptures report's tables)."""
-    counts = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
-              and frame[c].dropna().mod(1).eq(0).all() and c not in ("r", "kappa")]
-    fmt = {c: (lambda v: "\u2013" if pd.isna(v) else f"{v:,.0f}") for c in counts}
+    counts: list[Any] = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+                         and frame[c].dropna().mod(1).eq(0).all() and c not in ("r", "kappa")]
+
+    def whole(v: float) -> str:
+        return "\u2013" if pd.isna(v) else f"{v:,.0f}"
+
+    fmt: dict[Any, Any] = dict.fromkeys(counts, whole)
     # subset: a dict formatter alone resets every other column (the precision and na_rep
     # were lost: "nan" and six decimals in the ruptures report's thresholds table)
     return styled(frame).format(precision=digits, na_rep="\u2013").format(fmt, subset=counts)
