@@ -144,7 +144,7 @@ def cmd_score(params: dict[str, Any], args: argparse.Namespace) -> None:
 
     from pipeline.describe import suppress_counts
     from pipeline.psychometrics import floor_ceiling, reliability, subscale_correlations
-    from pipeline.score import as_form, merge_scores, score_outcome, score_raters
+    from pipeline.score import as_form, merge_scores, score_outcome, score_raters, unscorable
 
     alliance_inst, outcome_inst = _instruments(params)
     therapist_inst = _therapist_form(params)
@@ -171,9 +171,11 @@ def cmd_score(params: dict[str, Any], args: argparse.Namespace) -> None:
             outcome, outcome_inst,
             higher_is_better=bool(params["instruments"].get("outcome_higher_is_better", True)),
         )
+        unscorable(a_scored, o_scored, params["data"], alliance_inst, outcome_inst)
         scored = merge_scores(a_scored, o_scored)
         summaries.append(o_summary)
     else:
+        unscorable(a_scored, None, params["data"], alliance_inst, None)
         scored = a_scored.sort_values(["client_id", "session"], kind="stable").reset_index(
             drop=True)
     write_csv(scored, args.out, digits=None)

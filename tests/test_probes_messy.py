@@ -107,3 +107,30 @@ def test_a_column_name_that_is_markup_is_shown_as_text(one_therapist: tuple[Path
     assert "Traceback" not in overview and "output_error" not in overview
     assert "<script>alert(1)" not in overview
     assert f"not used: {HOSTILE_COLUMN}" in _text(overview)
+
+
+@pytest.mark.parametrize("blank", ["alliance", "outcome"])
+def test_a_file_with_nothing_scorable_stops_the_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], blank: str) -> None:
+    """Every item blank: validation passed (a blank item is allowed), every model was "not
+    estimable" and the ruptures step stopped with a traceback (KeyError 'criterion')."""
+    from pipeline.cli import main
+
+    alliance, outcome = _practice(tmp_path / "data")
+    path = alliance if blank == "alliance" else outcome
+    frame = pd.read_csv(path)
+    items = [c for c in frame.columns if re.fullmatch(r"(wai_sr|swemwbs)_\d+", c)]
+    frame.assign(**dict.fromkeys(items, np.nan)).to_csv(path, index=False)
+    params_file = _params(tmp_path, alliance, outcome)
+    p = ["--params", str(params_file)]
+    validated = tmp_path / "interim" / "validated"
+    assert main(["validate", *p, "--out", str(validated)]) == 0
+    code = main(["score", *p, "--validated", str(validated),
+                 "--out", str(tmp_path / "interim" / "scored.csv"),
+                 "--results", str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    key = "wai_sr" if blank == "alliance" else "swemwbs"
+    assert f"{path}:" in err and "rule nothing_scorable" in err
+    assert f"could be scored with {key}: every row has more blank items than its " in err
+    assert not (tmp_path / "interim" / "scored.csv").exists()
