@@ -122,8 +122,10 @@ def fit_endings(pp: pd.DataFrame, formula: str, conf_level: float,
     n_events = int(pp["event"].sum())
     n_clients = int(pp["client_id"].nunique())
     if n_events < min_events or n_clients - n_events < min_events:
-        return ("not estimable", f"{n_events} unplanned endings among {n_clients} clients: "
-                f"fewer than report.min_cell = {min_events} events or non-events", pd.DataFrame())
+        # the counts themselves are not named: they are below report.min_cell
+        return ("not estimable", "fewer than report.min_cell = "
+                f"{min_events} clients ended unplanned, or fewer than {min_events} did not, "
+                "among the clients in the model: too few to estimate a hazard", pd.DataFrame())
     if pp["therapist_id"].nunique() < 2:
         return ("not estimable", "one therapist: clustered standard errors need several",
                 pd.DataFrame())

@@ -84,6 +84,14 @@ def _check_settings(cfg: Mapping[str, Any], names: list[str]) -> None:
                                 "of sessions, 0 or more.")
 
 
+def _blank_small(table: pd.DataFrame, counts: list[str], min_cell: int) -> pd.DataFrame:
+    """Counts of clients or events below ``min_cell`` blanked (as every published count)."""
+    from pipeline.describe import suppress_counts
+
+    return suppress_counts(table, {c: [] for c in counts}, min_cell).drop(
+        columns="suppressed")
+
+
 def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results: Path,
         figures_dir: Path, instruments: tuple[Any, Any]) -> None:
     """Run the step and write every output (see the module docstring)."""
@@ -166,7 +174,7 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
                                  tuple(ocfg["reference_interval"]), conf, min_cell)
         corr.append({"criterion": crit.name, **r})
         _log(f"outcome model ({crit.name}): {fit.status} {fit.reason}".rstrip())
-    out["outcome_models"] = pd.DataFrame(models)
+    out["outcome_models"] = _blank_small(pd.DataFrame(models), ["n_clients"], min_cell)
     out["outcome_groups"] = pd.concat(groups_out, ignore_index=True)
     out["outcome_coefficients"] = (pd.concat(coefs, ignore_index=True) if coefs else
                                    pd.DataFrame(columns=["criterion", "term", "estimate"]))
@@ -195,6 +203,8 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
         "n_events": int(pp["event"].sum()) if len(pp) else 0,
         "n_events_in_model": (int(pp.loc[pp["alliance_within"].notna(), "event"].sum())
                               if len(pp) else 0)}])
+    out["endings_model"] = _blank_small(out["endings_model"], ["n_clients", "n_events",
+                                                               "n_events_in_model"], min_cell)
     if not ecoefs.empty:
         out["endings_coefficients"] = ecoefs
     _log(f"endings model: {status} {reason}".rstrip())
