@@ -88,8 +88,8 @@ def _blank_small(table: pd.DataFrame, counts: list[str], min_cell: int) -> pd.Da
     """Counts of clients or events below ``min_cell`` blanked (as every published count)."""
     from pipeline.describe import suppress_counts
 
-    return suppress_counts(table, {c: [] for c in counts}, min_cell).drop(
-        columns="suppressed")
+    out = suppress_counts(table, {c: [] for c in counts}, min_cell).drop(columns="suppressed")
+    return out.astype({c: "Int64" for c in counts})   # whole numbers stay whole in the CSV
 
 
 def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results: Path,
