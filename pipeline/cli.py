@@ -384,7 +384,8 @@ def cmd_speccurve(params: dict[str, Any], args: argparse.Namespace) -> None:
     fit_settings = settings_from(params.get("model"))
     execution = execution_settings(params.get("parallel"))
     scored = pd.read_csv(args.scored, dtype={"client_id": str, "therapist_id": str})
-    table = specification_curve(scored, settings, fit_settings, execution)
+    table = specification_curve(scored, settings, fit_settings, execution,
+                                min_clients=int(params["report"]["min_cell"]))
     write_csv(table, Path(args.out))
     log("speccurve", f"{table['spec'].nunique()} specifications; wrote {args.out}")
 

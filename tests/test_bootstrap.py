@@ -111,3 +111,16 @@ def test_a_model_that_cannot_be_estimated_gives_an_empty_table() -> None:
     table = bootstrap_model(scored, None, {"bootstrap": {"replications": 10, "seed": 1}})
     assert table.empty and list(table.columns)[:3] == ["model", "quantity", "estimate"]
     assert table.attrs["note"]
+
+
+def test_a_model_of_fewer_clients_than_min_cell_is_not_bootstrapped() -> None:
+    from pipeline.models.bootstrap import bootstrap_model
+
+    _, data, _ = _fitted("primary")
+    few = data[data["client_id"].isin(sorted(set(data["client_id"]))[:4])]
+    scored = few[["client_id", "therapist_id", "session", "goal", "task", "bond", "wellbeing"]]
+    table = bootstrap_model(scored, None, {"bootstrap": {"replications": 10, "seed": 1},
+                                           "report": {"min_cell": 5}})
+    assert table.empty
+    assert table.attrs["note"].startswith(
+        "not estimable: fewer than report.min_cell = 5 clients have the rows")

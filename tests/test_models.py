@@ -629,6 +629,23 @@ def test_a_covariate_level_of_few_clients_makes_its_models_not_estimable() -> No
     assert "C(modality)[T.phone]" in terms
 
 
+def test_a_model_of_fewer_clients_than_min_cell_shows_no_numbers() -> None:
+    """Two clients: a fitted model's estimates (and its n_clients) described two people."""
+    data = read_data("zero_therapist")
+    few = data[data["client_id"].isin(sorted(data["client_id"].unique())[:4])]
+    fits = M.fit_all(few, None, {"df_method": "wald"}, models=["growth", "total_alliance"],
+                     verbose=False, min_level_clients=5)
+    assert [f.status for f in fits] == ["not estimable", "not estimable"]
+    assert fits[0].reason == (
+        "fewer than report.min_cell = 5 clients have the rows this model needs: its "
+        "estimates would describe a group smaller than any count the reports may show")
+    stats = M.fit_statistics(fits)
+    assert stats["n_clients"].isna().all() and M.coefficients(fits).empty
+    kept = M.fit_all(few, None, {"df_method": "wald"}, models=["growth"], verbose=False,
+                     min_level_clients=4)
+    assert kept[0].has_numbers
+
+
 def test_a_failing_model_stops_nothing(plan: M.ModelPlan) -> None:
     """One therapist and a constant outcome: statuses, reasons, no exception."""
     data = read_data("one_therapist").assign(goal=3.0)

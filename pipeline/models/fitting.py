@@ -567,6 +567,14 @@ def _log(message: str) -> None:
     print(f"[models] {message}", file=sys.stderr, flush=True)
 
 
+def too_few_clients(min_clients: int) -> str:
+    """Why a model of fewer than ``report.min_cell`` clients gives no numbers (the count
+    itself is not named: it is a small cell)."""
+    return (f"fewer than report.min_cell = {min_clients} clients have the rows this model "
+            "needs: its estimates would describe a group smaller than any count the reports "
+            "may show")
+
+
 def fit_model(
     scored: pd.DataFrame,
     clients: pd.DataFrame | None,
@@ -580,10 +588,10 @@ def fit_model(
 ) -> FitResult:
     """Fit one model of the plan and its ML refit; never raises for the data's sake.
 
-    ``min_level_clients`` (the fit stage passes ``report.min_cell``): a client covariate
-    with a level held by fewer clients makes the model not estimable; a published
-    estimate for that level (or a moderation slope within it) would describe one or two
-    clients (as in the ruptures outcome model).
+    ``min_level_clients`` (the fit stage passes ``report.min_cell``): fewer clients in the
+    model's rows, or a client covariate with a level held by fewer clients, makes the
+    model not estimable; a published estimate (for that level, or a moderation slope
+    within it) would describe one or two clients (as in the ruptures outcome model).
 
     Returns
     -------
@@ -608,6 +616,9 @@ def fit_model(
         "n_missing": int(data.attrs["n_missing"]),
         "n_excluded": int(data.attrs["n_excluded"]), "conf_level": level, "plan": plan,
     }
+    if data["client_id"].nunique() < min_level_clients:
+        return FitResult(spec, "not estimable", reason=too_few_clients(min_level_clients),
+                         **common)
     for cov in spec.covariates:
         if data[cov].nunique() < 2:
             return FitResult(spec, "skipped", reason=f"client covariate {cov!r} has one level",
