@@ -677,8 +677,27 @@ def registered_instrument_hint(present: Sequence[str], role: str,
             f"{inst.item_columns[-1]}): set instruments.{role}: {key} in params.yaml.")
 
 
+def _header_row(frame: pd.DataFrame, missing: Sequence[str], look: int = 20) -> int | None:
+    """The data row (from 1) that holds the missing column names, when the file's header
+    is not its first row (a title or blank rows above it, as spreadsheet exports have)."""
+    wanted = set(missing)
+    for label, row in frame.head(look).iterrows():   # the index holds data row numbers
+        names = {_column_name(v) for v in row if isinstance(v, str) and v.strip()}
+        if len(wanted & names) >= max(1, (len(wanted) + 1) // 2):
+            return int(str(label))
+    return None
+
+
 def _missing_columns_problem(file: str, missing: list[str], present: Sequence[str],
-                             spec: _Spec) -> Problem:
+                             spec: _Spec, frame: pd.DataFrame | None = None) -> Problem:
+    header = _header_row(frame, missing) if frame is not None else None
+    if header is not None:
+        return Problem(
+            file, ", ".join(missing), [header], "missing_column",
+            f"required column{'s' if len(missing) > 1 else ''} missing from the first row: "
+            f"{', '.join(missing)}. The column names are in data row {header}: the header "
+            "must be the file's first row. Delete the rows above it (a title, notes or "
+            "blank rows) and export again.")
     other = ""
     if spec.role in ("alliance", "outcome") and spec.instrument:
         other = registered_instrument_hint(present, spec.role, spec.instrument)
@@ -809,7 +828,7 @@ def _schema_problems(item: _File, run: _Run) -> None:
     missing_columns = [str(c) for c in missing]
     if missing_columns:
         run.problems.append(
-            _missing_columns_problem(path, missing_columns, list(frame.columns), spec)
+            _missing_columns_problem(path, missing_columns, list(frame.columns), spec, frame)
         )
     run.check("missing_column", spec.role, "fail" if missing_columns else "pass",
               len(missing_columns), RULE_TEXT["missing_column"])

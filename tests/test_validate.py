@@ -427,6 +427,23 @@ def test_alliance_and_outcome_at_different_sessions_are_refused(
     assert len(_run(wai, swemwbs, outcome=tmp_path / "one.csv").outcome) == 1
 
 
+def test_a_header_below_a_title_row_is_pointed_at(wai: Instrument, swemwbs: Instrument,
+                                                   tmp_path: Path) -> None:
+    """A spreadsheet export with a title above the header: the message said only
+    "required columns missing" for columns that are all there, one row down."""
+    alliance = pd.read_csv(GOOD / "alliance.csv", dtype=str)
+    path = tmp_path / "a.xlsx"
+    with pd.ExcelWriter(path) as writer:
+        pd.DataFrame({"Alliance export": ["from the clinic system"]}).to_excel(
+            writer, index=False)
+        alliance.to_excel(writer, index=False, startrow=2)
+    error = _fail(wai, swemwbs, alliance=path)
+    problem = next(p for p in error.problems if p.rule == "missing_column")
+    assert problem.rows == [2]   # data row 2 = spreadsheet row 3
+    assert "The column names are in data row 2: the header must be the file's first row" \
+        in str(error)
+
+
 # ------------------------------------------------------------------------------ settings
 
 
