@@ -93,8 +93,9 @@ def test_counts_below_min_cell_are_suppressed(shipped_run: Path, params: dict) -
 
 
 def test_model_tables_of_few_clients_blank_their_counts(tmp_path: Path, params: dict) -> None:
-    """Four clients: the outcome and endings model tables published n_clients 4 and the
-    endings reason named "2 unplanned endings among 4 clients"."""
+    """Four clients: the outcome and endings model tables published n_clients 4, the
+    endings reason named "2 unplanned endings among 4 clients", and the rule summaries
+    the number of clients with a series (4)."""
     def four_clients(frame: pd.DataFrame) -> pd.DataFrame:
         return frame[frame["client_id"].isin(sorted(set(frame["client_id"]))[:4])]
 
@@ -108,6 +109,11 @@ def test_model_tables_of_few_clients_blank_their_counts(tmp_path: Path, params: 
     assert endings["reason"] == (
         "fewer than report.min_cell = 5 clients ended unplanned, or fewer than 5 did not, "
         "among the clients in the model: too few to estimate a hazard")
+    for name, col in (("thresholds", "n_series"), ("prevalence", "n_series"),
+                      ("agreement", "n_clients"), ("repair_correlation", "n_clients")):
+        shown = pd.read_csv(results / f"{name}.csv")[col].dropna()
+        assert not ((shown > 0) & (shown < 5)).any(), (name, col)
+    assert pd.read_csv(results / "thresholds.csv")["n_series"].isna().all()  # 4 clients
 
 
 def test_prevalence_suppresses_small_groups_and_their_shares() -> None:

@@ -88,7 +88,11 @@ def _blank_small(table: pd.DataFrame, counts: list[str], min_cell: int) -> pd.Da
     """Counts of clients or events below ``min_cell`` blanked (as every published count)."""
     from pipeline.describe import suppress_counts
 
-    out = suppress_counts(table, {c: [] for c in counts}, min_cell).drop(columns="suppressed")
+    out = suppress_counts(table, {c: [] for c in counts}, min_cell)
+    if "suppressed" in table.columns:   # the table's own flags stay as they were
+        out["suppressed"] = table["suppressed"]
+    else:
+        out = out.drop(columns="suppressed")
     return out.astype({c: "Int64" for c in counts})   # whole numbers stay whole in the CSV
 
 
@@ -216,6 +220,14 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
     # settings, whatever the data): recall, precision and false episodes per criterion.
     out["detection_benchmark"] = detection_benchmark(params)
     _log("detection benchmark on simulated scenarios done")
+
+    # Counts of clients the summaries carry beside their own suppressed counts (how many
+    # clients have a series, or enter a correlation): blanked below min_cell as well (a
+    # criterion with one client with an episode published n_clients 1).
+    for name, counts in (("thresholds", ["n_series"]), ("prevalence", ["n_series"]),
+                         ("agreement", ["n_clients"]), ("repair_correlation", ["n_clients"])):
+        if name in out and set(counts) <= set(out[name].columns):
+            out[name] = _blank_small(out[name], counts, min_cell)
 
     results.mkdir(parents=True, exist_ok=True)
     for stale in results.glob("*.csv"):
