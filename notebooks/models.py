@@ -248,7 +248,7 @@ if primary_ok:
 # %% [markdown] tags=["needs-outcome"]
 # ### How sure are these variance components? A parametric bootstrap
 #
-# A variance estimated from a few dozen therapists is uncertain, and its sampling
+# A variance estimated from the therapists of one study is uncertain, and its sampling
 # distribution is skewed (a variance cannot go below zero), so a symmetric "estimate ± 2
 # SE" interval misleads. The *parametric bootstrap* (lme4's `bootMer`; Bates et al., 2015)
 # simulates many new data sets from the fitted model, on the same clients and sessions,
@@ -293,8 +293,20 @@ if primary_ok and len(boot):
         f"{icc['conf_high']:.0%}. (The growth model below, without the alliance, gives "
         "the shares of wellbeing itself.)"))
 elif primary_ok:
-    display(Markdown("No bootstrap intervals: `results/bootstrap.csv` is absent or empty "
-                     "(the `bootstrap` stage writes it)."))
+    boot_model = str((params.get("bootstrap") or {}).get("model", "primary"))
+    boot_row = stats[stats["model"] == boot_model]
+    simplified = (boot_row["simplification"].iloc[0]
+                  if len(boot_row) and "simplification" in boot_row else "")
+    if isinstance(simplified, str) and simplified:
+        why = (f"the model `{escape(boot_model)}` could only be fitted after a "
+               f"simplification ({escape(simplified)}), and the bootstrap refits a model "
+               "exactly as specified, never a simplified one")
+    elif len(boot_row) and boot_row["status"].iloc[0] not in ("fitted", "singular"):
+        why = f"the model `{escape(boot_model)}` is {reason_of(boot_model)}"
+    else:
+        why = ("`results/bootstrap.csv` is absent or empty (the `bootstrap` stage writes "
+               "it; its log line says why)")
+    display(Markdown(f"No bootstrap intervals: {why}."))
 
 # %% [markdown] tags=["needs-outcome"]
 # ### Does the model fit?

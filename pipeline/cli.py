@@ -144,7 +144,7 @@ def cmd_score(params: dict[str, Any], args: argparse.Namespace) -> None:
 
     from pipeline.describe import suppress_counts
     from pipeline.psychometrics import floor_ceiling, reliability, subscale_correlations
-    from pipeline.score import as_form, merge_scores, score_outcome, score_raters
+    from pipeline.score import as_form, merge_scores, score_outcome, score_raters, unscorable
 
     alliance_inst, outcome_inst = _instruments(params)
     therapist_inst = _therapist_form(params)
@@ -171,9 +171,11 @@ def cmd_score(params: dict[str, Any], args: argparse.Namespace) -> None:
             outcome, outcome_inst,
             higher_is_better=bool(params["instruments"].get("outcome_higher_is_better", True)),
         )
+        unscorable(a_scored, o_scored, params["data"], alliance_inst, outcome_inst)
         scored = merge_scores(a_scored, o_scored)
         summaries.append(o_summary)
     else:
+        unscorable(a_scored, None, params["data"], alliance_inst, None)
         scored = a_scored.sort_values(["client_id", "session"], kind="stable").reset_index(
             drop=True)
     write_csv(scored, args.out, digits=None)
@@ -264,12 +266,13 @@ def cmd_fit(params: dict[str, Any], args: argparse.Namespace) -> None:
     clients = (pd.read_csv(clients_file, dtype={"client_id": str})
                if clients_file.is_file() else None)
     settings = settings_from(params["model"])   # a settings error stops before any output
+    # no diagnostic bin and no covariate level of a model holds fewer clients
+    min_cell = int(params["report"]["min_cell"])
     log("fit", f"fitting models on {len(scored)} rows ({settings['engine']} engine)")
     with phase("fit", "fitting the models of pipeline/models.yaml"):
-        fits = fit_all(scored, clients, settings)
+        fits = fit_all(scored, clients, settings, min_level_clients=min_cell)
     write_results(fits, args.out)
     wanted = set(settings.get("diagnostics_for") or ["primary"])
-    min_cell = int(params["report"]["min_cell"])   # no diagnostic bin is smaller
     diag = pd.concat([diagnostics(f, min_per_bin=min_cell) for f in fits if f.name in wanted],
                      ignore_index=True)
     write_csv(diag, Path(args.out) / "diagnostics.csv")
@@ -381,7 +384,8 @@ def cmd_speccurve(params: dict[str, Any], args: argparse.Namespace) -> None:
     fit_settings = settings_from(params.get("model"))
     execution = execution_settings(params.get("parallel"))
     scored = pd.read_csv(args.scored, dtype={"client_id": str, "therapist_id": str})
-    table = specification_curve(scored, settings, fit_settings, execution)
+    table = specification_curve(scored, settings, fit_settings, execution,
+                                min_clients=int(params["report"]["min_cell"]))
     write_csv(table, Path(args.out))
     log("speccurve", f"{table['spec'].nunique()} specifications; wrote {args.out}")
 

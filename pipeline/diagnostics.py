@@ -132,7 +132,8 @@ def diagnostics(fit: FitResult, n_points: int = 99, n_bins: int = 20,
     n_bins
         Bins of the fitted values (equal counts) for the residual-versus-fitted checks.
     min_per_bin
-        Fewest sessions in a bin (the fit step passes ``report.min_cell``).
+        Fewest sessions in a bin, and fewest values behind a quantile-quantile component
+        (the fit step passes ``report.min_cell``).
 
     Returns
     -------
@@ -156,10 +157,12 @@ def diagnostics(fit: FitResult, n_points: int = 99, n_bins: int = 20,
     resid = np.asarray(fit.fit.resid, dtype=float)
     fitted = np.asarray(fit.fit.fitted, dtype=float)
     rows = []
-    x, y = _qq(resid, n_points)
-    rows.append(pd.DataFrame({"plot": "qq", "component": "residual", "x": x, "y": y,
-                              "n": len(resid)}))
-    for name, values in random_effects(fit).items():
+    # With fewer values than points each quantile IS one value (a therapist's or client's
+    # standardised random effect); below min_per_bin values the component is left out, as
+    # a small cell (3 therapists gave 3 points, one per therapist).
+    for name, values in {"residual": resid, **random_effects(fit)}.items():
+        if len(values) < min_per_bin:
+            continue
         x, y = _qq(values, n_points)
         rows.append(pd.DataFrame({"plot": "qq", "component": name, "x": x, "y": y,
                                   "n": len(values)}))

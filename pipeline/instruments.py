@@ -9,6 +9,8 @@ by writing one such file in a folder listed under ``instruments.paths`` in
 from __future__ import annotations
 
 import difflib
+import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +100,7 @@ def _parse(raw: Mapping[str, Any], path: Path) -> Instrument:
             name=str(raw.get("name", raw["key"])),
             kind=raw["kind"],
             n_items=int(raw["n_items"]),
-            item_prefix=str(raw.get("item_prefix", raw["key"])),
+            item_prefix=_column_prefix(raw.get("item_prefix", raw["key"])),
             item_min=float(lo),
             item_max=float(hi),
             reversed=tuple(int(i) for i in raw.get("reversed") or ()),
@@ -124,19 +126,59 @@ def _parse(raw: Mapping[str, Any], path: Path) -> Instrument:
             "mapping of names to lists of item numbers."
         ) from exc
     if inst.kind not in ("alliance", "outcome"):
-        raise InstrumentError(f"{path}: kind must be 'alliance' or 'outcome', got {inst.kind!r}")
+        raise InstrumentError(
+            f"{path}: kind must be 'alliance' or 'outcome', got {inst.kind!r}.")
     items = set(range(1, inst.n_items + 1))
     bad = [i for i in inst.reversed if i not in items]
     for name, its in inst.subscales.items():
         bad += [i for i in its if i not in items]
         if not its:
-            raise InstrumentError(f"{path}: subscale {name!r} has no items")
+            raise InstrumentError(f"{path}: subscale {name!r} has no items.")
     if bad:
-        raise InstrumentError(f"{path}: item numbers outside 1..{inst.n_items}: {sorted(set(bad))}")
+        raise InstrumentError(
+            f"{path}: item numbers outside 1..{inst.n_items}: {sorted(set(bad))}.")
     if inst.kind == "alliance" and not inst.subscales:
-        raise InstrumentError(f"{path}: an alliance instrument needs subscales")
+        raise InstrumentError(f"{path}: an alliance instrument needs subscales.")
+    if inst.key != path.stem:
+        raise InstrumentError(
+            f"{path}: key is {inst.key!r}, but the file is named {path.name}; params.yaml "
+            "names an instrument by its file, so the key must be the file's name without "
+            ".yaml.")
+    if inst.kind == "alliance":
+        _check_alliance_subscales(inst, path)
     _check_rules(inst, path)
     return inst
+
+
+#: The subscales every alliance instrument is scored into: the plan's models use them.
+ALLIANCE_SUBSCALES = ("goal", "task", "bond")
+
+
+def _column_prefix(prefix: Any) -> str:
+    """``item_prefix`` as the input columns are matched (``validate._column_name``: lower
+    case; spaces, hyphens and dots as ``_``): ``WAI-SR`` finds ``wai_sr_1``."""
+    return re.sub(r"[\s.\-]+", "_", str(prefix).strip().lower()).strip("_")
+
+
+def _check_alliance_subscales(inst: Instrument, path: Path) -> None:
+    """Goal, task and bond, and each item in exactly one of them."""
+    names = list(inst.subscales)
+    if sorted(names) != sorted(ALLIANCE_SUBSCALES):
+        raise InstrumentError(
+            f"{path}: an alliance instrument's subscales must be exactly goal, task and bond "
+            f"(the models of the analysis plan use these three, and the total is their mean); "
+            f"found {', '.join(names)}.")
+    counts = Counter(i for its in inst.subscales.values() for i in its)
+    twice = sorted(i for i, n in counts.items() if n > 1)
+    nowhere = sorted(set(range(1, inst.n_items + 1)) - set(counts))
+    if twice or nowhere:
+        what = "; ".join(part for part in (
+            f"item(s) {', '.join(map(str, twice))} in more than one subscale" if twice else "",
+            f"item(s) {', '.join(map(str, nowhere))} in no subscale" if nowhere else "")
+            if part)
+        raise InstrumentError(
+            f"{path}: each of the {inst.n_items} items must belong to exactly one subscale: "
+            f"{what}. Check the item numbers under subscales against the questionnaire's key.")
 
 
 MISSING_KEYS = frozenset({"max_missing", "max_missing_per_subscale", "method"})
@@ -146,13 +188,13 @@ MISSING_METHODS = frozenset({"prorate", "mean_substitute"})
 def _check_rules(inst: Instrument, path: Path) -> None:
     """Validate the scoring rules the scorer relies on (score, direction, missing, conversion)."""
     if inst.score not in ("mean", "sum"):
-        raise InstrumentError(f"{path}: score must be 'mean' or 'sum', got {inst.score!r}")
+        raise InstrumentError(f"{path}: score must be 'mean' or 'sum', got {inst.score!r}.")
     if inst.direction not in ("higher_better", "higher_worse"):
         raise InstrumentError(
             f"{path}: direction must be 'higher_better' or 'higher_worse', got {inst.direction!r}"
         )
     if inst.item_min >= inst.item_max:
-        raise InstrumentError(f"{path}: range must be [min, max] with min < max")
+        raise InstrumentError(f"{path}: range must be [min, max] with min < max.")
     unknown = set(inst.missing) - MISSING_KEYS
     if unknown:
         raise InstrumentError(
@@ -166,7 +208,15 @@ def _check_rules(inst: Instrument, path: Path) -> None:
     for rule in ("max_missing", "max_missing_per_subscale"):
         value = inst.missing.get(rule, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise InstrumentError(f"{path}: missing.{rule} must be a non-negative integer")
+            raise InstrumentError(f"{path}: missing.{rule} must be a non-negative integer.")
+    fewest = min((len(its) for its in inst.subscales.values()), default=inst.n_items)
+    for rule, size, what in (("max_missing", inst.n_items, "the questionnaire"),
+                             ("max_missing_per_subscale", fewest, "its smallest subscale")):
+        if inst.missing.get(rule, 0) >= size:
+            raise InstrumentError(
+                f"{path}: missing.{rule} is {inst.missing[rule]}, but {what} has {size} "
+                f"items: a score with every item missing would be computed from nothing. "
+                f"Give fewer than {size} (the shipped keys allow about a quarter).")
     if inst.conversion is not None:
         if inst.score != "sum":
             raise InstrumentError(f"{path}: a conversion table needs score: sum")

@@ -4,7 +4,9 @@ Each output line is matched against the rules in ``pipeline/progress.yaml``: lin
 can act on are dropped (DVC's ``dvc push`` hint in a project without a remote, the command
 line echoed before each stage, blank lines), DVC's stage headers become one short progress
 line per stage (and, when the stage is done, its time), and everything else (every
-warning and error) is printed unchanged. The exit status is the command's.
+warning and error) is printed unchanged. The exit status is the command's, except that a
+run DVC stopped because a stage exited with 2 (a user-fixable error: data, settings or an
+instrument file; DVC itself then exits 255) exits with 2, as the steps do.
 
 Usage: ``python -m pipeline.progress dvc repro [args]``.
 """
@@ -63,10 +65,18 @@ def filter_line(line: str, rules: Rules) -> str | None:
 _STAGE = re.compile(r"^Running stage '(?P<stage>[^']+)':$")
 
 
+#: DVC's line when a stage's command fails, with the command's exit status.
+_FAILED = re.compile(r"failed to run: .*, exited with (?P<status>-?\d+)$")
+
+
 def filter_stream(lines: Iterable[str], rules: Rules, out: IO[str],
-                  clock: Callable[[], float] = time.perf_counter) -> None:
-    """Write the filtered ``lines`` to ``out`` as they come, with each stage's time."""
+                  clock: Callable[[], float] = time.perf_counter) -> int | None:
+    """Write the filtered ``lines`` to ``out`` as they come, with each stage's time.
+
+    Returns the exit status of the stage command DVC reports as failed (None if none).
+    """
     current: tuple[str, float] | None = None
+    failed: int | None = None
 
     def finish() -> None:
         if current is not None:
@@ -82,10 +92,14 @@ def filter_stream(lines: Iterable[str], rules: Rules, out: IO[str],
         elif line.startswith(("Stage '", "Use `dvc push`", "To track the changes", "ERROR")):
             finish()  # a skipped stage or the end of the run: the running stage is done
             current = None
+        stopped = _FAILED.search(line)
+        if stopped:
+            failed = int(stopped["status"])
         shown = filter_line(line, rules)
         if shown is not None:
             print(shown, file=out, flush=True)
     finish()
+    return failed
 
 
 def run(command: Sequence[str], rules: Rules | None = None, out: IO[str] = sys.stdout) -> int:
@@ -94,8 +108,20 @@ def run(command: Sequence[str], rules: Rules | None = None, out: IO[str] = sys.s
     with subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, bufsize=1) as proc:
         assert proc.stdout is not None
-        filter_stream(proc.stdout, rules, out)
+        failed = filter_stream(proc.stdout, rules, out)
+    if proc.returncode != 0 and failed == SettingsError.exit_status:
+        return failed
     return proc.returncode
+
+
+def check_params(path: Path) -> None:
+    """The steps' settings check, before DVC reads ``params.yaml``: DVC's own message for
+    a broken file ("YAML file structure is corrupted", exit 255) says neither what to do nor
+    which setting; this raises the steps' :class:`SettingsError` instead."""
+    from pipeline.config import load_params
+    from pipeline.settings import check_settings
+
+    check_settings(load_params(path), check_files=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -m pipeline.progress <command> [args]", file=sys.stderr)
         return 2
     try:
+        if args[:2] == ["dvc", "repro"] and Path("params.yaml").is_file():
+            check_params(Path("params.yaml"))
         return run(args)
     except SettingsError as exc:
         print(str(exc), file=sys.stderr)

@@ -674,3 +674,39 @@ def merge_scores(
         outcome_scored.drop(columns=extra_ids), on=keys, how="inner", validate="one_to_one"
     )
     return merged.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def unscorable(alliance: pd.DataFrame, outcome: pd.DataFrame | None,
+               files: Mapping[str, str], alliance_inst: Instrument,
+               outcome_inst: Instrument | None) -> None:
+    """Stop when no client-rated alliance row, or no outcome row, could be scored.
+
+    Every item blank (or more blanks than the instrument's missing rule allows on every
+    row) left nothing to analyse: the models were all "not estimable" and the ruptures
+    step stopped with a traceback.
+
+    Raises
+    ------
+    pipeline.read.InputError
+        Naming the file, the instrument's missing rule and what to do.
+    """
+    from pipeline.read import InputError, Problem
+
+    problems = []
+    subscales = [c for c in alliance_inst.subscales if c in alliance.columns]
+    if not alliance[subscales].notna().any(axis=None):
+        problems.append(Problem(
+            files["alliance"], ", ".join(subscales), [], "nothing_scorable",
+            f"no client-rated row could be scored with {alliance_inst.key}: every row has more "
+            f"blank items than its missing-item rule allows ({dict(alliance_inst.missing)}). "
+            "Check that the export holds the answers (not an empty template) and that "
+            "instruments.alliance names the questionnaire that was used."))
+    if outcome is not None and outcome_inst is not None and not outcome["wellbeing"].notna().any():
+        problems.append(Problem(
+            files["outcome"], outcome_inst.key, [], "nothing_scorable",
+            f"no row could be scored with {outcome_inst.key}: every row has more blank items "
+            f"than its missing-item rule allows ({dict(outcome_inst.missing)}). Check the "
+            "export and instruments.outcome, or set data.outcome: \"\" for an alliance-only "
+            "analysis."))
+    if problems:
+        raise InputError(problems)

@@ -10,8 +10,9 @@ any data file is opened or any output is touched.
 Why a small validator of our own rather than JSON Schema, pydantic or pandera: the schema
 must be a one-line-per-setting YAML file that a researcher can read next to
 ``params.yaml``; the messages must speak the project's language (setting, rule, what to
-do, did-you-mean); two rules are domain checks no generic library knows (an instrument key
-is loaded from the registry; an input path must exist only for steps that read data); and
+do, did-you-mean); three rules are domain checks no generic library knows (an instrument key
+is loaded from the registry; a model name must be one of ``pipeline/models.yaml``; an input
+path must exist only for steps that read data); and
 none of those libraries is a declared dependency of the project (jsonschema and pydantic
 are only present as dependencies of Jupyter and DVC). The whole validator is about 150
 lines. The R analogue would be a ``checkmate``-based assertion of a ``config::get()`` list.
@@ -20,6 +21,7 @@ lines. The R analogue would be a ``checkmate``-based assertion of a ``config::ge
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +32,12 @@ from pipeline.errors import PipelineError, SettingsError
 
 #: Where the rules for params.yaml are declared.
 SCHEMA_FILE = Path(__file__).with_name("params_schema.yaml")
+#: The model plan, whose model names the ``model`` rule accepts.
+MODELS_FILE = Path(__file__).with_name("models.yaml")
 
 #: Leaf types the schema may use.
-TYPES = frozenset({"str", "int", "float", "bool", "path", "instrument", "list", "mapping", "any"})
+TYPES = frozenset({"str", "int", "float", "bool", "path", "instrument", "model", "list",
+                   "mapping", "any"})
 #: Rule keys a leaf may carry.
 RULES = frozenset({"type", "required", "empty", "choices", "gt", "ge", "lt", "le", "of", "len",
                    "min_len", "exists", "help"})
@@ -107,7 +112,8 @@ def _type_name(value: Any) -> str:
 
 _EXPECTED = {
     "str": "a text", "int": "a whole number", "float": "a number", "bool": "true or false",
-    "path": "a path (text)", "instrument": "an instrument key (text)", "list": "a list",
+    "path": "a path (text)", "instrument": "an instrument key (text)",
+    "model": "a model name (text)", "list": "a list",
     "mapping": "a mapping",
 }
 
@@ -121,7 +127,7 @@ def _type_ok(kind: str, value: Any) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool)
     if kind == "bool":
         return isinstance(value, bool)
-    if kind in ("str", "path", "instrument"):
+    if kind in ("str", "path", "instrument", "model"):
         return isinstance(value, str)
     if kind == "list":
         return isinstance(value, list)
@@ -225,6 +231,8 @@ class _Checker:
             self.path_rule(value, spec, name)
         if kind == "instrument":
             self.instrument_rule(value, spec, name)
+        if kind == "model":
+            self.model_rule(value, spec, name)
 
     def path_rule(self, value: str, spec: Mapping[str, Any], name: str) -> None:
         path = Path(value)
@@ -248,6 +256,27 @@ class _Checker:
         except PipelineError as exc:
             # The registry's message already says what to do.
             self.problems.append(SettingProblem(name, "instrument", str(exc).rstrip(".")))
+
+
+    def model_rule(self, value: str, spec: Mapping[str, Any], name: str) -> None:
+        known = model_names()
+        if known and value not in known:  # [] : models.yaml broken, the fit step says so
+            close = difflib.get_close_matches(value, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.add(name, "model", f"{value!r} is not a model of pipeline/models.yaml{hint}; "
+                     f"the models are {', '.join(known)}", spec)
+
+
+@functools.lru_cache(maxsize=1)
+def model_names() -> list[str]:
+    """The model names of ``pipeline/models.yaml`` (its ``models:`` keys; libyaml, no
+    parsing of the specifications: a broken models.yaml is reported by the fit step)."""
+    try:
+        raw = yamlfile.safe_load(MODELS_FILE.read_text(encoding="utf-8"))
+    except Exception:  # reported by the steps that parse the file
+        return []
+    models = raw.get("models") if isinstance(raw, Mapping) else None
+    return [str(k) for k in models] if isinstance(models, Mapping) else []
 
 
 def check_settings(params: Any, *, check_files: bool = True,

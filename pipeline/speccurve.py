@@ -175,6 +175,11 @@ def fit_specification(task: Mapping[str, Any]) -> dict[str, Any]:
         return {"n_obs": 0, "n_clients": 0, "status": "not estimable", "reason": str(exc),
                 "terms": {}}
     base = {"n_obs": len(data), "n_clients": int(data["client_id"].nunique())}
+    if base["n_clients"] < task.get("min_clients", 1):
+        from pipeline.models.fitting import too_few_clients
+
+        return {"n_obs": len(data), "n_clients": None, "status": "not estimable",
+                "reason": too_few_clients(task["min_clients"]), "terms": {}}
     try:
         fit, simplified = fit_formula(data, task["formula"], task["random"],
                                       reml=spec["estimation"] == "reml",
@@ -205,8 +210,12 @@ def fit_specification(task: Mapping[str, Any]) -> dict[str, Any]:
 
 def specification_curve(scored: pd.DataFrame, settings: CurveSettings,
                         fit_settings: Mapping[str, Any],
-                        execution: ExecutionSettings | None = None) -> pd.DataFrame:
+                        execution: ExecutionSettings | None = None,
+                        min_clients: int = 1) -> pd.DataFrame:
     """Fit every specification and tabulate the within-client terms.
+
+    A specification whose rows hold fewer than ``min_clients`` clients (the stage passes
+    ``report.min_cell``) is not estimable, its count not shown.
 
     Parameters
     ----------
@@ -253,7 +262,7 @@ def specification_curve(scored: pd.DataFrame, settings: CurveSettings,
     tasks = [{"spec": s, "scored": scored, "prepared": prepared,
               "formula": formulas[s["lag"]],
               "random": parts[s["random_slope"]], "settings": dict(fit_settings),
-              "conf_level": conf_level} for s in specs]
+              "conf_level": conf_level, "min_clients": int(min_clients)} for s in specs]
     results = run_replicates(fit_specification, tasks, execution, desc="specifications")
     return curve_table(specs, results, settings.terms)
 

@@ -15,7 +15,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -222,10 +222,21 @@ def styled(frame: pd.DataFrame, hide_index: bool = True) -> Styler:
     content = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
     digest = hashlib.sha256(content + repr(list(frame.columns)).encode()).hexdigest()[:10]
     # Cells and headers may come from the user (column names, covariate levels, file
-    # names): escaped, so that no value can put markup into a report.
-    styler = frame.style.set_uuid(digest).format(escape="html").format_index(
+    # names): escaped, so that no value can put markup into a report. Every later
+    # ``.format(...)`` escapes too (_EscapedStyler): pandas' ``format({"n": fmt})`` resets
+    # the formatter of EVERY column, escaping included, so the overview showed a column
+    # named ``<script>...`` as live markup.
+    styler = _EscapedStyler(frame).set_uuid(digest).format().format_index(
         escape="html", axis=1)
     return styler.hide(axis="index") if hide_index else styler
+
+
+class _EscapedStyler(Styler):
+    """A ``Styler`` whose :meth:`format` escapes HTML unless told otherwise."""
+
+    def format(self, *args: Any, **kwargs: Any) -> Styler:  # type: ignore[override]
+        kwargs.setdefault("escape", "html")
+        return super().format(*args, **kwargs)
 
 
 _COMPONENTS = {

@@ -108,6 +108,9 @@ RULE_TEXT: dict[str, str] = {
     "invalid_ending": "ending (clients file, optional) is planned, unplanned or ongoing",
     "duplicate_row": "one row per key (client x session [x rater]; client in clients file)",
     "several_therapists": "each client has exactly one therapist",
+    "ids_written_differently": "client ids written the same way in every file",
+    "no_client_ratings": "some alliance rows are the client's ratings",
+    "no_common_sessions": "some client x session has both a client alliance rating and an outcome",
     "anonymity_names": "no column name announcing identifying data",
     "anonymity_content": "no identifying content",
     "anonymity_headers": "no column name that is itself an identifier",
@@ -334,7 +337,10 @@ def _duplicate_mask(frame: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
         return pd.Series(True, index=frame.index)
     key = pd.DataFrame({k: _id_series(frame[k]) if k != "session" else as_numbers(frame[k])
                         for k in keys})
-    return ~key.duplicated(keep=False)
+    # A row whose key is blank or not a number is reported as such (missing_value,
+    # not_a_number); counting it as a copy of every other such row only repeated that
+    # (sessions given as dates were "272 duplicate rows").
+    return ~key.duplicated(keep=False) | key.isna().any(axis=1)
 
 
 def _one_therapist_mask(frame: pd.DataFrame) -> pd.Series:
@@ -576,6 +582,12 @@ def _message(rule: str, column: str | None, n: int, spec: _Spec) -> str:
     rows, have = ("1 row", "has") if one else (f"{n} rows", "have")
     if rule == "missing_value":
         return f"{rows} {have} no {column}. Every row needs one; fill it in or delete the row."
+    if rule == "not_a_number" and column == "session":
+        return (
+            f"{rows} {have} a session that is not a number. Sessions are numbered 1, 2, 3, "
+            "... per client; if your export gives session dates, number each client's "
+            "sessions in date order and leave the dates out (dates identify people)."
+        )
     if rule == "not_a_number":
         return (
             f"{rows} {have} something other than a number in this column (text, a "
@@ -665,8 +677,27 @@ def registered_instrument_hint(present: Sequence[str], role: str,
             f"{inst.item_columns[-1]}): set instruments.{role}: {key} in params.yaml.")
 
 
+def _header_row(frame: pd.DataFrame, missing: Sequence[str], look: int = 20) -> int | None:
+    """The data row (from 1) that holds the missing column names, when the file's header
+    is not its first row (a title or blank rows above it, as spreadsheet exports have)."""
+    wanted = set(missing)
+    for label, row in frame.head(look).iterrows():   # the index holds data row numbers
+        names = {_column_name(v) for v in row if isinstance(v, str) and v.strip()}
+        if len(wanted & names) >= max(1, (len(wanted) + 1) // 2):
+            return int(str(label))
+    return None
+
+
 def _missing_columns_problem(file: str, missing: list[str], present: Sequence[str],
-                             spec: _Spec) -> Problem:
+                             spec: _Spec, frame: pd.DataFrame | None = None) -> Problem:
+    header = _header_row(frame, missing) if frame is not None else None
+    if header is not None:
+        return Problem(
+            file, ", ".join(missing), [header], "missing_column",
+            f"required column{'s' if len(missing) > 1 else ''} missing from the first row: "
+            f"{', '.join(missing)}. The column names are in data row {header}: the header "
+            "must be the file's first row. Delete the rows above it (a title, notes or "
+            "blank rows) and export again.")
     other = ""
     if spec.role in ("alliance", "outcome") and spec.instrument:
         other = registered_instrument_hint(present, spec.role, spec.instrument)
@@ -797,7 +828,7 @@ def _schema_problems(item: _File, run: _Run) -> None:
     missing_columns = [str(c) for c in missing]
     if missing_columns:
         run.problems.append(
-            _missing_columns_problem(path, missing_columns, list(frame.columns), spec)
+            _missing_columns_problem(path, missing_columns, list(frame.columns), spec, frame)
         )
     run.check("missing_column", spec.role, "fail" if missing_columns else "pass",
               len(missing_columns), RULE_TEXT["missing_column"])
@@ -946,6 +977,17 @@ def _covariate(series: pd.Series, labels: Mapping[Any, str] | None) -> pd.Series
 # ------------------------------------------------------------------------- cross-file
 
 
+def _id_key(text: str) -> str:
+    """An id with case, surrounding spaces and the leading zeros of digit runs ignored."""
+    return re.sub(r"(?<!\d)0+(?=\d)", "", text.strip().casefold())
+
+
+def _written_differently(orphans: pd.Series, alliance_ids: set[str]) -> pd.Series:
+    """Which ids absent from the alliance file match one of its ids up to :func:`_id_key`."""
+    keys = {_id_key(str(i)) for i in alliance_ids}
+    return orphans.map(lambda v: _id_key(str(v)) in keys).astype(bool)
+
+
 def _cross_checks(files: Mapping[str, _File], run: _Run) -> None:
     """Client ids across files: counted and warned about, fatal only if none match."""
     alliance = files.get("alliance")
@@ -959,6 +1001,22 @@ def _cross_checks(files: Mapping[str, _File], run: _Run) -> None:
         ids = _id_series(other.frame["client_id"])
         orphan = ids.notna() & ~ids.isin(alliance_ids)
         n_rows, n_clients = int(orphan.sum()), int(ids[orphan].nunique())
+        near = _written_differently(ids[orphan], alliance_ids)
+        if near.any():
+            rows = list(ids[orphan][near].index)
+            run.problem(
+                other.path, "client_id", rows, "ids_written_differently",
+                f"{_n(int(ids[orphan][near].nunique()), 'client_id')} of the {role} file "
+                "match a client_id of the alliance file only when leading zeros, case or "
+                "spaces are ignored (e.g. 7 and 007, or c12 and C12): those clients would "
+                "silently lose their " + ("outcome" if role == "outcome" else "covariates")
+                + ". Write the ids the same way in every file (a spreadsheet drops leading "
+                "zeros: format the id column as text before exporting).",
+                other.row_note,
+            )
+            run.check("ids_written_differently", role, "fail", len(rows),
+                      RULE_TEXT["ids_written_differently"])
+            continue
         if alliance_ids and n_rows and n_rows == int(ids.notna().sum()):
             run.problem(
                 other.path, "client_id", [], "ids_do_not_match",
@@ -989,6 +1047,50 @@ def _cross_checks(files: Mapping[str, _File], run: _Run) -> None:
         else:
             run.check(check, "alliance" if role == "outcome" else "clients", "pass", 0,
                       f"every alliance client has {role} data")
+
+
+def _analysable(files: Mapping[str, _File], run: _Run) -> None:
+    """Something to analyse: client ratings, and sessions with both alliance and outcome.
+
+    Checked only when every other check passed (otherwise it would repeat them). Without
+    either, every later step had nothing to work with (describe stopped with a traceback).
+    """
+    alliance = files.get("alliance")
+    if alliance is None or run.problems:
+        return
+    frame = alliance.frame
+    by_client = pd.Series(True, index=frame.index)
+    if "rater" in frame.columns:
+        by_client = frame["rater"].map(lambda v: str(v).strip().lower() == "client")
+        if not by_client.any():
+            run.problem(
+                alliance.path, "rater", [], "no_client_ratings",
+                "no row is rated by the client (rater = client): every rating is the "
+                "therapist's. The analysis plan's models use the clients' ratings (therapist "
+                "ratings are compared with them). Add the clients' ratings; if these rows ARE "
+                "the clients' ratings, set their rater to client.")
+            run.check("no_client_ratings", "alliance", "fail", len(frame),
+                      RULE_TEXT["no_client_ratings"])
+            return
+    outcome = files.get("outcome")
+    if outcome is None:
+        return
+
+    def pairs(item: _File) -> pd.DataFrame:
+        return pd.DataFrame({"client_id": _id_series(item.frame["client_id"]),
+                             "session": as_numbers(item.frame["session"])})
+
+    common = pairs(alliance)[by_client.to_numpy()].merge(
+        pairs(outcome).drop_duplicates(), on=["client_id", "session"])
+    if common.empty:
+        run.problem(
+            outcome.path, "session", [], "no_common_sessions",
+            "no client x session of the outcome file has a client's alliance rating of the "
+            "same session: the models relate the alliance at a session to the outcome at "
+            "that session. Are the sessions numbered the same way in both files (e.g. the "
+            "outcome counted from 0, or a baseline numbered differently)?")
+        run.check("no_common_sessions", "outcome", "fail", len(outcome.frame),
+                  RULE_TEXT["no_common_sessions"])
 
 
 def _rater_form(item: _File, inst: Instrument, run: _Run,
@@ -1161,6 +1263,7 @@ def validate_inputs(
                      "seen by one therapist; differences between therapists cannot be "
                      "estimated")
     _cross_checks(files, run)
+    _analysable(files, run)
     if run.problems:
         read_notes = [r["detail"] for r in run.rows if r["check"] == "how_read"]
         raise InputError(run.problems, checks=run.table(), notes=read_notes)

@@ -141,3 +141,16 @@ def test_the_alliance_shares_are_bootstrapped_beside_the_model() -> None:
     # the simulated process's client share of goal: 0.5^2 / (0.2^2 + 0.5^2 + 0.35^2) = 0.606
     true_share = 0.5**2 / (0.2**2 + 0.5**2 + 0.35**2)
     assert goal.loc["icc_client", "conf_low"] < true_share < goal.loc["icc_client", "conf_high"]
+
+
+def test_a_model_of_fewer_clients_than_min_cell_is_not_bootstrapped() -> None:
+    from pipeline.models.bootstrap import bootstrap_model
+
+    _, data, _ = _fitted("primary")
+    few = data[data["client_id"].isin(sorted(set(data["client_id"]))[:4])]
+    scored = few[["client_id", "therapist_id", "session", "goal", "task", "bond", "wellbeing"]]
+    table = bootstrap_model(scored, None, {"bootstrap": {"replications": 10, "seed": 1},
+                                           "report": {"min_cell": 5}})
+    assert table.empty
+    assert table.attrs["note"].startswith(
+        "primary: not estimable: fewer than report.min_cell = 5 clients have the rows")

@@ -114,3 +114,19 @@ def test_no_bin_is_smaller_than_min_per_bin(params: dict) -> None:
         binned = diag[diag["plot"] == plot]
         assert len(binned) == len(sim.scored) // 100
         assert binned["n"].min() >= 100 and binned["n"].sum() == len(sim.scored)
+
+
+def test_a_random_effect_of_fewer_values_than_min_per_bin_has_no_qq_points(
+        params: dict) -> None:
+    """Three therapists: their QQ 'quantiles' were the three therapists' own standardised
+    random effects. Below min_per_bin values a component is left out, like a small cell."""
+    sim, fit = _primary(params, seed=3, n_therapists=3, per=8)
+    assert sim.scored["therapist_id"].nunique() == 3
+    n_clients = sim.scored["client_id"].nunique()   # 29: more than 5, fewer than 50 points
+    qq = diagnostics(fit, n_points=50, n_bins=10, min_per_bin=5)
+    qq = qq[qq["plot"] == "qq"]
+    assert qq.groupby("component").size().to_dict() == {
+        "residual": 50, "client": n_clients, "client_time": n_clients}
+    assert set(diagnostics(fit, n_points=50, n_bins=10, min_per_bin=3)
+               .query("plot == 'qq'")["component"]) == {
+        "residual", "therapist", "client", "client_time"}

@@ -176,3 +176,53 @@ def test_malformed_keys_are_refused(tmp_path: Path, extra: str, message: str) ->
     (tmp_path / "myform.yaml").write_text(VALID + extra)
     with pytest.raises(InstrumentError, match=message):
         load_instrument("myform", [tmp_path])
+
+
+ALLIANCE_VALID = """\
+key: mywai
+kind: alliance
+n_items: 6
+range: [1, 5]
+subscales: {goal: [1, 4], task: [2, 5], bond: [3, 6]}
+missing: {max_missing_per_subscale: 1}
+"""
+
+
+def test_user_alliance_key_with_upper_case_prefix_matches_the_columns(tmp_path: Path) -> None:
+    """Input columns are matched lower-cased (`WAI-SR_1` is `wai_sr_1`); the prefix was not,
+    so a key written `item_prefix: WAI-SR` never found its items."""
+    (tmp_path / "mywai.yaml").write_text(ALLIANCE_VALID + "item_prefix: My-WAI\n")
+    inst = load_instrument("mywai", [tmp_path])
+    assert inst.item_columns == [f"my_wai_{i}" for i in range(1, 7)]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # silently accepted before: goal missing made every model "columns missing"
+        (("goal: [1, 4], ", ""), "subscales must be exactly goal, task and bond (the models of "
+         "the analysis plan use these three, and the total is their mean); found task, bond."),
+        (("bond: [3, 6]", "bond: [3, 6], other: [1]"), "found goal, task, bond, other."),
+        (("goal: [1, 4]", "goal: [1, 2]"),
+         "each of the 6 items must belong to exactly one subscale: item(s) 2 in more than one "
+         "subscale; item(s) 4 in no subscale."),
+        (("max_missing_per_subscale: 1", "max_missing_per_subscale: 2"),
+         "missing.max_missing_per_subscale is 2, but its smallest subscale has 2 items: a "
+         "score with every item missing would be computed from nothing. Give fewer than 2"),
+        (("key: mywai", "key: wai_sr"), "key is 'wai_sr', but the file is named mywai.yaml"),
+    ],
+)
+def test_alliance_key_mistakes_are_refused(tmp_path: Path, change: tuple[str, str],
+                                           message: str) -> None:
+    (tmp_path / "mywai.yaml").write_text(ALLIANCE_VALID.replace(*change))
+    with pytest.raises(InstrumentError) as info:
+        load_instrument("mywai", [tmp_path])
+    assert message in str(info.value)
+    assert str(tmp_path / "mywai.yaml") in str(info.value) and "Correct the file" in str(info.value)
+
+
+def test_outcome_max_missing_must_leave_an_item(tmp_path: Path) -> None:
+    (tmp_path / "myform.yaml").write_text(VALID + "missing: {max_missing: 3}\n")
+    with pytest.raises(InstrumentError, match=r"missing\.max_missing is 3, but the questionnaire "
+                                              "has 3 items"):
+        load_instrument("myform", [tmp_path])

@@ -674,6 +674,50 @@ def test_tables(small_run: list[M.FitResult]) -> None:
     assert lr.loc["moderation_modality", "df"] == 3
 
 
+def test_a_covariate_level_of_few_clients_makes_its_models_not_estimable() -> None:
+    """A level held by 1-2 clients: its coefficient (and moderation slopes) would describe
+    those clients; with min_level_clients (the fit stage: report.min_cell) no numbers."""
+    data = read_data("zero_therapist")
+    ids = sorted(data["client_id"].unique())
+    clients = pd.DataFrame({"client_id": ids, "modality": "video"})
+    clients.loc[:1, "modality"] = "phone"                     # 2 clients
+    clients.loc[2:len(ids) // 2, "modality"] = "in person"
+    names = ["modality_main", "moderation_modality"]
+    refused = M.fit_all(data, clients, {"df_method": "wald"}, models=names, verbose=False,
+                        min_level_clients=5)
+    for fit in refused:
+        assert fit.status == "not estimable" and not fit.has_numbers, fit.name
+        assert fit.reason == (
+            "client covariate 'modality': 1 of its 3 levels is held by fewer than "
+            "report.min_cell = 5 clients of the rows used, so an estimate for it would "
+            "describe one or a few clients. Merge rare levels into larger ones in the "
+            "clients file (or leave the covariate out)")
+    assert M.coefficients(refused).empty
+    # at the threshold (2 clients, min 2) the models are fitted as before
+    kept = M.fit_all(data, clients, {"df_method": "wald"}, models=names, verbose=False,
+                     min_level_clients=2)
+    assert all(f.status in ("fitted", "singular") for f in kept)
+    terms = set(M.coefficients(kept)["term"])
+    assert "C(modality)[T.phone]" in terms
+
+
+def test_a_model_of_fewer_clients_than_min_cell_shows_no_numbers() -> None:
+    """Two clients: a fitted model's estimates (and its n_clients) described two people."""
+    data = read_data("zero_therapist")
+    few = data[data["client_id"].isin(sorted(data["client_id"].unique())[:4])]
+    fits = M.fit_all(few, None, {"df_method": "wald"}, models=["growth", "total_alliance"],
+                     verbose=False, min_level_clients=5)
+    assert [f.status for f in fits] == ["not estimable", "not estimable"]
+    assert fits[0].reason == (
+        "fewer than report.min_cell = 5 clients have the rows this model needs: its "
+        "estimates would describe a group smaller than any count the reports may show")
+    stats = M.fit_statistics(fits)
+    assert stats["n_clients"].isna().all() and M.coefficients(fits).empty
+    kept = M.fit_all(few, None, {"df_method": "wald"}, models=["growth"], verbose=False,
+                     min_level_clients=4)
+    assert kept[0].has_numbers
+
+
 def test_a_failing_model_stops_nothing(plan: M.ModelPlan) -> None:
     """One therapist and a constant outcome: statuses, reasons, no exception."""
     data = read_data("one_therapist").assign(goal=3.0)

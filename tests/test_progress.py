@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import sys
+from pathlib import Path
 
-from pipeline.progress import filter_line, filter_stream, load_rules, run
+import pytest
+
+from pipeline.progress import filter_line, filter_stream, load_rules, main, run
 
 DVC_OUTPUT = """Running stage 'render':
 > .venv/bin/python -m pipeline render --out reports --notebook notebooks/overview.py
@@ -38,6 +41,34 @@ def test_run_keeps_errors_and_the_exit_status() -> None:
                out=out)
     assert code == 2
     assert out.getvalue() == "data/x.csv: column client_email refused\n"
+
+
+def test_a_stage_stopped_by_a_user_error_makes_the_run_exit_2() -> None:
+    """DVC exits 255 whatever the stage's status; a stage that stopped on the user's data
+    or settings (exit 2) makes `make repro` / `python -m pipeline.progress` exit 2 too."""
+    script = ("import sys; print('mydata/alliance.csv: rule out_of_range', file=sys.stderr);"
+              "print(\"ERROR: failed to reproduce 'prepare': failed to run: .venv/bin/python "
+              "-m pipeline prepare, exited with {}\", file=sys.stderr); sys.exit(255)")
+    out = io.StringIO()
+    assert run([sys.executable, "-c", script.format(2)], out=out) == 2
+    assert "rule out_of_range" in out.getvalue() and "exited with 2" in out.getvalue()
+    # any other failure (a bug, a killed stage) keeps DVC's status
+    assert run([sys.executable, "-c", script.format(1)], out=io.StringIO()) == 255
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("data:\n  alliance: [\n", "params.yaml: not valid YAML at line"),
+    ("report:\n  min_cell: five\n", "setting 'report.min_cell' [rule type]"),
+])
+def test_a_broken_params_file_stops_before_dvc_with_the_steps_message(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        text: str, needle: str) -> None:
+    """DVC read a broken params.yaml first: "YAML file structure is corrupted", exit 255."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(text)
+    assert main(["dvc", "repro"]) == 2     # DVC (not a DVC project here) would say 255
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
 
 
 def test_each_stage_reports_its_time() -> None:

@@ -137,3 +137,22 @@ def test_repair_correlation_names_the_short_group_not_its_count() -> None:
     assert out["note"] == ("needs at least 5 repaired and 5 unrepaired clients; fewer than "
                            "5 unrepaired")
     assert "V-shape" not in out["note"] and "3" not in out["note"]
+
+
+def test_endings_model_with_time_constant_in_the_sessions_at_risk_is_not_estimable() -> None:
+    """Every client rated twice: only session 2 is at risk, so `time` is the intercept.
+
+    statsmodels failed in the clustered covariance ("failed LinAlgError"); R's glm gives
+    NA for `time`. Now a stated reason naming the term.
+    """
+    ids = [f"C{i:02d}" for i in range(12)]
+    series = pd.DataFrame({"client_id": np.repeat(ids, 2),
+                           "therapist_id": np.repeat(["T1", "T2"] * 6, 2),
+                           "session": np.tile([1, 2], 12),
+                           "score": np.tile([4.0, 3.0], 12) + np.repeat(np.arange(12) / 10, 2)})
+    clients = pd.DataFrame({"client_id": ids, "ending": ["unplanned", "planned"] * 6})
+    pp = E.person_period(series, clients)
+    status, reason, coefs = E.fit_endings(pp, "event ~ alliance_within + alliance_between + time",
+                                          0.95, 5)
+    assert status == "not estimable" and coefs.empty
+    assert "rank deficient" in reason and "time" in reason and "Intercept" in reason

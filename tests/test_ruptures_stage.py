@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -89,6 +90,30 @@ def test_counts_below_min_cell_are_suppressed(shipped_run: Path, params: dict) -
     course = pd.read_csv(results / "course.csv")
     assert (course["n"].dropna() >= min_cell).all()
     assert course.loc[course["suppressed"], "mean"].isna().all()
+
+
+def test_model_tables_of_few_clients_blank_their_counts(tmp_path: Path, params: dict) -> None:
+    """Four clients: the outcome and endings model tables published n_clients 4, the
+    endings reason named "2 unplanned endings among 4 clients", and the rule summaries
+    the number of clients with a series (4)."""
+    def four_clients(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[frame["client_id"].isin(sorted(set(frame["client_id"]))[:4])]
+
+    results = _run(tmp_path, params, transform=four_clients) / "results"
+    models = pd.read_csv(results / "outcome_models.csv")
+    assert (models["status"] == "not estimable").all() and models["n_clients"].isna().all()
+    endings = pd.read_csv(results / "endings_model.csv").iloc[0]
+    assert endings["status"] == "not estimable"
+    for col in ("n_clients", "n_events_in_model"):
+        assert np.isnan(endings[col]), col
+    assert endings["reason"] == (
+        "fewer than report.min_cell = 5 clients ended unplanned, or fewer than 5 did not, "
+        "among the clients in the model: too few to estimate a hazard")
+    for name, col in (("thresholds", "n_series"), ("prevalence", "n_series"),
+                      ("agreement", "n_clients"), ("repair_correlation", "n_clients")):
+        shown = pd.read_csv(results / f"{name}.csv")[col].dropna()
+        assert not ((shown > 0) & (shown < 5)).any(), (name, col)
+    assert pd.read_csv(results / "thresholds.csv")["n_series"].isna().all()  # 4 clients
 
 
 def test_prevalence_suppresses_small_groups_and_their_shares() -> None:

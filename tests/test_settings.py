@@ -86,6 +86,14 @@ def test_schema_declares_every_shipped_setting(root: Path) -> None:
          ["instruments.alliance", "unknown instrument 'wai_srr'", "Did you mean 'wai_sr'"]),
         (lambda p: p["instruments"].__setitem__("paths", ["no_such_folder"]),
          ["instruments.paths[1]", "dir_exists"]),
+        (lambda p: p["power"].__setitem__("model", "primry"),
+         ["power.model", "rule model", "'primry' is not a model of pipeline/models.yaml (did "
+          "you mean 'primary'?)", "sens_correlated", "a model name of pipeline/models.yaml"]),
+        (lambda p: p["bootstrap"].__setitem__("model", 3), ["bootstrap.model", "rule type"]),
+        (lambda p: p["model"].__setitem__("diagnostics_for", ["primry"]),
+         ["model.diagnostics_for[1]", "rule model", "did you mean 'primary'"]),
+        (lambda p: p["report"].__setitem__("sensitivity_models", ["primary", "sens_mll"]),
+         ["report.sensitivity_models[2]", "rule model", "did you mean 'sens_ml'"]),
     ],
 )
 def test_each_rule_names_setting_rule_and_what_to_do(

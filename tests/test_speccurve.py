@@ -106,3 +106,18 @@ def test_specifications_the_data_cannot_support_keep_their_reason() -> None:
 def test_bad_settings_name_the_setting(change: dict[str, Any], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         curve_settings({**BLOCK, **change})
+
+
+def test_a_specification_of_fewer_clients_than_min_clients_shows_no_numbers() -> None:
+    """Its estimates and its n_clients would describe a group below report.min_cell."""
+    scored = _scored(4)
+    few = scored[scored["client_id"].isin(sorted(set(scored["client_id"]))[:4])]
+    block = {**BLOCK, "within": ["person_mean"], "lag": [0], "estimation": ["reml"],
+             "random_slope": ["none"], "min_sessions": [1]}
+    curve = specification_curve(few, curve_settings(block), {}, min_clients=5)
+    assert (curve["status"] == "not estimable").all() and curve["estimate"].isna().all()
+    assert curve["n_clients"].isna().all() and (curve["n_obs"] == len(few)).all()
+    assert curve["reason"].str.startswith("fewer than report.min_cell = 5 clients").all()
+    fitted = specification_curve(few, curve_settings(block), {}, min_clients=4)
+    assert (fitted["n_clients"] == 4).all()
+    assert not fitted["reason"].fillna("").str.contains("report.min_cell").any()

@@ -16,6 +16,7 @@ from pipeline.tables import (
     estimates_by_model,
     format_df,
     lr_table,
+    styled,
     variance_table,
     yes_no,
 )
@@ -210,3 +211,29 @@ def test_rupture_prevalence_legend_uses_the_labels_of_the_other_figures() -> Non
     fig, _ = prevalence(pd.DataFrame(rows))
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
         "Total alliance", "Goal", "Task", "Bond"]
+
+
+def _cells(html: str) -> list[str]:
+    import re
+
+    return re.findall(r"<td [^>]*>(.*?)</td>", html, flags=re.S)
+
+
+def test_a_later_format_of_some_columns_keeps_every_cell_escaped() -> None:
+    """pandas' ``format({"n": ...})`` resets every column's formatter, escaping included:
+    the overview's warnings table showed a column named ``<script>...`` as live markup."""
+    frame = pd.DataFrame({"detail": ["not used: notiz_<script>alert(1)</script>"], "n": [3.0]})
+    html = styled(frame).format({"n": lambda v: f"{v:,.0f}"}).to_html()
+    assert "<script>" not in html
+    assert _cells(html) == ["not used: notiz_&lt;script&gt;alert(1)&lt;/script&gt;", "3"]
+
+
+def test_report_tables_show_counts_decimals_dashes_and_escaped_text() -> None:
+    """Counts whole, other numbers to two decimals, missing as an en dash (the ruptures
+    report's thresholds table showed "nan" and six decimals), text escaped."""
+    from pipeline.tables import formatted
+
+    frame = pd.DataFrame({"rule": ["Gumz 1 SD", "RCI <a>"], "reliability": [np.nan, 0.873],
+                          "clients": [40, 40], "median drop needed": [0.4968574462, 1.2]})
+    assert _cells(styled(formatted(frame)).to_html()) == [
+        "Gumz 1 SD", "\u2013", "40", "0.50", "RCI &lt;a&gt;", "0.87", "40", "1.20"]

@@ -365,6 +365,85 @@ def test_alliance_clients_without_outcome_or_clients_row(wai: Instrument, swemwb
     ]
 
 
+def test_ids_written_differently_across_files_are_refused(wai: Instrument,
+                                                          swemwbs: Instrument,
+                                                          tmp_path: Path) -> None:
+    """A spreadsheet dropped the leading zeros (or changed the case) of the outcome ids:
+    those clients matched nothing and were analysed without outcome, with a warning only."""
+    outcome = pd.read_csv(GOOD / "outcome.csv", dtype=str)
+    outcome["client_id"] = outcome["client_id"].replace({"C01": "C1", "C02": "c2"})
+    outcome.to_csv(tmp_path / "o.csv", index=False)
+    error = _fail(wai, swemwbs, outcome=tmp_path / "o.csv")
+    assert [(p.column, p.rule, p.count) for p in error.problems] == [
+        ("client_id", "ids_written_differently", 4)]
+    assert error.problems[0].rows == [  # data rows count from 1
+        i + 1 for i in outcome.index[outcome["client_id"].isin(["C1", "c2"])]]
+    text = str(error)
+    assert "2 client_ids of the outcome file match a client_id of the alliance file only" in text
+    assert "leading zeros" in text and "format the id column as text" in text
+    assert "C1" not in text.replace("C12", "")  # values are never shown
+
+
+def test_sessions_given_as_dates_say_so_once_not_as_duplicates(wai: Instrument,
+                                                               swemwbs: Instrument,
+                                                               tmp_path: Path) -> None:
+    """Every row's session is a date: not_a_number with a hint, and no row counted as a
+    duplicate of the other unparseable rows (it was "20 rows share their client_id x session")."""
+    alliance = pd.read_csv(GOOD / "alliance.csv", dtype=str)
+    alliance["session"] = "week " + alliance["session"]
+    alliance.to_csv(tmp_path / "a.csv", index=False)
+    error = _fail(wai, swemwbs, alliance=tmp_path / "a.csv")
+    assert [(p.column, p.rule, p.count) for p in error.problems] == [
+        ("session", "not_a_number", len(alliance))]
+    assert "if your export gives session dates, number each client's sessions" in str(error)
+
+
+def test_therapist_ratings_only_are_refused(wai: Instrument, swemwbs: Instrument,
+                                            tmp_path: Path) -> None:
+    """Every row rated by the therapist: validation passed, then describe stopped with a
+    traceback (no client rows to describe)."""
+    alliance = pd.read_csv(GOOD / "alliance.csv", dtype=str)
+    alliance.assign(rater="Therapist").to_csv(tmp_path / "a.csv", index=False)
+    error = _fail(wai, swemwbs, alliance=tmp_path / "a.csv")
+    assert [(p.column, p.rule) for p in error.problems] == [("rater", "no_client_ratings")]
+    assert "if these rows ARE the clients' ratings, set their rater to client" in str(error)
+    checks = error.checks.set_index(["check", "file"])
+    assert list(checks.loc[("no_client_ratings", "alliance"), ["status", "n"]]) == [
+        "fail", len(alliance)]
+
+
+def test_alliance_and_outcome_at_different_sessions_are_refused(
+        wai: Instrument, swemwbs: Instrument, tmp_path: Path) -> None:
+    """The outcome numbered from 0 (one below the alliance): no session has both, and the
+    steps after validation had no rows at all (a traceback in describe)."""
+    outcome = pd.read_csv(GOOD / "outcome.csv")
+    outcome.assign(session=outcome["session"] + 10).to_csv(tmp_path / "o.csv", index=False)
+    error = _fail(wai, swemwbs, outcome=tmp_path / "o.csv")
+    assert [(p.file, p.column, p.rule) for p in error.problems] == [
+        (str(tmp_path / "o.csv"), "session", "no_common_sessions")]
+    assert "Are the sessions numbered the same way in both files" in str(error)
+    # one session in common is enough
+    outcome.loc[0:0].to_csv(tmp_path / "one.csv", index=False)
+    assert len(_run(wai, swemwbs, outcome=tmp_path / "one.csv").outcome) == 1
+
+
+def test_a_header_below_a_title_row_is_pointed_at(wai: Instrument, swemwbs: Instrument,
+                                                   tmp_path: Path) -> None:
+    """A spreadsheet export with a title above the header: the message said only
+    "required columns missing" for columns that are all there, one row down."""
+    alliance = pd.read_csv(GOOD / "alliance.csv", dtype=str)
+    path = tmp_path / "a.xlsx"
+    with pd.ExcelWriter(path) as writer:
+        pd.DataFrame({"Alliance export": ["from the clinic system"]}).to_excel(
+            writer, index=False)
+        alliance.to_excel(writer, index=False, startrow=2)
+    error = _fail(wai, swemwbs, alliance=path)
+    problem = next(p for p in error.problems if p.rule == "missing_column")
+    assert problem.rows == [2]   # data row 2 = spreadsheet row 3
+    assert "The column names are in data row 2: the header must be the file's first row" \
+        in str(error)
+
+
 # ------------------------------------------------------------------------------ settings
 
 

@@ -306,6 +306,12 @@ def _bootstrap_one(name: str, scored: pd.DataFrame, clients: pd.DataFrame | None
         return empty
     try:
         data = model_data(scored, clients, spec)
+        min_clients = int((params.get("report") or {}).get("min_cell", 1))
+        if data["client_id"].nunique() < min_clients:
+            from pipeline.models.fitting import too_few_clients
+
+            empty.attrs["note"] = f"not estimable: {too_few_clients(min_clients)}"
+            return empty
         fit, simplified = fit_formula(data, spec.formula, spec.random, reml=spec.reml,
                                       settings=fit_settings, model=spec.name)
     except PipelineError as exc:

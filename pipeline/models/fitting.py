@@ -567,6 +567,14 @@ def _log(message: str) -> None:
     print(f"[models] {message}", file=sys.stderr, flush=True)
 
 
+def too_few_clients(min_clients: int) -> str:
+    """Why a model of fewer than ``report.min_cell`` clients gives no numbers (the count
+    itself is not named: it is a small cell)."""
+    return (f"fewer than report.min_cell = {min_clients} clients have the rows this model "
+            "needs: its estimates would describe a group smaller than any count the reports "
+            "may show")
+
+
 def fit_model(
     scored: pd.DataFrame,
     clients: pd.DataFrame | None,
@@ -576,8 +584,14 @@ def fit_model(
     plan: ModelPlan | None = None,
     refit_ml: bool = True,
     verbose: bool = False,
+    min_level_clients: int = 1,
 ) -> FitResult:
     """Fit one model of the plan and its ML refit; never raises for the data's sake.
+
+    ``min_level_clients`` (the fit stage passes ``report.min_cell``): fewer clients in the
+    model's rows, or a client covariate with a level held by fewer clients, makes the
+    model not estimable; a published estimate (for that level, or a moderation slope
+    within it) would describe one or two clients (as in the ruptures outcome model).
 
     Returns
     -------
@@ -602,10 +616,24 @@ def fit_model(
         "n_missing": int(data.attrs["n_missing"]),
         "n_excluded": int(data.attrs["n_excluded"]), "conf_level": level, "plan": plan,
     }
+    if data["client_id"].nunique() < min_level_clients:
+        return FitResult(spec, "not estimable", reason=too_few_clients(min_level_clients),
+                         **common)
     for cov in spec.covariates:
         if data[cov].nunique() < 2:
             return FitResult(spec, "skipped", reason=f"client covariate {cov!r} has one level",
                              **common)
+        per_level = data.groupby(cov, observed=True)["client_id"].nunique()
+        small = int((per_level < min_level_clients).sum())
+        if small:
+            return FitResult(
+                spec, "not estimable", reason=(
+                    f"client covariate {cov!r}: {small} of its {len(per_level)} levels "
+                    f"{'is' if small == 1 else 'are'} held by fewer than report.min_cell = "
+                    f"{min_level_clients} clients of the rows used, so an estimate for "
+                    f"{'it' if small == 1 else 'them'} would describe one or a few clients. "
+                    "Merge rare levels into larger ones in the clients file (or leave the "
+                    "covariate out)"), **common)
     try:
         fit_, simplifications = fit_formula(data, spec.formula, spec.random, reml=spec.reml,
                                             settings=conf, model=spec.name)
@@ -652,8 +680,11 @@ def fit_all(
     specs: str | Path | ModelPlan | None = None,
     models: Sequence[str] | None = None,
     verbose: bool = True,
+    min_level_clients: int = 1,
 ) -> list[FitResult]:
     """Fit every model of the plan (the entry point of ``python -m pipeline fit``).
+
+    ``min_level_clients``: see :func:`fit_model`.
 
     Returns
     -------
@@ -669,7 +700,8 @@ def fit_all(
     fits: list[FitResult] = []
     with threadpool_limits(limits=1):
         for spec in chosen:
-            fits.append(fit_model(scored, clients, spec, conf, plan=plan, verbose=verbose))
+            fits.append(fit_model(scored, clients, spec, conf, plan=plan, verbose=verbose,
+                                  min_level_clients=min_level_clients))
             if verbose and fits[-1].status in ("skipped", "not estimable", "failed"):
                 _log(f"{spec.name}: {fits[-1].status} ({fits[-1].reason})")
     return fits

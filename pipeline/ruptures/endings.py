@@ -49,9 +49,13 @@ from statsmodels.genmod.generalized_linear_model import GLM
 
 from pipeline.describe import suppress_counts
 from pipeline.distributions import norm_ppf, t_ppf
+from pipeline.models.checks import DEFAULT_CHECKS, collinear_terms
 
 ENDINGS = ("planned", "unplanned", "ongoing")
 """Levels of the optional ``ending`` column of the clients file."""
+
+RANK_TOLERANCE = float(DEFAULT_CHECKS["rank_tolerance"])
+"""Pivoted-QR rank tolerance of the fixed effects (lme4's, as the mixed models)."""
 
 
 def person_period(series: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFrame:
@@ -118,13 +122,27 @@ def fit_endings(pp: pd.DataFrame, formula: str, conf_level: float,
     n_events = int(pp["event"].sum())
     n_clients = int(pp["client_id"].nunique())
     if n_events < min_events or n_clients - n_events < min_events:
-        return ("not estimable", f"{n_events} unplanned endings among {n_clients} clients: "
-                f"fewer than report.min_cell = {min_events} events or non-events", pd.DataFrame())
+        # the counts themselves are not named: they are below report.min_cell
+        return ("not estimable", "fewer than report.min_cell = "
+                f"{min_events} clients ended unplanned, or fewer than {min_events} did not, "
+                "among the clients in the model: too few to estimate a hazard", pd.DataFrame())
     if pp["therapist_id"].nunique() < 2:
         return ("not estimable", "one therapist: clustered standard errors need several",
                 pd.DataFrame())
     try:
         model = GLM.from_formula(formula, pp, family=Binomial())
+    except Exception as exc:  # recorded, never stops the stage
+        return "failed", f"{type(exc).__name__}: {exc}", pd.DataFrame()
+    bad = collinear_terms(np.asarray(model.exog, dtype=float), list(model.exog_names),
+                          RANK_TOLERANCE)
+    if bad:
+        # R's glm() would report NA for these coefficients; statsmodels' pseudo-inverse
+        # would give numbers that mean nothing (or fail in the clustered covariance).
+        return ("not estimable", "the model's terms are rank deficient in the sessions at "
+                f"risk: {'; '.join(bad)} (e.g. every client has the same number of rated "
+                "sessions, so time does not vary); more varied data are needed",
+                pd.DataFrame())
+    try:
         groups = pd.factorize(pp["therapist_id"])[0]
         res = model.fit(cov_type="cluster", cov_kwds={"groups": groups})
     except Exception as exc:  # recorded, never stops the stage

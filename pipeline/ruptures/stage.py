@@ -84,6 +84,18 @@ def _check_settings(cfg: Mapping[str, Any], names: list[str]) -> None:
                                 "of sessions, 0 or more.")
 
 
+def _blank_small(table: pd.DataFrame, counts: list[str], min_cell: int) -> pd.DataFrame:
+    """Counts of clients or events below ``min_cell`` blanked (as every published count)."""
+    from pipeline.describe import suppress_counts
+
+    out = suppress_counts(table, {c: [] for c in counts}, min_cell)
+    if "suppressed" in table.columns:   # the table's own flags stay as they were
+        out["suppressed"] = table["suppressed"]
+    else:
+        out = out.drop(columns="suppressed")
+    return out.astype({c: "Int64" for c in counts})   # whole numbers stay whole in the CSV
+
+
 def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results: Path,
         figures_dir: Path, instruments: tuple[Any, Any]) -> None:
     """Run the step and write every output (see the module docstring)."""
@@ -166,7 +178,7 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
                                  tuple(ocfg["reference_interval"]), conf, min_cell)
         corr.append({"criterion": crit.name, **r})
         _log(f"outcome model ({crit.name}): {fit.status} {fit.reason}".rstrip())
-    out["outcome_models"] = pd.DataFrame(models)
+    out["outcome_models"] = _blank_small(pd.DataFrame(models), ["n_clients"], min_cell)
     out["outcome_groups"] = pd.concat(groups_out, ignore_index=True)
     out["outcome_coefficients"] = (pd.concat(coefs, ignore_index=True) if coefs else
                                    pd.DataFrame(columns=["criterion", "term", "estimate"]))
@@ -195,6 +207,8 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
         "n_events": int(pp["event"].sum()) if len(pp) else 0,
         "n_events_in_model": (int(pp.loc[pp["alliance_within"].notna(), "event"].sum())
                               if len(pp) else 0)}])
+    out["endings_model"] = _blank_small(out["endings_model"], ["n_clients", "n_events",
+                                                               "n_events_in_model"], min_cell)
     if not ecoefs.empty:
         out["endings_coefficients"] = ecoefs
     _log(f"endings model: {status} {reason}".rstrip())
@@ -206,6 +220,14 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
     # settings, whatever the data): recall, precision and false episodes per criterion.
     out["detection_benchmark"] = detection_benchmark(params)
     _log("detection benchmark on simulated scenarios done")
+
+    # Counts of clients the summaries carry beside their own suppressed counts (how many
+    # clients have a series, or enter a correlation): blanked below min_cell as well (a
+    # criterion with one client with an episode published n_clients 1).
+    for name, counts in (("thresholds", ["n_series"]), ("prevalence", ["n_series"]),
+                         ("agreement", ["n_clients"]), ("repair_correlation", ["n_clients"])):
+        if name in out and set(counts) <= set(out[name].columns):
+            out[name] = _blank_small(out[name], counts, min_cell)
 
     results.mkdir(parents=True, exist_ok=True)
     for stale in results.glob("*.csv"):
