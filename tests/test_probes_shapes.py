@@ -271,7 +271,7 @@ def test_reports_render_and_say_what_is_absent(rendered: dict[str, str]) -> None
         assert "wellbeing" not in html.lower().replace("mental wellbeing", "")
     assert "Working Alliance Inventory - Short form (client)" in overview
     assert "1 (lowest) to 7 (highest)" in overview
-    assert "therapist" in overview and "mean_difference" in overview
+    assert "therapist mean" in overview and "client mean" in overview  # rater agreement
     assert "no therapist_id" in overview
     assert "reversed items 4, 10 are scored as 8 minus the answer" in psych
     assert "wai_s_t" in psych
