@@ -164,16 +164,51 @@ def coefficient_table(coefs: pd.DataFrame, models: list[str] | None = None,
     return table.reset_index(drop=True)
 
 
+#: LaTeX for the characters the APA tables can hold that LaTeX reads as commands (``%``
+#: starts a comment: a "95% CI" header cut its row short) or that pdfLaTeX's default UTF-8
+#: input does not know. Written here: pandas' own LaTeX escaping is private
+#: (``Styler.format(escape="latex")`` also reformats every number) and misses the symbols.
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+          "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+          "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+          "\u2212": "$-$", "\u00d7": r"$\times$", "\u00b1": r"$\pm$",
+          "\u00b2": r"\textsuperscript{2}", "\u2014": "---", "\u2013": "--",
+          "\u03b1": r"$\alpha$", "\u2264": r"$\leq$", "\u2265": r"$\geq$"}
+
+
+def latex_text(value: object) -> str:
+    """``value`` as LaTeX text: special characters escaped, symbols as LaTeX commands."""
+    return "".join(_LATEX.get(ch, ch) for ch in str(value))
+
+
+def _cells(table: pd.DataFrame, escape: Any) -> pd.DataFrame:
+    """A copy with every text cell and column label passed through ``escape``."""
+    out = table.map(lambda v: escape(v) if isinstance(v, str) else v)
+    out.columns = [escape(str(c)) for c in table.columns]
+    return out
+
+
 def write_table(table: pd.DataFrame, outdir: str | Path, name: str, title: str,
                 note: str) -> list[Path]:
-    """Write ``name``.html, .tex and .md into ``outdir`` atomically."""
+    """Write ``name``.html, .tex and .md into ``outdir`` atomically.
+
+    Cell text and column labels (which may hold a user's covariate levels) are escaped for
+    each format: HTML entities, LaTeX specials (:func:`latex_text`), Markdown's ``|``.
+    ``title`` and ``note`` are the project's own text (the note may hold HTML emphasis).
+    """
+    import html as html_lib
+
     out = Path(outdir)
-    styler = table.style.hide(axis="index").set_uuid(name).set_caption(title)
+    styler = (_cells(table, lambda s: html_lib.escape(s, quote=False)).style
+              .hide(axis="index").set_uuid(name).set_caption(title))
     html = styler.to_html(table_attributes='class="apa-table"', exclude_styles=True)
     html += f'<p class="apa-note"><em>Note.</em> {note}</p>\n'
-    latex = styler.to_latex(hrules=True, position="htbp", label=f"tab:{name}")
-    latex += f"% Note. {note}\n"
-    body = table.to_markdown(index=False, disable_numparse=True)
+    latex = (_cells(table, latex_text).style.hide(axis="index")
+             .set_caption(latex_text(title))
+             .to_latex(hrules=True, position="htbp", label=f"tab:{name}"))
+    latex += f"% Note. {' '.join(note.split())}\n"
+    body = _cells(table, lambda s: s.replace("|", "\\|")).to_markdown(
+        index=False, disable_numparse=True)
     markdown = f"**{title}**\n\n{body}\n\n*Note.* {note}\n"
     paths = []
     for suffix, text in (("html", html), ("tex", latex), ("md", markdown)):

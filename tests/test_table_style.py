@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -237,3 +239,23 @@ def test_report_tables_show_counts_decimals_dashes_and_escaped_text() -> None:
                           "clients": [40, 40], "median drop needed": [0.4968574462, 1.2]})
     assert _cells(styled(formatted(frame)).to_html()) == [
         "Gumz 1 SD", "\u2013", "40", "0.50", "RCI &lt;a&gt;", "0.87", "40", "1.20"]
+
+
+def test_apa_table_files_escape_cells_for_html_latex_and_markdown(tmp_path: Path) -> None:
+    """A '95% CI' header cut the LaTeX row short (% starts a comment); a covariate level
+    with & or _ broke the .tex; '<' was raw in the HTML; '|' split a Markdown cell."""
+    from pipeline.tables import write_table
+
+    table = pd.DataFrame({"Term": ["Approach: CBT & group_1", "Time (session \u2212 1)"],
+                          "95% CI": ["[\u22120.50, 0.20]", "[0.1, 0.2]"],
+                          "p": ["< .001", ".016"], "Note": ["a|b", ""]})
+    html_file, tex_file, md_file = write_table(table, tmp_path, "t", "Table 9. R\u00b2 test",
+                                               "A <em>note</em>.")
+    tex = tex_file.read_text(encoding="utf-8")
+    assert r"Term & 95\% CI & p & Note \\" in tex
+    assert r"Approach: CBT \& group\_1 & [$-$0.50, 0.20] & \textless{} .001 & a|b \\" in tex
+    assert r"\caption{Table 9. R\textsuperscript{2} test}" in tex
+    assert "\u2212" not in tex
+    page = html_file.read_text(encoding="utf-8")
+    assert "CBT &amp; group_1" in page and "&lt; .001" in page and "<em>note</em>" in page
+    assert r"a\|b" in md_file.read_text(encoding="utf-8")
