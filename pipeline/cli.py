@@ -620,4 +620,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[{args.command}] stopped: nothing was written; earlier results and reports "
               "are unchanged.", file=sys.stderr)
         return exc.exit_status
+    except FileNotFoundError as exc:
+        # A step run by hand before the step that makes its input (DVC orders them).
+        if not exc.filename or not _made_by_the_pipeline(Path(str(exc.filename))):
+            raise
+        print(f"{args.command}: {exc.filename} is missing. It is written by an earlier step "
+              "of the pipeline; run `make repro` (or `dvc repro`), which runs the steps in "
+              "order, before running this step on its own.", file=sys.stderr)
+        print(f"[{args.command}] stopped: nothing was written; earlier results and reports "
+              "are unchanged.", file=sys.stderr)
+        return PipelineError.exit_status
     return 0
+
+
+def _made_by_the_pipeline(path: Path) -> bool:
+    """Whether ``path`` lies in a folder the pipeline's own steps write (the staging
+    area, the row-level intermediates): the user did not name it."""
+    try:
+        relative = path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return False
+    return any(relative.is_relative_to(folder) for folder in (STAGING, INTERIM))

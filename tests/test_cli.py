@@ -108,3 +108,19 @@ def test_dvc_lock_has_no_entries_of_removed_stages() -> None:
     stages = set(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
     locked = set(yaml.safe_load((root / "dvc.lock").read_text())["stages"])
     assert locked == stages
+
+
+def test_a_step_run_before_its_input_exists_says_so(
+    tmp_path: Path, root: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`python -m pipeline power` before `fit` (by hand; DVC orders the steps): exit 2 and
+    a message naming the missing file and what to run, no traceback."""
+    params = _params(tmp_path, root)
+    monkeypatch.chdir(tmp_path)
+    status = main(["power", "--params", str(params)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "build/results/fit_statistics.csv is missing" in err
+    assert "make repro" in err and "Traceback" not in err
+    assert not (tmp_path / "build" / "results" / "power.csv").exists()
