@@ -183,7 +183,7 @@ def _estimate(block: pd.DataFrame, min_n: int, omega: bool = True) -> dict[str, 
     x = complete.to_numpy(dtype=float)
     constant = [c for c, sd in zip(complete.columns, x.std(axis=0), strict=True) if sd == 0]
     if constant:
-        out["note"] = f"no variance in {constant}: not estimated"
+        out["note"] = f"no variance in {', '.join(map(str, constant))}: not estimated"
         return out
     out["alpha"], out["alpha_std"] = cronbach_alpha(x)
     if not omega:

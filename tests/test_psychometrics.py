@@ -217,3 +217,13 @@ def test_floor_ceiling_names_subscales() -> None:
     out = floor_ceiling(items, inst).set_index("item_number")
     assert out.loc[8, "scale"] == "goal" and out.loc[1, "scale"] == "task"
     assert out["pct_floor"].eq(100 / 3).all()
+
+
+def test_a_constant_item_is_named_in_words_not_as_a_python_list() -> None:
+    from pipeline.psychometrics import _estimate
+
+    block = pd.DataFrame({"wai_sr_1": [3.0, 4.0, 5.0] * 20, "wai_sr_4": [5.0] * 60,
+                          "wai_sr_8": [5.0] * 60})
+    out = _estimate(block, min_n=10)
+    assert out["note"] == "no variance in wai_sr_4, wai_sr_8: not estimated"
+    assert pd.isna(out["alpha"])
