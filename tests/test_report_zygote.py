@@ -169,8 +169,15 @@ def test_the_launcher_forwards_interrupts_and_its_kill_ends_the_kernel(mark: str
             assert len(kernel) == 1
             # An interrupt (jupyter_client signals the launcher's group) reaches the cell.
             msg_id = kc.execute("import time; print('asleep', flush=True); time.sleep(60)")
-            while kc.get_iopub_msg(timeout=30)["msg_type"] != "stream":
-                pass  # the cell runs
+            # Wait for this cell's own print: a stream message from start-up (a
+            # warning on stderr, say) would let the interrupt reach an idle kernel,
+            # which ignores it, and the reply would then come only after the sleep.
+            while True:
+                msg = kc.get_iopub_msg(timeout=30)
+                if (msg["msg_type"] == "stream"
+                        and msg["parent_header"].get("msg_id") == msg_id
+                        and "asleep" in msg["content"]["text"]):
+                    break  # the cell runs
             km.interrupt_kernel()
             reply = kc.get_shell_msg(timeout=30)
             assert reply["parent_header"]["msg_id"] == msg_id
