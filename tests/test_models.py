@@ -42,6 +42,11 @@ BUILT_MODELS = ("lagged", "sens_detrended", "sens_min3", "therapist_vs_client")
 MODERATION_MODELS = ("approach_main", "moderation_approach", "modality_main",
                      "moderation_modality")
 WITH_CLIENTS = ("default", "zero_therapist")
+#: Models that differ from the primary model's data by the formula only (complete rows),
+#: fitted in R on every data set, the degenerate ones included.
+FORMULA_MODELS = ("goal_only", "task_only", "bond_only", "alliance_levels_task",
+                  "alliance_levels_bond", "alliance_time_goal", "alliance_time_task",
+                  "alliance_time_bond")
 PRIMARY_TERMS = ["Intercept", "time", "goal_within", "task_within", "bond_within",
                  "goal_between", "task_between", "bond_between"]
 
@@ -82,15 +87,17 @@ def reference_fits(plan: M.ModelPlan) -> dict[tuple[str, str], M.FitResult]:
 
 @pytest.fixture(scope="module")
 def stage_fits(plan: M.ModelPlan) -> dict[tuple[str, str], M.FitResult]:
-    """The lagged, detrended, min-3, therapist/client and moderation models fitted as the
-    fit stage fits them: fit_all on the scored rows and the clients table, with the
-    model settings of params.yaml."""
+    """The lagged, detrended, min-3, therapist/client, moderation and formula-only models
+    fitted as the fit stage fits them: fit_all on the scored rows and the clients table,
+    with the model settings of params.yaml (the formula-only ones on the degenerate data
+    sets too)."""
     params = yaml.safe_load((FIXTURES.parents[2] / "params.yaml").read_text(encoding="utf-8"))
     settings = M.settings_from(params["model"])
     fits = {}
-    for dataset in DATASETS:
+    for dataset in (*DATASETS, *DEGENERATE):
         clients = read_clients(dataset) if dataset in WITH_CLIENTS else None
-        names = BUILT_MODELS + (MODERATION_MODELS if clients is not None else ())
+        names = FORMULA_MODELS + (BUILT_MODELS if dataset in DATASETS else ()) + (
+            MODERATION_MODELS if clients is not None else ())
         for fr in M.fit_all(read_data(dataset), clients, settings, specs=plan, models=names,
                             verbose=False):
             fits[dataset, fr.name] = fr
@@ -450,7 +457,8 @@ def test_warm_start_reaches_the_same_optimum(reference_fits) -> None:
 REFERENCE_CASES = [(d, m) for d in DATASETS for m in REFERENCE_MODELS] + [
     (d, m) for d in DEGENERATE for m in ("primary", "sens_correlated")] + [
     (d, m) for d in DATASETS for m in BUILT_MODELS] + [
-    (d, m) for d in WITH_CLIENTS for m in MODERATION_MODELS]
+    (d, m) for d in WITH_CLIENTS for m in MODERATION_MODELS] + [
+    (d, m) for d in (*DATASETS, *DEGENERATE) for m in FORMULA_MODELS]
 
 
 @pytest.mark.parametrize("dataset, name", REFERENCE_CASES)
@@ -491,11 +499,17 @@ def test_agrees_with_lme4(all_fits, lme4, dataset: str, name: str) -> None:
     assert fr.fit.record["random"] == ref_fit["random"]
 
 
-def test_lme4_reference_rows_are_the_models_rows(stage_fits, lme4) -> None:
+def test_lme4_reference_rows_are_the_models_rows(plan, stage_fits, lme4) -> None:
     """R built each model's rows on its own: the counts left out by lags and min_sessions
-    agree with ours (n_obs is compared above), and every model of BUILT_MODELS and
-    MODERATION_MODELS has a reference on every data set it is tested on."""
+    agree with ours (n_obs is compared above), every model of BUILT_MODELS,
+    MODERATION_MODELS and FORMULA_MODELS has a reference on every data set it is tested
+    on, and every model of pipeline/models.yaml has one on the frozen data sets."""
     fit = lme4["fit"].set_index(["dataset", "model"])
+    for dataset in DATASETS:
+        names = {spec.name for spec in plan.models
+                 if dataset in WITH_CLIENTS or not spec.covariates}
+        assert names <= set(fit.loc[dataset].index), dataset
+        assert {(dataset, name) for name in names} <= set(REFERENCE_CASES)
     for (dataset, name), fr in stage_fits.items():
         n_rows = len(read_data(dataset))
         assert fit.loc[(dataset, name), "n_obs"] == n_rows - fr.n_excluded
@@ -538,6 +552,42 @@ def test_degenerate_data_are_simplified_as_documented(reference_fits, lme4) -> N
     assert "client random slope on time dropped" in two.simplification
     refusal = lme4["refusals"].query("dataset == 'two_sessions' and model == 'sens_correlated'")
     assert "number of observations" in refusal["message"].iloc[0]
+
+
+@pytest.mark.parametrize("dataset", DEGENERATE)
+def test_formula_models_simplified_where_lme4_says_why(stage_fits, lme4, dataset: str) -> None:
+    """Each formula-only model our checks simplify on a degenerate data set has lme4's
+    answer to its full random part: with one therapist lme4 refuses, and with its checks
+    off reaches our likelihood (the therapist variance is not identified); with two
+    sessions per client lme4 fits the uncorrelated slope without error, never below our
+    likelihood, and for goal and bond over sessions the slope's variance is zero there
+    (singular: the same likelihood as the model without it)."""
+    refusals = lme4["refusals"].query("dataset == @dataset").set_index("model")
+    unchecked = lme4["unchecked"].query("dataset == @dataset").set_index("model")
+    simplified = {name for name in FORMULA_MODELS if stage_fits[dataset, name].simplification}
+    assert simplified == set(refusals.index) & set(FORMULA_MODELS)
+    assert simplified == set(unchecked.index) & set(FORMULA_MODELS)
+    for name in sorted(simplified):
+        fr, message, full = stage_fits[dataset, name], refusals.loc[name, "message"], \
+            unchecked.loc[name]
+        if dataset == "one_therapist":
+            assert fr.simplification.startswith("therapist level dropped: 1 therapist")
+            assert "grouping factors must have > 1 sampled level" in message
+            assert full["loglik"] == pytest.approx(fr.fit.loglik, abs=1e-6)
+        else:
+            assert "client random slope on time dropped" in fr.simplification
+            assert message == "fitted without error"
+            assert full["loglik"] >= fr.fit.loglik - 1e-6
+            if full["singular"]:
+                assert full["client_time_variance"] == 0.0
+                assert full["loglik"] == pytest.approx(fr.fit.loglik, abs=1e-6)
+    if dataset == "one_therapist":
+        assert simplified == set(FORMULA_MODELS)
+    else:   # no random slope in the models of where the alliance lives: nothing to drop
+        assert simplified == set(FORMULA_MODELS) - {"alliance_levels_task",
+                                                     "alliance_levels_bond"}
+        singular = set(unchecked.index[unchecked["singular"]]) & simplified
+        assert singular == {"alliance_time_goal", "alliance_time_bond"}
 
 
 def test_singular_fit_is_flagged(reference_fits) -> None:

@@ -16,8 +16,11 @@
 #                     random part on the degenerate data sets (one therapist; at most
 #                     two sessions per client), where the fixtures hold lme4's fit of the
 #                     simplified random part our checks choose (see `random_for` below)
-#   lme4_unchecked.csv dataset, model, loglik, therapist variance, intercept SE of the
-#                     full random part with lme4's checks switched off
+#   lme4_unchecked.csv dataset, model, loglik, therapist variance, intercept SE, client
+#                     slope variance and isSingular of the full random part with lme4's
+#                     checks switched off (where lme4 fits it without refusing, e.g. the
+#                     uncorrelated client slope on two sessions per client, this shows
+#                     what lme4 makes of it: singular for the alliance growth models)
 #   lme4_session.txt  R, lme4 and lmerTest versions
 #
 # The models whose rows or predictors are built differently (`build_data` below, written in
@@ -34,6 +37,11 @@
 #                       the client covariates of the FROZEN clients_<name>.csv (data sets
 #                       without one are skipped); terms renamed to the project's patsy
 #                       names (approachCBT -> C(approach)[T.CBT])
+#   goal_only, task_only, bond_only, alliance_levels_task, alliance_levels_bond,
+#   alliance_time_goal, alliance_time_task, alliance_time_bond
+#                       the complete rows (outcome included) and person means, as the
+#                       primary model; they differ from it by the formula only. These and
+#                       primary / sens_correlated are also fitted on the degenerate sets.
 # Each model is fitted with three optimizers (bobyqa, Nelder_Mead, nloptwrap) with tight
 # tolerances and the best REML/ML criterion is kept, so the reference is the optimum.
 # R2 follows Nakagawa & Schielzeth (2013) with Johnson's (2014) random-slope term,
@@ -104,6 +112,31 @@ models <- c(models, list(
   moderation_modality = list(fixed = moderated("modality"), random = random3, reml = TRUE,
                              covariates = "modality")
 ))
+# The models that differ from the ones above by the formula only: the `complete` rows
+# (every model variable and the outcome present, as models.yaml says for the models of
+# the alliance alone too), the person means on those rows.
+models <- c(models, list(
+  goal_only = list(fixed = "wellbeing ~ time + goal_within + goal_between", random = random3,
+                   reml = TRUE, build = "complete"),
+  task_only = list(fixed = "wellbeing ~ time + task_within + task_between", random = random3,
+                   reml = TRUE, build = "complete"),
+  bond_only = list(fixed = "wellbeing ~ time + bond_within + bond_between", random = random3,
+                   reml = TRUE, build = "complete"),
+  alliance_levels_task = list(fixed = "task ~ 1", random = random2, reml = TRUE,
+                              build = "complete"),
+  alliance_levels_bond = list(fixed = "bond ~ 1", random = random2, reml = TRUE,
+                              build = "complete"),
+  alliance_time_goal = list(fixed = "goal ~ time", random = random3, reml = TRUE,
+                            build = "complete"),
+  alliance_time_task = list(fixed = "task ~ time", random = random3, reml = TRUE,
+                            build = "complete"),
+  alliance_time_bond = list(fixed = "bond ~ time", random = random3, reml = TRUE,
+                            build = "complete")
+))
+# Models also fitted on the degenerate data sets (with the random part of `random_for`).
+on_degenerate <- c("primary", "sens_correlated", "goal_only", "task_only", "bond_only",
+                   "alliance_levels_task", "alliance_levels_bond", "alliance_time_goal",
+                   "alliance_time_task", "alliance_time_bond")
 
 # The therapist part of each client mean: therapist_id's mean of their clients' means
 # (each client counted once) minus the mean of the client means, and the client's
@@ -261,7 +294,7 @@ for (path in files) {
   } else NULL
   for (model in names(models)) {
     spec <- models[[model]]
-    if (dataset %in% degenerate && !(model %in% c("primary", "sens_correlated"))) next
+    if (dataset %in% degenerate && !(model %in% on_degenerate)) next
     if (!is.null(spec$covariates) && is.null(clients)) next
     # the first six models fit the one prepared table (as before build_data existed)
     built <- !is.null(spec$build) || !is.null(spec$min_sessions) || !is.null(spec$covariates)
@@ -283,7 +316,9 @@ for (path in files) {
         dataset = dataset, model = model, formula = spec$random,
         loglik = fmt(as.numeric(logLik(unchecked))),
         therapist_variance = fmt(sum(vcu$vcov[vcu$grp == "therapist_id"])),
-        intercept_se = fmt(sqrt(as.matrix(vcov(unchecked))[1, 1])))
+        intercept_se = fmt(sqrt(as.matrix(vcov(unchecked))[1, 1])),
+        client_time_variance = fmt(sum(vcu$vcov[vcu$var1 %in% "time" & is.na(vcu$var2)])),
+        singular = if (isSingular(unchecked)) "True" else "False")
     }
     formula <- as.formula(paste(spec$fixed, "+", random))
     res <- best_fit(formula, data, spec$reml)
