@@ -168,3 +168,26 @@ def test_a_degenerate_data_set_runs_every_step_without_a_warning(
         rci = thresholds[thresholds["criterion"] == "reliable_drop"]
         assert rci["median_threshold"].isna().all()
         assert rci["note"].str.startswith("reliability 1").all()
+
+
+@pytest.mark.slow
+def test_the_ruptures_report_says_why_no_threshold_can_be_set(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Constant alliance: the report showed "median drop needed 0.00" for every rule."""
+    import html
+    import re
+
+    from pipeline.report import render
+
+    monkeypatch.setattr("pipeline.parallel._can_fork", lambda: False)
+    params_file = _shape(tmp_path, "constant_alliance")
+    assert _run_every_step(params_file) == []
+    page = render(ROOT / "notebooks" / "ruptures.py", tmp_path / "ruptures.html",
+                  {"params_file": str(params_file)}, cwd=ROOT).read_text()
+    assert "Traceback" not in page and "output_error" not in page
+    body = re.sub(r"<style.*?</style>", "", page[page.index("<body"):], flags=re.S)
+    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", body)))
+    assert ("No rupture threshold can be set for any rule or score (blank in the table): "
+            "the scores do not vary") in text
+    assert NO_VARIATION in text                      # the table's note column
+    assert "not available: no item data, or items that do not vary" in text
