@@ -157,12 +157,13 @@ def test_a_degenerate_data_set_runs_every_step_without_a_warning(
         stats = pd.read_csv(results / "fit_statistics.csv").set_index("model")
         for model in ("alliance_levels_goal", "alliance_time_bond"):
             assert stats.loc[model, "status"] == "not estimable"
-            assert "does not vary within any client" in stats.loc[model, "reason"]
+            assert "does not vary within any client" in str(stats.loc[model, "reason"])
         # the gumz rules still have the SD between clients; the sudden dip has none
         by = thresholds.set_index(["criterion", "scale"])
-        assert by.loc[("gumz_1sd", "goal"), "median_threshold"] > 0
+        median = by["median_threshold"].to_dict()
+        assert median[("gumz_1sd", "goal")] > 0
         for scale in ("total", "goal"):
-            assert np.isnan(by.loc[("sudden_dip", scale), "median_threshold"])
+            assert np.isnan(median[("sudden_dip", scale)])
             assert by.loc[("sudden_dip", scale), "note"] == NO_VARIATION
     if name == "collinear":  # every item alike: reliability 1, no measurement error
         rci = thresholds[thresholds["criterion"] == "reliable_drop"]
