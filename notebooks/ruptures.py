@@ -40,7 +40,7 @@ from pipeline import figures
 from pipeline.references import reference_list
 from pipeline.report import data_notice, open_project
 from pipeline.ruptures import plots
-from pipeline.ruptures.criteria import load_rules, sd_label
+from pipeline.ruptures.criteria import NO_VARIATION, load_rules, sd_label
 from pipeline.ruptures.detect import detect_series
 from pipeline.tables import format_num, formatted, styled, term_label
 
@@ -129,13 +129,24 @@ if len(thr):
         "SD), so the median and the 25th and 75th percentiles over clients are shown. "
         "*Reliability*: the internal consistency the reliable-drop and sudden-dip rules "
         "use for the measurement error ('–' where a rule does not use it)."))
+    flat = thr[(thr["rater"] == "client")
+               & thr["note"].fillna("").str.contains(NO_VARIATION, regex=False)]
+    if len(flat):
+        every = len(flat) == int((thr["rater"] == "client").sum())
+        where = ("any rule or score" if every else "; ".join(
+            f"{esc(labels.get(c, c))} ({', '.join(esc(v) for v in g['scale'])})"
+            for c, g in flat.groupby("criterion", sort=False)))
+        display(Markdown(
+            f"**No rupture threshold can be set** for {where} (blank in the table): "
+            "the scores do not vary (the variability the rule uses is 0), so any fall, "
+            "however small, would count as a rupture. No episode is looked for there."))
 rel_text = ", ".join(f"{esc(k)} {v:.2f}" for k, v in meta["reliability"].items())
 display(Markdown(
     "The drop needed is in points of the questionnaire's item-mean scale. The Gumz rules "
     "combine the client's own variability with the variability between clients and take "
     "the larger (stricter) one; the reliable-drop rule uses the measurement error implied "
     "by the scale's reliability, computed from these data "
-    f"({rel_text or 'not available: no item data'}). "
+    f"({rel_text or 'not available: no item data, or items that do not vary'}). "
     "The V-shape threshold is this project's setting: Stiles et al. (2004) called their own "
     "criterion preliminary, and later studies used other thresholds. The sudden dip is "
     "this project's rule after the sudden-gains template (Tang & DeRubeis, 1999): the "

@@ -1,8 +1,9 @@
 """Run a command (``dvc repro``) and show its output without the noise: ``make repro``.
 
 Each output line is matched against the rules in ``pipeline/progress.yaml``: lines nobody
-can act on are dropped (DVC's ``dvc push`` hint in a project without a remote, the command
-line echoed before each stage, blank lines), DVC's stage headers become one short progress
+can act on are dropped (DVC's ``dvc push`` hint in a project without a remote, its
+``git add dvc.lock`` and auto-staging hints, the command line echoed before each stage,
+blank lines), DVC's stage headers become one short progress
 line per stage (and, when the stage is done, its time), and everything else (every
 warning and error) is printed unchanged. The exit status is the command's, except that a
 run DVC stopped because a stage exited with 2 (a user-fixable error: data, settings or an

@@ -73,6 +73,10 @@ def cronbach_alpha(x: np.ndarray) -> tuple[float, float]:
     (alpha, alpha_std)
         ``k/(k-1) * (1 - tr(C)/sum(C))`` on the covariance matrix ``C`` (psych's
         ``raw_alpha``) and the same on the correlation matrix (psych's ``std.alpha``).
+        Only what is defined is computed: ``alpha`` is NaN when the total score does not
+        vary (``sum(C) = 0``, e.g. every item constant), ``alpha_std`` when some item
+        does not vary (its correlations are undefined). Callers say why in words
+        (:func:`reliability` notes the items without variance).
 
     References
     ----------
@@ -80,9 +84,12 @@ def cronbach_alpha(x: np.ndarray) -> tuple[float, float]:
     """
     k = x.shape[1]
     cov = np.cov(x, rowvar=False)
-    cor = np.corrcoef(x, rowvar=False)
-    alpha = k / (k - 1) * (1.0 - np.trace(cov) / cov.sum())
-    alpha_std = k / (k - 1) * (1.0 - k / cor.sum())
+    total = float(cov.sum())
+    alpha = k / (k - 1) * (1.0 - np.trace(cov) / total) if total > 0 else np.nan
+    alpha_std = np.nan
+    if np.all(np.diag(cov) > 0):
+        cor = np.corrcoef(x, rowvar=False)
+        alpha_std = k / (k - 1) * (1.0 - k / cor.sum())
     return float(alpha), float(alpha_std)
 
 

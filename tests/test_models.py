@@ -8,6 +8,7 @@ FROZEN data files; R is not needed to run these tests.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -687,6 +688,27 @@ def test_check_rank_deficient_and_constant(small: pd.DataFrame) -> None:
         _check(data, "wellbeing ~ goal_within + twice_goal", "(1 | client_id)")
     with pytest.raises(NotEstimableError, match="outcome is constant"):
         _check(small.assign(wellbeing=3.0), "wellbeing ~ time", "(1 | client_id)")
+
+
+@pytest.mark.filterwarnings("error")
+def test_check_outcome_constant_within_every_client(small: pd.DataFrame,
+                                                    plan: M.ModelPlan) -> None:
+    """Each client always gave the same rating: the residual variance goes to 0 and the
+    likelihood has no maximum. The fit divided by zero (numpy warnings) and failed with
+    "LinAlgError: Eigenvalues did not converge" (a traceback in the log; the bootstrap
+    step stopped with it) or "did not converge"; now not estimable, saying why."""
+    flat = small.assign(goal=small.groupby("client_id")["goal"].transform("mean"))
+    with pytest.raises(NotEstimableError, match=re.escape(
+            "the outcome does not vary within any client (each client's rows all have the "
+            "same value)")):
+        _check(flat, "goal ~ 1", "(1 | therapist_id) + (1 | client_id)")
+    # one client that varies is enough
+    one = flat["client_id"] == flat["client_id"].iloc[0]
+    varied = flat.assign(goal=flat["goal"].where(~one, flat["goal"] + np.arange(len(flat))))
+    assert _check(varied, "goal ~ 1", "(1 | therapist_id) + (1 | client_id)").random
+    fit = M.fit_model(flat, None, plan.get("alliance_levels_goal"), {"df_method": "wald"},
+                      verbose=False)
+    assert fit.status == "not estimable" and "does not vary within any client" in fit.reason
 
 
 # --------------------------------------------------------------------------------------

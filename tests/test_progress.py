@@ -82,4 +82,21 @@ def test_each_stage_reports_its_time() -> None:
     assert out.getvalue().splitlines() == [
         "stage a: running", "[a] did it", "stage a: done in 2.5 s", "stage b: running",
         "stage b: done in 7.2 s", "stage c: up to date", "stage d: running",
-        "stage d: done in 1.0 s", "To track the changes with git, run:"]
+        "stage d: done in 1.0 s"]
+
+
+def test_dvcs_git_add_hint_is_dropped() -> None:
+    """After a run DVC suggests `git add dvc.lock` and auto staging: the maintainers
+    commit dvc.lock with the results, so a user of `make repro` has nothing to do."""
+    from dvc.repo.scm_context import SCMContext
+
+    rules = load_rules()
+    # the lines as DVC 3 logs them (dvc/repo/scm_context.py), with its own git add line
+    add = SCMContext._make_git_add_cmd(["dvc.lock", "build/.gitignore"])
+    hint = (f"\nTo track the changes with git, run:\n\n{add}\n"
+            "\nTo enable auto staging, run:\n\n\tdvc config core.autostage true")
+    assert add == "\tgit add dvc.lock build/.gitignore"
+    assert [filter_line(line, rules) for line in hint.splitlines()] == [None] * 8
+    # a git add of the user's own files, or a stage's line naming git, still shows
+    for kept in ("\tgit add data/mydata.csv", "[validate] run git add on your data first"):
+        assert filter_line(kept, rules) == kept

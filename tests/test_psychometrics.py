@@ -147,6 +147,19 @@ def test_cronbach_alpha_hand_example() -> None:
     assert expected == pytest.approx(2 * (1 - 2.4 / 3.2))
 
 
+@pytest.mark.filterwarnings("error")
+def test_cronbach_alpha_computes_only_what_is_defined() -> None:
+    """Constant items: numpy's "invalid value encountered in divide" reached the log of
+    the ruptures step (its total-score alpha); now NaN, without a warning."""
+    # items 1 and 3: var 1, cov 1; item 2 constant -> sum(C) = 4, tr(C) = 2,
+    # alpha = 3/2 * (1 - 2/4) = 0.75; standardised alpha needs item 2's correlations
+    x = np.array([[1.0, 2.0, 3.0], [2.0, 2.0, 4.0], [3.0, 2.0, 5.0]])
+    alpha, alpha_std = cronbach_alpha(x)
+    assert alpha == pytest.approx(0.75) and np.isnan(alpha_std)
+    # every item constant: the total does not vary, alpha is not defined
+    assert all(np.isnan(v) for v in cronbach_alpha(np.full((5, 4), 3.0)))
+
+
 def test_minres_recovers_an_exact_one_factor_structure() -> None:
     lam = np.array([0.8, 0.7, 0.6, 0.5])
     r = np.outer(lam, lam)

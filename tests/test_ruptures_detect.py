@@ -8,12 +8,14 @@ import pytest
 
 from pipeline.errors import SettingsError
 from pipeline.ruptures.criteria import (
+    NO_VARIATION,
     Criterion,
     Rules,
     clean_within_sd,
     dip_contrasts,
     load_criteria,
     load_rules,
+    scale_reliability,
     series_sd,
     thresholds,
 )
@@ -141,6 +143,54 @@ def test_rci_threshold_follows_jacobson_truax() -> None:
     unknown = thresholds(sds, crit, {})
     assert unknown["threshold"].isna().all()
     assert unknown["note"].str.contains("reliability unknown").all()
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("level", [4.0, 3.7 + 1 / 3])  # the second: a mean of means
+def test_no_threshold_when_the_scores_do_not_vary(level: float) -> None:
+    """Constant alliance gave thresholds of 0 (a fall of any size would count), shown as
+    0.00 in the thresholds table; now blank, with the reason."""
+    data = _long({"A": [level] * 5, "B": [level] * 5, "C": [level] * 5})
+    sds = series_sd(data, 3)
+    criteria = [Criterion("g", "g", "sd", "below_threshold", k=1.0),
+                Criterion("p", "p", "v_shape", "pre_level", sd=("pooled_within",)),
+                Criterion("r", "r", "rci", "below_threshold", z=1.96),
+                Criterion("d", "d", "dip", "below_threshold", z=1.7, sd=("within_clean",),
+                          rci_z=1.96)]
+    sds = sds.merge(clean_within_sd(data, 1.7, 3, 3, max_gap=2), on=["rater", "scale"])
+    assert sds["within_clean"].iloc[0] == pytest.approx(0.0, abs=1e-12)  # was NaN
+    for crit in criteria:
+        thr = thresholds(sds, crit, {"total": 0.8})
+        assert thr["threshold"].isna().all(), crit.kind
+        assert (thr["note"] == NO_VARIATION).all(), crit.kind
+    # each client constant, clients different: the between-client SD still sets one
+    data = _long({"A": [4.0] * 5, "B": [3.0] * 5})
+    sds = series_sd(data, 3)
+    gumz = thresholds(sds, criteria[0], {})
+    assert gumz["threshold"].tolist() == pytest.approx([np.std([4, 3], ddof=1)] * 2)
+    assert (gumz["note"] == "").all()
+    pooled = thresholds(sds, criteria[1], {})
+    assert pooled["threshold"].isna().all() and (pooled["note"] == NO_VARIATION).all()
+
+
+def test_no_reliable_drop_threshold_with_a_reliability_of_1() -> None:
+    sds = series_sd(_long({"A": [4, 4, 4], "B": [3, 3, 3], "C": [2, 2, 2]}), 3)
+    crit = Criterion("r", "r", "rci", "below_threshold", z=1.96)
+    thr = thresholds(sds, crit, {"total": 1.0})
+    assert thr["threshold"].isna().all()
+    assert thr["note"].str.startswith("reliability 1 (the items always agree").all()
+
+
+@pytest.mark.filterwarnings("error")
+def test_scale_reliability_of_items_that_do_not_vary_is_absent_not_nan() -> None:
+    """The total's alpha of constant items warned (numpy: invalid value in divide) and was
+    written to meta.json as NaN."""
+    from pipeline.instruments import load_instrument
+
+    inst = load_instrument("wai_sr")
+    items = pd.DataFrame({c: [3] * 20 for c in inst.item_columns})
+    assert scale_reliability(items, inst) == {}
+    assert scale_reliability(items, inst, which="omega_total") == {}
 
 
 def test_detect_episodes_per_rater_and_series() -> None:

@@ -284,7 +284,10 @@ def bootstrap_model(scored: pd.DataFrame, clients: pd.DataFrame | None,
         if "note" in table.attrs:
             notes.append(f"{name}: {table.attrs['note']}")
         tables.append(table)
-    out = pd.concat(tables, ignore_index=True) if any(len(t) for t in tables) else tables[0]
+    # the models with intervals only (pandas warns that empty tables will count towards
+    # the columns' dtypes; they add no rows)
+    filled = [t for t in tables if len(t)]
+    out = pd.concat(filled, ignore_index=True) if filled else tables[0]
     out.attrs = {"note": "; ".join(notes)} if notes else {}
     return out
 

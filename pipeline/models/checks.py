@@ -10,6 +10,8 @@ what to do. Thresholds and rules are data: ``model.checks`` in params.yaml (defa
 check                    lme4 (``lmerControl``)                      here
 =======================  ==========================================  =====================
 constant outcome         (fits, sigma = 0 ...)                       not estimable
+outcome constant within  (fits, sigma -> 0, convergence warnings)    not estimable
+every level of a factor
 grouping factor < 2      ``check.nlev.gtr.1``: error "grouping       ``one_level: drop``:
 levels                   factors must have > 1 sampled level"        drop that level's
                                                                      terms (simplification)
@@ -250,6 +252,21 @@ def run_checks(model: str, data: pd.DataFrame, y: np.ndarray, x: np.ndarray,
                 f"model {model}: {n} rows for {q} random effects of "
                 f"({' + '.join(term.columns)} | {term.factor}) (lme4: number of observations "
                 "<= number of random effects); simplify the random part or add data")
+    # an outcome constant within every level of a factor leaves no residual variance
+    for factor in outcome.random.factors:
+        if groups is not None and factor in groups:
+            codes = np.asarray(groups[factor][0])
+        else:
+            codes = pd.factorize(data[factor])[0]
+        first = np.full(int(codes.max()) + 1, np.nan)
+        first[codes] = y    # one row's value of each level
+        if np.array_equal(first[codes], y):
+            label = random.label(factor)
+            raise NotEstimableError(
+                f"model {model}: the outcome does not vary within any {label} (each "
+                f"{label}'s rows all have the same value), so no variance is left for the "
+                "residual and the likelihood has no maximum (the residual variance goes to "
+                "0); a mixed model needs some variation within each grouping level")
     # fixed effects
     bad = collinear_terms(x, x_names, float(conf["rank_tolerance"]))
     if bad:

@@ -121,6 +121,13 @@ SCALES = ("total", "goal", "task", "bond")
 SERIES_KEYS = ("client_id", "rater", "scale")
 """Columns that identify one series."""
 
+NO_VARIATION = "the scores do not vary (SD 0): no rupture threshold can be set"
+"""Note of a series whose criterion SD is 0: a threshold of 0 would count any fall."""
+
+ZERO_SD = 1e-9
+"""An SD at or below this (score points) is 0: scores that do not vary give SDs of about
+1e-16 by rounding (e.g. the total, a mean of subscale means); real ratings vary by far more."""
+
 
 @dataclass(frozen=True)
 class Criterion:
@@ -368,8 +375,12 @@ def thresholds(sds: pd.DataFrame, criterion: Criterion,
     block = sds[list(criterion.sd)].astype(float)
     sd = block.max(axis=1) if criterion.combine == "max" else block.min(axis=1)
     mult = criterion.z if criterion.kind == "dip" else criterion.k
-    out["threshold"] = mult * sd
-    out["note"] = np.where(sd.isna(), "no SD estimable (too few sessions or clients)", "")
+    # An SD of 0 (the scores do not vary) would make any fall, however small, a rupture
+    # (and a rise its repair): no threshold, and the note says why.
+    flat = sd <= ZERO_SD
+    out["threshold"] = (mult * sd).where(~flat)
+    out["note"] = np.where(sd.isna(), "no SD estimable (too few sessions or clients)",
+                           np.where(flat, NO_VARIATION, ""))
     if criterion.kind == "dip" and criterion.rci_z is not None:
         rci, note = _rci(sds, criterion.rci_z, reliability)
         out["min_drop"] = rci
@@ -384,8 +395,18 @@ def _rci(sds: pd.DataFrame, z: float,
     rel = np.array([reliability.get(str(s), np.nan) for s in sds["scale"]], dtype=float)
     baseline = sds["baseline"].to_numpy(dtype=float)
     thr = z * baseline * np.sqrt(2.0) * np.sqrt(1.0 - np.minimum(rel, 1.0))
-    note = np.where(np.isnan(rel), "reliability unknown (items absent): no RCI",
-                    np.where(np.isnan(baseline), "baseline SD not estimable", ""))
+    # Only a threshold that is defined: scores that do not vary, or a reliability of 1
+    # (every item answered alike: no measurement error), would give a threshold of 0.
+    flat = baseline <= ZERO_SD
+    perfect = rel >= 1.0 - ZERO_SD
+    thr = np.where(flat | perfect, np.nan, thr)
+    note = np.select(
+        [flat, np.isnan(rel), perfect, np.isnan(baseline)],
+        [NO_VARIATION,
+         "reliability unknown (no item data, or items without variance): no RCI",
+         "reliability 1 (the items always agree, so no measurement error to judge a drop "
+         "by): no reliable-drop threshold can be set",
+         "baseline SD not estimable"], "")
     return pd.Series(thr, index=sds.index, dtype=float), note
 
 
@@ -452,7 +473,9 @@ def clean_within_sd(series: pd.DataFrame, z: float, before: int, after: int, max
     client; clients with fewer than two sessions kept add nothing). This is a trimmed,
     leave-the-episodes-out estimate in the spirit of robust change-point detection;
     leaving out the noise dips that pass the threshold too makes it a few per cent smaller
-    than the SD of data without ruptures (measured in NOTES.md).
+    than the SD of data without ruptures (measured in NOTES.md). A pooled SD of 0 (no
+    score varies within a client; up to :data:`ZERO_SD`) is returned as it is: nothing is
+    left out.
 
     Every client of a group is handled at once; the sums are added client by client in
     ``client_id`` order, as one would by hand, so the result does not depend on how the
@@ -490,7 +513,10 @@ def clean_within_sd(series: pd.DataFrame, z: float, before: int, after: int, max
             ss = float(np.add.accumulate(per_client)[-1]) if len(per_client) else 0.0
             dof = int((kept[used] - 1).sum())
             new = float(np.sqrt(ss / dof)) if dof > 0 else np.nan
-            if not np.isfinite(new) or (np.isfinite(sd) and abs(new - sd) < 1e-9):
+            # new ~ 0: the scores do not vary within clients; nothing to leave out
+            # (a threshold of 0 would leave out every session)
+            if (not np.isfinite(new) or new <= ZERO_SD
+                    or (np.isfinite(sd) and abs(new - sd) < 1e-9)):
                 sd = new
                 break
             sd = new
@@ -535,7 +561,14 @@ def scale_reliability(alliance: pd.DataFrame, inst: Any, which: str = "alpha",
         items = keyed_items(alliance, inst).dropna()
         if len(items) > inst.n_items:
             x = items.to_numpy(dtype=float)
-            out["total"] = cronbach_alpha(x)[0] if which == "alpha" else omega_total(x)[0]
+            # Only a defined coefficient: alpha is NaN when the total does not vary; omega
+            # (item correlations) needs every item to vary. The RCI note says why.
+            if which == "alpha":
+                total = cronbach_alpha(x)[0]
+            else:
+                total = omega_total(x)[0] if np.all(x.std(axis=0) > 0) else np.nan
+            if np.isfinite(total):
+                out["total"] = total
     for scale, value in (override or {}).items():
         if str(scale) not in SCALES or not 0 < float(value) < 1:
             raise SettingsError(f"params.yaml: ruptures.reliability_override.{scale} must "

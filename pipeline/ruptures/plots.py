@@ -71,6 +71,8 @@ def prevalence(table: pd.DataFrame, rater: str = "client") -> tuple[Figure, pd.D
     ax.set_xticks(range(len(labels)), labels, rotation=15, ha="right")
     ax.set_ylabel("% of clients with at least one episode")
     ax.set_title("Episodes found depend on the criterion")
-    ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if scales:   # no share to draw (e.g. no criterion could set a threshold): no legend
+        ax.legend(frameon=False, fontsize="small", loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig, data
