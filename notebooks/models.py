@@ -407,7 +407,12 @@ def comparisons(names: list[str]) -> None:
 
 # %% tags=["needs-outcome"]
 g = stats[stats["model"] == "growth"].iloc[0]
-if g["status"] in ("fitted", "singular"):
+if g["status"] in ("fitted", "singular") and pd.isna(g["icc_therapist"]):
+    display(Markdown(
+        "The therapists' share of the variance in wellbeing cannot be estimated: the model "
+        "has no therapist level (see *Simplified* below). Clients account for "
+        f"**{g['icc_client']:.0%}**; the rest varies from session to session."))
+elif g["status"] in ("fitted", "singular"):
     display(Markdown(
         f"Therapists account for **{g['icc_therapist']:.0%}** of the variance in wellbeing "
         f"and clients (within therapists) for **{g['icc_client']:.0%}**; the rest varies "
@@ -553,9 +558,10 @@ else:
          "bootstrapped)." if levels_on else
          "Not in this run: `bootstrap.alliance_levels` is false. Set it to true for "
          "intervals of the shares.")
-        + " The shares above are point estimates"
-        + ("; with few therapists the therapist share in particular is uncertain."
-           if readable["share_therapist"].notna().any() else ".")))
+        + (" The shares above are point estimates"
+           + ("; with few therapists the therapist share in particular is uncertain."
+              if readable["share_therapist"].notna().any() else ".")
+           if len(readable) else "")))
 
 # %% [markdown]
 # ### How much do therapists differ?

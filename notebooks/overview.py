@@ -228,7 +228,11 @@ rater_file, agreement_file = describe / "rater_summary.csv", describe / "rater_a
 raters = (pd.read_csv(rater_file) if rater_file.is_file()
           else pd.DataFrame(columns=["rater", "suppressed"]))
 agreement = pd.read_csv(agreement_file) if agreement_file.is_file() else pd.DataFrame()
+#: The total score's column name shown as a reader's word ("total", as the other reports).
+scale_words = {"scale": {"alliance_total": "total"}}
 if (raters["rater"] == "therapist").any():
+    raters = raters.replace(scale_words)
+    agreement = agreement.replace(scale_words) if len(agreement) else agreement
     display(styled(raters.drop(columns="suppressed").rename(
         columns={"n_forms": "forms", "n_clients": "clients", "sd": "SD"})).format(
         {"forms": count, "clients": count, "mean": "{:.2f}", "SD": "{:.2f}"},

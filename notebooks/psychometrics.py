@@ -115,7 +115,8 @@ display(Markdown(outcome_description(outcome, bool(cfg.get("outcome_higher_is_be
 # %%
 scoring = pd.read_csv(results / "scoring.csv")
 cols = ["instrument", "scale", "n_rows", "n_complete", "n_prorated", "n_missing", "metric"]
-scored = named(scoring[cols]).replace({"scale": {"alliance_total": "total"}})
+scored = named(scoring[cols]).assign(  # "alliance_total (therapist)" too
+    scale=lambda t: t["scale"].str.replace(r"^alliance_total\b", "total", regex=True))
 styled(scored.rename(columns={"scale": "score", "n_rows": "forms", "n_complete": "complete",
                               "n_prorated": "prorated", "n_missing": "missing"})).format(
     {c: count for c in ["forms", "complete", "prorated", "missing"]})

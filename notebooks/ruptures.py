@@ -38,7 +38,7 @@ from IPython.display import Markdown, display
 
 from pipeline import figures
 from pipeline.references import reference_list
-from pipeline.report import data_notice, open_project
+from pipeline.report import data_notice, has_outcome, open_project
 from pipeline.ruptures import plots
 from pipeline.ruptures.criteria import NO_VARIATION, load_rules, sd_label
 from pipeline.ruptures.detect import detect_series
@@ -73,6 +73,10 @@ def show(frame: pd.DataFrame, digits: int = 2, decimals: dict[str, int] | None =
 
 
 display(Markdown(data_notice(params)))
+if not has_outcome(params):
+    display(Markdown(
+        "**Alliance-only analysis:** no outcome file was given, so the part of this report "
+        "that links ruptures to wellbeing change is left out."))
 
 # %% [markdown]
 # ## What a post-session questionnaire can and cannot see
@@ -200,6 +204,11 @@ if shown:
     figures.inline(fig, "Illustration with an invented series, not data: one panel per "
                    "rupture rule, showing the same alliance series with the drops each rule "
                    "marks and, where found, the session of the repair.")
+else:
+    display(Markdown(
+        "**No illustration:** no rule has a threshold for the total score in these data "
+        "(see the table above), so there is no drop needed to draw the invented series "
+        "with."))
 
 # %% [markdown]
 # ## What these data allow
@@ -227,9 +236,20 @@ if len(det):
 
 # %%
 prev = read("prevalence")
-if len(prev) and prev["pct_clients"].notna().any():
-    fig, _ = plots.prevalence(prev)
-    figures.inline(fig, figures.describe("ruptures_prevalence"))
+if len(prev):
+    fig, drawn = plots.prevalence(prev)
+    if (drawn["pct_clients"] > 0).any():
+        figures.inline(fig, figures.describe("ruptures_prevalence"))
+    else:  # an empty figure says nothing: say it in words
+        plt.close(fig)
+        found = pd.to_numeric(prev.loc[prev["rater"] == "client", "n_episodes"],
+                              errors="coerce")
+        display(Markdown(
+            f"**{plots.NO_EPISODES}** under any rule or score, so there is no figure of "
+            "how many clients had one (the table below shows the counts)."
+            if found.eq(0).all() else
+            "No share of clients with an episode can be shown: each is suppressed (fewer "
+            f"than {min_cell} clients), so there is no figure."))
 if len(prev):
     tab = prev[prev["rater"] == "client"][[
         "label", "scale", "n_series", "n_clients_with_episode", "pct_clients", "n_episodes",
@@ -419,17 +439,28 @@ if len(bench):
 # %%
 crs = read("course")
 fig_crit = str(cfg.get("figure_criterion"))
-if len(crs) and crs[(crs["criterion"] == fig_crit) & ~crs["suppressed"].astype(bool)].shape[0]:
-    fig, _ = plots.course(crs, fig_crit, labels.get(fig_crit, fig_crit))
+drawn = pd.DataFrame()
+if len(crs):
+    fig, drawn = plots.course(crs, fig_crit, labels.get(fig_crit, fig_crit))
+    if drawn.empty:
+        plt.close(fig)
+if len(drawn):
     figures.inline(fig, figures.describe("ruptures_course"))
     display(Markdown(
         f"Rule: **{esc(labels.get(fig_crit, fig_crit))}** (`ruptures.figure_criterion`). "
         "The dip at 0 is partly built in: sessions were *selected* for being low. Whether "
         "wellbeing follows the alliance down and back up is the informative part."))
+elif len(prev) and plots.episodes_found(prev, fig_crit) == 0:
+    display(Markdown(
+        f"No rupture episode was found under **{esc(labels.get(fig_crit, fig_crit))}** "
+        "(`ruptures.figure_criterion`) on the total score, so there is no average course "
+        "to draw."))
 else:
-    display(Markdown("Too few episodes to draw the average course."))
+    display(Markdown(
+        "Too few repaired or unrepaired episodes to draw the average course (fewer than "
+        f"{min_cell} at every session offset)."))
 
-# %% [markdown]
+# %% [markdown] tags=["needs-outcome"]
 # ## Ruptures and outcome
 #
 # Does wellbeing change differently in clients whose ruptures were repaired, clients
@@ -441,7 +472,7 @@ else:
 # a longer therapy both changes more and offers more chances to see an episode. A
 # difference here is a description, not an effect of repair.
 
-# %%
+# %% tags=["needs-outcome"]
 om = read("outcome_models")
 oc = read("outcome_coefficients")
 og = read("outcome_groups")
@@ -477,7 +508,7 @@ if len(og):
         "model; censored clients (an episode whose repair could not yet be seen) are not in "
         "the model. '–': no client, or fewer than the minimum cell size."))
 
-# %%
+# %% tags=["needs-outcome"]
 rc = read("repair_correlation")
 if len(rc):
     t = rc.copy()
@@ -555,7 +586,11 @@ elif m is not None:
 last = read("last_session")
 if m is not None and m["status"] != "fitted" and len(last):
     row = last.iloc[0]
-    if pd.notna(row["mean_difference"]):
+    if isinstance(row.get("note"), str) and row["note"]:
+        display(Markdown(
+            "What the last rated session alone can say: nothing here. Among clients with "
+            f"three or more rated sessions, {esc(row['note'])}."))
+    elif pd.notna(row["mean_difference"]):
         display(Markdown(
             "What the last rated session alone can say: among clients with three or more "
             f"rated sessions ({int(row['n_clients'])}), the alliance at the last session "

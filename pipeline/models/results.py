@@ -129,7 +129,8 @@ def fit_statistics(fits: Sequence[FitResult]) -> pd.DataFrame:
 
     ``loglik`` is of the fit as specified (REML or ML); ``aic``/``bic`` from the ML
     refit; ``icc_therapist``/``icc_client`` the therapist and client shares of the
-    intercept variance for models with ``icc: true``; ``gradient_norm`` lme4's max
+    intercept variance for models with ``icc: true`` (NaN for a level the pre-fit checks
+    dropped, e.g. the therapist level with one therapist); ``gradient_norm`` lme4's max
     |scaled gradient|; ``warning`` what went wrong, if anything.
     """
     from pipeline.models import inference
@@ -168,8 +169,9 @@ def fit_statistics(fits: Sequence[FitResult]) -> pd.DataFrame:
                 v = f.variances
                 parts = [v.get(c, 0.0) for c in dict.fromkeys(f.random.intercepts)]
                 total = sum(parts) + v["residual"]
-                row["icc_therapist"] = v.get(fr.spec.random.label("therapist_id"), 0.0) / total
-                row["icc_client"] = v.get(fr.spec.random.label("client_id"), 0.0) / total
+                # a level the checks dropped (one therapist) has no share, not a share of 0
+                row["icc_therapist"] = v.get(fr.spec.random.label("therapist_id"), np.nan) / total
+                row["icc_client"] = v.get(fr.spec.random.label("client_id"), np.nan) / total
         rows.append(row)
     table = pd.DataFrame(rows, columns=FIT_STATISTICS_COLUMNS)
     for col in ("n_obs", "n_clients", "n_therapists", "n_rows_input", "n_rows_missing",

@@ -50,12 +50,18 @@ from statsmodels.genmod.generalized_linear_model import GLM
 from pipeline.describe import suppress_counts
 from pipeline.distributions import norm_ppf, t_ppf
 from pipeline.models.checks import DEFAULT_CHECKS, collinear_terms
+from pipeline.ruptures.criteria import ZERO_SD
 
 ENDINGS = ("planned", "unplanned", "ongoing")
 """Levels of the optional ``ending`` column of the clients file."""
 
 RANK_TOLERANCE = float(DEFAULT_CHECKS["rank_tolerance"])
 """Pivoted-QR rank tolerance of the fixed effects (lme4's, as the mixed models)."""
+
+NO_CHANGE_WITHIN = ("the alliance does not vary within any client (each client rated every "
+                    "session alike), so a last session cannot differ from the client's usual "
+                    "level: there is nothing to compare")
+"""Note of :func:`last_session` when no client's score varies (the comparison is empty)."""
 
 
 def person_period(series: pd.DataFrame, clients: pd.DataFrame) -> pd.DataFrame:
@@ -183,11 +189,22 @@ def last_session(series: pd.DataFrame, min_cell: int, conf_level: float) -> pd.D
         One row: ``n_clients`` (with three or more rated sessions), ``mean_difference``
         (last session minus the mean of the client's other sessions, score points),
         ``conf_low, conf_high`` (t interval), ``share_lower`` (% of clients whose last
-        session was below their usual level) and ``suppressed``.
+        session was below their usual level), ``suppressed`` and ``note``. When no
+        client's score varies (range at most :data:`~pipeline.ruptures.criteria.ZERO_SD`)
+        the differences are all 0 by construction: the numbers are left blank and the
+        note (:data:`NO_CHANGE_WITHIN`) says why, instead of "+0.00 (0.00 to 0.00), 0%
+        lower".
     """
     d = series.sort_values(["client_id", "session"])
     n = d.groupby("client_id")["score"].transform("size")
     d = d[n >= 3]
+    spread = d.groupby("client_id")["score"].agg(lambda s: s.max() - s.min())
+    if len(spread) and bool((spread <= ZERO_SD).all()):
+        table = pd.DataFrame([{"n_clients": len(spread), "mean_difference": np.nan,
+                               "conf_low": np.nan, "conf_high": np.nan,
+                               "share_lower": np.nan}])
+        table = suppress_counts(table, {"n_clients": []}, min_cell)
+        return table.assign(note=NO_CHANGE_WITHIN)
     last = d.groupby("client_id").tail(1).set_index("client_id")["score"]
     total = d.groupby("client_id")["score"].agg(["sum", "size"])
     others = (total["sum"] - last) / (total["size"] - 1)
@@ -202,7 +219,7 @@ def last_session(series: pd.DataFrame, min_cell: int, conf_level: float) -> pd.D
         "share_lower": 100 * float((diff < 0).mean()) if k else np.nan,
     }])
     return suppress_counts(table, {"n_clients": ["mean_difference", "conf_low", "conf_high",
-                                                 "share_lower"]}, min_cell)
+                                                 "share_lower"]}, min_cell).assign(note="")
 
 
 def hazard_table(pp: pd.DataFrame, min_cell: int) -> pd.DataFrame:

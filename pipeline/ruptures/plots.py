@@ -13,17 +13,33 @@ from matplotlib.figure import Figure
 
 from pipeline.figures import COLORS, integer_axis
 
+NO_EPISODES = "No rupture episodes were found"
+"""What an episode figure says in its axes when no rule found an episode."""
+
 STATUS_COLORS = {"repaired": "#55A868", "unrepaired": "#C44E52", "censored": "#8C8C8C"}
 SCALE_COLORS = {"total": "#333333", **{k: COLORS[k] for k in ("goal", "task", "bond")}}
 
 
+def _say(ax: plt.Axes, message: str) -> None:
+    """Write ``message`` in an axes that has nothing to draw (no ticks, no empty grid)."""
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True,
+            transform=ax.transAxes, color="#555555")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+
+
 def course(table: pd.DataFrame, criterion: str, label: str = "",
-           statuses: tuple[str, ...] = ("repaired", "unrepaired")) -> tuple[Figure, pd.DataFrame]:
+           statuses: tuple[str, ...] = ("repaired", "unrepaired"),
+           n_episodes: int | None = None) -> tuple[Figure, pd.DataFrame]:
     """Average alliance and wellbeing around an episode, by repair status.
 
     ``table`` is ``results/ruptures/course.csv``; offsets with fewer than ``min_cell``
     episodes were suppressed there and are not drawn. Values are deviations from each
-    client's own mean, averaged over episodes, with their intervals.
+    client's own mean, averaged over episodes, with their intervals. When nothing can be
+    drawn, each axes says why in words: :data:`NO_EPISODES` when ``n_episodes`` (the
+    criterion's episodes, if known) is 0, else that too few episodes were repaired or
+    unrepaired.
     """
     data = table[(table["criterion"] == criterion) & table["status"].isin(statuses)
                  & ~table["suppressed"].astype(bool)].reset_index(drop=True)
@@ -46,16 +62,34 @@ def course(table: pd.DataFrame, criterion: str, label: str = "",
         integer_axis(ax)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(frameon=False, fontsize="small")
+    if data.empty:
+        message = (f"{NO_EPISODES}\nunder this rule" if n_episodes == 0 else
+                   "Too few repaired or unrepaired episodes\nto draw (fewer than the minimum "
+                   "cell size\nat every session offset)")
+        for ax in axes:
+            _say(ax, message)
     axes[0].set_title(f"Alliance around an episode ({label or criterion})")
     axes[1].set_title("Wellbeing around an episode")
     fig.tight_layout()
     return fig, data
 
 
+def episodes_found(prevalence: pd.DataFrame, criterion: str, rater: str = "client",
+                   scale: str = "total") -> int | None:
+    """Episodes a criterion found on a score (``results/ruptures/prevalence.csv``); None
+    when the count is not known (suppressed, or no such row)."""
+    rows = prevalence[(prevalence["criterion"] == criterion) & (prevalence["rater"] == rater)
+                      & (prevalence["scale"] == scale)] if len(prevalence) else prevalence
+    found = pd.to_numeric(rows["n_episodes"], errors="coerce") if len(rows) else None
+    return None if found is None or found.isna().any() else int(found.sum())
+
+
 def prevalence(table: pd.DataFrame, rater: str = "client") -> tuple[Figure, pd.DataFrame]:
     """Share of clients with at least one episode, per criterion and alliance score.
 
     ``table`` is ``results/ruptures/prevalence.csv``; suppressed shares are not drawn.
+    When no bar has a height, the axes say why in words: :data:`NO_EPISODES` (no rule
+    found an episode, or none could set a threshold), or that every share is suppressed.
     """
     data = table[(table["rater"] == rater) & table["pct_clients"].notna()].reset_index(
         drop=True)[["criterion", "label", "scale", "n_series", "pct_clients"]]
@@ -74,5 +108,13 @@ def prevalence(table: pd.DataFrame, rater: str = "client") -> tuple[Figure, pd.D
     if scales:   # no share to draw (e.g. no criterion could set a threshold): no legend
         ax.legend(frameon=False, fontsize="small", loc="upper left",
                   bbox_to_anchor=(1.01, 1.0))
+    if not (data["pct_clients"] > 0).any():
+        rows = table[table["rater"] == rater]
+        found = pd.to_numeric(rows["n_episodes"], errors="coerce")   # blank: suppressed
+        if found.eq(0).all():
+            _say(ax, f"{NO_EPISODES} (under any rule)")
+        else:
+            _say(ax, "No share to draw: the shares with an episode are suppressed\n"
+                     "(fewer clients than the minimum cell size)")
     fig.tight_layout()
     return fig, data

@@ -253,7 +253,9 @@ def _draw_figures(prevalence: pd.DataFrame, course: pd.DataFrame, criterion: str
 
     figures.apply_style()
     made = [("ruptures_prevalence", plots.prevalence(prevalence)),
-            ("ruptures_course", plots.course(course, criterion, label))]
+            ("ruptures_course", plots.course(course, criterion, label,
+                                             n_episodes=plots.episodes_found(prevalence,
+                                                                             criterion)))]
     for name, (fig, data) in made:
         figures.save_figure(fig, data, figures_dir, name)
 
