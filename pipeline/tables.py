@@ -37,11 +37,16 @@ def format_p(p: float) -> str:
 
 
 def format_num(x: float, digits: int = 2) -> str:
-    """Fixed decimals with a true minus sign; blank for missing values."""
+    """Fixed decimals with a true minus sign; blank for missing values.
+
+    A number that rounds to zero is ``0.00``, never ``−0.00`` (e.g. a bound of −0.004).
+    """
     if x is None or not np.isfinite(x):
         return ""
     text = f"{x:.{digits}f}"
-    return text.replace("-", "\u2212") if text.startswith("-") else text
+    if not text.startswith("-"):
+        return text
+    return text[1:] if float(text) == 0 else "\u2212" + text[1:]
 
 
 def format_r(x: float, digits: int = 2) -> str:
