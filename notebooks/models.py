@@ -37,7 +37,15 @@ from pipeline import figures
 from pipeline.instruments import load_instrument
 from pipeline.models import load_specs
 from pipeline.models.results import read_results
-from pipeline.report import alliance_metric, data_notice, escape, has_outcome, open_project
+from pipeline.report import (
+    alliance_metric,
+    data_notice,
+    escape,
+    has_outcome,
+    not_fitted_words,
+    open_project,
+    reason_words,
+)
 from pipeline.score import outcome_range
 from pipeline.tables import (
     alliance_change_table,
@@ -45,6 +53,7 @@ from pipeline.tables import (
     coefficient_table,
     format_df,
     format_num,
+    lr_not_tested,
     lr_table,
     styled,
     term_label,
@@ -72,11 +81,7 @@ def reason_of(name: str) -> str:
     row = stats[stats["model"] == name]
     if row.empty:
         return "not fitted"
-    status, reason = row["status"].iloc[0], row["reason"].iloc[0]
-    if not isinstance(reason, str) or not reason:
-        reason = row["warning"].iloc[0]
-    label = status if status in ("not converged", "skipped") else "not estimable"
-    return f"{label}: {escape(reason) if isinstance(reason, str) else ''}"
+    return escape(not_fitted_words(*row[["status", "reason", "warning"]].iloc[0]))
 
 
 if not with_outcome:
@@ -121,10 +126,16 @@ primary = coefs[coefs["model"] == "primary"].copy()
 pstats = stats[stats["model"] == "primary"].iloc[0]
 primary_ok = pstats["status"] in ("fitted", "singular")
 if not primary_ok:
-    reason = pstats["reason"] if isinstance(pstats["reason"], str) else pstats["warning"]
-    label = "not converged" if pstats["status"] == "not converged" else "not estimable"
-    display(Markdown(f"**Primary model: {label}: {escape(str(reason))}** No numbers are "
-                     "shown."))
+    why = reason_words(pstats["reason"]) or reason_words(pstats["warning"])
+    head = ("could not be estimated on these data" if pstats["status"] != "not converged"
+            else "did not converge on these data (its numbers are not to be read)")
+    display(Markdown(
+        f"**The primary model {head}{':' if why else '.'}** "
+        + (f"{escape(why)}. " if why else "")
+        + "The sections that read its numbers (the intercept and time, the within- and "
+        "between-client effects, the variance components and their bootstrap intervals, "
+        "the model checks) are left out; the secondary models follow, each with its own "
+        "status."))
 else:
     display(Markdown(
         f"**Primary model** fitted by {'REML' if pstats['reml'] else 'ML'} on "
@@ -176,7 +187,7 @@ else:
             f"({escape(df_method)}: a normal reference distribution, no small-sample "
             "degrees of freedom)."))
 
-# %% [markdown] tags=["needs-outcome"]
+# %% [markdown] tags=["needs-outcome", "needs-primary"]
 # ### Reading the intercept and time
 #
 # Every predictor is centred (`time` = session − 1; a between-client part is 0 for a client
@@ -184,7 +195,7 @@ else:
 # the intercept is a prediction for a concrete, typical case rather than for an impossible
 # "alliance of zero".
 
-# %% tags=["needs-outcome"]
+# %% tags=["needs-outcome", "needs-primary"]
 if primary_ok:
     term = primary.set_index("term")
     b0, b_time = term.loc["Intercept"], term.loc["time"] if "time" in term.index else None
@@ -208,19 +219,19 @@ if primary_ok:
                  "for such a client.")
     display(Markdown(text))
 
-# %% [markdown] tags=["needs-outcome"]
+# %% [markdown] tags=["needs-outcome", "needs-primary"]
 # ## Within- versus between-client effects
 #
 # The plot sets each subscale's within-client effect beside its between-client effect,
 # with their confidence intervals.
 
-# %% tags=["needs-outcome"]
+# %% tags=["needs-outcome", "needs-primary"]
 if primary_ok:
     display(Markdown(f"The bars are {conf:.0%} intervals; an interval that does not cross "
                      f"zero is an effect that differs from zero at the {1 - conf:.0%} level."))
     figures.show(*figures.coefficient_plot(coefs), "coefficients_within_between")
 
-# %% [markdown] tags=["needs-outcome"]
+# %% [markdown] tags=["needs-outcome", "needs-primary"]
 # ## What the effects mean in wellbeing points
 #
 # The lines show how much higher the model predicts wellbeing to be for a session whose
@@ -228,11 +239,11 @@ if primary_ok:
 # average alliance is *x* points above the average client (between), with everything else
 # held constant. The bands are the confidence intervals of the lines.
 
-# %% tags=["needs-outcome"]
+# %% tags=["needs-outcome", "needs-primary"]
 if primary_ok:
     figures.show(*figures.predicted_wellbeing(coefs), "predicted_wellbeing")
 
-# %% [markdown] tags=["needs-outcome"]
+# %% [markdown] tags=["needs-outcome", "needs-primary"]
 # ## How much varies between therapists, clients and sessions
 #
 # Variance components of the primary model. *Therapist intercept* and *Client intercept* are
@@ -241,11 +252,11 @@ if primary_ok:
 # on time* the variance of the clients' own slopes over sessions, *Residual (session)* what
 # is left from session to session.
 
-# %% tags=["needs-outcome"]
+# %% tags=["needs-outcome", "needs-primary"]
 if primary_ok:
     display(styled(variance_table(varcomp, ["primary"])))
 
-# %% [markdown] tags=["needs-outcome"]
+# %% [markdown] tags=["needs-outcome", "needs-primary"]
 # ### How sure are these variance components? A parametric bootstrap
 #
 # A variance estimated from the therapists of one study is uncertain, and its sampling
@@ -263,7 +274,7 @@ if primary_ok:
 #   wellbeing explained by the fixed effects (time and the alliance), *conditional* R² the
 #   share explained by the fixed and the random effects together.
 
-# %% tags=["needs-outcome"]
+# %% tags=["needs-outcome", "needs-primary"]
 boot_file = results / "bootstrap.csv"
 boot_all = pd.read_csv(boot_file) if boot_file.is_file() else pd.DataFrame()
 # the rows of the primary model (the stage also bootstraps the alliance-levels models)
@@ -308,7 +319,7 @@ elif primary_ok:
                "it; its log line says why)")
     display(Markdown(f"No bootstrap intervals: {why}."))
 
-# %% [markdown] tags=["needs-outcome"]
+# %% [markdown] tags=["needs-outcome", "needs-primary"]
 # ### Does the model fit?
 #
 # If the model is right, the residuals and the predicted random effects look roughly
@@ -335,7 +346,7 @@ elif primary_ok:
 #
 # Each point is an aggregate (a quantile or a bin of many sessions), never a single client.
 
-# %% tags=["needs-outcome"]
+# %% tags=["needs-outcome", "needs-primary"]
 if primary_ok:
     diag = pd.read_csv(results / "diagnostics.csv")
     figures.show(*figures.diagnostics(diag), "diagnostics_primary")
@@ -380,23 +391,24 @@ def section(models: list[str]) -> None:
         status = row["status"].iloc[0] if len(row) else "not fitted"
         display(Markdown(f"**{spec.title}.** {spec.description}"))
         if status not in ("fitted", "singular"):
-            reason = row["reason"].iloc[0] if len(row) else ""
-            if not isinstance(reason, str) or not reason:
-                reason = row["warning"].iloc[0] if len(row) else ""
-            label = status if status in ("not converged", "skipped") else "not estimable"
-            display(Markdown(f"*{label}: {reason if isinstance(reason, str) else ''}*"))
+            display(Markdown(f"*{reason_of(name)}*"))
             continue
         simple = row["simplification"].iloc[0]
         if isinstance(simple, str) and simple:
-            display(Markdown(f"*Simplified: {simple}.*"))
+            display(Markdown(f"*Simplified: {escape(simple)}.*"))
         if status == "singular":
             display(Markdown("*Singular fit: a variance is estimated at zero.*"))
         display(styled(coefficient_table(coefs, [name], conf)))
 
 
 def comparisons(names: list[str]) -> None:
-    """Show likelihood-ratio tests by name."""
-    display(styled(lr_table(lr[lr["comparison"].isin(names)], described)))
+    """Show likelihood-ratio tests by name; say which could not be made, and why."""
+    chosen = lr[lr["comparison"].isin(names)]
+    if chosen["statistic"].notna().any():
+        display(styled(lr_table(chosen, described)))
+    untested = lr_not_tested(chosen, described, stats)
+    if untested:
+        display(Markdown(" ".join(escape(line) for line in untested)))
 
 
 # %% [markdown] tags=["needs-outcome"]

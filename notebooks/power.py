@@ -35,8 +35,8 @@ from IPython.display import Markdown, display
 
 from pipeline import figures
 from pipeline.references import reference_list
-from pipeline.report import data_notice, escape, open_project
-from pipeline.tables import format_num, model_label, styled, term_label
+from pipeline.report import data_notice, escape, not_fitted_words, open_project
+from pipeline.tables import format_num, model_label, model_labels, styled, term_label
 
 root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
@@ -53,11 +53,12 @@ else:
     model = str((params.get("power") or {}).get("model", "primary"))
     stats = pd.read_csv(results / "fit_statistics.csv")
     row = stats[stats["model"] == model]
-    why = (f"model {escape(model)} is {escape(str(row['status'].iloc[0]))}: "
-           f"{escape(str(row['reason'].iloc[0]))}" if len(row) else
-           f"model {escape(model)} was not fitted")
+    name = ("the primary model" if model == "primary" else
+            f"the model *{escape(model_labels([model])[0])}*")
+    why = (f"{name} is {escape(not_fitted_words(*row[['status', 'reason', 'warning']].iloc[0]))}"
+           if len(row) else f"{name} was not fitted")
     display(Markdown(f"**No power analysis on these data**: the simulation takes its true "
-                     f"values from the fitted model, and the {why}."))
+                     f"values from the fitted model, and {why}."))
 
 # %% [markdown]
 # ## What was simulated

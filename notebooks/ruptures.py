@@ -429,27 +429,35 @@ if len(bench):
 
 # %% [markdown]
 # ## The average course around an episode
-#
-# Alliance and wellbeing of clients around their rupture sessions, lined up so that 0 is
-# the session of the drop, and averaged over episodes (deviations from each client's own
-# mean, with 95% intervals). Offsets with fewer than `report.min_cell` episodes are not
-# drawn; *n* in the legend is the number of episodes.
-# This is an average over many clients, never one client's trajectory.
 
 # %%
+with_outcome = has_outcome(params)
+display(Markdown(
+    ("Alliance and wellbeing of clients" if with_outcome else
+     "The alliance of clients (alliance-only analysis: no wellbeing to draw)")
+    + " around their rupture sessions, lined up so that 0 is\nthe session of the drop, and "
+    "averaged over episodes (deviations from each client's own\nmean, with 95% intervals). "
+    "Offsets with fewer than `report.min_cell` episodes are not\ndrawn; *n* in the legend "
+    "is the number of episodes.\nThis is an average over many clients, never one client's "
+    "trajectory."))
 crs = read("course")
 fig_crit = str(cfg.get("figure_criterion"))
 drawn = pd.DataFrame()
 if len(crs):
-    fig, drawn = plots.course(crs, fig_crit, labels.get(fig_crit, fig_crit))
+    fig, drawn = plots.course(crs, fig_crit, labels.get(fig_crit, fig_crit),
+                              with_outcome=with_outcome)
     if drawn.empty:
         plt.close(fig)
 if len(drawn):
-    figures.inline(fig, figures.describe("ruptures_course"))
+    figures.inline(fig, figures.describe("ruptures_course") if with_outcome else
+                   "Alliance around a rupture session (deviation from each client's mean), "
+                   "repaired and unrepaired episodes, with intervals.")
     display(Markdown(
         f"Rule: **{esc(labels.get(fig_crit, fig_crit))}** (`ruptures.figure_criterion`). "
-        "The dip at 0 is partly built in: sessions were *selected* for being low. Whether "
-        "wellbeing follows the alliance down and back up is the informative part."))
+        "The dip at 0 is partly built in: sessions were *selected* for being low. "
+        + ("Whether wellbeing follows the alliance down and back up is the informative part."
+           if with_outcome else
+           "How far and how fast the alliance comes back up is the informative part.")))
 elif len(prev) and plots.episodes_found(prev, fig_crit) == 0:
     display(Markdown(
         f"No rupture episode was found under **{esc(labels.get(fig_crit, fig_crit))}** "

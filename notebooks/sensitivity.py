@@ -32,7 +32,7 @@ from IPython.display import Markdown, display
 from pipeline import figures
 from pipeline.models import load_specs
 from pipeline.models.results import read_results
-from pipeline.report import data_notice, escape, open_project
+from pipeline.report import data_notice, escape, not_fitted_words, open_project, reason_words
 from pipeline.tables import estimates_by_model, format_num, model_label, styled, term_label
 
 root, params = open_project(params_file)
@@ -72,27 +72,26 @@ for name in names:
         continue
     st = hit.iloc[0]
     ok = st["status"] in ("fitted", "singular")
-    reason = st["reason"] if isinstance(st["reason"], str) else ""
     rows.append({"Model": model_label(name, plan),
                  "Sessions": f"{int(st['n_obs']):,}" if ok else "",
                  "Clients": f"{int(st['n_clients']):,}" if ok else "",
-                 "Status": st["status"] if ok else f"not estimable: {reason}"
-                 if st["status"] != "not converged" else "not converged"})
+                 "Status": st["status"] if ok else  # a styled table escapes its cells
+                 not_fitted_words(st["status"], st["reason"], st["warning"])})
 styled(pd.DataFrame(rows))
 
-# %% [markdown]
+# %% [markdown] tags=["needs-primary"]
 # ## Effects side by side
 #
 # Each point is an estimate with its confidence interval; each row a term, each colour a
 # model.
 
-# %%
+# %% tags=["needs-primary"]
 shown = [n for n in names if n in readable]
 if "primary" in shown:
     figures.show(*figures.sensitivity(coefs, shown, {n: model_label(n, plan) for n in shown}),
                  "sensitivity")
 
-# %%
+# %% tags=["needs-primary"]
 terms = [f"{k}_{part}" for part in ("within", "between") for k in ("goal", "task", "bond")]
 if "primary" in shown and len(shown) > 1:
     wide = (coefs[coefs["model"].isin(shown) & coefs["term"].isin(terms)]
@@ -128,8 +127,8 @@ curve = pd.read_csv(curve_file) if curve_file.is_file() else None
 if curve is not None and curve["estimate"].notna().any():
     figures.show(*figures.specification_curve(curve, conf), "specification_curve")
 elif curve is not None:
-    reasons = "; ".join(dict.fromkeys(curve["reason"].dropna().astype(str)))
-    display(Markdown(f"No specification could be estimated on these data ({escape(reasons)})."))
+    reasons = "; ".join(dict.fromkeys(reason_words(r) for r in curve["reason"].dropna()))
+    display(Markdown(f"No specification could be estimated on these data: {escape(reasons)}."))
     curve = None
 else:
     display(Markdown("No specification curve was computed (`results/specification_curve.csv` "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -45,22 +46,49 @@ FIGURES_DIR_ENV = "ALLIANCE_FIGURES_DIR"
 NEEDS_OUTCOME = "needs-outcome"
 
 
+#: Cell tag of a models-report cell that reads the primary model's numbers: left out when
+#: the primary model has none (not estimable, not converged); the report says once why.
+NEEDS_PRIMARY = "needs-primary"
+#: Statuses of ``fit_statistics.csv`` whose numbers the reports read.
+READABLE = ("fitted", "singular")
+
+
 def has_outcome(params: Mapping[str, Any]) -> bool:
     """Whether the settings name an outcome file and instrument (else: alliance-only)."""
     return bool(params["data"].get("outcome")) and bool(params["instruments"].get("outcome"))
 
 
-def skipped_tags(parameters: Mapping[str, Any], cwd: str | Path) -> set[str]:
+def skipped_tags(parameters: Mapping[str, Any], cwd: str | Path,
+                 results_root: str | Path | None = None) -> set[str]:
     """Cell tags left out of the reports for these settings (``params_file``, as passed to
-    the notebooks; default the project's ``params.yaml`` in ``cwd``). A notebook rendered
-    without a settings file (not a report of this pipeline) keeps every cell."""
+    the notebooks; default the project's ``params.yaml`` in ``cwd``) and these results
+    (``results_root``/results, default the settings file's folder, as
+    :func:`open_project` reads them). A notebook rendered without a settings file (not a
+    report of this pipeline) keeps every cell."""
     from pipeline.config import load_params
 
     path = Path(parameters.get("params_file") or "params.yaml")
     path = path if path.is_absolute() else Path(cwd) / path
     if not path.is_file():
         return set()
-    return set() if has_outcome(load_params(path)) else {NEEDS_OUTCOME}
+    if not has_outcome(load_params(path)):
+        return {NEEDS_OUTCOME}
+    stats = Path(results_root or path.parent) / "results" / "fit_statistics.csv"
+    return set() if primary_readable(stats) else {NEEDS_PRIMARY}
+
+
+def primary_readable(fit_statistics: str | Path) -> bool:
+    """Whether the primary model has numbers to read (``fitted`` or ``singular``); True
+    when the table is absent (the notebook then says what is missing itself)."""
+    import csv
+
+    path = Path(fit_statistics)
+    if not path.is_file():
+        return True
+    with path.open(newline="", encoding="utf-8") as fh:
+        status = next((row.get("status") for row in csv.DictReader(fh)
+                       if row.get("model") == "primary"), None)
+    return status is None or status in READABLE
 
 
 def _normalise_source(nb: nbformat.NotebookNode,
@@ -301,7 +329,7 @@ def render_many(jobs: Sequence[tuple[str | Path, str | Path]], parameters: Mappi
 
     from pipeline import zygote
 
-    skip = skipped_tags(parameters, cwd)
+    skip = skipped_tags(parameters, cwd, results_root)
     written: dict[int, Path] = {}
     lock = threading.Lock()
     failed = threading.Event()
@@ -438,6 +466,37 @@ def escape(text: object) -> str:
     str
     """
     return "".join(_INERT.get(c, c) for c in str(text))
+
+
+#: The "model <name>: " that a pre-fit check's message starts with (for the log); the
+#: reports name the model themselves, by its title (a specification curve's key such as
+#: ``person_mean|lag0|none|reml|min1`` is no name for a reader).
+_MODEL_PREFIX = re.compile(r"^model [^\s:]+: ")
+
+
+def reason_words(reason: object) -> str:
+    """A model's reason (``fit_statistics.csv`` and the like) as a reader reads it.
+
+    The checks write their reasons once, with the project's term labels
+    (:mod:`pipeline.labels`), so the CSVs and the reports agree; here only the leading
+    ``model <name>: `` is dropped. Not escaped: pass it through :func:`escape` in
+    Markdown (``styled`` tables escape their cells). A missing reason is ``""``.
+    """
+    if not isinstance(reason, str):
+        return ""
+    return _MODEL_PREFIX.sub("", reason.strip())
+
+
+def not_fitted_words(status: object, reason: object, warning: object = None) -> str:
+    """``"not estimable: <reason>"`` for a model without numbers (not escaped).
+
+    ``status`` as ``fit_statistics.csv`` writes it: ``not converged`` and ``skipped`` keep
+    their word, every other status without numbers reads ``not estimable``; the reason
+    falls back on ``warning`` when empty.
+    """
+    label = status if status in ("not converged", "skipped") else "not estimable"
+    words = reason_words(reason) or reason_words(warning)
+    return f"{label}: {words}" if words else str(label)
 
 
 def alliance_metric(inst: Any) -> str:

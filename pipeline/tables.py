@@ -12,7 +12,6 @@ over the functions below) use the same labels, decimals and p-format.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 from pandas.io.formats.style import Styler
 
+from pipeline.labels import term_label
 from pipeline.outputs import atomic_open
 
 if TYPE_CHECKING:
@@ -37,11 +37,16 @@ def format_p(p: float) -> str:
 
 
 def format_num(x: float, digits: int = 2) -> str:
-    """Fixed decimals with a true minus sign; blank for missing values."""
+    """Fixed decimals with a true minus sign; blank for missing values.
+
+    A number that rounds to zero is ``0.00``, never ``−0.00`` (e.g. a bound of −0.004).
+    """
     if x is None or not np.isfinite(x):
         return ""
     text = f"{x:.{digits}f}"
-    return text.replace("-", "\u2212") if text.startswith("-") else text
+    if not text.startswith("-"):
+        return text
+    return text[1:] if float(text) == 0 else "\u2212" + text[1:]
 
 
 def format_r(x: float, digits: int = 2) -> str:
@@ -69,40 +74,6 @@ def yes_no(flag: object) -> str:
     if isinstance(flag, str):
         return "yes" if flag.strip().lower() in ("true", "1", "yes") else "no"
     return "yes" if bool(flag) else "no"
-
-
-_PARTS = {
-    "within_lag": "within client, previous session",
-    "within": "within client",
-    "between": "between clients",
-    "client": "client within therapist",
-    "therapist": "therapist mean",
-    "lag": "previous session",
-}
-_CATEGORY = re.compile(r"^C\((?P<var>[^)]+)\)\[T\.(?P<level>.+)\]$")
-
-
-def term_label(term: str) -> str:
-    """Readable name of a model term.
-
-    ``goal_within`` -> ``Goal (within client)``; ``C(approach)[T.CBT]`` -> ``Approach:
-    CBT``; interactions are joined with a multiplication sign.
-    """
-    if ":" in term:
-        return " \u00d7 ".join(term_label(part) for part in term.split(":"))
-    if term == "Intercept":
-        return "Intercept"
-    if term == "time":
-        return "Time (session \u2212 1)"
-    match = _CATEGORY.match(term)
-    if match:
-        return f"{match['var'].replace('_', ' ').capitalize()}: {match['level']}"
-    for suffix, words in _PARTS.items():
-        if term.endswith(f"_{suffix}"):
-            stem = term[: -len(suffix) - 1].replace("_", " ")
-            stem = "Total alliance" if stem == "total" else stem.capitalize()
-            return f"{stem} ({words})"
-    return term.replace("_", " ").capitalize()
 
 
 def model_label(name: str, plan: ModelPlan | None = None) -> str:
@@ -305,8 +276,13 @@ def variance_table(varcomp: pd.DataFrame, models: list[str] | None = None) -> pd
 
 
 def lr_table(lr: pd.DataFrame, described: dict[str, str] | None = None) -> pd.DataFrame:
-    """APA table of likelihood-ratio tests: Comparison, df (integer), chi-squared, p, AIC."""
+    """APA table of likelihood-ratio tests: Comparison, df (integer), chi-squared, p, AIC.
+
+    Only the comparisons that were tested (a model without numbers leaves nothing to put
+    in a row): :func:`lr_not_tested` says in words which were not, and why.
+    """
     described = described or {}
+    lr = lr[lr["statistic"].notna()]
     return pd.DataFrame({
         "Comparison": [described.get(c, c) for c in lr["comparison"]],
         "df": [format_int(v) for v in lr["df"]],
@@ -315,6 +291,48 @@ def lr_table(lr: pd.DataFrame, described: dict[str, str] | None = None) -> pd.Da
         "AIC (reduced, full)": [f"{format_num(a, 1)}, {format_num(b, 1)}"
                                 for a, b in zip(lr["aic_reduced"], lr["aic_full"], strict=True)],
     }).reset_index(drop=True)
+
+
+#: A model's status (``fit_statistics.csv``) as the predicate of a sentence.
+#: (one model, two models).
+_STATUS_WORDS = {"not estimable": ("is not estimable", "are not estimable"),
+                 "not converged": ("did not converge", "did not converge"),
+                 "skipped": ("was skipped", "were skipped"), "failed": ("failed", "failed")}
+
+
+def lr_not_tested(lr: pd.DataFrame, described: dict[str, str] | None = None,
+                  stats: pd.DataFrame | None = None) -> list[str]:
+    """One sentence per comparison of ``lr`` (``lr_tests.csv``) without a test, saying why.
+
+    E.g. ``'"Do the three subscales differ from their mean?" could not be tested: the
+    primary model is not estimable (see above).'`` The models are named by their titles;
+    their status is read from ``stats`` (``fit_statistics.csv``), else the table's note is
+    given. Plain text (the comparisons' wording is the project's; escape it for Markdown).
+    """
+    described = described or {}
+    status = ({} if stats is None else
+              dict(zip(stats["model"].astype(str), stats["status"].astype(str), strict=True)))
+    out = []
+    for row in lr[lr["statistic"].isna()].itertuples():
+        bad = [m for m in (str(row.reduced), str(row.full))
+               if m in status and status[m] not in ("fitted", "singular")]
+        if bad:
+            named = {m: "the primary model" if m == "primary" else
+                     f"the model \u201c{model_labels([m])[0]}\u201d" for m in bad}
+            if len({status[m] for m in bad}) == 1:    # one verb for both
+                words = _STATUS_WORDS.get(status[bad[0]], ("has no numbers", "have none"))
+                why = " and ".join(named.values()) + f" {words[len(bad) - 1]}"
+            else:
+                why = " and ".join(
+                    f"{named[m]} {_STATUS_WORDS.get(status[m], ('has no numbers',))[0]}"
+                    for m in bad)
+            why += " (see above)"
+        else:
+            note = row.note if isinstance(row.note, str) else ""
+            why = note.removeprefix("not tested: ") or "no test was made"
+        question = described.get(str(row.comparison), str(row.comparison))
+        out.append(f"\u201c{question}\u201d could not be tested: {why}.")
+    return out
 
 
 def estimates_by_model(coefs: pd.DataFrame, models: list[str], terms: list[str],

@@ -15,8 +15,10 @@ outcome, and an empty average-course figure (every episode censored).
 
 from __future__ import annotations
 
+import gc
 import html
 import re
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -24,8 +26,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline import models as M
+from pipeline.models.checks import collinear_terms
+from pipeline.report import (
+    NEEDS_PRIMARY,
+    escape,
+    not_fitted_words,
+    reason_words,
+    skipped_tags,
+)
 from pipeline.ruptures import plots
 from pipeline.ruptures.endings import NO_CHANGE_WITHIN, last_session
+from pipeline.tables import lr_not_tested, lr_table
+from tests.test_models import read_clients, read_data
 from tests.test_probes_quiet import _run_every_step, _shape
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +104,108 @@ def test_episode_figures_say_in_words_that_nothing_was_found() -> None:
     plt.close(fig)
 
 
+def test_course_figure_of_an_alliance_only_run_has_the_alliance_panel_only(
+        tmp_path: Path) -> None:
+    """An alliance-only run drew an empty "Wellbeing around an episode" panel."""
+    from pipeline.ruptures.stage import _draw_figures
+
+    rows = [{"criterion": "gumz_1sd", "status": status, "variable": "alliance",
+             "offset": offset, "n": 9.0, "mean": -0.5 * (offset == 0), "sd": 0.1,
+             "conf_low": -0.6, "conf_high": 0.1, "suppressed": False}
+            for status in ("repaired", "unrepaired") for offset in (-1, 0, 1)]
+    course = pd.DataFrame(rows)
+    fig, data = plots.course(course, "gumz_1sd", "Gumz 1 SD", n_episodes=9,
+                             with_outcome=False)
+    assert len(fig.axes) == 1 and len(data) == 6
+    assert fig.axes[0].get_title() == "Alliance around an episode (Gumz 1 SD)"
+    plt.close(fig)
+    # with an outcome: both panels, as before (the wellbeing one says it has nothing)
+    fig, _ = plots.course(course, "gumz_1sd", "Gumz 1 SD", n_episodes=9)
+    assert [ax.get_title() for ax in fig.axes][1] == "Wellbeing around an episode"
+    plt.close(fig)
+    # the stage's declared output is still written, with the one panel
+    prev = pd.DataFrame({"criterion": ["gumz_1sd"], "label": ["Gumz 1 SD"], "rater": "client",
+                         "scale": ["total"], "n_series": 9, "n_episodes": [9.0],
+                         "pct_clients": [40.0]})
+    _draw_figures(prev, course, "gumz_1sd", "Gumz 1 SD", tmp_path, with_outcome=False)
+    svg = (tmp_path / "ruptures_course.svg").read_text(encoding="utf-8")
+    texts = " ".join(re.findall(r"<!-- (.*?) -->", svg))
+    assert "Alliance around an episode" in texts and "Wellbeing" not in texts
+    assert set(pd.read_csv(tmp_path / "ruptures_course.csv")["variable"]) == {"alliance"}
+
+
+def test_reasons_read_in_words_and_user_text_stays_escaped() -> None:
+    """Reasons showed raw term names and keys ("goal_within (zero on every row)",
+    "C(approach)[T.pdt]", "model person_mean|lag0|none|reml|min1: ...")."""
+    x = np.column_stack([np.ones(6), np.arange(6.0), np.zeros(6), np.zeros(6)])
+    names = ["Intercept", "time", "goal_within", "goal_within:C(approach)[T.<b>pdt</b>]"]
+    assert collinear_terms(x, names, 1e-7) == [
+        "Goal (within client) and Goal (within client) \u00d7 Approach: <b>pdt</b> are zero "
+        "on every row (they do not vary)"]
+    reason = ("model person_mean|lag0|none|reml|min1: the fixed effects are rank deficient: "
+              "Goal (within client) \u00d7 Approach: <b>pdt</b> is zero on every row")
+    assert reason_words(reason).startswith("the fixed effects are rank deficient: Goal")
+    assert reason_words(np.nan) == ""
+    words = not_fitted_words("not estimable", reason)
+    assert words.startswith("not estimable: the fixed effects") and "person_mean" not in words
+    assert "<b>" not in escape(words) and "&#60;b&#62;pdt" in escape(words)
+    assert not_fitted_words("failed", np.nan, "RuntimeError: x") == "not estimable: RuntimeError: x"
+    assert not_fitted_words("skipped", "client covariate 'modality' has one level") == (
+        "skipped: client covariate 'modality' has one level")
+
+
+def test_a_comparison_with_a_model_that_is_not_estimable_says_why() -> None:
+    """A covariate level held by fewer than report.min_cell clients: the moderation models
+    are not estimable, and the likelihood-ratio table printed a row of empty cells."""
+    clients = read_clients("default")
+    rare = clients["client_id"].isin(clients["client_id"].iloc[:3])
+    clients.loc[rare, "approach"] = "<b>rare</b>"
+    fits = M.fit_all(read_data("default"), clients, {"df_method": "wald"},
+                     models=["growth", "primary", "approach_main", "moderation_approach"],
+                     verbose=False, min_level_clients=5)
+    stats = M.fit_statistics(fits)
+    status = dict(zip(stats["model"], stats["status"], strict=True))
+    assert status["approach_main"] == status["moderation_approach"] == "not estimable"
+    lr = M.lr_tests(fits)
+    by = lr.set_index("comparison")
+    assert by.loc["moderation_approach", "note"] == (
+        "not tested: approach_main is not estimable and moderation_approach is not estimable")
+    assert by.loc["alliance_vs_growth", "statistic"] > 0
+    described = {c.name: c.description for c in M.load_specs().comparisons}
+    table = lr_table(lr, described)
+    assert table["Comparison"].tolist() == [described["alliance_vs_growth"]]   # no empty row
+    assert lr_not_tested(lr, described, stats) == [
+        f"\u201c{described['moderation_approach']}\u201d could not be tested: the model "
+        "\u201cPrimary model plus therapeutic approach (reference for the moderation test)"
+        "\u201d and the model \u201cWithin-client alliance by therapeutic approach\u201d are "
+        "not estimable (see above)."]
+    # without the statuses, the table's own note
+    assert lr_not_tested(lr, described) == [
+        f"\u201c{described['moderation_approach']}\u201d could not be tested: "
+        "approach_main is not estimable and moderation_approach is not estimable."]
+
+
+def test_the_primary_models_sections_are_left_out_when_it_has_no_numbers(
+        tmp_path: Path) -> None:
+    params_file = _shape(tmp_path, "constant_alliance")
+    parameters = {"params_file": str(params_file)}
+    assert skipped_tags(parameters, ROOT) == set()          # no results yet: keep all
+    (tmp_path / "results").mkdir()
+    stats = tmp_path / "results" / "fit_statistics.csv"
+    for status, skipped in (("fitted", set()), ("singular", set()),
+                            ("not estimable", {NEEDS_PRIMARY}),
+                            ("not converged", {NEEDS_PRIMARY})):
+        pd.DataFrame({"model": ["growth", "primary"], "status": ["fitted", status]}).to_csv(
+            stats, index=False)
+        assert skipped_tags(parameters, ROOT) == skipped, status
+    # the staging area the pipeline renders from, not the settings file's folder
+    staged = tmp_path / "build"
+    (staged / "results").mkdir(parents=True)
+    pd.DataFrame({"model": ["primary"], "status": ["fitted"]}).to_csv(
+        staged / "results" / "fit_statistics.csv", index=False)
+    assert skipped_tags(parameters, ROOT, staged) == set()
+
+
 # ------------------------------------------------------------- the rendered reports
 
 
@@ -101,6 +216,9 @@ def _render(tmp: Path, monkeypatch: pytest.MonkeyPatch, shape: str,
 
     monkeypatch.setattr("pipeline.parallel._can_fork", lambda: False)
     params_file = _shape(tmp, shape)
+    with warnings.catch_warnings():  # sockets an earlier render's kernels left behind
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
     assert _run_every_step(params_file) == []
     streams: list[str] = []
     clean = report.clean_executed
@@ -119,7 +237,10 @@ def _render(tmp: Path, monkeypatch: pytest.MonkeyPatch, shape: str,
     pages = {n: _text((tmp / f"{n}.html").read_text(encoding="utf-8")) for n in names}
     for name, text in pages.items():
         for bad in (r"\bnan\b", r"\bNaN\b", r"\bNone\b", r"\binf\b", "Traceback",
-                    r"\[\]", "alliance_total", r"\+0\.00 points"):
+                    r"\[\]", "alliance_total", r"\+0\.00 points", r"[-\u2212]0\.0+\b",
+                    # raw term names and keys in reasons; "model primary: ..." prefixes
+                    r"\b(goal|task|bond|total)_(within|between|client|therapist)\b",
+                    r"\[T\.", r"person_mean\|", r"\bmodel [a-z_]+:"):
             assert not re.search(bad, text), f"{name}: {bad}"
     return pages
 
@@ -127,7 +248,8 @@ def _render(tmp: Path, monkeypatch: pytest.MonkeyPatch, shape: str,
 @pytest.mark.slow
 def test_constant_alliance_reports_say_what_cannot_be_computed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pages = _render(tmp_path, monkeypatch, "constant_alliance", ("ruptures", "models"))
+    pages = _render(tmp_path, monkeypatch, "constant_alliance",
+                    ("ruptures", "models", "sensitivity", "power"))
     rup, models = pages["ruptures"], pages["models"]
     assert "0% rated it lower" not in rup and "0.00 to 0.00" not in rup
     assert f"Among clients with three or more rated sessions, {NO_CHANGE_WITHIN}." in rup
@@ -146,6 +268,32 @@ def test_constant_alliance_reports_say_what_cannot_be_computed(
     stats = pd.read_csv(tmp_path / "results" / "fit_statistics.csv")
     growth = stats[stats["model"] == "growth"].iloc[0]
     assert pd.isna(growth["icc_therapist"]) and 0 < growth["icc_client"] < 1
+    # the primary model is not estimable: said once, in words, and its sections left out
+    # (they showed their headings and explanations with nothing under them)
+    zero = ("the fixed effects are rank deficient: Goal (within client), Task (within "
+            "client), Bond (within client), Goal (between clients), Task (between clients) "
+            "and Bond (between clients) are zero on every row (they do not vary)")
+    assert f"The primary model could not be estimated on these data: {zero}." in models
+    for heading in ("Reading the intercept and time", "Within- versus between-client effects",
+                    "What the effects mean in wellbeing points",
+                    "How much varies between therapists", "A parametric bootstrap",
+                    "Does the model fit?"):
+        assert heading not in models
+    assert "Secondary models" in models and "Within and between: two different" in models
+    # the moderation model's reason with the project's labels (the level is the user's)
+    assert "Goal (within client) \u00d7 Approach: pdt" in models
+    # no comparison could be made: no table of empty cells, a sentence each
+    assert "AIC (reduced, full)" not in models
+    assert ("\u201cDo goal, task and bond (within and between) improve on time alone?\u201d "
+            "could not be tested: the primary model is not estimable (see above).") in models
+    assert ("could not be tested: the model \u201cPrimary model plus modality (reference for "
+            "the moderation test)\u201d and the model \u201cWithin-client alliance by modality "
+            "(in person, video)\u201d were skipped (see above)") in models
+    sens, power = pages["sensitivity"], pages["power"]
+    assert f"not estimable: {zero}" in sens and "Effects side by side" not in sens
+    assert f"No specification could be estimated on these data: {zero}. Remove" in sens
+    assert sens.count("rank deficient") == 5 + 2     # five models' statuses; lag 0 and lag 1
+    assert f"the primary model is not estimable: {zero}." in power
 
 
 @pytest.mark.slow
@@ -159,3 +307,10 @@ def test_real_shaped_reports_name_scores_in_words_and_skip_the_outcome(
     assert "Ruptures and outcome" not in rup and "Sanity check" not in rup
     # two sessions per client: every episode is censored, nothing to draw
     assert "Too few repaired or unrepaired episodes to draw the average course" in rup
+    # alliance-only: the course is of the alliance alone (the figure had an empty
+    # wellbeing panel); the stage's figure is written with the alliance panel only
+    assert "Alliance and wellbeing of clients" not in rup
+    assert "The alliance of clients (alliance-only analysis: no wellbeing to draw)" in rup
+    svg = (tmp_path / "figures" / "ruptures_course.svg").read_text(encoding="utf-8")
+    texts = " ".join(re.findall(r"<!-- (.*?) -->", svg))
+    assert "Alliance around an episode" in texts and "Wellbeing" not in texts

@@ -7,7 +7,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.tables import coefficient_table, format_num, format_p, styled, term_label, write_table
+from pipeline.tables import (
+    coefficient_table,
+    format_num,
+    format_p,
+    format_r,
+    formatted,
+    styled,
+    term_label,
+    write_table,
+)
 
 
 def test_format_p_apa() -> None:
@@ -22,6 +31,21 @@ def test_format_num_true_minus() -> None:
     assert format_num(-0.126) == "\u22120.13"
     assert format_num(1.005, 1) == "1.0"
     assert format_num(np.nan) == ""
+
+
+def test_a_number_that_rounds_to_zero_has_no_minus() -> None:
+    """A CI bound of -0.004 printed "−0.00" (the every-item-alike shape; the shipped
+    secondary table's "[−0.00, 0.02]"); zero has no sign, at any number of decimals."""
+    assert format_num(-0.004) == "0.00"
+    assert format_num(-0.0) == "0.00"
+    assert format_num(-0.0004, 3) == "0.000"
+    assert format_num(-0.005, 2) == "−0.01"      # rounds away from zero: keeps its sign
+    assert format_num(-0.04, 1) == "0.0"
+    assert format_num(-1e-12, 0) == "0"
+    assert format_num(-0.0006, 3) == "−0.001"
+    assert format_r(-0.001) == ".00"
+    frame = formatted(pd.DataFrame({"b": [-0.001, 0.5]}))
+    assert frame["b"].tolist() == ["0.00", "0.50"]
 
 
 def test_term_labels() -> None:

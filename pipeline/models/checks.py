@@ -41,6 +41,7 @@ import pandas as pd
 from scipy import linalg
 
 from pipeline.errors import NotEstimableError, SettingsError
+from pipeline.labels import term_label
 from pipeline.models.spec import RandomPart
 
 #: Defaults of ``model.checks`` in params.yaml.
@@ -98,9 +99,12 @@ def _plural(label: str, n: int) -> str:
 def collinear_terms(x: np.ndarray, names: list[str], tol: float) -> list[str]:
     """Describe the linearly dependent columns of ``x`` (empty when full rank).
 
-    Pivoted QR as lme4's ``chkRank.drop.cols``; each dropped column is named with the
-    kept columns it is a combination of. That QR of the whole ``n x p`` matrix is run only
-    when :func:`_clearly_full_rank` cannot rule a deficiency out from the ``p x p``
+    Pivoted QR as lme4's ``chkRank.drop.cols``; each dropped column is named, with the
+    names the reports show (:func:`pipeline.labels.term_label`), with the kept columns it
+    is a combination of; the columns that are zero on every row are named together, e.g.
+    ``"Goal (within client) and Goal (between clients) are zero on every row (they do not
+    vary)"``. That QR of the whole ``n x p`` matrix is run only when
+    :func:`_clearly_full_rank` cannot rule a deficiency out from the ``p x p``
     cross-product (a tenth of the cost at 300k rows), so every decision is the QR's.
     """
     if x.shape[1] == 0 or _clearly_full_rank(x, tol):
@@ -113,20 +117,28 @@ def collinear_terms(x: np.ndarray, names: list[str], tol: float) -> list[str]:
     if rank == x.shape[1]:
         return []
     kept, dropped = list(piv[:rank]), list(piv[rank:])
-    out = []
+    zero, out = [], []
     for j in sorted(dropped):
+        if not np.any(x[:, j]):
+            zero.append(term_label(names[j]))
+            continue
         if kept:
             coef, *_ = np.linalg.lstsq(x[:, kept], x[:, j], rcond=None)
-            with_ = [names[k] for k, c in zip(kept, coef, strict=True) if abs(c) > 1e-8]
+            with_ = [term_label(names[k]) for k, c in zip(kept, coef, strict=True)
+                     if abs(c) > 1e-8]
         else:
             with_ = []
-        if not np.any(x[:, j]):
-            out.append(f"{names[j]} (zero on every row)")
-        elif with_:
-            out.append(f"{names[j]} (= a combination of {', '.join(with_)})")
-        else:
-            out.append(names[j])
+        out.append(f"{term_label(names[j])} is a combination of {_and(with_)}" if with_
+                   else term_label(names[j]))
+    if zero:
+        out.insert(0, f"{_and(zero)} is zero on every row (it does not vary)" if len(zero) == 1
+                   else f"{_and(zero)} are zero on every row (they do not vary)")
     return out
+
+
+def _and(words: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def _clearly_full_rank(x: np.ndarray, tol: float) -> bool:

@@ -209,7 +209,9 @@ def lr_tests(fits: Sequence[FitResult],
         if red is None or full is None:
             continue
         if red.ml is None or full.ml is None or red.data is None or full.data is None:
-            row["note"] = "not tested: a model was not fitted"
+            missing = [f"{f.name} is {f.status}" for f in (red, full)
+                       if f.ml is None or f.data is None]
+            row["note"] = f"not tested: {' and '.join(missing)}"
             rows.append(row)
             continue
         keys = ["client_id", "session"]

@@ -31,7 +31,8 @@ def _say(ax: plt.Axes, message: str) -> None:
 
 def course(table: pd.DataFrame, criterion: str, label: str = "",
            statuses: tuple[str, ...] = ("repaired", "unrepaired"),
-           n_episodes: int | None = None) -> tuple[Figure, pd.DataFrame]:
+           n_episodes: int | None = None,
+           with_outcome: bool = True) -> tuple[Figure, pd.DataFrame]:
     """Average alliance and wellbeing around an episode, by repair status.
 
     ``table`` is ``results/ruptures/course.csv``; offsets with fewer than ``min_cell``
@@ -39,15 +40,18 @@ def course(table: pd.DataFrame, criterion: str, label: str = "",
     client's own mean, averaged over episodes, with their intervals. When nothing can be
     drawn, each axes says why in words: :data:`NO_EPISODES` when ``n_episodes`` (the
     criterion's episodes, if known) is 0, else that too few episodes were repaired or
-    unrepaired.
+    unrepaired. ``with_outcome`` False (an alliance-only run): the alliance panel only.
     """
     data = table[(table["criterion"] == criterion) & table["status"].isin(statuses)
-                 & ~table["suppressed"].astype(bool)].reset_index(drop=True)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, variable, ylab in ((axes[0], "alliance", "total alliance (deviation from the "
-                                                     "client's mean)"),
-                               (axes[1], "wellbeing", "wellbeing (deviation from the "
-                                                      "client's mean)")):
+                 & ~table["suppressed"].astype(bool)
+                 & (with_outcome | (table["variable"] == "alliance"))].reset_index(drop=True)
+    panels = [("alliance", "total alliance (deviation from the client's mean)")]
+    if with_outcome:
+        panels.append(("wellbeing", "wellbeing (deviation from the client's mean)"))
+    fig, grid = plt.subplots(1, len(panels), figsize=(10 if with_outcome else 5.5, 3.6),
+                             squeeze=False)
+    axes = list(grid[0])
+    for ax, (variable, ylab) in zip(axes, panels, strict=True):
         for status in statuses:
             d = data[(data["variable"] == variable) & (data["status"] == status)]
             if d.empty:
@@ -69,7 +73,8 @@ def course(table: pd.DataFrame, criterion: str, label: str = "",
         for ax in axes:
             _say(ax, message)
     axes[0].set_title(f"Alliance around an episode ({label or criterion})")
-    axes[1].set_title("Wellbeing around an episode")
+    if with_outcome:
+        axes[1].set_title("Wellbeing around an episode")
     fig.tight_layout()
     return fig, data
 

@@ -152,7 +152,7 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
     labels = {c.name: c.label for c in criteria}
     fig_crit = str(cfg.get("figure_criterion", criteria[0].name))
     figures_done = _meanwhile(_draw_figures, out["prevalence"], out["course"], fig_crit,
-                              labels.get(fig_crit, ""), figures_dir)
+                              labels.get(fig_crit, ""), figures_dir, has_outcome)
 
     # --- outcome ---------------------------------------------------------------------
     ocfg = cfg["outcome"]
@@ -246,8 +246,9 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
 
 
 def _draw_figures(prevalence: pd.DataFrame, course: pd.DataFrame, criterion: str,
-                  label: str, figures_dir: Path) -> None:
-    """The stage's two figures (PNG, SVG and the CSV of what is drawn)."""
+                  label: str, figures_dir: Path, with_outcome: bool = True) -> None:
+    """The stage's two figures (PNG, SVG and the CSV of what is drawn); without an outcome
+    the course figure has the alliance panel only."""
     from pipeline import figures
     from pipeline.ruptures import plots
 
@@ -255,7 +256,8 @@ def _draw_figures(prevalence: pd.DataFrame, course: pd.DataFrame, criterion: str
     made = [("ruptures_prevalence", plots.prevalence(prevalence)),
             ("ruptures_course", plots.course(course, criterion, label,
                                              n_episodes=plots.episodes_found(prevalence,
-                                                                             criterion)))]
+                                                                             criterion),
+                                             with_outcome=with_outcome))]
     for name, (fig, data) in made:
         figures.save_figure(fig, data, figures_dir, name)
 

@@ -1,0 +1,45 @@
+"""Readable names of model terms, the one source of them for tables, figures and messages.
+
+``goal_within`` -> ``Goal (within client)``, ``C(approach)[T.pdt]`` -> ``Approach: pdt``.
+Its own module with no dependencies, so that the pre-fit checks
+(:mod:`pipeline.models.checks`) write their reasons with the names the reports show,
+without importing the table machinery. The result may hold a user's covariate levels:
+escape it where it is shown (``pipeline.report.escape``; the tables escape their cells).
+"""
+
+from __future__ import annotations
+
+import re
+
+_PARTS = {
+    "within_lag": "within client, previous session",
+    "within": "within client",
+    "between": "between clients",
+    "client": "client within therapist",
+    "therapist": "therapist mean",
+    "lag": "previous session",
+}
+_CATEGORY = re.compile(r"^C\((?P<var>[^)]+)\)\[T\.(?P<level>.+)\]$")
+
+
+def term_label(term: str) -> str:
+    """Readable name of a model term.
+
+    ``goal_within`` -> ``Goal (within client)``; ``C(approach)[T.CBT]`` -> ``Approach:
+    CBT``; interactions are joined with a multiplication sign.
+    """
+    if ":" in term:
+        return " \u00d7 ".join(term_label(part) for part in term.split(":"))
+    if term == "Intercept":
+        return "Intercept"
+    if term == "time":
+        return "Time (session \u2212 1)"
+    match = _CATEGORY.match(term)
+    if match:
+        return f"{match['var'].replace('_', ' ').capitalize()}: {match['level']}"
+    for suffix, words in _PARTS.items():
+        if term.endswith(f"_{suffix}"):
+            stem = term[: -len(suffix) - 1].replace("_", " ")
+            stem = "Total alliance" if stem == "total" else stem.capitalize()
+            return f"{stem} ({words})"
+    return term.replace("_", " ").capitalize()
