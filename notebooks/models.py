@@ -50,6 +50,7 @@ from pipeline.score import outcome_range
 from pipeline.tables import (
     alliance_change_table,
     alliance_levels_table,
+    bootstrap_table,
     coefficient_table,
     format_df,
     format_num,
@@ -281,19 +282,7 @@ boot_all = pd.read_csv(boot_file) if boot_file.is_file() else pd.DataFrame()
 # the rows of the primary model (the stage also bootstraps the alliance-levels models)
 boot = boot_all[boot_all["model"] == "primary"] if len(boot_all) else boot_all
 if primary_ok and len(boot):
-    names = {"sd_therapist": "SD therapist intercept", "sd_client": "SD client intercept",
-             "sd_client_time": "SD client slope on time", "sd_residual": "SD residual",
-             "corr_client_time": "Correlation client intercept, slope",
-             "icc_therapist": "ICC therapist", "icc_client": "ICC client",
-             "r2_marginal": "R² marginal", "r2_conditional": "R² conditional"}
-    level = float(boot["conf_level"].iloc[0])
-    cells = [with_interval(*v, kind="variance") for v in
-             zip(boot["estimate"], boot["conf_low"], boot["conf_high"], strict=True)]
-    shown = pd.DataFrame({
-        "Quantity": boot["quantity"].map(names),
-        "Estimate": [estimate for estimate, _, _ in cells],
-        f"{level:.0%} bootstrap interval": [interval for _, interval, _ in cells]})
-    display(styled(shown))
+    display(styled(bootstrap_table(boot)))
     reps, failed = int(boot["replications"].iloc[0]), int(boot["failed"].iloc[0])
     icc = boot.set_index("quantity").loc["icc_therapist"]
     display(Markdown(

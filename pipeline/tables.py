@@ -413,6 +413,27 @@ def estimates_by_model(coefs: pd.DataFrame, models: list[str], terms: list[str],
     return table.reset_index(drop=True)
 
 
+_BOOTSTRAPPED = {"sd_therapist": "SD therapist intercept", "sd_client": "SD client intercept",
+                 "sd_client_time": "SD client slope on time", "sd_residual": "SD residual",
+                 "corr_client_time": "Correlation client intercept, slope",
+                 "icc_therapist": "ICC therapist", "icc_client": "ICC client",
+                 "r2_marginal": "R\u00b2 marginal", "r2_conditional": "R\u00b2 conditional"}
+
+
+def bootstrap_table(boot: pd.DataFrame) -> pd.DataFrame:
+    """Bootstrap intervals of one model (rows of ``results/bootstrap.csv``): Quantity,
+    Estimate and the percentile interval, at the ``variance`` decimals and the interval
+    rule (:func:`with_interval`)."""
+    cells = [with_interval(*v, kind="variance") for v in
+             zip(boot["estimate"], boot["conf_low"], boot["conf_high"], strict=True)]
+    level = boot["conf_level"].dropna()
+    head = f"{float(level.iloc[0]):.0%} bootstrap interval" if len(level) else "interval"
+    return pd.DataFrame({
+        "Quantity": [_BOOTSTRAPPED.get(q, q) for q in boot["quantity"]],
+        "Estimate": [estimate for estimate, _, _ in cells],
+        head: [interval for _, interval, _ in cells]})
+
+
 def fit_table(stats: pd.DataFrame) -> pd.DataFrame:
     """APA table of model fit: N, log-likelihoods, AIC and BIC (ML), R squared, optimizer."""
     fitted = stats[stats["status"].isin(["fitted", "singular"])]

@@ -10,6 +10,7 @@ import pandas as pd
 from pipeline.tables import (
     STYLE,
     alliance_change_table,
+    bootstrap_table,
     coefficient_table,
     decimals,
     format_num,
@@ -116,6 +117,22 @@ def test_an_estimate_with_a_narrow_interval_gets_the_decimals_to_show_it() -> No
     assert shown.loc[0, "Clients' own slopes (middle 95%)"] == "\u22120.062 to 0.078"
     assert shown.loc[1, ["Change per session", "95% CI"]].tolist() == ["0.21", "[0.15, 0.27]"]
     assert shown.loc[1, "Clients' own slopes (middle 95%)"] == "0.10 to 0.30"
+
+
+def test_the_bootstrap_table_uses_the_one_number_formatter() -> None:
+    """The models report formatted the bootstrap table itself (f"{v:.3f}"): ASCII minus,
+    "-0.000" for a correlation that rounds to zero."""
+    boot = pd.DataFrame({"quantity": ["sd_therapist", "corr_client_time", "icc_therapist"],
+                         "estimate": [1.468899, -0.0004, 0.183229],
+                         "conf_low": [1.017563, -0.41, 0.094388],
+                         "conf_high": [1.919127, 0.3, 0.277353], "conf_level": 0.95})
+    table = bootstrap_table(boot)
+    assert table.to_dict("list") == {
+        "Quantity": ["SD therapist intercept", "Correlation client intercept, slope",
+                     "ICC therapist"],
+        "Estimate": ["1.469", "0.000", "0.183"],
+        "95% bootstrap interval": ["[1.018, 1.919]", "[\u22120.410, 0.300]",
+                                   "[0.094, 0.277]"]}
 
 
 def test_write_table_three_formats_byte_stable(tmp_path: Path) -> None:
