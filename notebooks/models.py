@@ -45,6 +45,7 @@ from pipeline.report import (
     not_fitted_words,
     open_project,
     reason_words,
+    together,
 )
 from pipeline.score import outcome_range
 from pipeline.tables import (
@@ -503,9 +504,9 @@ change = pd.read_csv(results / "alliance_change.csv")
 readable = levels[levels["status"].isin(["fitted", "singular"])]
 metric = alliance_metric(alliance_inst)
 if readable.empty:
-    display(Markdown("No alliance model could be estimated: "
-                     + "; ".join(f"{k}: {reason_of(m)}" for k, m in
-                                 zip(levels["subscale"], levels["model"], strict=True))))
+    display(Markdown("No alliance model could be estimated. "
+                     + together([figures.label(k) for k in levels["subscale"]],
+                                [reason_of(m) for m in levels["model"]]) + "."))
 else:
     display(Markdown(f"Scores: {metric}."))
     display(styled(alliance_levels_table(levels)))
@@ -613,9 +614,9 @@ if not readable.empty:
 # %%
 ok_change = change[change["status"].isin(["fitted", "singular"])]
 if ok_change.empty:
-    display(Markdown("No growth model of the alliance could be estimated: "
-                     + "; ".join(f"{k}: {reason_of(m)}" for k, m in
-                                 zip(change["subscale"], change["model"], strict=True))))
+    display(Markdown("No growth model of the alliance could be estimated. "
+                     + together([figures.label(k) for k in change["subscale"]],
+                                [reason_of(m) for m in change["model"]]) + "."))
 else:
     display(styled(alliance_change_table(change)))
     level = f"{float(ok_change['conf_level'].iloc[0]):.0%}"

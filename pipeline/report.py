@@ -499,6 +499,22 @@ def not_fitted_words(status: object, reason: object, warning: object = None) -> 
     return f"{label}: {words}" if words else str(label)
 
 
+def together(names: Sequence[str], reasons: Sequence[str]) -> str:
+    """Reasons said once for the names that share them: ``"Goal, task and bond: <reason>"``
+    when all three failed alike, ``"Goal and task: <r1>; bond: <r2>"`` otherwise (groups in
+    the order of their first name). ``names`` are labels (the first keeps its capital, the
+    others are lower-cased); ``reasons`` are used as given (escape them for Markdown)."""
+    groups: dict[str, list[str]] = {}
+    for i, (name, reason) in enumerate(zip(names, reasons, strict=True)):
+        groups.setdefault(reason, []).append(name if i == 0 else name[:1].lower() + name[1:])
+    parts = []
+    for reason, members in groups.items():
+        who = (members[0] if len(members) == 1
+               else f"{', '.join(members[:-1])} and {members[-1]}")
+        parts.append(f"{who}: {reason}")
+    return "; ".join(parts)
+
+
 def alliance_metric(inst: Any) -> str:
     """How the alliance scores read, from the instrument key (never hard-coded).
 

@@ -34,6 +34,7 @@ from pipeline.report import (
     not_fitted_words,
     reason_words,
     skipped_tags,
+    together,
 )
 from pipeline.ruptures import plots
 from pipeline.ruptures.endings import NO_CHANGE_WITHIN, last_session
@@ -152,6 +153,17 @@ def test_reasons_read_in_words_and_user_text_stays_escaped() -> None:
     assert not_fitted_words("failed", np.nan, "RuntimeError: x") == "not estimable: RuntimeError: x"
     assert not_fitted_words("skipped", "client covariate 'modality' has one level") == (
         "skipped: client covariate 'modality' has one level")
+
+
+def test_one_reason_for_goal_task_and_bond_is_said_once() -> None:
+    """The alliance-levels and growth summaries said "goal: <reason>; task: <reason>;
+    bond: <reason>" with one and the same reason."""
+    why = "not estimable: the outcome is constant"
+    assert together(["Goal", "Task", "Bond"], [why] * 3) == f"Goal, task and bond: {why}"
+    assert together(["Goal", "Task", "Bond"], [why, "not converged", why]) == (
+        f"Goal and bond: {why}; task: not converged")
+    assert together(["Goal"], ["skipped"]) == "Goal: skipped"
+    assert together(["Goal", "Task"], ["skipped", "skipped"]) == "Goal and task: skipped"
 
 
 def test_a_comparison_with_a_model_that_is_not_estimable_says_why() -> None:
