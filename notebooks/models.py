@@ -45,11 +45,13 @@ from pipeline.report import (
     not_fitted_words,
     open_project,
     reason_words,
+    together,
 )
 from pipeline.score import outcome_range
 from pipeline.tables import (
     alliance_change_table,
     alliance_levels_table,
+    bootstrap_table,
     coefficient_table,
     format_df,
     format_num,
@@ -58,6 +60,7 @@ from pipeline.tables import (
     styled,
     term_label,
     variance_table,
+    with_interval,
 )
 
 root, params = open_project(params_file)
@@ -207,16 +210,16 @@ if primary_ok:
                   or bool(cfg.get("outcome_higher_is_better", True)))
         scale = (f" (scored {lo:g}\u2013{hi:g}, higher = "
                  f"{'better' if better else 'worse'})")
-    text = (f"The intercept, **{format_num(b0['estimate'])}** ({level} CI "
-            f"[{format_num(b0['conf_low'])}, {format_num(b0['conf_high'])}]), is the expected "
+    b, interval, _ = with_interval(b0["estimate"], b0["conf_low"], b0["conf_high"])
+    text = (f"The intercept, **{b}** ({level} CI {interval}), is the expected "
             f"wellbeing on the {outcome_name}{scale} at the first session (time 0) of a client "
             "whose alliance is at the average client's level and at their own usual level, "
             "seen by a typical therapist (all random effects at 0).")
     if b_time is not None:
+        b, interval, _ = with_interval(b_time["estimate"], b_time["conf_low"],
+                                       b_time["conf_high"])
         text += (f" From one session to the next, wellbeing is expected to change by "
-                 f"**{format_num(b_time['estimate'])}** points ({level} CI "
-                 f"[{format_num(b_time['conf_low'])}, {format_num(b_time['conf_high'])}]) "
-                 "for such a client.")
+                 f"**{b}** points ({level} CI {interval}) for such a client.")
     display(Markdown(text))
 
 # %% [markdown] tags=["needs-outcome", "needs-primary"]
@@ -280,19 +283,7 @@ boot_all = pd.read_csv(boot_file) if boot_file.is_file() else pd.DataFrame()
 # the rows of the primary model (the stage also bootstraps the alliance-levels models)
 boot = boot_all[boot_all["model"] == "primary"] if len(boot_all) else boot_all
 if primary_ok and len(boot):
-    names = {"sd_therapist": "SD therapist intercept", "sd_client": "SD client intercept",
-             "sd_client_time": "SD client slope on time", "sd_residual": "SD residual",
-             "corr_client_time": "Correlation client intercept, slope",
-             "icc_therapist": "ICC therapist", "icc_client": "ICC client",
-             "r2_marginal": "R² marginal", "r2_conditional": "R² conditional"}
-    level = float(boot["conf_level"].iloc[0])
-    shown = pd.DataFrame({
-        "Quantity": boot["quantity"].map(names),
-        "Estimate": boot["estimate"].map(lambda v: f"{v:.3f}"),
-        f"{level:.0%} bootstrap interval": [f"[{lo:.3f}, {hi:.3f}]" for lo, hi in
-                                            zip(boot["conf_low"], boot["conf_high"],
-                                                strict=True)]})
-    display(styled(shown))
+    display(styled(bootstrap_table(boot)))
     reps, failed = int(boot["replications"].iloc[0]), int(boot["failed"].iloc[0])
     icc = boot.set_index("quantity").loc["icc_therapist"]
     display(Markdown(
@@ -513,9 +504,9 @@ change = pd.read_csv(results / "alliance_change.csv")
 readable = levels[levels["status"].isin(["fitted", "singular"])]
 metric = alliance_metric(alliance_inst)
 if readable.empty:
-    display(Markdown("No alliance model could be estimated: "
-                     + "; ".join(f"{k}: {reason_of(m)}" for k, m in
-                                 zip(levels["subscale"], levels["model"], strict=True))))
+    display(Markdown("No alliance model could be estimated. "
+                     + together([figures.label(k) for k in levels["subscale"]],
+                                [reason_of(m) for m in levels["model"]]) + "."))
 else:
     display(Markdown(f"Scores: {metric}."))
     display(styled(alliance_levels_table(levels)))
@@ -623,9 +614,9 @@ if not readable.empty:
 # %%
 ok_change = change[change["status"].isin(["fitted", "singular"])]
 if ok_change.empty:
-    display(Markdown("No growth model of the alliance could be estimated: "
-                     + "; ".join(f"{k}: {reason_of(m)}" for k, m in
-                                 zip(change["subscale"], change["model"], strict=True))))
+    display(Markdown("No growth model of the alliance could be estimated. "
+                     + together([figures.label(k) for k in change["subscale"]],
+                                [reason_of(m) for m in change["model"]]) + "."))
 else:
     display(styled(alliance_change_table(change)))
     level = f"{float(ok_change['conf_level'].iloc[0]):.0%}"
@@ -633,12 +624,13 @@ else:
     for r in ok_change.itertuples():
         clear = r.conf_low > 0 or r.conf_high < 0
         way = "rises" if r.slope > 0 else "falls"
+        slope, interval, digits = with_interval(r.slope, r.conf_low, r.conf_high)
         lines.append(
             f"- **{figures.label(r.subscale)}**: "
-            + (f"{way} by {format_num(abs(r.slope), 3)} points per session on average"
-               if clear else f"estimated change {format_num(r.slope, 3)} points per session, "
+            + (f"{way} by {format_num(abs(r.slope), digits)} points per session on average"
+               if clear else f"estimated change {slope} points per session, "
                "but the interval includes zero, i.e. no change")
-            + f" ({level} CI [{format_num(r.conf_low, 3)}, {format_num(r.conf_high, 3)}]).")
+            + f" ({level} CI {interval}).")
     display(Markdown("\n".join(lines)))
     sessions = ok_change["simplification"].fillna("").str.contains("client random slope")
     if sessions.any():
@@ -667,10 +659,11 @@ else:
     lines = []
     for r in pooled.itertuples():
         higher = "higher" if r.mean_difference > 0 else "lower"
+        _, interval, digits = with_interval(r.mean_difference, r.conf_low, r.conf_high)
         lines.append(
-            f"- **{figures.label(r.scale)}**: clients rated {format_num(abs(r.mean_difference))} "
-            f"points {higher} than their therapists ({level} CI [{format_num(r.conf_low)}, "
-            f"{format_num(r.conf_high)}]); the two ratings correlate r = "
+            f"- **{figures.label(r.scale)}**: clients rated "
+            f"{format_num(abs(r.mean_difference), digits)} points {higher} than their "
+            f"therapists ({level} CI {interval}); the two ratings correlate r = "
             f"{format_num(r.r).replace('0.', '.', 1)} over {int(r.n_pairs):,} sessions of "
             f"{int(r.n_clients):,} clients.")
     display(Markdown(

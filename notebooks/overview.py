@@ -178,7 +178,8 @@ display(Markdown(
 if (~traj["suppressed"]).any():
     metric = f"{alliance.item_min:g}\u2013{alliance.item_max:g}"
     figures.show(*figures.trajectories(traj, outcome_label=outcome_label,
-                                       alliance_metric=metric), "trajectories")
+                                       alliance_metric=metric), "trajectories",
+                 with_outcome=has_outcome)
 else:
     display(Markdown(f"Every session has fewer than {min_cell} clients: nothing to show."))
 
@@ -191,7 +192,8 @@ else:
 # %%
 dist = pd.read_csv(describe / "distributions.csv")
 if (~dist["suppressed"].astype(bool)).any():
-    figures.show(*figures.distributions(dist, outcome_label=outcome_label), "distributions")
+    figures.show(*figures.distributions(dist, outcome_label=outcome_label), "distributions",
+                 with_outcome=has_outcome)
 ceiling = params["report"].get("ceiling", {}) or {}
 top_fraction = float(ceiling.get("top_fraction", 0.25))
 min_share = float(ceiling.get("min_share", 0.5))

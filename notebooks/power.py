@@ -35,7 +35,15 @@ from IPython.display import Markdown, display
 
 from pipeline import figures
 from pipeline.references import reference_list
-from pipeline.report import data_notice, escape, not_fitted_words, open_project
+from pipeline.report import (
+    NEEDS_POWER,
+    data_notice,
+    escape,
+    model_readable,
+    not_fitted_words,
+    open_project,
+    tagged_models,
+)
 from pipeline.tables import format_num, model_label, model_labels, styled, term_label
 
 root, params = open_project(params_file)
@@ -49,18 +57,27 @@ if available:
     target_table = pd.read_csv(results / "power_target.csv", keep_default_na=False)
     truth = pd.read_csv(results / "power_truth.csv")
 else:
-    # The power stage simulates from a fitted model; say why there is none.
-    model = str((params.get("power") or {}).get("model", "primary"))
+    # The power stage simulates from a fitted model; say why there is none. Without its
+    # numbers the sections below (cell tag needs-power) are left out of the report.
+    model = tagged_models(params)[NEEDS_POWER]
     stats = pd.read_csv(results / "fit_statistics.csv")
     row = stats[stats["model"] == model]
     name = ("the primary model" if model == "primary" else
             f"the model *{escape(model_labels([model])[0])}*")
-    why = (f"{name} is {escape(not_fitted_words(*row[['status', 'reason', 'warning']].iloc[0]))}"
-           if len(row) else f"{name} was not fitted")
+    if model_readable(results / "fit_statistics.csv", model) and len(row):
+        why = ("yet `results/power.csv` is empty or absent (the `power` stage writes it; "
+               "its log line says why)")
+    else:
+        why = (f"{name} is "
+               f"{escape(not_fitted_words(*row[['status', 'reason', 'warning']].iloc[0]))}"
+               if len(row) else f"{name} was not fitted")
+        why += (". The sections that read the simulation (what was simulated, the "
+                "alliance process, power by design, failed and singular fits, the smallest "
+                "design that reaches the target) are left out")
     display(Markdown(f"**No power analysis on these data**: the simulation takes its true "
                      f"values from the fitted model, and {why}."))
 
-# %% [markdown]
+# %% [markdown] tags=["needs-power"]
 # ## What was simulated
 #
 # Each simulated study has the planned number of therapists, clients per therapist and
@@ -71,7 +88,7 @@ else:
 # effects from `power.effects` where set, otherwise the estimates of the model fitted to
 # these data; variance components from that fit.
 
-# %%
+# %% tags=["needs-power"]
 if available:
     n_rep = int(power["replications"].iloc[0])
     alpha = float(power["alpha"].iloc[0])
@@ -98,7 +115,7 @@ if available:
                          value=[format_num(v, 3) for v in truth["value"]])
     display(styled(shown))
 
-# %% [markdown]
+# %% [markdown] tags=["needs-power"]
 # **The alliance process.** How much the alliance varies between sessions of the same
 # client decides the power of the within-client effects; how much it varies between
 # clients and therapists, that of the between effects; and how closely goal, task and
@@ -111,7 +128,7 @@ if available:
 # session-to-session noise in a client's mean, between clients. They describe the scores
 # as observed, with their measurement error, as the predictors of a real study would be.
 
-# %%
+# %% tags=["needs-power"]
 if available and len(process):
     from pipeline.power.process import PARAMETERS
 
@@ -125,7 +142,7 @@ if available and len(process):
         "alliance process": [PARAMETERS.get(p, p) for p in process["parameter"]],
         "value": [format_num(v, 3) for v in process["value"]]})))
 
-# %% [markdown]
+# %% [markdown] tags=["needs-power"]
 # ## Power by design
 #
 # Each line is one term (colour: goal, task or bond, as in every figure; solid: within
@@ -135,12 +152,12 @@ if available and len(process):
 # should sit on α, which checks the test itself. A design is named *therapists* x
 # *clients per therapist* x *planned sessions per client*.
 
-# %%
+# %% tags=["needs-power"]
 if available:
     target = float(target_table["target"].iloc[0])
     figures.show(*figures.power_curves(power, target), "power_curves")
 
-# %%
+# %% tags=["needs-power"]
 if available:
     table = pd.DataFrame({
         "design": power["design"].map(lambda s: html.escape(str(s))),
@@ -155,7 +172,7 @@ if available:
     })
     display(styled(table))
 
-# %% [markdown]
+# %% [markdown] tags=["needs-power"]
 # **Failed and singular fits.** A *failed* fit did not converge, or the planned model
 # could not be estimated on that simulated study (for example too few sessions for a
 # client slope); it is left out of the power and counted here. A *singular* fit put a
@@ -163,7 +180,7 @@ if available:
 # count, as in lme4. The run stops when more than `power.max_failed_share` of a design's
 # fits fail, because power from the rest would be biased.
 
-# %%
+# %% tags=["needs-power"]
 if available:
     failed = int(power.groupby("design")["failed"].first().sum())
     total = int(power.groupby("design")["replications"].first().sum())
@@ -177,13 +194,13 @@ if available:
             f"{format_num(row['power'], 3)} of the fits (α = {alpha:g}; Monte-Carlo "
             f"interval {format_num(row['conf_low'], 3)} to {format_num(row['conf_high'], 3)})."))
 
-# %% [markdown]
+# %% [markdown] tags=["needs-power"]
 # ## The smallest design that reaches the target
 #
 # "Smallest" means the fewest planned sessions in all (therapists × clients × sessions),
 # then the fewest therapists.
 
-# %%
+# %% tags=["needs-power"]
 if available:
     lines = []
     true_effect = power.groupby("term")["effect"].first()
@@ -217,6 +234,6 @@ if available:
 # effects, the same effect for every client, no dropout related to wellbeing. Real data
 # are messier; treat the numbers as a lower bound on the size a study needs.
 
-# %%
-# The works this report cites (docs/references.yaml).
+# %% tags=["needs-power"]
+# The works this report cites (docs/references.yaml): the df method, in "What was simulated".
 display(Markdown(reference_list(["kuznetsova_2017"])))

@@ -449,9 +449,7 @@ if len(crs):
     if drawn.empty:
         plt.close(fig)
 if len(drawn):
-    figures.inline(fig, figures.describe("ruptures_course") if with_outcome else
-                   "Alliance around a rupture session (deviation from each client's mean), "
-                   "repaired and unrepaired episodes, with intervals.")
+    figures.inline(fig, figures.describe("ruptures_course", with_outcome))
     display(Markdown(
         f"Rule: **{esc(labels.get(fig_crit, fig_crit))}** (`ruptures.figure_criterion`). "
         "The dip at 0 is partly built in: sessions were *selected* for being low. "

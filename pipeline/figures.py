@@ -111,12 +111,13 @@ def save_figure(fig: Figure, data: pd.DataFrame, outdir: str | Path, name: str) 
     return paths
 
 
-def describe(name: str) -> str:
+def describe(name: str, with_outcome: bool = True) -> str:
     """The one line on what figure ``name`` shows (``pipeline/index.yaml``, as on the front
-    page): the figure's alternative text in the reports, for readers who cannot see it."""
-    from pipeline.index import load_descriptions
+    page; ``with_outcome`` False: its alliance-only line, where it has one): the figure's
+    alternative text in the reports, for readers who cannot see it."""
+    from pipeline.index import figure_line
 
-    return " ".join(str(load_descriptions()["figures"].get(name, name)).split())
+    return figure_line(name, with_outcome)
 
 
 def inline(fig: Figure, alt: str) -> None:
@@ -128,7 +129,7 @@ def inline(fig: Figure, alt: str) -> None:
     plt.close(fig)
 
 
-def show(fig: Figure, data: pd.DataFrame, name: str) -> None:
+def show(fig: Figure, data: pd.DataFrame, name: str, with_outcome: bool = True) -> None:
     """Show a report's figure; when the pipeline renders the report, publish it as well.
 
     With ``ALLIANCE_FIGURES_DIR`` set (``pipeline.report.render_many`` sets it for its
@@ -136,7 +137,8 @@ def show(fig: Figure, data: pd.DataFrame, name: str) -> None:
     .png/.svg/.csv (:func:`save_figure`) and the saved PNG is what the report shows, at
     the figure's own width in pixels (``figure.dpi``, as the inline figure): one drawing,
     and the published file is exactly the report's picture. Without it (a student in
-    JupyterLab) the figure is shown inline and nothing is written.
+    JupyterLab) the figure is shown inline and nothing is written. ``with_outcome``
+    False: an alliance-only run's figure, described as such (:func:`describe`).
     """
     outdir = os.environ.get(FIGURES_DIR_ENV)
     if not outdir:
@@ -146,7 +148,8 @@ def show(fig: Figure, data: pd.DataFrame, name: str) -> None:
 
     width = round(fig.get_figwidth() * fig.dpi)
     png = save_figure(fig, data, outdir, name)[0]
-    display(Image(data=png.read_bytes(), format="png", width=width, alt=describe(name)))
+    display(Image(data=png.read_bytes(), format="png", width=width,
+                  alt=describe(name, with_outcome)))
 
 
 def trajectories(traj: pd.DataFrame, outcome_label: str = "wellbeing",

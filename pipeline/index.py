@@ -23,7 +23,7 @@ from typing import Any
 
 from pipeline import yamlfile
 from pipeline.errors import SettingsError
-from pipeline.report import data_notice
+from pipeline.report import data_notice, has_outcome
 from pipeline.verify import code_stamp
 
 DESCRIPTIONS = Path(__file__).with_name("index.yaml")
@@ -51,6 +51,18 @@ def load_descriptions(path: str | Path = DESCRIPTIONS) -> dict[str, Any]:
             raise SettingsError(f"{Path(path).name}: the key '{key}' is missing; it lists "
                                 "the front page's descriptions (see the file's comments)")
     return data
+
+
+def figure_line(name: str, with_outcome: bool = True,
+                descriptions: Mapping[str, Any] | None = None) -> str:
+    """The one line on what figure ``name`` shows, as drawn: a figure with two lines in
+    ``pipeline/index.yaml`` (``with_outcome``, ``alliance_only``) has the one of this run;
+    ``figure <name>`` when the file has none."""
+    desc = descriptions if descriptions is not None else load_descriptions()
+    entry = desc["figures"].get(name, f"figure {name}")
+    if isinstance(entry, Mapping):
+        entry = entry["with_outcome" if with_outcome else "alliance_only"]
+    return " ".join(str(entry).split())
 
 
 def report_sources(folder: str | Path, order: list[str]) -> list[Path]:
@@ -127,6 +139,7 @@ def build_index(root: str | Path, params: Mapping[str, Any], reports: Sequence[s
     desc = descriptions if descriptions is not None else load_descriptions()
     figures_dir, tables_dir = Path(figures_dir), Path(tables_dir)
     esc = html.escape
+    with_outcome = has_outcome(params)   # the figures of an alliance-only run differ
 
     report_rows = [[f'<a href="{esc(Path(s).stem)}.html">{esc(Path(s).stem)}.html</a>',
                     esc(notebook_title(s))] for s in reports]
@@ -141,7 +154,7 @@ def build_index(root: str | Path, params: Mapping[str, Any], reports: Sequence[s
             thumb = (f'<a href="{href}/{esc(name)}.png"><img src="{href}/{esc(name)}.png" '
                      f'alt="{esc(name)}" width="180"></a>')
             figure_rows.append([thumb, f"<code>{esc(name)}</code><br>{links}",
-                                esc(desc["figures"].get(name, f"figure {name}"))])
+                                esc(figure_line(name, with_outcome, desc))])
     table_rows = []
     for name in sorted({p.stem for p in tables_dir.glob("*.html")}):
         links = " · ".join(f'<a href="tables/{esc(name)}.{ext}">{label}</a>'

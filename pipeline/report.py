@@ -46,11 +46,21 @@ FIGURES_DIR_ENV = "ALLIANCE_FIGURES_DIR"
 NEEDS_OUTCOME = "needs-outcome"
 
 
-#: Cell tag of a models-report cell that reads the primary model's numbers: left out when
-#: the primary model has none (not estimable, not converged); the report says once why.
-NEEDS_PRIMARY = "needs-primary"
+#: Cell tags of cells that read one fitted model's numbers: such a cell is left out of the
+#: report when that model has none (not estimable, not converged) in the
+#: ``fit_statistics.csv`` the kernels read; the notebook says once, in its words, why and
+#: what is left out. Which model each tag needs is :func:`tagged_models`.
+NEEDS_PRIMARY = "needs-primary"   # the primary model (models and sensitivity reports)
+NEEDS_POWER = "needs-power"       # the model power simulates from, ``power.model``
 #: Statuses of ``fit_statistics.csv`` whose numbers the reports read.
 READABLE = ("fitted", "singular")
+
+
+def tagged_models(params: Mapping[str, Any]) -> dict[str, str]:
+    """The model (a key of ``pipeline/models.yaml``) each model tag needs, for these
+    settings: ``needs-primary`` the primary model, ``needs-power`` ``power.model``."""
+    power = params.get("power") or {}
+    return {NEEDS_PRIMARY: "primary", NEEDS_POWER: str(power.get("model") or "primary")}
 
 
 def has_outcome(params: Mapping[str, Any]) -> bool:
@@ -63,23 +73,25 @@ def skipped_tags(parameters: Mapping[str, Any], cwd: str | Path,
     """Cell tags left out of the reports for these settings (``params_file``, as passed to
     the notebooks; default the project's ``params.yaml`` in ``cwd``) and these results
     (``results_root``/results, default the settings file's folder, as
-    :func:`open_project` reads them). A notebook rendered without a settings file (not a
-    report of this pipeline) keeps every cell."""
+    :func:`open_project` reads them): ``needs-outcome`` when there is no outcome, a model
+    tag (:func:`tagged_models`) when its model has no numbers. A notebook rendered without
+    a settings file (not a report of this pipeline) keeps every cell."""
     from pipeline.config import load_params
 
     path = Path(parameters.get("params_file") or "params.yaml")
     path = path if path.is_absolute() else Path(cwd) / path
     if not path.is_file():
         return set()
-    if not has_outcome(load_params(path)):
-        return {NEEDS_OUTCOME}
+    params = load_params(path)
+    skip = set() if has_outcome(params) else {NEEDS_OUTCOME}
     stats = Path(results_root or path.parent) / "results" / "fit_statistics.csv"
-    return set() if primary_readable(stats) else {NEEDS_PRIMARY}
+    return skip | {tag for tag, model in tagged_models(params).items()
+                   if not model_readable(stats, model)}
 
 
-def primary_readable(fit_statistics: str | Path) -> bool:
-    """Whether the primary model has numbers to read (``fitted`` or ``singular``); True
-    when the table is absent (the notebook then says what is missing itself)."""
+def model_readable(fit_statistics: str | Path, model: str = "primary") -> bool:
+    """Whether ``model`` has numbers to read (``fitted`` or ``singular``); True when the
+    table or the model's row is absent (the notebook then says what is missing itself)."""
     import csv
 
     path = Path(fit_statistics)
@@ -87,7 +99,7 @@ def primary_readable(fit_statistics: str | Path) -> bool:
         return True
     with path.open(newline="", encoding="utf-8") as fh:
         status = next((row.get("status") for row in csv.DictReader(fh)
-                       if row.get("model") == "primary"), None)
+                       if row.get("model") == model), None)
     return status is None or status in READABLE
 
 
@@ -497,6 +509,22 @@ def not_fitted_words(status: object, reason: object, warning: object = None) -> 
     label = status if status in ("not converged", "skipped") else "not estimable"
     words = reason_words(reason) or reason_words(warning)
     return f"{label}: {words}" if words else str(label)
+
+
+def together(names: Sequence[str], reasons: Sequence[str]) -> str:
+    """Reasons said once for the names that share them: ``"Goal, task and bond: <reason>"``
+    when all three failed alike, ``"Goal and task: <r1>; bond: <r2>"`` otherwise (groups in
+    the order of their first name). ``names`` are labels (the first keeps its capital, the
+    others are lower-cased); ``reasons`` are used as given (escape them for Markdown)."""
+    groups: dict[str, list[str]] = {}
+    for i, (name, reason) in enumerate(zip(names, reasons, strict=True)):
+        groups.setdefault(reason, []).append(name if i == 0 else name[:1].lower() + name[1:])
+    parts = []
+    for reason, members in groups.items():
+        who = (members[0] if len(members) == 1
+               else f"{', '.join(members[:-1])} and {members[-1]}")
+        parts.append(f"{who}: {reason}")
+    return "; ".join(parts)
 
 
 def alliance_metric(inst: Any) -> str:

@@ -6,11 +6,14 @@ APA 7: two decimals, intervals in brackets, p-values without a leading zero and
 ``< .001`` below one in a thousand, degrees of freedom of a likelihood-ratio test as
 integers, yes/no instead of True/False. This module is the one place of the table style:
 the published tables (``publish`` stage) and the tables inside the reports (``styled``
-over the functions below) use the same labels, decimals and p-format.
+over the functions below) use the same labels, decimals and p-format. How many decimals
+each kind of number gets, and the rule that gives an estimate with a narrow interval more
+(:func:`interval_decimals`), are data: ``pipeline/table_style.yaml``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,20 +39,74 @@ def format_p(p: float) -> str:
     return f"{p:.3f}".lstrip("0")
 
 
-def format_num(x: float, digits: int = 2) -> str:
+STYLE = Path(__file__).with_name("table_style.yaml")
+
+
+@functools.cache
+def _style() -> dict[str, Any]:
+    from pipeline import yamlfile
+
+    with STYLE.open(encoding="utf-8") as fh:
+        return dict(yamlfile.safe_load(fh))
+
+
+def decimals(kind: str = "default") -> int:
+    """Decimals of a kind of number (``default``, ``variance``, ``likelihood``), as
+    ``pipeline/table_style.yaml`` sets them."""
+    return int(_style()["decimals"][kind])
+
+
+def interval_decimals(low: float, high: float, kind: str = "default") -> int:
+    """Decimals of an estimate with the interval ``[low, high]`` (and of its SE and bounds).
+
+    The fewest from ``decimals(kind)`` up to the style's ``interval.max`` at which the
+    interval spans at least ``interval.min_units`` units of the last decimal
+    (``pipeline/table_style.yaml``); ``decimals(kind)`` when a bound is missing.
+    E.g. [−0.001, 0.017] gets 3 decimals, [0.19, 0.25] 2.
+    """
+    rule, digits = _style()["interval"], decimals(kind)
+    try:
+        width = float(high) - float(low)
+    except (TypeError, ValueError):
+        return digits
+    if not np.isfinite(width):
+        return digits
+    # units of the last decimal, rounded off binary noise (0.12 - 0.10 is 1.999...e-2)
+    while digits < int(rule["max"]) and round(width * 10.0 ** digits, 9) < rule["min_units"]:
+        digits += 1
+    return digits
+
+
+def format_num(x: float, digits: int | None = None) -> str:
     """Fixed decimals with a true minus sign; blank for missing values.
 
-    A number that rounds to zero is ``0.00``, never ``−0.00`` (e.g. a bound of −0.004).
+    ``digits`` default: ``decimals("default")`` (``pipeline/table_style.yaml``). A number
+    that rounds to zero is ``0.00``, never ``−0.00`` (e.g. a bound of −0.004).
     """
     if x is None or not np.isfinite(x):
         return ""
+    if digits is None:
+        digits = decimals()
     text = f"{x:.{digits}f}"
     if not text.startswith("-"):
         return text
     return text[1:] if float(text) == 0 else "\u2212" + text[1:]
 
 
-def format_r(x: float, digits: int = 2) -> str:
+def format_interval(low: float, high: float, digits: int | None = None) -> str:
+    """An interval as APA writes it: ``[0.19, 0.25]`` (bounds by :func:`format_num`)."""
+    return f"[{format_num(low, digits)}, {format_num(high, digits)}]"
+
+
+def with_interval(estimate: float, low: float, high: float,
+                  kind: str = "default") -> tuple[str, str, int]:
+    """An estimate and its interval at the decimals :func:`interval_decimals` gives them:
+    ``("0.008", "[−0.001, 0.017]", 3)`` (the digits, for its SE or a related range)."""
+    digits = interval_decimals(low, high, kind)
+    return format_num(estimate, digits), format_interval(low, high, digits), digits
+
+
+def format_r(x: float, digits: int | None = None) -> str:
     """A correlation or reliability (bounded by 1) as APA writes it: ``.86``, ``−.05``."""
     text = format_num(x, digits)
     return text.replace("0.", ".", 1) if text.lstrip("\u2212").startswith("0.") else text
@@ -117,13 +174,16 @@ def coefficient_table(coefs: pd.DataFrame, models: list[str] | None = None,
     """APA table of fixed effects: Model, Term, b, SE, CI, p (and p Holm when present)."""
     rows = coefs if models is None else coefs[coefs["model"].isin(models)]
     ci = f"{round(conf_level * 100)}% CI"
+    # each row's b, SE and interval at the row's decimals (interval_decimals)
+    digits = [interval_decimals(lo, hi)
+              for lo, hi in zip(rows["conf_low"], rows["conf_high"], strict=True)]
     table = pd.DataFrame({
         "Model": model_labels(rows["model"]),
         "Term": [term_label(t) for t in rows["term"]],
-        "b": [format_num(v) for v in rows["estimate"]],
-        "SE": [format_num(v) for v in rows["std_error"]],
-        ci: [f"[{format_num(lo)}, {format_num(hi)}]"
-             for lo, hi in zip(rows["conf_low"], rows["conf_high"], strict=True)],
+        "b": [format_num(v, d) for v, d in zip(rows["estimate"], digits, strict=True)],
+        "SE": [format_num(v, d) for v, d in zip(rows["std_error"], digits, strict=True)],
+        ci: [format_interval(lo, hi, d)
+             for lo, hi, d in zip(rows["conf_low"], rows["conf_high"], digits, strict=True)],
         "p": [format_p(v) for v in rows["p_value"]],
     })
     if "df" in rows.columns and np.isfinite(rows["df"].to_numpy(dtype=float)).any():
@@ -190,14 +250,16 @@ def write_table(table: pd.DataFrame, outdir: str | Path, name: str, title: str,
     return paths
 
 
-def formatted(frame: pd.DataFrame, digits: int = 2, decimals: dict[str, int] | None = None,
+def formatted(frame: pd.DataFrame, digits: int | None = None,
+              decimals: dict[str, int] | None = None,
               p_values: tuple[str, ...] = (), blank: str = "\u2013") -> pd.DataFrame:
     """Every cell of a report table as text, in this module's style.
 
     Numeric columns whose values are all whole numbers are counts (:func:`format_int`);
     the columns in ``p_values`` are p-values (:func:`format_p`); the other numeric columns
-    get ``decimals[column]`` or ``digits`` decimals (:func:`format_num`, true minus sign).
-    A missing number (a suppressed cell) is ``blank``; missing text is empty.
+    get ``decimals[column]`` or ``digits`` decimals (:func:`format_num`, true minus sign;
+    default the style's). A missing number (a suppressed cell) is ``blank``; missing text
+    is empty.
     """
     decimals = decimals or {}
     out = pd.DataFrame(index=frame.index)
@@ -267,8 +329,8 @@ def variance_table(varcomp: pd.DataFrame, models: list[str] | None = None) -> pd
     table = pd.DataFrame({
         "Model": model_labels(rows["model"]),
         "Component": [component_label(c) for c in rows["component"]],
-        "Variance": [format_num(v, 3) for v in rows["variance"]],
-        "SD": [format_num(v, 3) for v in rows["sd"]],
+        "Variance": [format_num(v, decimals("variance")) for v in rows["variance"]],
+        "SD": [format_num(v, decimals("variance")) for v in rows["sd"]],
     })
     if models is not None and len(models) == 1:
         table = table.drop(columns="Model")
@@ -288,7 +350,8 @@ def lr_table(lr: pd.DataFrame, described: dict[str, str] | None = None) -> pd.Da
         "df": [format_int(v) for v in lr["df"]],
         "\u03c7\u00b2": [format_num(v) for v in lr["statistic"]],
         "p": [format_p(v) for v in lr["p_value"]],
-        "AIC (reduced, full)": [f"{format_num(a, 1)}, {format_num(b, 1)}"
+        "AIC (reduced, full)": [f"{format_num(a, decimals('likelihood'))}, "
+                                f"{format_num(b, decimals('likelihood'))}"
                                 for a, b in zip(lr["aic_reduced"], lr["aic_full"], strict=True)],
     }).reset_index(drop=True)
 
@@ -350,6 +413,27 @@ def estimates_by_model(coefs: pd.DataFrame, models: list[str], terms: list[str],
     return table.reset_index(drop=True)
 
 
+_BOOTSTRAPPED = {"sd_therapist": "SD therapist intercept", "sd_client": "SD client intercept",
+                 "sd_client_time": "SD client slope on time", "sd_residual": "SD residual",
+                 "corr_client_time": "Correlation client intercept, slope",
+                 "icc_therapist": "ICC therapist", "icc_client": "ICC client",
+                 "r2_marginal": "R\u00b2 marginal", "r2_conditional": "R\u00b2 conditional"}
+
+
+def bootstrap_table(boot: pd.DataFrame) -> pd.DataFrame:
+    """Bootstrap intervals of one model (rows of ``results/bootstrap.csv``): Quantity,
+    Estimate and the percentile interval, at the ``variance`` decimals and the interval
+    rule (:func:`with_interval`)."""
+    cells = [with_interval(*v, kind="variance") for v in
+             zip(boot["estimate"], boot["conf_low"], boot["conf_high"], strict=True)]
+    level = boot["conf_level"].dropna()
+    head = f"{float(level.iloc[0]):.0%} bootstrap interval" if len(level) else "interval"
+    return pd.DataFrame({
+        "Quantity": [_BOOTSTRAPPED.get(q, q) for q in boot["quantity"]],
+        "Estimate": [estimate for estimate, _, _ in cells],
+        head: [interval for _, interval, _ in cells]})
+
+
 def fit_table(stats: pd.DataFrame) -> pd.DataFrame:
     """APA table of model fit: N, log-likelihoods, AIC and BIC (ML), R squared, optimizer."""
     fitted = stats[stats["status"].isin(["fitted", "singular"])]
@@ -357,12 +441,12 @@ def fit_table(stats: pd.DataFrame) -> pd.DataFrame:
         "Model": model_labels(fitted["model"]),
         "Sessions": [f"{int(n):,}" for n in fitted["n_obs"]],
         "Clients": [f"{int(n):,}" for n in fitted["n_clients"]],
-        "LL (REML/ML)": [format_num(v, 1) for v in fitted["loglik"]],
-        "LL (ML)": [format_num(v, 1) for v in fitted["loglik_ml"]],
-        "AIC": [format_num(v, 1) for v in fitted["aic"]],
-        "BIC": [format_num(v, 1) for v in fitted["bic"]],
-        "R\u00b2 marginal": [format_num(v, 2) for v in fitted["r2_marginal"]],
-        "R\u00b2 conditional": [format_num(v, 2) for v in fitted["r2_conditional"]],
+        "LL (REML/ML)": [format_num(v, decimals("likelihood")) for v in fitted["loglik"]],
+        "LL (ML)": [format_num(v, decimals("likelihood")) for v in fitted["loglik_ml"]],
+        "AIC": [format_num(v, decimals("likelihood")) for v in fitted["aic"]],
+        "BIC": [format_num(v, decimals("likelihood")) for v in fitted["bic"]],
+        "R\u00b2 marginal": [format_num(v) for v in fitted["r2_marginal"]],
+        "R\u00b2 conditional": [format_num(v) for v in fitted["r2_conditional"]],
         "Optimizer": fitted["optimizer"].to_numpy(),
         "Converged": ["yes" if yes_no(c) == "yes" else "NO" for c in fitted["converged"]],
     })
@@ -373,7 +457,7 @@ def _pct(x: float) -> str:
     return "\u2014" if x is None or not np.isfinite(x) else f"{x:.0%}"
 
 
-def _range(low: float, high: float, digits: int = 2) -> str:
+def _range(low: float, high: float, digits: int | None = None) -> str:
     if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
         return "\u2014"
     return f"{format_num(low, digits)} to {format_num(high, digits)}"
@@ -409,16 +493,18 @@ def alliance_change_table(change: pd.DataFrame) -> pd.DataFrame:
     rows = change[change["status"].isin(["fitted", "singular"])]
     level = rows["conf_level"].dropna()
     ci = f"{round(float(level.iloc[0]) * 100)}% CI" if len(level) else "CI"
+    # the slope, its interval and the clients' slopes at the slope's decimals
+    slopes = [with_interval(*v) for v in
+              zip(rows["slope"], rows["conf_low"], rows["conf_high"], strict=True)]
     table = pd.DataFrame({
         "Subscale": [s.capitalize() for s in rows["subscale"]],
         "First session": [format_num(v) for v in rows["intercept"]],
-        "Change per session": [format_num(v, 3) for v in rows["slope"]],
-        ci: [f"[{format_num(lo, 3)}, {format_num(hi, 3)}]"
-             for lo, hi in zip(rows["conf_low"], rows["conf_high"], strict=True)],
+        "Change per session": [b for b, _, _ in slopes],
+        ci: [interval for _, interval, _ in slopes],
         "df": [format_df(v) for v in rows["df"]],
         "p": [format_p(v) for v in rows["p_value"]],
         "Clients' own slopes (middle 95%)": [
-            _range(lo, hi, 3) for lo, hi in zip(rows["client_slope_low"],
-                                                rows["client_slope_high"], strict=True)],
+            _range(lo, hi, d) for lo, hi, (_, _, d) in zip(
+                rows["client_slope_low"], rows["client_slope_high"], slopes, strict=True)],
     })
     return table.reset_index(drop=True)

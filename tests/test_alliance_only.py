@@ -20,7 +20,7 @@ from pipeline.errors import NotEstimableError
 from pipeline.models import load_specs, model_data, prepare
 from pipeline.models.alliance import alliance_change, alliance_levels
 from pipeline.report import NEEDS_OUTCOME, skipped_tags
-from pipeline.tables import alliance_change_table, alliance_levels_table
+from pipeline.tables import alliance_change_table, alliance_levels_table, with_interval
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = Path(__file__).parent / "fixtures" / "realshape"
@@ -101,8 +101,10 @@ def test_change_slope_and_client_slope_range_by_hand() -> None:
     assert task["status"] == "singular" and np.isnan(task["client_slope_low"])
     assert change.loc["bond", "reason"] == "boom"
     table = alliance_change_table(change.reset_index())
-    assert table.iloc[0].tolist() == ["Goal", "3.80", "0.020", "[0.010, 0.030]", "20",
-                                      ".001", "\u22120.078 to 0.118"]
+    # the interval spans 0.02, two units of the second decimal: two decimals
+    # (pipeline/table_style.yaml), for the slope and the clients' slopes alike
+    assert table.iloc[0].tolist() == ["Goal", "3.80", "0.02", "[0.01, 0.03]", "20",
+                                      ".001", "\u22120.08 to 0.12"]
 
 
 def test_outcome_cells_are_skipped_only_without_an_outcome(tmp_path: Path) -> None:
@@ -174,7 +176,10 @@ def test_alliance_only_models_report(alliance_only: tuple[Path, str]) -> None:
     change = pd.read_csv(tmp / "results" / "alliance_change.csv")
     assert change["status"].eq("fitted").all() and change["sd_client_slope"].isna().all()
     assert "No client has three or more rated sessions" in text
-    assert f"{change.loc[0, 'slope']:.3f}" in text
+    # printed at the decimals of the style's interval rule (tables.with_interval): the
+    # same as the secondary table and Table 6
+    slope, interval, _ = with_interval(*change.loc[0, ["slope", "conf_low", "conf_high"]])
+    assert f"{slope} points per session" in text and f"CI {interval}" in text
     # both raters: agreement from the describe step's table
     agreement = pd.read_csv(tmp / "results" / "describe" / "rater_agreement.csv")
     goal = agreement[(agreement["scale"] == "goal") & (agreement["session"] == "all")].iloc[0]

@@ -43,3 +43,31 @@ def test_user_values_are_escaped(root: Path, params: dict, tmp_path: Path) -> No
     page = build_index(root, mine, [], tmp_path, tmp_path)
     assert "<img" not in page
     assert "&lt;img src=x&gt;.csv" in page
+
+
+def test_an_alliance_only_run_describes_the_figures_it_drew(root: Path, params: dict,
+                                                            tmp_path: Path) -> None:
+    """The front page said "Alliance and wellbeing around a rupture session" (and the
+    trajectories "goal, task, bond and wellbeing") in alliance-only runs, whose figures
+    have the alliance panel only; the line is the figure's alt text in the reports too."""
+    from pipeline.figures import describe
+
+    for name in ("ruptures_course", "trajectories", "distributions", "reliability"):
+        (tmp_path / f"{name}.png").write_bytes(b"")
+    alone = {**params, "data": {**params["data"], "outcome": ""}}
+    page = build_index(root, alone, [], tmp_path, tmp_path)
+    with_wb = build_index(root, params, [], tmp_path, tmp_path)
+    assert "and wellbeing" not in page.split("<h2>Figures</h2>")[1].split("<h2>Tables")[0]
+    assert ("Alliance around a rupture session (deviation from each client&#x27;s mean), "
+            "repaired and unrepaired episodes, with intervals (alliance-only analysis: no "
+            "wellbeing).") in page
+    assert "Mean goal, task and bond at each session" in page
+    assert ("Alliance and wellbeing around a rupture session" in with_wb
+            and "Mean goal, task, bond and wellbeing at each session" in with_wb)
+    assert describe("ruptures_course", with_outcome=False).startswith(
+        "Alliance around a rupture session")
+    assert describe("ruptures_course") == (
+        "Alliance and wellbeing around a rupture session (deviation from each client's "
+        "mean), repaired and unrepaired episodes, with intervals.")
+    # a figure with one line has it in both kinds of run
+    assert describe("reliability", with_outcome=False) == describe("reliability")

@@ -25,15 +25,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline import models as M
 from pipeline.models.checks import collinear_terms
 from pipeline.report import (
+    NEEDS_POWER,
     NEEDS_PRIMARY,
     escape,
     not_fitted_words,
     reason_words,
     skipped_tags,
+    tagged_models,
+    together,
 )
 from pipeline.ruptures import plots
 from pipeline.ruptures.endings import NO_CHANGE_WITHIN, last_session
@@ -154,6 +158,17 @@ def test_reasons_read_in_words_and_user_text_stays_escaped() -> None:
         "skipped: client covariate 'modality' has one level")
 
 
+def test_one_reason_for_goal_task_and_bond_is_said_once() -> None:
+    """The alliance-levels and growth summaries said "goal: <reason>; task: <reason>;
+    bond: <reason>" with one and the same reason."""
+    why = "not estimable: the outcome is constant"
+    assert together(["Goal", "Task", "Bond"], [why] * 3) == f"Goal, task and bond: {why}"
+    assert together(["Goal", "Task", "Bond"], [why, "not converged", why]) == (
+        f"Goal and bond: {why}; task: not converged")
+    assert together(["Goal"], ["skipped"]) == "Goal: skipped"
+    assert together(["Goal", "Task"], ["skipped", "skipped"]) == "Goal and task: skipped"
+
+
 def test_a_comparison_with_a_model_that_is_not_estimable_says_why() -> None:
     """A covariate level held by fewer than report.min_cell clients: the moderation models
     are not estimable, and the likelihood-ratio table printed a row of empty cells."""
@@ -193,11 +208,21 @@ def test_the_primary_models_sections_are_left_out_when_it_has_no_numbers(
     (tmp_path / "results").mkdir()
     stats = tmp_path / "results" / "fit_statistics.csv"
     for status, skipped in (("fitted", set()), ("singular", set()),
-                            ("not estimable", {NEEDS_PRIMARY}),
-                            ("not converged", {NEEDS_PRIMARY})):
+                            ("not estimable", {NEEDS_PRIMARY, NEEDS_POWER}),
+                            ("not converged", {NEEDS_PRIMARY, NEEDS_POWER})):
         pd.DataFrame({"model": ["growth", "primary"], "status": ["fitted", status]}).to_csv(
             stats, index=False)
         assert skipped_tags(parameters, ROOT) == skipped, status
+    # the power report's sections follow power.model, whichever model it names
+    settings = yaml.safe_load(params_file.read_text(encoding="utf-8"))
+    settings["power"]["model"] = "growth"
+    other = tmp_path / "params_growth.yaml"
+    other.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    assert tagged_models(settings) == {NEEDS_PRIMARY: "primary", NEEDS_POWER: "growth"}
+    assert skipped_tags({"params_file": str(other)}, ROOT) == {NEEDS_PRIMARY}
+    pd.DataFrame({"model": ["growth", "primary"], "status": ["not estimable", "fitted"]}
+                 ).to_csv(stats, index=False)
+    assert skipped_tags({"params_file": str(other)}, ROOT) == {NEEDS_POWER}
     # the staging area the pipeline renders from, not the settings file's folder
     staged = tmp_path / "build"
     (staged / "results").mkdir(parents=True)
@@ -294,6 +319,21 @@ def test_constant_alliance_reports_say_what_cannot_be_computed(
     assert f"No specification could be estimated on these data: {zero}. Remove" in sens
     assert sens.count("rank deficient") == 5 + 2     # five models' statuses; lag 0 and lag 1
     assert f"the primary model is not estimable: {zero}." in power
+    # the power report's sections read the simulation from power.model (here the primary
+    # model): left out, said once which (they showed headings with nothing under them)
+    assert power.count("No power analysis on these data") == 1
+    assert "The sections that read the simulation (what was simulated" in power
+    for heading in ("What was simulated", "The alliance process.", "Power by design",
+                    "Failed and singular fits.", "The smallest design that reaches",
+                    "References"):
+        assert heading not in power, heading
+    assert "Planning a real study" in power
+    # goal, task and bond fail alike (the alliance is constant): the reason once for all
+    # three, where and over sessions (it was "goal: ...; task: ...; bond: ..." each time)
+    assert models.count("Goal, task and bond: not estimable: the outcome is constant") == 2
+    assert "No alliance model could be estimated. Goal, task and bond" in models
+    assert "No growth model of the alliance could be estimated. Goal, task and bond" in models
+    assert "task: not estimable" not in models
 
 
 @pytest.mark.slow

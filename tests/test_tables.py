@@ -8,13 +8,19 @@ import numpy as np
 import pandas as pd
 
 from pipeline.tables import (
+    STYLE,
+    alliance_change_table,
+    bootstrap_table,
     coefficient_table,
+    decimals,
     format_num,
     format_p,
     format_r,
     formatted,
+    interval_decimals,
     styled,
     term_label,
+    with_interval,
     write_table,
 )
 
@@ -69,6 +75,64 @@ def test_coefficient_table() -> None:
     assert table.loc[1].tolist() == ["Goal (within client)", "\u22120.20", "0.05",
                                      "[\u22120.30, \u22120.10]", ".031"]
     assert table.loc[0, "p"] == "< .001"
+
+
+def test_decimals_are_the_style_files() -> None:
+    text = STYLE.read_text(encoding="utf-8")
+    assert "default: 2" in text and "variance: 3" in text and "likelihood: 1" in text
+    assert (decimals(), decimals("variance"), decimals("likelihood")) == (2, 3, 1)
+    assert format_num(0.12345) == "0.12"
+
+
+def test_an_estimate_with_a_narrow_interval_gets_the_decimals_to_show_it() -> None:
+    """The goal growth slope (shipped data) printed 0.01 [0.00, 0.02], SE 0.00, in the
+    secondary table and 0.008 [−0.001, 0.017] in the models report's text: one rule
+    (pipeline/table_style.yaml) now gives both 3 decimals."""
+    # the interval spans fewer than 2 units of the 2nd decimal: 3 decimals, up to max 3
+    assert interval_decimals(-0.000666, 0.016545) == 3
+    assert interval_decimals(0.19, 0.25) == 2
+    assert interval_decimals(0.10, 0.12) == 2          # exactly 2 units
+    assert interval_decimals(0.10, 0.1199) == 3
+    assert interval_decimals(0.0001, 0.0002) == 3      # never more than max
+    assert interval_decimals(np.nan, 0.1) == 2 and interval_decimals(0.1, 0.1, "variance") == 3
+    assert with_interval(0.00794, -0.000666, 0.016545) == ("0.008", "[\u22120.001, 0.017]", 3)
+    assert with_interval(0.22, 0.19, 0.25) == ("0.22", "[0.19, 0.25]", 2)
+    coefs = pd.concat([COEFS, pd.DataFrame({
+        "model": ["primary"], "term": ["time"], "estimate": [0.00794],
+        "std_error": [0.004366], "conf_low": [-0.000666], "conf_high": [0.016545],
+        "p_value": [0.0704]})], ignore_index=True)
+    table = coefficient_table(coefs, ["primary"])
+    assert table.loc[2, ["b", "SE", "95% CI"]].tolist() == [
+        "0.008", "0.004", "[\u22120.001, 0.017]"]
+    assert table.loc[1, ["b", "SE"]].tolist() == ["\u22120.20", "0.05"]   # others keep 2
+    change = pd.DataFrame({
+        "subscale": ["goal", "task"], "status": ["fitted", "fitted"],
+        "intercept": [3.547513, 3.4], "slope": [0.00794, 0.21], "conf_low": [-0.000666, 0.15],
+        "conf_high": [0.016545, 0.27], "conf_level": 0.95, "df": [212.1, 30.0],
+        "p_value": [0.0704, 1e-5], "client_slope_low": [-0.061996, 0.1],
+        "client_slope_high": [0.077875, 0.3]})
+    shown = alliance_change_table(change)
+    assert shown.loc[0, ["First session", "Change per session", "95% CI"]].tolist() == [
+        "3.55", "0.008", "[\u22120.001, 0.017]"]
+    assert shown.loc[0, "Clients' own slopes (middle 95%)"] == "\u22120.062 to 0.078"
+    assert shown.loc[1, ["Change per session", "95% CI"]].tolist() == ["0.21", "[0.15, 0.27]"]
+    assert shown.loc[1, "Clients' own slopes (middle 95%)"] == "0.10 to 0.30"
+
+
+def test_the_bootstrap_table_uses_the_one_number_formatter() -> None:
+    """The models report formatted the bootstrap table itself (f"{v:.3f}"): ASCII minus,
+    "-0.000" for a correlation that rounds to zero."""
+    boot = pd.DataFrame({"quantity": ["sd_therapist", "corr_client_time", "icc_therapist"],
+                         "estimate": [1.468899, -0.0004, 0.183229],
+                         "conf_low": [1.017563, -0.41, 0.094388],
+                         "conf_high": [1.919127, 0.3, 0.277353], "conf_level": 0.95})
+    table = bootstrap_table(boot)
+    assert table.to_dict("list") == {
+        "Quantity": ["SD therapist intercept", "Correlation client intercept, slope",
+                     "ICC therapist"],
+        "Estimate": ["1.469", "0.000", "0.183"],
+        "95% bootstrap interval": ["[1.018, 1.919]", "[\u22120.410, 0.300]",
+                                   "[0.094, 0.277]"]}
 
 
 def test_write_table_three_formats_byte_stable(tmp_path: Path) -> None:
