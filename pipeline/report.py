@@ -172,6 +172,30 @@ def _kernel_environment(results_root: str | Path | None = None,
                 os.environ[key] = value
 
 
+@functools.cache
+def _closing_kernel_manager() -> type[KernelManager]:
+    """``KernelManager`` that stops its clients' channels when it shuts its kernel down.
+
+    papermill hands nbclient our kernel manager, and nbclient then leaves the channels of
+    the client it made open (it closes them only for a manager of its own): four ZeroMQ
+    sockets a report, closed by the garbage collector later with a ResourceWarning.
+    """
+    from jupyter_client.manager import KernelManager
+
+    class ClosingKernelManager(KernelManager):
+        def client(self, **kwargs: Any) -> Any:
+            kc = super().client(**kwargs)
+            self.__dict__.setdefault("_our_clients", []).append(kc)
+            return kc
+
+        def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+            for kc in self.__dict__.pop("_our_clients", []):
+                kc.stop_channels()
+            super().shutdown_kernel(now=now, restart=restart)
+
+    return ClosingKernelManager
+
+
 def _start_kernel(cwd: str | Path, folder: str | Path, index: int,
                   preload: Sequence[str] = PRELOAD,
                   zygote_socket: str | None = None) -> KernelManager:
@@ -181,13 +205,13 @@ def _start_kernel(cwd: str | Path, folder: str | Path, index: int,
     "Kernel is running over TCP without encryption" warning does not arise. With
     ``zygote_socket`` the kernel is forked from that zygote (:mod:`pipeline.zygote`).
     """
-    from jupyter_client.manager import KernelManager
-
     from pipeline.zygote import kernel_manager
 
+    base = _closing_kernel_manager()
     kwargs: dict[str, Any] = {"kernel_name": KERNEL, "transport": "ipc",
                               "ip": str(Path(folder) / f"kernel-{index}")}
-    km = kernel_manager(zygote_socket, **kwargs) if zygote_socket else KernelManager(**kwargs)
+    km = (kernel_manager(zygote_socket, base=base, **kwargs) if zygote_socket
+          else base(**kwargs))
     # One expression statement ending in ";": IPython shows nothing and binds no name.
     line = (f"[__import__(m) for m in {tuple(preload)!r} "
             "if __import__('importlib.util').util.find_spec(m)];")

@@ -110,12 +110,13 @@ def launcher_command(socket_path: str, cmd: Sequence[str]) -> list[str]:
             *cmd]
 
 
-def kernel_manager(socket_path: str, **kwargs: Any) -> KernelManager:
-    """A ``KernelManager`` (``kwargs`` as for it) whose kernels are forked by the zygote
-    listening at ``socket_path``."""
+def kernel_manager(socket_path: str, base: type[KernelManager] | None = None,
+                   **kwargs: Any) -> KernelManager:
+    """A ``KernelManager`` (``kwargs`` as for it; ``base``, a subclass of it, to build on)
+    whose kernels are forked by the zygote listening at ``socket_path``."""
     from jupyter_client.manager import KernelManager
 
-    class ForkedKernelManager(KernelManager):
+    class ForkedKernelManager(base or KernelManager):  # type: ignore[misc]
         def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
             return launcher_command(socket_path, super().format_kernel_cmd(extra_arguments))
 

@@ -123,6 +123,11 @@ def _run_every_step(params_file: Path) -> list[str]:
          "--checkpoint", str(interim / "power.jsonl")],
         ["publish", *p, "--results", str(results), "--tables", str(root / "tables")],
     ]
+    import gc
+
+    with warnings.catch_warnings():  # garbage of earlier tests in this process is not ours
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for argv in steps:

@@ -227,3 +227,22 @@ def test_zygote_and_kernels_end_when_the_render_process_is_killed(
     for pid in survivors:  # do not leave them behind when the test fails
         os.kill(pid, signal.SIGKILL)
     assert not survivors, "processes outlived the killed render"
+
+
+def test_a_render_leaves_no_socket_open(tmp_path: Path) -> None:
+    """nbclient leaves the channels of a kernel client it did not start the manager of open;
+    the kernel manager closes them (else four ResourceWarnings a report, at some later
+    garbage collection: in the middle of another test's or stage's run)."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()  # what earlier tests left behind
+    sources = _sources(tmp_path, "# %%\nprint(1)\n", ("a", "b"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        render_many([(s, tmp_path / f"{s.stem}.html") for s in sources], {}, cwd=tmp_path)
+        gc.collect()
+    unclosed = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert unclosed == []
