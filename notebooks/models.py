@@ -54,9 +54,13 @@ from pipeline.tables import (
     bootstrap_table,
     coefficient_table,
     format_df,
+    format_int,
     format_num,
+    format_r,
     lr_not_tested,
     lr_table,
+    number,
+    percent,
     styled,
     term_label,
     variance_table,
@@ -165,7 +169,7 @@ else:
         + f". A coefficient is per point of the alliance's {alliance_metric(alliance_inst)}."))
     display(styled(coefficient_table(coefs, ["primary"], conf)))
     df_method = str(primary["df_method"].iloc[0])
-    ci_words = f"*{conf:.0%} CI*: {conf:.0%} confidence interval of *b* (the estimate)"
+    ci_words = f"*{percent(conf)} CI*: {percent(conf)} confidence interval of *b* (the estimate)"
     dfs = primary.dropna(subset=["df"])
     if len(dfs):
         low, high = dfs.loc[dfs["df"].idxmin()], dfs.loc[dfs["df"].idxmax()]
@@ -202,7 +206,7 @@ else:
 if primary_ok:
     term = primary.set_index("term")
     b0, b_time = term.loc["Intercept"], term.loc["time"] if "time" in term.index else None
-    level = f"{float(b0['conf_level']):.0%}"
+    level = f"{percent(float(b0['conf_level']))}"
     scale = ""
     if outcome is not None:
         lo, hi = outcome_range(outcome)
@@ -230,8 +234,8 @@ if primary_ok:
 
 # %% tags=["needs-outcome", "needs-primary"]
 if primary_ok:
-    display(Markdown(f"The bars are {conf:.0%} intervals; an interval that does not cross "
-                     f"zero is an effect that differs from zero at the {1 - conf:.0%} level."))
+    display(Markdown(f"The bars are {percent(conf)} intervals; an interval that does not cross "
+                     f"zero is an effect that differs from zero at the {percent(1 - conf)} level."))
     figures.show(*figures.coefficient_plot(coefs), "coefficients_within_between")
 
 # %% [markdown] tags=["needs-outcome", "needs-primary"]
@@ -290,9 +294,9 @@ if primary_ok and len(boot):
         f"Percentile intervals from {reps:,} simulated data sets ({failed} refits failed "
         f"and are left out; {int(boot['singular'].iloc[0])} put a variance at zero). "
         f"In the primary model (with the alliance and time as predictors), therapists "
-        f"account for {icc['estimate']:.0%} of the variance left at the first session, and "
-        f"data like these are compatible with anything from {icc['conf_low']:.0%} to "
-        f"{icc['conf_high']:.0%}. (The growth model below, without the alliance, gives "
+        f"account for {percent(icc['estimate'])} of the variance left at the first session, and "
+        f"data like these are compatible with anything from {percent(icc['conf_low'])} to "
+        f"{percent(icc['conf_high'])}. (The growth model below, without the alliance, gives "
         "the shares of wellbeing itself.)"))
 elif primary_ok:
     boot_model = str((params.get("bootstrap") or {}).get("model", "primary"))
@@ -349,9 +353,9 @@ if primary_ok:
         display(Markdown(
             f"Marginal residuals: {len(marg) - outside} of {len(marg)} bins (of "
             f"{int(marg['n'].min()):,} to {int(marg['n'].max()):,} sessions each) have a 95% "
-            f"interval that includes zero; by chance alone about {0.05 * len(marg):.0f} of "
+            f"interval that includes zero; by chance alone about {format_int(0.05 * len(marg))} of "
             f"{len(marg)} would not. The largest mean residual is "
-            f"{marg['y'].abs().max():.2f} points."))
+            f"{number(marg['y'].abs().max(), 'points')} points."))
     else:
         display(Markdown("`results/diagnostics.csv` has no marginal residuals (it was "
                          "written by an older `fit` step); rerun `dvc repro fit`."))
@@ -414,11 +418,11 @@ if g["status"] in ("fitted", "singular") and pd.isna(g["icc_therapist"]):
     display(Markdown(
         "The therapists' share of the variance in wellbeing cannot be estimated: the model "
         "has no therapist level (see *Simplified* below). Clients account for "
-        f"**{g['icc_client']:.0%}**; the rest varies from session to session."))
+        f"**{percent(g['icc_client'])}**; the rest varies from session to session."))
 elif g["status"] in ("fitted", "singular"):
     display(Markdown(
-        f"Therapists account for **{g['icc_therapist']:.0%}** of the variance in wellbeing "
-        f"and clients (within therapists) for **{g['icc_client']:.0%}**; the rest varies "
+        f"Therapists account for **{percent(g['icc_therapist'])}** of the variance in wellbeing "
+        f"and clients (within therapists) for **{percent(g['icc_client'])}**; the rest varies "
         "from session to session."
     ))
 section(["growth"])
@@ -513,11 +517,11 @@ else:
     figures.show(*figures.alliance_shares(levels), "alliance_shares")
     lines = []
     for r in readable.itertuples():
-        where = (f"{r.share_therapist:.0%} between therapists, "
+        where = (f"{percent(r.share_therapist)} between therapists, "
                  if pd.notna(r.share_therapist) else "")
-        lines.append(f"- **{figures.label(r.subscale)}**: {where}{r.share_client:.0%} between "
+        lines.append(f"- **{figures.label(r.subscale)}**: {where}{percent(r.share_client)} between "
                      f"clients{' of the same therapist' if where else ''} and "
-                     f"{r.share_session:.0%} from session to session (mean "
+                     f"{percent(r.share_session)} from session to session (mean "
                      f"{format_num(r.mean)}; {int(r.n_obs):,} sessions).")
     for r in levels[~levels["status"].isin(["fitted", "singular"])].itertuples():
         lines.append(f"- **{figures.label(r.subscale)}**: {reason_of(r.model)}.")
@@ -538,8 +542,8 @@ for model_name, rows in shown.groupby("model", sort=False):
     q = rows.set_index("quantity")
     k = str(model_name).removeprefix("alliance_levels_")
     level = float(rows["conf_level"].iloc[0])
-    parts = [f"{name} {q.loc[key, 'estimate']:.0%} ({level:.0%} interval "
-             f"{q.loc[key, 'conf_low']:.0%} to {q.loc[key, 'conf_high']:.0%})"
+    parts = [f"{name} {percent(q.loc[key, 'estimate'])} ({percent(level)} interval "
+             f"{percent(q.loc[key, 'conf_low'])} to {percent(q.loc[key, 'conf_high'])})"
              for key, name in (("icc_therapist", "therapist share"),
                                ("icc_client", "client share")) if key in q.index]
     lines.append(f"- **{figures.label(k)}**: " + "; ".join(parts) + f", from "
@@ -619,7 +623,7 @@ if ok_change.empty:
                                 [reason_of(m) for m in change["model"]]) + "."))
 else:
     display(styled(alliance_change_table(change)))
-    level = f"{float(ok_change['conf_level'].iloc[0]):.0%}"
+    level = f"{percent(float(ok_change['conf_level'].iloc[0]))}"
     lines = []
     for r in ok_change.itertuples():
         clear = r.conf_low > 0 or r.conf_high < 0
@@ -655,7 +659,7 @@ if pooled.empty:
     display(Markdown("Only clients rated the alliance (or too few sessions were rated by "
                      "both to show): there is no client-therapist agreement to report."))
 else:
-    level = f"{float(params['model'].get('conf_level', 0.95)):.0%}"
+    level = f"{percent(float(params['model'].get('conf_level', 0.95)))}"
     lines = []
     for r in pooled.itertuples():
         higher = "higher" if r.mean_difference > 0 else "lower"
@@ -664,7 +668,7 @@ else:
             f"- **{figures.label(r.scale)}**: clients rated "
             f"{format_num(abs(r.mean_difference), digits)} points {higher} than their "
             f"therapists ({level} CI {interval}); the two ratings correlate r = "
-            f"{format_num(r.r).replace('0.', '.', 1)} over {int(r.n_pairs):,} sessions of "
+            f"{format_r(r.r)} over {int(r.n_pairs):,} sessions of "
             f"{int(r.n_clients):,} clients.")
     display(Markdown(
         "\n".join(lines) + "\n\nSessions of one client are pooled as if independent, so "

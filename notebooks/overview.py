@@ -46,7 +46,7 @@ from pipeline.report import (
     top_share,
 )
 from pipeline.score import therapist_form
-from pipeline.tables import styled
+from pipeline.tables import format_int, number, percent, styled
 
 root, params = open_project(params_file)
 results = root / "results"
@@ -65,7 +65,23 @@ outcome_label = outcome.name if outcome is not None else "outcome"
 
 def count(v: float) -> str:
     """A count as shown: blank counts were suppressed (or do not apply)."""
-    return "–" if pd.isna(v) else f"{v:,.0f}"
+    return "–" if pd.isna(v) else format_int(v)
+
+
+def points(v: float) -> str:
+    """Score points (means, SDs, bounds) at the style's decimals; '–' when suppressed."""
+    return "–" if pd.isna(v) else number(v, "points")
+
+
+def difference(v: float) -> str:
+    """A difference of score points with its sign (+0.12, −0.05); '–' when suppressed."""
+    return "–" if pd.isna(v) else number(v, "points", signed=True)
+
+
+def correlation(v: float) -> str:
+    """A correlation at the style's decimals, as the table printed it (0.45); '–' when
+    suppressed."""
+    return "–" if pd.isna(v) else number(v, "correlation")
 
 
 # %%
@@ -132,7 +148,7 @@ if k_file.is_file():
     k_table = k_table.rename(columns={"n_clients": "clients",
                                       "n_combinations": "combinations"})
     display(styled(k_table).format(
-        {"clients": lambda v: f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}",
+        {"clients": lambda v: f"< {min_cell}" if pd.isna(v) else format_int(v),
          "combinations": count}))
 else:
     display(Markdown("No client characteristics were tabulated (no clients file, no "
@@ -167,7 +183,7 @@ if n_supp:
 # %%
 traj = pd.read_csv(describe / "trajectories.csv")
 display(Markdown(
-    f"Means at each session with {conf:.0%} intervals. The alliance subscales are on the "
+    f"Means at each session with {percent(conf)} intervals. The alliance subscales are on the "
     f"{alliance_metric(alliance)}"
     + (f"; the outcome is on the {escape(outcome.name)}'s own metric." if outcome is not None
        else "; there is no outcome file, so only the alliance is shown.")
@@ -202,10 +218,10 @@ cut = alliance.item_max - top_fraction * (alliance.item_max - alliance.item_min)
 if pd.isna(share):
     display(Markdown("Too few sessions to describe the distribution."))
 else:
-    text = (f"{share:.0%} of the goal, task and bond scores shown lie in the top "
-            f"{top_fraction:.0%} of the scale ({cut:g} or more on "
+    text = (f"{percent(share)} of the goal, task and bond scores shown lie in the top "
+            f"{percent(top_fraction)} of the scale ({cut:g} or more on "
             f"{alliance.item_min:g}\u2013{alliance.item_max:g}).")
-    rule = (f"(the report's rule, `report.ceiling.min_share`: more than {min_share:.0%} "
+    rule = (f"(the report's rule, `report.ceiling.min_share`: more than {percent(min_share)} "
             "of the scores there)")
     if share > min_share:
         text += (" The subscale scores crowd towards the top of the scale (a *ceiling*) "
@@ -237,21 +253,21 @@ if (raters["rater"] == "therapist").any():
     agreement = agreement.replace(scale_words) if len(agreement) else agreement
     display(styled(raters.drop(columns="suppressed").rename(
         columns={"n_forms": "forms", "n_clients": "clients", "sd": "SD"})).format(
-        {"forms": count, "clients": count, "mean": "{:.2f}", "SD": "{:.2f}"},
+        {"forms": count, "clients": count, "mean": points, "SD": points},
         na_rep="–"))
     if len(agreement):
         cols = ["scale", "session", "n_pairs", "r", "mean_client", "mean_therapist",
                 "mean_difference", "conf_low", "conf_high", "note"]
-        ci = f"{conf:.0%} CI"
+        ci = f"{percent(conf)} CI"
         display(styled(agreement[cols].fillna({"note": ""}).rename(columns={
             "n_pairs": "pairs", "mean_client": "client mean",
             "mean_therapist": "therapist mean", "mean_difference": "difference",
             "conf_low": f"{ci} low", "conf_high": f"{ci} high"})).format(
-            {"pairs": count, "r": "{:.2f}", "client mean": "{:.2f}",
-             "therapist mean": "{:.2f}", "difference": "{:+.2f}", f"{ci} low": "{:.2f}",
-             f"{ci} high": "{:.2f}"}, na_rep="–"))
+            {"pairs": count, "r": correlation, "client mean": points,
+             "therapist mean": points, "difference": difference, f"{ci} low": points,
+             f"{ci} high": points}, na_rep="–"))
         display(Markdown(
-            f"Interval: {conf:.0%} paired-t interval of the mean difference. The pooled row "
+            f"Interval: {percent(conf)} paired-t interval of the mean difference. The pooled row "
             "('all') treats a client's sessions as independent pairs: a description, not a "
             "test."))
     else:

@@ -44,7 +44,7 @@ from pipeline.report import (
     open_project,
     tagged_models,
 )
-from pipeline.tables import format_num, model_label, model_labels, styled, term_label
+from pipeline.tables import model_label, model_labels, number, styled, term_label
 
 root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
@@ -112,7 +112,7 @@ if available:
                                     else components.get(p, p)
                                     for p, k in zip(truth["parameter"], truth["kind"],
                                                     strict=True)],
-                         value=[format_num(v, 3) for v in truth["value"]])
+                         value=[number(v, "simulated") for v in truth["value"]])
     display(styled(shown))
 
 # %% [markdown] tags=["needs-power"]
@@ -140,7 +140,7 @@ if available and len(process):
                         if source.startswith("these data (") else "") + "."))
     display(styled(pd.DataFrame({
         "alliance process": [PARAMETERS.get(p, p) for p in process["parameter"]],
-        "value": [format_num(v, 3) for v in process["value"]]})))
+        "value": [number(v, "simulated") for v in process["value"]]})))
 
 # %% [markdown] tags=["needs-power"]
 # ## Power by design
@@ -163,9 +163,9 @@ if available:
         "design": power["design"].map(lambda s: html.escape(str(s))),
         "therapists": power["therapists"], "clients each": power["clients_per_therapist"],
         "sessions": power["sessions"], "term": power["term"].map(term_label),
-        "true effect": [format_num(v, 3) for v in power["effect"]],
-        "power": [format_num(v, 2) for v in power["power"]],
-        "95% MC interval": [f"[{format_num(lo, 2)}, {format_num(hi, 2)}]"
+        "true effect": [number(v, "simulated") for v in power["effect"]],
+        "power": [number(v, "power") for v in power["power"]],
+        "95% MC interval": [f"[{number(lo, 'power')}, {number(hi, 'power')}]"
                             for lo, hi in zip(power["conf_low"], power["conf_high"],
                                               strict=True)],
         "failed fits": power["failed"], "singular fits": power["singular"],
@@ -191,8 +191,9 @@ if available:
         display(Markdown(
             f"*Type-I check:* {term_label(row['term'])} has no true effect; in design "
             f"{html.escape(str(row['design']))} its test rejected in "
-            f"{format_num(row['power'], 3)} of the fits (α = {alpha:g}; Monte-Carlo "
-            f"interval {format_num(row['conf_low'], 3)} to {format_num(row['conf_high'], 3)})."))
+            f"{number(row['power'], 'power')} of the fits (α = {alpha:g}; Monte-Carlo "
+            f"interval {number(row['conf_low'], 'power')} to "
+            f"{number(row['conf_high'], 'power')})."))
 
 # %% [markdown] tags=["needs-power"]
 # ## The smallest design that reaches the target
@@ -212,7 +213,7 @@ if available:
                          "is meant to reach the target.")
         elif row["design"]:
             lines.append(f"- **{label}**: design {html.escape(str(row['design']))} "
-                         f"(power {format_num(float(row['power']), 2)}, "
+                         f"(power {number(float(row['power']), 'power')}, "
                          f"{int(float(row['planned_sessions'])):,} planned sessions).")
         else:
             lines.append(f"- **{label}**: none of the designs reaches power "

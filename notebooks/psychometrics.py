@@ -32,7 +32,7 @@ from pipeline import figures
 from pipeline.instruments import Instrument, load_instrument
 from pipeline.report import data_notice, escape, open_project, outcome_description
 from pipeline.score import therapist_form
-from pipeline.tables import format_r, styled, yes_no
+from pipeline.tables import format_int, format_r, percent, styled, yes_no
 
 root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
@@ -64,7 +64,7 @@ def apa_r(v: float) -> str:
 
 def count(v: float) -> str:
     """A count as shown: blank counts were suppressed."""
-    return f"< {min_cell}" if pd.isna(v) else f"{v:,.0f}"
+    return f"< {min_cell}" if pd.isna(v) else format_int(v)
 
 
 # %% [markdown]
@@ -188,7 +188,7 @@ if fc_file.is_file():
     show = show.assign(reversed=show["reversed"].map(yes_no))
 
     def pct(v: float) -> str:
-        return "–" if pd.isna(v) else f"{v:.1f}%"
+        return "–" if pd.isna(v) else percent(v, "percent_table", scaled=True)
 
     display(styled(show.rename(columns={
         "n": "answers", "n_floor": "at worst", "pct_floor": "% at worst",

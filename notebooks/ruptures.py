@@ -42,7 +42,7 @@ from pipeline.report import data_notice, has_outcome, open_project
 from pipeline.ruptures import plots
 from pipeline.ruptures.criteria import NO_VARIATION, load_rules, sd_label
 from pipeline.ruptures.detect import detect_series
-from pipeline.tables import format_num, formatted, styled, term_label
+from pipeline.tables import format_num, formatted, number, percent, styled, term_label
 
 root, params = open_project(params_file)
 results = root / "results" / "ruptures"
@@ -65,11 +65,12 @@ def read(name: str) -> pd.DataFrame:
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
-def show(frame: pd.DataFrame, digits: int = 2, decimals: dict[str, int] | None = None,
+def show(frame: pd.DataFrame, kind: str = "default", kinds: dict[str, str] | None = None,
          p_values: tuple[str, ...] = ()) -> None:
     """Display a table in the reports' style (pipeline.tables.formatted): counts as whole
-    numbers, other numbers with ``digits`` decimals, p-values APA, suppressed cells '–'."""
-    display(styled(formatted(frame, digits, decimals, p_values)))
+    numbers, other numbers at the decimals of their kind (``kinds[column]``, else
+    ``kind``; pipeline/table_style.yaml), p-values APA, suppressed cells '–'."""
+    display(styled(formatted(frame, p_values=p_values, kinds=kinds, kind=kind)))
 
 
 display(Markdown(data_notice(params)))
@@ -125,8 +126,8 @@ if len(thr):
                              "n_series": "clients", "median_threshold": "median drop needed",
                              "q1_threshold": "25th percentile",
                              "q3_threshold": "75th percentile"}),
-         decimals={c: 2 for c in ("median_threshold", "q1_threshold", "q3_threshold",
-                                  "reliability")})
+         kinds={"median_threshold": "points", "q1_threshold": "points",
+                "q3_threshold": "points", "reliability": "correlation"})
     display(Markdown(
         "*Drop needed*: the smallest fall below the pre-drop level that counts as an "
         "episode, in points of the score. It can differ between clients (a client's own "
@@ -144,7 +145,7 @@ if len(thr):
             f"**No rupture threshold can be set** for {where} (blank in the table): "
             "the scores do not vary (the variability the rule uses is 0), so any fall, "
             "however small, would count as a rupture. No episode is looked for there."))
-rel_text = ", ".join(f"{esc(k)} {v:.2f}" for k, v in meta["reliability"].items())
+rel_text = ", ".join(f"{esc(k)} {number(v, 'correlation')}" for k, v in meta["reliability"].items())
 display(Markdown(
     "The drop needed is in points of the questionnaire's item-mean scale. The Gumz rules "
     "combine the client's own variability with the variability between clients and take "
@@ -196,7 +197,8 @@ if shown:
                 ax.axvline(ep["repair_session"], color="#55A868", lw=1.5, ls="--")
             ax.text(ep["rupture_session"] + 0.3, 4.55, ep["status"][0].upper(), ha="left",
                     color="#C44E52", fontsize="small")
-        ax.set(title=f"{labels[name]}\n(drop >= {total_thr[name]:.2f})", xlabel="session",
+        ax.set(title=f"{labels[name]}\n(drop >= {number(total_thr[name], 'points')})",
+               xlabel="session",
                ylim=(2.7, 4.7), xticks=demo_sessions[::2])
     axes[0].set_ylabel("total alliance (invented)")
     fig.suptitle("Illustration with an invented series (not data)", fontsize="medium")
@@ -259,8 +261,8 @@ if len(prev):
                              "pct_clients": "%", "n_episodes": "episodes",
                              "n_repaired": "repaired", "n_unrepaired": "unrepaired",
                              "n_censored": "censored", "pct_repaired": "% repaired*",
-                             "median_length": "median length"}), 1,
-         decimals={"pct_clients": 1, "pct_repaired": 1})
+                             "median_length": "median length"}), "mean_count",
+         kinds={"pct_clients": "percent_table", "pct_repaired": "percent_table"})
     display(Markdown(
         "\\* Repaired among episodes whose outcome is known (censored ones left out). A V "
         "shape is repaired by definition. Length = sessions from the drop to the repair. "
@@ -280,7 +282,7 @@ if len(agr):
                   "criterion_a": "rule A", "criterion_b": "rule B", "n_clients": "clients",
                   "n_both": "both", "n_only_a": "only A", "n_only_b": "only B",
                   "kappa": "\u03ba", "jaccard": "Jaccard"}),
-         decimals={"kappa": 2, "jaccard": 2})
+         kinds={"kappa": "proportion", "jaccard": "proportion"})
     display(Markdown(
         "Agreement on the total score. *Both*, *only A*, *only B*: clients with at least "
         "one episode under both rules or under one of them. **\u03ba** (Cohen's kappa): do "
@@ -361,7 +363,7 @@ if len(bench):
     tab = wide[cols]
     tab.columns = [f"{v.replace('false_per_100', 'false per 100 sessions')}, {s}"
                    for v, s in cols]
-    show(tab.map(lambda v: "–" if pd.isna(v) else f"{v:.2f}").reset_index())
+    show(tab.map(lambda v: "–" if pd.isna(v) else number(v, "proportion")).reset_index())
     deep = b[b["scenario"] == "3-SD drops"].set_index("criterion")
     null = b[b["scenario"] == "no ruptures"].set_index("criterion")
     good = [c for c in deep.index if deep.loc[c, "recall"] >= 0.8
@@ -382,7 +384,8 @@ if len(bench):
                and "between" in e.get("sd", ["client", "between"]) and c in deep.index]
     between_text = (
         "Rules that also use the SD *between* clients ("
-        + ", ".join(f"{esc(labels[c])}: recall {deep.loc[c, 'recall']:.2f}" for c in between)
+        + ", ".join(f"{esc(labels[c])}: recall {number(deep.loc[c, 'recall'], 'proportion')}"
+                 for c in between)
         + ") set their bar partly in that SD, which is larger than the wobble within a "
         "client, so a multiple of it asks for a deeper drop than it seems. "
         if between else "")
@@ -396,18 +399,21 @@ if len(bench):
         "repaired looks less like a dip." if dips else "")
     trade_off = (
         f"comparing a session with the mean of the {p_pre} before it, a bar that finds 80% "
-        f"of 3-SD drops ({bar:.1f} within-client SDs) is also passed by "
-        f"{100 * false_share:.0f}% of ordinary sessions; with {per_client:.1f} rated "
+        f"of 3-SD drops ({number(bar, 'bar')} within-client SDs) is also passed by "
+        f"{percent(false_share)} of ordinary sessions; with {number(per_client, 'mean_count')} "
+        "rated "
         f"sessions per client and one real drop, that is a precision of about "
-        f"{expected_prec:.2f}. Raising the bar until precision is 0.8 ({bar_p:.1f} SDs) "
-        f"brings recall down to about {recall_p:.2f}.")
+        f"{number(expected_prec, 'proportion')}. Raising the bar until precision is 0.8 "
+        f"({number(bar_p, 'bar')} SDs) brings recall down to about "
+        f"{number(recall_p, 'proportion')}.")
 
     def names_of(keys: list[str]) -> str:
         return ", ".join(f"**{esc(labels.get(k, k))}**" for k in keys) or "none"
 
     def fig(c: str) -> str:
-        return (f"{esc(labels.get(c, c))}: recall {deep.loc[c, 'recall']:.2f}, precision "
-                f"{deep.loc[c, 'precision']:.2f}, {null.loc[c, 'false_per_100']:.1f} false "
+        return (f"{esc(labels.get(c, c))}: recall {number(deep.loc[c, 'recall'], 'proportion')}, "
+                f"precision {number(deep.loc[c, 'precision'], 'proportion')}, "
+                f"{number(null.loc[c, 'false_per_100'], 'mean_count')} false "
                 "episodes per 100 sessions without ruptures")
 
     display(Markdown(
@@ -482,7 +488,7 @@ else:
 om = read("outcome_models")
 oc = read("outcome_coefficients")
 og = read("outcome_groups")
-conf_text = (f"{round(100 * float(oc['conf_level'].iloc[0]))}% CI"
+conf_text = (f"{percent(float(oc['conf_level'].iloc[0]))} CI"
              if len(oc) and "conf_level" in oc else "CI")
 for _, m in om.iterrows():
     name = str(m["criterion"])
@@ -508,7 +514,7 @@ if len(og):
     show(t[["rule", "group", "n_clients", "n_in_model", "mean_change", "sd_change"]].rename(
         columns={"n_clients": "clients", "n_in_model": "in the model",
                  "mean_change": "mean change", "sd_change": "SD"}),
-         decimals={"mean_change": 2, "sd_change": 2})
+         kinds={"mean_change": "points", "sd_change": "points"})
     display(Markdown(
         "*Mean change*: last minus first rated wellbeing, unadjusted, of the clients in the "
         "model; censored clients (an episode whose repair could not yet be seen) are not in "
@@ -519,18 +525,20 @@ rc = read("repair_correlation")
 if len(rc):
     t = rc.copy()
     t["rule"] = t["criterion"].map(labels)
-    level = round(100 * float(params["model"].get("conf_level", 0.95)))
+    level = percent(float(params["model"].get("conf_level", 0.95)))
     show(t[["rule", "n_clients", "r", "conf_low", "conf_high", "note"]].rename(
-        columns={"n_clients": "clients with an episode", "conf_low": f"{level}% CI low",
-                 "conf_high": f"{level}% CI high"}),
-         decimals={"r": 2, "conf_low": 2, "conf_high": 2})
+        columns={"n_clients": "clients with an episode", "conf_low": f"{level} CI low",
+                 "conf_high": f"{level} CI high"}),
+         kinds={"r": "correlation", "conf_low": "correlation", "conf_high": "correlation"})
     ref = rc.iloc[0]
     display(Markdown(
         "**Sanity check.** Among clients with an episode, the correlation of being repaired "
         "with the (adjusted) wellbeing change. A meta-analysis of 11 studies (Eubanks, Muran "
         f"& Safran, 2018) put the link between repair and outcome at about r = "
-        f"{ref['reference_r']:.2f}, with a wide interval (roughly {ref['reference_low']:.2f} "
-        f"to {ref['reference_high']:.2f}); these figures are approximate. A value far "
+        f"{number(ref['reference_r'], 'correlation')}, with a wide interval (roughly "
+        f"{number(ref['reference_low'], 'correlation')} to "
+        f"{number(ref['reference_high'], 'correlation')}); these figures are approximate. "
+        "A value far "
         "outside that range is not wrong by itself, but it asks whether the rule detects "
         "real ruptures (see precision above) before anything is read into it."))
 
@@ -551,16 +559,17 @@ em = read("endings_model")
 ec = read("endings_coefficients")
 cnt = read("endings_counts")
 if len(cnt):
-    show(cnt[["ending", "n_clients"]].rename(columns={"n_clients": "clients"}), 0)
+    show(cnt[["ending", "n_clients"]].rename(columns={"n_clients": "clients"}))
 m = em.iloc[0] if len(em) else None
 if m is not None and m["status"] == "fitted" and len(ec):
     t = ec[ec["term"] != "Intercept"][["term", "odds_ratio", "or_low", "or_high", "p_value"]]
     t = t.assign(term=t["term"].map(term_label))
-    or_level = round(100 * float(ec["conf_level"].iloc[0])) if "conf_level" in ec else 95
+    or_level = percent(float(ec["conf_level"].iloc[0]) if "conf_level" in ec else 0.95)
     show(t.rename(columns={"odds_ratio": "odds ratio per point",
-                           "or_low": f"{or_level}% CI low", "or_high": f"{or_level}% CI high",
+                           "or_low": f"{or_level} CI low", "or_high": f"{or_level} CI high",
                            "p_value": "p"}),
-         decimals={"odds_ratio": 2, "or_low": 2, "or_high": 2}, p_values=("p",))
+         kinds={"odds_ratio": "odds_ratio", "or_low": "odds_ratio", "or_high": "odds_ratio"},
+         p_values=("p",))
     w = ec.set_index("term")
     lines = []
     for term, what in (("alliance_within", "a session rated 0.1 points lower than the "
@@ -570,7 +579,7 @@ if m is not None and m["status"] == "fitted" and len(ec):
         if term in w.index:
             ratio = float(np.exp(-0.1 * w.loc[term, "estimate"]))
             lines.append(f"- {what}: odds of ending unplanned after the session multiplied "
-                         f"by {ratio:.2f}")
+                         f"by {number(ratio, 'odds_ratio')}")
     left_out = int(m["n_events"]) - int(m["n_events_in_model"])
     left_text = ("" if left_out == 0 else
                  f" The other {left_out:,}" if left_out >= min_cell else
@@ -600,9 +609,11 @@ if m is not None and m["status"] != "fitted" and len(last):
         display(Markdown(
             "What the last rated session alone can say: among clients with three or more "
             f"rated sessions ({int(row['n_clients'])}), the alliance at the last session "
-            f"was {row['mean_difference']:+.2f} points from their other sessions' mean "
-            f"(95% CI {row['conf_low']:.2f} to {row['conf_high']:.2f}); "
-            f"{row['share_lower']:.0f}% rated it lower. Without knowing how therapy ended, "
+            f"was {number(row['mean_difference'], 'points', signed=True)} points from their "
+            f"other sessions' mean (95% CI {number(row['conf_low'], 'points')} to "
+            f"{number(row['conf_high'], 'points')}); "
+            f"{percent(row['share_lower'], scaled=True)} rated it lower. Without knowing how "
+            "therapy ended, "
             "this cannot separate an unplanned ending from a planned one."))
     else:
         display(Markdown(

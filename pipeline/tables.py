@@ -30,15 +30,6 @@ if TYPE_CHECKING:
     from pipeline.models.spec import ModelPlan
 
 
-def format_p(p: float) -> str:
-    """APA p-value: ``< .001``, else three decimals without the leading zero."""
-    if p is None or not np.isfinite(p):
-        return ""
-    if p < 0.001:
-        return "< .001"
-    return f"{p:.3f}".lstrip("0")
-
-
 STYLE = Path(__file__).with_name("table_style.yaml")
 
 
@@ -51,9 +42,20 @@ def _style() -> dict[str, Any]:
 
 
 def decimals(kind: str = "default") -> int:
-    """Decimals of a kind of number (``default``, ``variance``, ``likelihood``), as
-    ``pipeline/table_style.yaml`` sets them."""
+    """Decimals of a kind of number (``default``, ``variance``, ``points``, ``percent``,
+    ...), as ``pipeline/table_style.yaml`` sets them."""
     return int(_style()["decimals"][kind])
+
+
+def format_p(p: float) -> str:
+    """APA p-value: ``< .001``, else three decimals without the leading zero (the style's
+    ``p_value`` decimals; the floor is one unit of the last decimal)."""
+    if p is None or not np.isfinite(p):
+        return ""
+    digits = decimals("p_value")
+    if p < 10.0 ** -digits:
+        return "< " + f"{10.0 ** -digits:.{digits}f}".lstrip("0")
+    return f"{p:.{digits}f}".lstrip("0")
 
 
 def interval_decimals(low: float, high: float, kind: str = "default") -> int:
@@ -93,6 +95,24 @@ def format_num(x: float, digits: int | None = None) -> str:
     return text[1:] if float(text) == 0 else "\u2212" + text[1:]
 
 
+def number(x: float, kind: str = "default", signed: bool = False) -> str:
+    """A number of a kind at the decimals ``pipeline/table_style.yaml`` gives the kind
+    (:func:`format_num`: true minus sign, blank when missing); ``signed`` puts a plus sign
+    before a number that is not negative: ``number(0.123, "points", signed=True)`` is
+    ``+0.12``. Reports print every number through this function (or the ones below), so
+    that the style file alone decides decimals."""
+    text = format_num(x, decimals(kind))
+    return "+" + text if signed and text and not text.startswith("\u2212") else text
+
+
+def percent(x: float, kind: str = "percent", scaled: bool = False) -> str:
+    """A share as a percentage at its kind's decimals: ``percent(0.254)`` is ``25%``;
+    ``scaled``: ``x`` is a percentage already (``percent(12.34, "percent_table",
+    scaled=True)`` is ``12.3%``). Blank when missing."""
+    text = format_num(x if scaled else 100 * x, decimals(kind))
+    return text + "%" if text else ""
+
+
 def format_interval(low: float, high: float, digits: int | None = None) -> str:
     """An interval as APA writes it: ``[0.19, 0.25]`` (bounds by :func:`format_num`)."""
     return f"[{format_num(low, digits)}, {format_num(high, digits)}]"
@@ -107,8 +127,9 @@ def with_interval(estimate: float, low: float, high: float,
 
 
 def format_r(x: float, digits: int | None = None) -> str:
-    """A correlation or reliability (bounded by 1) as APA writes it: ``.86``, ``−.05``."""
-    text = format_num(x, digits)
+    """A correlation or reliability (bounded by 1) as APA writes it: ``.86``, ``−.05``
+    (``digits`` default: the style's ``correlation`` decimals)."""
+    text = format_num(x, decimals("correlation") if digits is None else digits)
     return text.replace("0.", ".", 1) if text.lstrip("\u2212").startswith("0.") else text
 
 
@@ -120,10 +141,11 @@ def format_int(x: float) -> str:
 
 
 def format_df(x: float) -> str:
-    """Degrees of freedom: integers as integers, Satterthwaite df with one decimal."""
+    """Degrees of freedom: integers as integers, Satterthwaite df at the style's ``df``
+    decimals (one)."""
     if x is None or not np.isfinite(x):
         return ""
-    return format_int(x) if float(x).is_integer() else f"{x:.1f}"
+    return format_int(x) if float(x).is_integer() else number(x, "df")
 
 
 def yes_no(flag: object) -> str:
@@ -252,16 +274,22 @@ def write_table(table: pd.DataFrame, outdir: str | Path, name: str, title: str,
 
 def formatted(frame: pd.DataFrame, digits: int | None = None,
               decimals: dict[str, int] | None = None,
-              p_values: tuple[str, ...] = (), blank: str = "\u2013") -> pd.DataFrame:
+              p_values: tuple[str, ...] = (), blank: str = "\u2013",
+              kinds: dict[str, str] | None = None, kind: str = "default") -> pd.DataFrame:
     """Every cell of a report table as text, in this module's style.
 
     Numeric columns whose values are all whole numbers are counts (:func:`format_int`);
     the columns in ``p_values`` are p-values (:func:`format_p`); the other numeric columns
-    get ``decimals[column]`` or ``digits`` decimals (:func:`format_num`, true minus sign;
-    default the style's). A missing number (a suppressed cell) is ``blank``; missing text
-    is empty.
+    get the decimals of their kind in ``pipeline/table_style.yaml`` (``kinds[column]``,
+    else ``kind``), or ``decimals[column]`` or ``digits`` decimals where a caller gives
+    numbers (:func:`format_num`, true minus sign). A column named in ``kinds`` is never
+    taken for counts. A missing number (a suppressed cell) is ``blank``; missing text is
+    empty. Reports pass kinds, never numbers.
     """
-    decimals = decimals or {}
+    places = {column: int(_style()["decimals"][k]) for column, k in (kinds or {}).items()}
+    decimals = {**places, **(decimals or {})}
+    if digits is None:
+        digits = int(_style()["decimals"][kind])
     out = pd.DataFrame(index=frame.index)
     for column in frame.columns:
         values = frame[column]
@@ -427,7 +455,7 @@ def bootstrap_table(boot: pd.DataFrame) -> pd.DataFrame:
     cells = [with_interval(*v, kind="variance") for v in
              zip(boot["estimate"], boot["conf_low"], boot["conf_high"], strict=True)]
     level = boot["conf_level"].dropna()
-    head = f"{float(level.iloc[0]):.0%} bootstrap interval" if len(level) else "interval"
+    head = f"{percent(float(level.iloc[0]))} bootstrap interval" if len(level) else "interval"
     return pd.DataFrame({
         "Quantity": [_BOOTSTRAPPED.get(q, q) for q in boot["quantity"]],
         "Estimate": [estimate for estimate, _, _ in cells],
@@ -454,7 +482,7 @@ def fit_table(stats: pd.DataFrame) -> pd.DataFrame:
 
 def _pct(x: float) -> str:
     """A share as a whole percentage; an em dash where the component is not in the model."""
-    return "\u2014" if x is None or not np.isfinite(x) else f"{x:.0%}"
+    return "\u2014" if x is None or not np.isfinite(x) else percent(x)
 
 
 def _range(low: float, high: float, digits: int | None = None) -> str:
@@ -492,7 +520,7 @@ def alliance_change_table(change: pd.DataFrame) -> pd.DataFrame:
     """
     rows = change[change["status"].isin(["fitted", "singular"])]
     level = rows["conf_level"].dropna()
-    ci = f"{round(float(level.iloc[0]) * 100)}% CI" if len(level) else "CI"
+    ci = f"{percent(float(level.iloc[0]))} CI" if len(level) else "CI"
     # the slope, its interval and the clients' slopes at the slope's decimals
     slopes = [with_interval(*v) for v in
               zip(rows["slope"], rows["conf_low"], rows["conf_high"], strict=True)]

@@ -112,7 +112,7 @@ def test_power_report_shows_the_process_it_simulated_from(root: Path, tmp_path: 
     """The power report's alliance-process table is results/power_truth.csv's rows of
     kind `alliance`, labelled, in the report's number format, with their origin."""
     from pipeline.report import render
-    from pipeline.tables import format_num
+    from pipeline.tables import number
 
     truth = pd.read_csv(root / "results" / "power_truth.csv")
     process = truth[truth["kind"] == "alliance"]
@@ -123,5 +123,5 @@ def test_power_report_shows_the_process_it_simulated_from(root: Path, tmp_path: 
     page = out.read_text(encoding="utf-8")
     text = " ".join(re.sub(r"<[^>]+>", " ", page).split())
     for parameter, value in zip(process["parameter"], process["value"], strict=True):
-        assert f"{PARAMETERS[parameter]} {format_num(value, 3)}" in text, parameter
+        assert f"{PARAMETERS[parameter]} {number(value, 'simulated')}" in text, parameter
     assert "The alliance process was estimated from these data" in text
