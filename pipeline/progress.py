@@ -7,7 +7,9 @@ blank lines), DVC's stage headers become one short progress
 line per stage (and, when the stage is done, its time), and everything else (every
 warning and error) is printed unchanged. The exit status is the command's, except that a
 run DVC stopped because a stage exited with 2 (a user-fixable error: data, settings or an
-instrument file; DVC itself then exits 255) exits with 2, as the steps do.
+instrument file; DVC itself then exits 255) exits with 2, as the steps do. Before DVC
+starts, a lock table an interrupted run left unreadable is removed
+(:mod:`pipeline.dvclock`), so that a killed run never blocks the next one.
 
 Usage: ``python -m pipeline.progress dvc repro [args]``.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from pipeline import yamlfile
+from pipeline.dvclock import repair_rwlock
 from pipeline.errors import SettingsError
 
 RULES = Path(__file__).with_name("progress.yaml")
@@ -134,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args[:2] == ["dvc", "repro"] and Path("params.yaml").is_file():
             check_params(Path("params.yaml"))
+        if args[:1] == ["dvc"] and repair_rwlock():
+            print("[repro] removed DVC's lock table .dvc/tmp/rwlock: an interrupted run "
+                  "had left it unreadable (it lists only running commands)", file=sys.stderr)
         return run(args)
     except SettingsError as exc:
         print(str(exc), file=sys.stderr)
