@@ -442,7 +442,8 @@ display(Markdown(
     ("Alliance and wellbeing of clients" if with_outcome else
      "The alliance of clients (alliance-only analysis: no wellbeing to draw)")
     + " around their rupture sessions, lined up so that 0 is\nthe session of the drop, and "
-    "averaged over episodes (deviations from each client's own\nmean, with 95% intervals). "
+    "averaged over episodes (deviations from each client's own\nmean, with "
+    f"{percent(float(params['model'].get('conf_level', 0.95)))} intervals). "
     "Offsets with fewer than `report.min_cell` episodes are not\ndrawn; *n* in the legend "
     "is the number of episodes.\nThis is an average over many clients, never one client's "
     "trajectory."))
@@ -610,7 +611,8 @@ if m is not None and m["status"] != "fitted" and len(last):
             "What the last rated session alone can say: among clients with three or more "
             f"rated sessions ({int(row['n_clients'])}), the alliance at the last session "
             f"was {number(row['mean_difference'], 'points', signed=True)} points from their "
-            f"other sessions' mean (95% CI {number(row['conf_low'], 'points')} to "
+            f"other sessions' mean ({percent(float(params['model'].get('conf_level', 0.95)))} "
+            f"CI {number(row['conf_low'], 'points')} to "
             f"{number(row['conf_high'], 'points')}); "
             f"{percent(row['share_lower'], scaled=True)} rated it lower. Without knowing how "
             "therapy ended, "

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline.references import cited_keys, load_bibliography
 from pipeline.report import render, render_many
@@ -266,3 +267,21 @@ def test_every_figure_has_alternative_text(reports: dict[str, str]) -> None:
             assert "No description" not in alt.group(1), name
     assert f'alt="{html_mod.escape(describe("trajectories"), quote=True)}"' in reports[
         "overview"]
+
+
+@pytest.mark.slow
+def test_the_ruptures_reports_intervals_are_labelled_at_the_settings_level(
+        root: Path, tmp_path: Path) -> None:
+    """The course paragraph (and the last-session line, shown when the endings model
+    cannot be fitted) said "95%" whatever ``model.conf_level`` the stage computed their
+    intervals at. (Lines whose results record their level, e.g. the outcome models',
+    keep the results' 95% here: the committed results were computed at 95%.)"""
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["model"]["conf_level"] = 0.9
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    out = tmp_path / "ruptures.html"
+    render_many([(root / "notebooks" / "ruptures.py", out)],
+                {"params_file": str(params_file)}, cwd=root, results_root=root)
+    text = _text(out.read_text(encoding="utf-8"))
+    assert "mean, with 90% intervals" in text and "mean, with 95%" not in text
