@@ -690,6 +690,33 @@ def test_check_rank_deficient_and_constant(small: pd.DataFrame) -> None:
         _check(small.assign(wellbeing=3.0), "wellbeing ~ time", "(1 | client_id)")
 
 
+def test_check_a_column_of_rounding_residue_is_named_as_not_varying(small: pd.DataFrame
+                                                                    ) -> None:
+    """A therapist mean centred with one therapist is 1e-17 or so on every row, not 0: it
+    was named bare ("rank deficient: Total alliance (therapist mean)."), a sentence
+    without a verb, because its coefficient on the intercept was below 1e-8."""
+    data = small.assign(total_therapist=1.7e-17, goal_twice=2.0 * small["goal_within"])
+    with pytest.raises(NotEstimableError) as err:
+        _check(data, "wellbeing ~ time + total_therapist", "(1 | client_id)")
+    assert ("rank deficient: Total alliance (therapist mean) has the same value on every "
+            "row (it does not vary). Remove") in str(err.value)
+    with pytest.raises(NotEstimableError) as err:
+        _check(data.assign(total_therapist=4.2), "wellbeing ~ time + total_therapist",
+               "(1 | client_id)")
+    assert "Total alliance (therapist mean) has the same value on every row" in str(err.value)
+
+
+def test_check_fewer_rows_than_fixed_effects_says_so_first(small: pd.DataFrame) -> None:
+    """With no more rows than fixed effects the matrix is rank deficient whatever the
+    data; the reason named "Intercept is a combination of" all eight other terms."""
+    few = small.head(4)
+    with pytest.raises(NotEstimableError,
+                       match=r"model m: 4 rows for 5 fixed effects: a model needs more rows "
+                             r"than fixed effects"):
+        _check(few, "wellbeing ~ time + goal_within + task_within + bond_within",
+               "(1 | client_id)", min_levels=1, one_level="drop")
+
+
 @pytest.mark.filterwarnings("error")
 def test_check_outcome_constant_within_every_client(small: pd.DataFrame,
                                                     plan: M.ModelPlan) -> None:

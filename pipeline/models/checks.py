@@ -103,7 +103,9 @@ def collinear_terms(x: np.ndarray, names: list[str], tol: float) -> list[str]:
     names the reports show (:func:`pipeline.labels.term_label`), with the kept columns it
     is a combination of; the columns that are zero on every row are named together, e.g.
     ``"Goal (within client) and Goal (between clients) are zero on every row (they do not
-    vary)"``. That QR of the whole ``n x p`` matrix is run only when
+    vary)"``, and so are the columns with one value on every row (a multiple of the
+    intercept, e.g. a therapist mean with one therapist: ``"... has the same value on
+    every row (it does not vary)"``). That QR of the whole ``n x p`` matrix is run only when
     :func:`_clearly_full_rank` cannot rule a deficiency out from the ``p x p``
     cross-product (a tenth of the cost at 300k rows), so every decision is the QR's.
     """
@@ -117,19 +119,26 @@ def collinear_terms(x: np.ndarray, names: list[str], tol: float) -> list[str]:
     if rank == x.shape[1]:
         return []
     kept, dropped = list(piv[:rank]), list(piv[rank:])
-    zero, out = [], []
+    constant = {k for k in kept if np.ptp(x[:, k]) == 0}
+    zero, flat, out = [], [], []
     for j in sorted(dropped):
         if not np.any(x[:, j]):
             zero.append(term_label(names[j]))
             continue
-        if kept:
-            coef, *_ = np.linalg.lstsq(x[:, kept], x[:, j], rcond=None)
-            with_ = [term_label(names[k]) for k, c in zip(kept, coef, strict=True)
-                     if abs(c) > 1e-8]
-        else:
-            with_ = []
-        out.append(f"{term_label(names[j])} is a combination of {_and(with_)}" if with_
-                   else term_label(names[j]))
+        # Coefficients on the scaled columns (norm 1), so that a column of rounding
+        # residue (a centred therapist mean with one therapist: 1e-17 on every row) is
+        # named by what it is a combination of, not by the size of its numbers.
+        coef, *_ = np.linalg.lstsq(x[:, kept] / scale[kept], x[:, j] / scale[j], rcond=None)
+        with_ = [k for k, c in zip(kept, coef, strict=True) if abs(c) > 1e-8]
+        if not with_ or set(with_) <= constant:
+            flat.append(term_label(names[j]))  # a multiple of the intercept: constant
+            continue
+        out.append(f"{term_label(names[j])} is a combination of "
+                   f"{_and([term_label(names[k]) for k in with_])}")
+    if flat:
+        out.insert(0, f"{_and(flat)} has the same value on every row (it does not vary)"
+                   if len(flat) == 1 else
+                   f"{_and(flat)} have the same value on every row (they do not vary)")
     if zero:
         out.insert(0, f"{_and(zero)} is zero on every row (it does not vary)" if len(zero) == 1
                    else f"{_and(zero)} are zero on every row (they do not vary)")
@@ -279,13 +288,17 @@ def run_checks(model: str, data: pd.DataFrame, y: np.ndarray, x: np.ndarray,
                 f"{label}'s rows all have the same value), so no variance is left for the "
                 "residual and the likelihood has no maximum (the residual variance goes to "
                 "0); a mixed model needs some variation within each grouping level")
-    # fixed effects
+    # fixed effects; too few rows first: with no more rows than fixed effects the matrix
+    # is rank deficient whatever the data, and naming combinations would hide the cause
+    if n <= x.shape[1]:
+        raise NotEstimableError(
+            f"model {model}: {n} rows for {x.shape[1]} fixed effects: a model needs more rows "
+            "than fixed effects (else no degrees of freedom are left for the residual); "
+            "add data or simplify the model")
     bad = collinear_terms(x, x_names, float(conf["rank_tolerance"]))
     if bad:
         raise NotEstimableError(
             f"model {model}: the fixed effects are rank deficient: {'; '.join(bad)}. Remove "
             "one of the collinear terms (e.g. a covariate with one level within the rows "
             "used, or a predictor that does not vary)")
-    if n <= x.shape[1]:
-        raise NotEstimableError(f"model {model}: {n} rows for {x.shape[1]} fixed effects")
     return outcome
