@@ -34,6 +34,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import figures
+from pipeline.power.truth import ASSUMED
 from pipeline.references import reference_list
 from pipeline.report import (
     NEEDS_POWER,
@@ -86,7 +87,7 @@ else:
 # for real data (time, and each client's mean and session-to-session deviations), and
 # wellbeing is drawn from the model with the true values in the first table: fixed
 # effects from `power.effects` where set, otherwise the estimates of the model fitted to
-# these data; variance components from that fit.
+# these data; variance components from `power.sd` where set, otherwise from that fit.
 
 # %% tags=["needs-power"]
 if available:
@@ -102,7 +103,7 @@ if available:
         f"**{model}**, {power['design'].nunique()} designs, **{n_rep:,} simulated "
         f"studies per design**, each term tested at α = {alpha:g} with {df_words}. "
         "*Value* in the table below is the true value the studies are simulated from "
-        "(*source*: `power.effects` when you set it, else the fitted model)."))
+        "(*source*: `power.effects` or `power.sd` when you set it, else the fitted model)."))
     components = {"therapist": "Therapist intercept", "client": "Client intercept",
                   "client_time": "Client slope on time", "residual": "Residual (session)",
                   "client_time_corr": "Client intercept and slope"}
@@ -114,6 +115,20 @@ if available:
                                                     strict=True)],
                          value=[number(v, "simulated") for v in truth["value"]])
     display(styled(shown))
+    assumed = truth[(truth["kind"] == "SD") & (truth["source"] == ASSUMED)]
+    if len(assumed):
+        stats = pd.read_csv(results / "fit_statistics.csv", keep_default_na=False)
+        simple = stats.loc[stats["model"] == power["model"].iloc[0], "simplification"]
+        why = f" ({escape(str(simple.iloc[0]))})" if len(simple) and simple.iloc[0] else ""
+        parts = " and ".join(components.get(p, p).lower() for p in assumed["parameter"])
+        display(Markdown(
+            f"**The {parts} variance could not be estimated on these data**{why}. The "
+            "simulated studies have none (SD 0), although the planned model estimates it, "
+            "so the power of the terms it bears on is flattered"
+            + (" (a therapist variance widens the intervals of the between-client effects)"
+               if "therapist" in set(assumed["parameter"]) else "")
+            + " and many simulated fits are singular. For a realistic plan, give a value "
+            "from a larger study or the literature in `power.sd` of params.yaml."))
 
 # %% [markdown] tags=["needs-power"]
 # **The alliance process.** How much the alliance varies between sessions of the same
@@ -135,9 +150,11 @@ if available and len(process):
     source = str(process["source"].iloc[0])
     origin = ("estimated from these data" if source.startswith("these data")
               else "set in `power.alliance`")
+    notes = (source.removeprefix("these data (").removesuffix(")")
+             if source.startswith("these data (") else "")
     display(Markdown(f"The alliance process was **{origin}**"
-                     + (f" ({escape(source[len('these data'):].strip(' ()'))})"
-                        if source.startswith("these data (") else "") + "."))
+                     + (f" ({escape(notes)}; an SD that could not be estimated is 0 here)"
+                        if notes else "") + "."))
     display(styled(pd.DataFrame({
         "alliance process": [PARAMETERS.get(p, p) for p in process["parameter"]],
         "value": [number(v, "simulated") for v in process["value"]]})))

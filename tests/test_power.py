@@ -3,6 +3,8 @@ counted, byte-identical across worker counts, settings checked."""
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +14,15 @@ import pytest
 import yaml
 
 from pipeline.errors import SettingsError
+from pipeline.models import load_specs
 from pipeline.parallel import ExecutionSettings
-from pipeline.power.run import TooManyFailedFits, run_power
+from pipeline.power.run import TooManyFailedFits, run_power, truth_table
 from pipeline.power.settings import power_settings
 from pipeline.power.summary import smallest_adequate
-from pipeline.power.truth import truth_from_fit
+from pipeline.power.truth import ASSUMED, planned_components, sd_source, truth_from_fit
 from pipeline.simulation.outcome import ModelTruth
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FIXTURES = Path(__file__).parent / "fixtures" / "power"
 ALLIANCE = {"mean": [3.7, 3.6, 3.9], "growth": 0.03, "therapist_sd": 0.2, "client_sd": 0.5,
@@ -121,6 +126,37 @@ def test_truth_from_the_fitted_model_and_settings() -> None:
         truth_from_fit("primary", {}, coefs, comps, status="not estimable")
 
 
+def test_a_component_the_fit_could_not_estimate_is_0_and_said() -> None:
+    """One therapist: the checks drop the therapist level, so the fit has no therapist
+    variance. The studies planned with several therapists got SD 0 silently (the truth
+    table had no therapist row); now the row is there, its source says 0 was assumed,
+    and power.sd gives a value instead (overriding a fitted SD too)."""
+    coefs = pd.DataFrame({"model": "primary", "term": ["Intercept", "time"],
+                          "estimate": [20.0, 0.1]})
+    comps = pd.DataFrame({"model": "primary", "component": ["client", "client_time",
+                                                            "residual"],
+                          "sd": [2.0, 0.1, 1.5]})
+    planned = planned_components(load_specs().get("primary"))
+    assert planned == ("therapist", "client", "client_time", "residual")
+    truth = truth_from_fit("primary", {}, coefs, comps, planned=planned)
+    assert truth.sd == {"therapist": 0.0, "client": 2.0, "client_time": 0.1, "residual": 1.5}
+    assert list(truth.sd) == list(planned)
+    table = truth_table(truth, {}, {c: sd_source(c, comps, "primary", {}) for c in truth.sd})
+    sources = dict(zip(table["parameter"], table["source"], strict=True))
+    assert sources["therapist"] == ASSUMED == ("not estimated on these data: 0 assumed "
+                                               "(set power.sd)")
+    assert sources["client"] == "fitted model"
+    given = {"therapist": 1.2, "client": 1.0}
+    truth = truth_from_fit("primary", {}, coefs, comps, sd=given, planned=planned)
+    assert truth.sd == {"therapist": 1.2, "client": 1.0, "client_time": 0.1, "residual": 1.5}
+    assert sd_source("therapist", comps, "primary", given) == "power.sd"
+    with pytest.raises(SettingsError, match=r"power\.sd names 'client_time', which model "
+                                            r"'alliance_levels_goal' does not have"):
+        truth_from_fit("alliance_levels_goal", {}, coefs.assign(model="alliance_levels_goal"),
+                       comps.assign(model="alliance_levels_goal"), sd={"client_time": 0.1},
+                       planned=planned_components(load_specs().get("alliance_levels_goal")))
+
+
 @pytest.mark.parametrize(("block", "message"), [
     ({"designs": [], "replications": 5, "seed": 1}, "power.designs"),
     ({"designs": [{"therapists": 2, "clients_per_therapist": 2, "sessions": 2}],
@@ -135,6 +171,14 @@ def test_truth_from_the_fitted_model_and_settings() -> None:
       "replications": 5, "seed": 1, "replicates": 9}, "power.replicates is not a setting"),
     ({"designs": [{"therapists": 2, "clients_per_therapist": 2, "sessions": 2}],
       "replications": 5, "seed": 1, "effects": {"goal_within": "big"}}, "power.effects"),
+    ({"designs": [{"therapists": 2, "clients_per_therapist": 2, "sessions": 2}],
+      "replications": 5, "seed": 1, "sd": {"therapist": -1.0}},
+     r"power.sd must map variance components to standard deviations >= 0"),
+    ({"designs": [{"therapists": 2, "clients_per_therapist": 2, "sessions": 2}],
+      "replications": 5, "seed": 1, "sd": {"therapists": 1.0}},
+     r"power.sd names 'therapists', which is not a variance component \(known: therapist, "),
+    ({"designs": [{"therapists": 2, "clients_per_therapist": 2, "sessions": 2}],
+      "replications": 5, "seed": 1, "sd": {"residual": 0}}, r"power.sd.residual is 0"),
 ])
 def test_bad_power_settings_name_the_setting(block: dict[str, Any], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
@@ -153,3 +197,56 @@ def test_clopper_pearson_equals_r_binom_test() -> None:
         (0.2893553674409980, 0.4565659065200737), abs=1e-12)
     low, high = clopper_pearson(0, 0)
     assert np.isnan(low) and np.isnan(high)
+
+
+@pytest.mark.slow
+def test_one_therapist_power_says_the_therapist_variance_was_assumed_0(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's data have one therapist; the planned studies have 20. The stage wrote
+    no therapist row and simulated SD 0 silently, and the report's alliance-process line
+    repeated one reason three times with a parenthesis left open."""
+    import pipeline.models as M
+    import pipeline.report as report
+    from pipeline.power.run import power_stage
+    from tests.test_models import read_data
+
+    monkeypatch.setattr("pipeline.parallel._can_fork", lambda: False)
+    scored = read_data("one_therapist")
+    scored.to_csv(tmp_path / "scored.csv", index=False)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params["power"].update(designs=[{"therapists": 6, "clients_per_therapist": 5,
+                                     "sessions": 6}], replications=4)
+    params["parallel"] = {"workers": 1}
+    fit_settings = {k: v for k, v in params["model"].items() if k != "engine"}
+    fits = M.fit_all(scored, None, fit_settings, models=["primary"], verbose=False)
+    assert fits[0].simplification.startswith("therapist level dropped: 1 therapist")
+    M.write_results(fits, tmp_path / "results")
+    lines: list[str] = []
+    tables = power_stage(params, tmp_path / "results", tmp_path / "power.jsonl",
+                         log=lambda step, text: lines.append(text),
+                         scored=tmp_path / "scored.csv")
+    truth = tables["power_truth"]
+    sd = truth[truth["kind"] == "SD"].set_index("parameter")
+    assert list(sd.index) == ["therapist", "client", "client_time", "residual"]
+    assert sd.loc["therapist", "value"] == 0.0 and sd.loc["therapist", "source"] == ASSUMED
+    assert (sd.drop(index="therapist")["source"] == "fitted model").all()
+    warning = next(line for line in lines if line.startswith("WARNING"))
+    assert "has no therapist variance (therapist level dropped: 1 therapist" in warning
+    assert "set power.sd (e.g. {therapist: <SD>})" in warning
+    process_source = truth.loc[truth["kind"] == "alliance", "source"].iloc[0]
+    assert process_source.startswith("these data (goal, task and bond: therapist level "
+                                     "dropped: 1 therapist")
+    # the report, on these results
+    for name, table in tables.items():
+        table.to_csv(tmp_path / "results" / f"{name}.csv", index=False)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    report.render_many([(ROOT / "notebooks" / "power.py", tmp_path / "power.html")],
+                       {"params_file": str(tmp_path / "params.yaml")}, cwd=ROOT)
+    page = (tmp_path / "power.html").read_text(encoding="utf-8")
+    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page)))
+    assert ("The therapist intercept variance could not be estimated on these data "
+            "(therapist level dropped: 1 therapist") in text
+    assert "The simulated studies have none (SD 0)" in text and "power.sd" in text
+    assert text.count("therapist level dropped") == 2       # the warning, the process
+    assert ("grouping factors must have > 1 sampled level); an SD that could not be "
+            "estimated is 0 here).") in text

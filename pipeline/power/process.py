@@ -99,7 +99,7 @@ def estimate_process(rows: pd.DataFrame, fit_settings: Mapping[str, Any] | None 
     from pipeline.models.fitting import fit_formula
 
     random = load_specs().random_parts[RANDOM_PART]
-    notes: list[str] = []
+    said: dict[str, list[str]] = {}  # simplification -> the subscales it applies to
     mean, slope = np.zeros(3), np.zeros(3)
     var = {level: np.zeros(3) for level in ("therapist", "client", "residual")}
     for i, k in enumerate(SUBSCALES):
@@ -118,7 +118,8 @@ def estimate_process(rows: pd.DataFrame, fit_settings: Mapping[str, Any] | None 
                 "converge on these data; give the process in params.yaml as power.alliance "
                 "(mean, growth, therapist_sd, client_sd, session_sd, client_corr, "
                 "session_corr).")
-        notes += [f"{k}: {s}" for s in simplified]
+        for s in simplified:
+            said.setdefault(s, []).append(k)
         mean[i], slope[i] = float(fit.beta["Intercept"]), float(fit.beta["time"])
         for level in var:
             var[level][i] = float(fit.variances.get(level, 0.0))
@@ -150,7 +151,14 @@ def estimate_process(rows: pd.DataFrame, fit_settings: Mapping[str, Any] | None 
         session_sd=float(np.sqrt(var["residual"].mean())),
         client_corr=_clip(float(np.mean(client_r))),
         session_corr=_clip(float(np.mean(session_r))), item_sd=item_sd)
+    # a reason shared by the subscales is said once: "goal, task and bond: ..."
+    notes = [f"{_and(ks)}: {s}" for s, ks in said.items()]
     return process, notes
+
+
+def _and(words: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def process_table(process: AllianceProcess, source: str) -> pd.DataFrame:

@@ -89,12 +89,18 @@ def run_power(settings: PowerSettings, truth: ModelTruth, execution: ExecutionSe
     return table, smallest_adequate(table, settings.target)
 
 
-def truth_table(truth: ModelTruth, effects: Mapping[str, float]) -> pd.DataFrame:
-    """The true values simulated from, and where each came from (for the report)."""
+def truth_table(truth: ModelTruth, effects: Mapping[str, float],
+                sources: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The true values simulated from, and where each came from (for the report).
+
+    ``sources``: component -> where its SD came from (:func:`pipeline.power.truth.sd_source`;
+    default ``fitted model``).
+    """
     rows = [{"parameter": term, "kind": "fixed effect", "value": float(value),
              "source": "power.effects" if term in effects else "fitted model"}
             for term, value in truth.fixed.items()]
-    rows += [{"parameter": name, "kind": "SD", "value": float(value), "source": "fitted model"}
+    rows += [{"parameter": name, "kind": "SD", "value": float(value),
+              "source": (sources or {}).get(name, "fitted model")}
              for name, value in truth.sd.items()]
     rows.append({"parameter": "client_time_corr", "kind": "correlation",
                  "value": float(truth.client_time_corr), "source": "fitted model"})
@@ -126,12 +132,13 @@ def power_stage(params: Mapping[str, Any], results: Path, checkpoint: Path,
         ``power_truth`` also holds the alliance process (kind ``alliance``) and where it
         came from.
     """
+    from pipeline.models import load_specs
     from pipeline.models.fitting import settings_from
     from pipeline.parallel import execution_settings
 
     from .settings import power_settings
     from .summary import COLUMNS, TARGET_COLUMNS
-    from .truth import USABLE, truth_from_fit
+    from .truth import ASSUMED, USABLE, planned_components, sd_source, truth_from_fit
 
     settings = power_settings(params.get("power"))
     execution = execution_settings(params.get("parallel"))
@@ -150,9 +157,20 @@ def power_stage(params: Mapping[str, Any], results: Path, checkpoint: Path,
         return {"power": pd.DataFrame(columns=COLUMNS),
                 "power_target": pd.DataFrame(columns=TARGET_COLUMNS),
                 "power_truth": pd.DataFrame(columns=["parameter", "kind", "value", "source"])}
+    variance = pd.read_csv(results / "variance_components.csv")
+    planned = planned_components(load_specs().get(settings.model))
     truth = truth_from_fit(settings.model, settings.effects,
-                           pd.read_csv(results / "coefficients.csv"),
-                           pd.read_csv(results / "variance_components.csv"), status)
+                           pd.read_csv(results / "coefficients.csv"), variance, status,
+                           sd=settings.sd, planned=planned)
+    sources = {c: sd_source(c, variance, settings.model, settings.sd) for c in truth.sd}
+    assumed = [c for c, where in sources.items() if where == ASSUMED]
+    if assumed and log is not None:
+        why = stats.loc[stats["model"] == settings.model, "simplification"].fillna("")
+        log("power", f"WARNING: the fitted {settings.model!r} has no "
+                     f"{' or '.join(assumed)} variance ({str(why.iloc[0]) or 'not estimated'});"
+                     " the simulated studies get none (SD 0), which flatters the power of "
+                     "the terms it bears on; set power.sd (e.g. {"
+                     + ", ".join(f"{c}: <SD>" for c in assumed) + "}) for a realistic plan")
     instrument = (params.get("instruments") or {}).get("alliance")
     settings, process_rows = with_alliance_process(settings, fit_settings, scored, log)
     if log is not None:
@@ -167,8 +185,8 @@ def power_stage(params: Mapping[str, Any], results: Path, checkpoint: Path,
                               instrument=str(instrument) if instrument else None,
                               checkpoint=checkpoint)
     return {"power": table, "power_target": target,
-            "power_truth": pd.concat([truth_table(truth, settings.effects), process_rows],
-                                     ignore_index=True)}
+            "power_truth": pd.concat([truth_table(truth, settings.effects, sources),
+                                      process_rows], ignore_index=True)}
 
 
 def with_alliance_process(settings: PowerSettings, fit_settings: Mapping[str, Any],

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import SettingsError
 from pipeline.simulation.alliance import AllianceProcess, process_from_settings
 from pipeline.simulation.design import StudyDesign, design_from_settings
+from pipeline.simulation.outcome import COMPONENTS
 
-_KEYS = {"model", "designs", "effects", "terms", "replications", "alpha", "seed", "target",
-         "max_failed_share", "alliance", "level"}
+_KEYS = {"model", "designs", "effects", "sd", "terms", "replications", "alpha", "seed",
+         "target", "max_failed_share", "alliance", "level"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,11 @@ class PowerSettings:
         The study designs compared.
     effects
         Term -> true value; terms left out take the fitted model's estimates.
+    sd
+        Variance component (``therapist``, ``client``, ``client_time``, ``residual``) ->
+        true SD (``power.sd``); components left out take the fitted model's SDs. Needed
+        where the fit could not estimate a component the planned studies have (one
+        therapist: no therapist variance).
     terms
         Terms whose power is reported (default: every term but the intercept).
     replications
@@ -57,6 +63,7 @@ class PowerSettings:
     max_failed_share: float
     alliance: AllianceProcess | None
     level: str
+    sd: Mapping[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain mapping of every setting (fingerprints checkpoints)."""
@@ -66,7 +73,7 @@ class PowerSettings:
             "replications": self.replications, "alpha": self.alpha, "seed": self.seed,
             "target": self.target, "max_failed_share": self.max_failed_share,
             "alliance": None if self.alliance is None else self.alliance.__dict__,
-            "level": self.level,
+            "level": self.level, "sd": dict(self.sd),
         }
 
 
@@ -122,6 +129,19 @@ def power_settings(block: Mapping[str, Any] | None,
             for v in effects_raw.values()):
         raise SettingsError("params.yaml: power.effects must map model terms to numbers, "
                             "e.g. {goal_within: 0.5}.")
+    sd_raw = block.get("sd") or {}
+    if not isinstance(sd_raw, Mapping) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+            for v in sd_raw.values()):
+        raise SettingsError("params.yaml: power.sd must map variance components to "
+                            "standard deviations >= 0, e.g. {therapist: 1.0}.")
+    unknown_sd = sorted(set(map(str, sd_raw)) - set(COMPONENTS))
+    if unknown_sd:
+        raise SettingsError(f"params.yaml: power.sd names {unknown_sd[0]!r}, which is not a "
+                            f"variance component (known: {', '.join(COMPONENTS)}).")
+    if "residual" in sd_raw and not sd_raw["residual"] > 0:
+        raise SettingsError("params.yaml: power.sd.residual is 0; the residual SD must be "
+                            "above 0.")
     terms_raw = block.get("terms") or []
     if not isinstance(terms_raw, list) or not all(isinstance(t, str) for t in terms_raw):
         raise SettingsError("params.yaml: power.terms must be a list of model term names "
@@ -159,4 +179,5 @@ def power_settings(block: Mapping[str, Any] | None,
         alliance=(None if alliance_block is None
                   else process_from_settings(alliance_block, "power.alliance")),
         level=str(level),
+        sd={str(k): float(v) for k, v in sd_raw.items()},
     )
