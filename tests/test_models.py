@@ -28,10 +28,12 @@ from pipeline.models.engine import (
     fd_derivatives,
     optimize_theta,
 )
-from pipeline.models.fitting import design_matrices
+from pipeline.models.fitting import design_matrices, fit_formula
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "lme4"
-DATASETS = ("default", "large_therapist", "zero_therapist")
+#: Frozen data sets; ``missing`` has the holes of real exports (blank scores, clients with
+#: one or no complete row), so that R's rows and centring are held to ours.
+DATASETS = ("default", "large_therapist", "zero_therapist", "missing")
 DEGENERATE = ("one_therapist", "two_sessions")
 #: Models fitted in lme4 by tests/r/lme4_reference.R.
 REFERENCE_MODELS = ("primary", "growth", "total_alliance", "alliance_levels_goal", "sens_ml",
@@ -42,7 +44,7 @@ BUILT_MODELS = ("lagged", "sens_detrended", "sens_min3", "therapist_vs_client")
 #: Models of the client covariates of the frozen clients_<dataset>.csv files.
 MODERATION_MODELS = ("approach_main", "moderation_approach", "modality_main",
                      "moderation_modality")
-WITH_CLIENTS = ("default", "zero_therapist")
+WITH_CLIENTS = ("default", "zero_therapist", "large_therapist", "missing")
 #: Models that differ from the primary model's data by the formula only (complete rows),
 #: fitted in R on every data set, the degenerate ones included.
 FORMULA_MODELS = ("goal_only", "task_only", "bond_only", "alliance_levels_task",
@@ -513,23 +515,65 @@ def test_lme4_reference_rows_are_the_models_rows(plan, stage_fits, lme4) -> None
         assert {(dataset, name) for name in names} <= set(REFERENCE_CASES)
     for (dataset, name), fr in stage_fits.items():
         n_rows = len(read_data(dataset))
-        assert fit.loc[(dataset, name), "n_obs"] == n_rows - fr.n_excluded
+        assert fr.n_input == n_rows
+        assert fit.loc[(dataset, name), "n_obs"] == n_rows - fr.n_missing - fr.n_excluded
     default = fit.loc["default", "n_obs"]
     assert default["lagged"] == len(read_data("default")) - read_data(
         "default")["client_id"].nunique()   # every client's first row has no previous one
     assert default["sens_min3"] < default["primary"]
 
 
+def test_missing_fixture_has_the_holes_of_real_exports(lme4) -> None:
+    """data_missing.csv has every kind of hole the lme4 references are meant to cover,
+    in a realistic share, and R kept exactly the complete rows in every model of the
+    outcome and of the alliance alone (the sessions with an outcome, as models.yaml says),
+    which are fewer than the sessions with an alliance score."""
+    data = read_data("missing")
+    scores = data[["goal", "task", "bond"]]
+    incomplete = data[["goal", "task", "bond", "wellbeing"]].isna().any(axis=1)
+    assert 0.05 <= incomplete.mean() <= 0.15
+    assert (data["wellbeing"].isna() & scores.notna().all(axis=1)).sum() >= 20
+    assert (scores.isna().all(axis=1) & data["wellbeing"].notna()).sum() >= 20
+    assert (scores.isna().sum(axis=1) == 1).sum() >= 20   # one subscale missing
+    quarters = (scores * 4 - (scores * 4).round()).abs() > 1e-9   # prorated: 3 of 4 items
+    assert (quarters.any(axis=1) & ~incomplete).sum() >= 20
+    complete = data[~incomplete]
+    per_client = complete.groupby("client_id").size()
+    assert (per_client == 1).sum() >= 3   # one rated session (within parts 0)
+    assert data["client_id"].nunique() - len(per_client) >= 2   # no complete row at all
+    n_obs = lme4["fit"].query("dataset == 'missing'").set_index("model")["n_obs"]
+    with_outcome = ["primary", "growth", "total_alliance", "sens_ml", "sens_correlated",
+                    "sens_detrended", "therapist_vs_client", *FORMULA_MODELS,
+                    "alliance_levels_goal"]
+    assert (n_obs[with_outcome] == len(complete)).all()
+    assert len(complete) < scores.notna().all(axis=1).sum()
+    assert n_obs["lagged"] == len(complete) - len(per_client)
+    assert n_obs["sens_min3"] == per_client[per_client >= 3].sum()
+    clients = read_clients("missing")
+    for covariate in ("approach", "modality"):   # blank covariate: left out of its models
+        kept = complete["client_id"].isin(clients.loc[clients[covariate].notna(),
+                                                      "client_id"])
+        assert n_obs[f"{covariate}_main"] == kept.sum() < len(complete)
+        assert n_obs[f"moderation_{covariate}"] == kept.sum()
+
+
 @pytest.mark.parametrize("dataset", WITH_CLIENTS)
 def test_clients_fixture_holds_only_categories(dataset: str) -> None:
     """The frozen clients fixture: one row per client of the data set, approach shared by
-    a therapist's clients, and nothing but categories the anonymity rules accept."""
+    a therapist's clients, blank cells only where datasets.yaml's clients_blank says, and
+    nothing but categories the anonymity rules accept."""
     from pipeline.anonymity import check_covariates, load_rules
 
     clients = read_clients(dataset)
     assert list(clients.columns) == ["client_id", "approach", "modality"]
     data = read_data(dataset)
     assert sorted(clients["client_id"]) == sorted(data["client_id"].unique())
+    config = yaml.safe_load((FIXTURES / "datasets.yaml").read_text(encoding="utf-8"))
+    blank = config[dataset].get("clients_blank") or {}
+    for covariate in ("approach", "modality"):
+        assert sorted(clients.loc[clients[covariate].isna(), "client_id"]) == sorted(
+            blank.get(covariate, []))
+    clients = clients.fillna({"approach": "CBT", "modality": "video"})  # levels it has
     approach = data.merge(clients, on="client_id").groupby("therapist_id")["approach"]
     assert (approach.nunique() == 1).all()
     assert set(clients["approach"]) == {"CBT", "humanistic", "psychodynamic"}
@@ -862,6 +906,28 @@ def test_restart_from_the_boundary() -> None:
     tight = optimize_theta(problem, True, {"optimizer": "powell"})
     assert loose.objective == pytest.approx(tight.objective, abs=1e-6)
     assert loose.theta[1] > 0.01 and loose.converged and not loose.singular
+
+
+def test_restart_edge_probes_close_to_the_boundary(monkeypatch, lme4) -> None:
+    """On data_missing's alliance_time_task L-BFGS-B stops with the client slope's theta
+    at ~1e-7; the deviance falls off zero to a shallow minimum at theta 0.007 (lme4's
+    optimum). A single probe at 0.01 (the engine before) stepped over it and returned a
+    singular fit 5.7e-4 below lme4's log-likelihood (time's df 939 against lmerTest's
+    93); the probes at 1e-3 and 1e-2 restart it off the boundary to lme4's optimum."""
+    import pipeline.models.engine as engine
+
+    ref = lme4["fit"].query("dataset == 'missing' and model == 'alliance_time_task'")
+    ref_loglik = float(ref["loglik"].iloc[0])
+    spec = M.load_specs().get("alliance_time_task")
+    data = M.model_data(read_data("missing"), None, spec)
+    fit, _ = fit_formula(data, spec.formula, spec.random, with_df=False)
+    slope = fit.theta[1]   # client intercept, client slope, therapist
+    assert not fit.singular and slope == pytest.approx(0.00697, abs=2e-5)
+    assert fit.loglik == pytest.approx(ref_loglik, abs=1e-6)
+    monkeypatch.setattr(engine, "EDGE_PROBES", (1e-2,))
+    before, _ = fit_formula(data, spec.formula, spec.random, with_df=False)
+    assert before.singular and before.theta[1] == 0.0
+    assert before.loglik < ref_loglik - 5e-4
 
 
 def test_collinear_terms_decides_like_pivoted_qr_of_the_rows() -> None:

@@ -23,9 +23,16 @@
 #                     what lme4 makes of it: singular for the alliance growth models)
 #   lme4_session.txt  R, lme4 and lmerTest versions
 #
-# The models whose rows or predictors are built differently (`build_data` below, written in
-# base R from the definitions in pipeline/models.yaml's header and docs/analysis-plan.md,
-# not from the Python code) are fitted on the frozen data sets too:
+# Every model's rows and predictors are built by `build_data` below, written in base R from
+# the definitions in pipeline/models.yaml's header and docs/analysis-plan.md (section 2),
+# not from the Python code: the `complete` rows are those with client, therapist, session,
+# goal, task and bond, and the outcome whenever the data have an outcome column (so the
+# models of the alliance alone use only the sessions with an outcome), and the client
+# covariates a model needs; every predictor (time, person means, their therapist / client
+# split) is computed on the rows the model keeps. On data_missing.csv (blank scores:
+# sessions with alliance but no outcome and the reverse, one subscale missing, clients
+# with one or no complete row; blank covariate cells in clients_missing.csv) this is what
+# differs between models. Models built further:
 #   lagged              each complete row paired with the client's previous complete row
 #                       (k_within_lag, wellbeing_lag); a client's first row is left out;
 #                       the person means use all the client's complete rows
@@ -187,7 +194,9 @@ build_data <- function(raw, clients, spec) {
     d <- merge(d, clients[c("client_id", spec$covariates)], by = "client_id", all.x = TRUE)
     for (cov in spec$covariates) d[[cov]] <- factor(d[[cov]])
   }
-  need <- c("client_id", "therapist_id", "session", "goal", "task", "bond", "wellbeing",
+  # the outcome is needed by every model when the data have one (models.yaml: `complete`)
+  outcome <- if ("wellbeing" %in% names(raw)) "wellbeing" else NULL
+  need <- c("client_id", "therapist_id", "session", "goal", "task", "bond", outcome,
             spec$covariates)
   d <- d[complete.cases(d[need]), , drop = FALSE]
   if (!is.null(spec$min_sessions)) {
@@ -286,19 +295,17 @@ unchecked_rows <- list()
 files <- sort(list.files(outdir, pattern = "^data_.*\\.csv$", full.names = TRUE))
 for (path in files) {
   dataset <- sub("^data_(.*)\\.csv$", "\\1", basename(path))
-  raw <- read.csv(path, colClasses = c(client_id = "character", therapist_id = "character"))
-  prepared <- prepare(raw)
+  raw <- read.csv(path, colClasses = c(client_id = "character", therapist_id = "character"),
+                  na.strings = c("", "NA"))
   clients_path <- file.path(outdir, paste0("clients_", dataset, ".csv"))
   clients <- if (file.exists(clients_path)) {
-    read.csv(clients_path, colClasses = "character")
+    read.csv(clients_path, colClasses = "character", na.strings = c("", "NA"))
   } else NULL
   for (model in names(models)) {
     spec <- models[[model]]
     if (dataset %in% degenerate && !(model %in% on_degenerate)) next
     if (!is.null(spec$covariates) && is.null(clients)) next
-    # the first six models fit the one prepared table (as before build_data existed)
-    built <- !is.null(spec$build) || !is.null(spec$min_sessions) || !is.null(spec$covariates)
-    data <- if (built) build_data(raw, clients, spec) else prepared
+    data <- build_data(raw, clients, spec)
     random <- random_for(dataset, spec$random)
     if (random != spec$random) {
       full <- as.formula(paste(spec$fixed, "+", spec$random))
