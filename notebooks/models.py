@@ -53,6 +53,7 @@ from pipeline.tables import (
     alliance_levels_table,
     bootstrap_table,
     coefficient_table,
+    counted,
     format_df,
     format_int,
     format_num,
@@ -146,8 +147,8 @@ if not primary_ok:
 else:
     display(Markdown(
         f"**Primary model** fitted by {'REML' if pstats['reml'] else 'ML'} on "
-        f"{int(pstats['n_obs']):,} sessions of {int(pstats['n_clients']):,} clients and "
-        f"{int(pstats['n_therapists']):,} therapists. Optimizer: `{pstats['optimizer']}`; "
+        f"{counted(pstats['n_obs'], 'session')} of {counted(pstats['n_clients'], 'client')} "
+        f"and {counted(pstats['n_therapists'], 'therapist')}. Optimizer: `{pstats['optimizer']}`; "
         "converged (lme4's checks: scaled gradient, Hessian positive definite)."
         + (" **Singular fit**: a variance is estimated at zero (flagged, numbers usable)."
            if pstats["status"] == "singular" else "")
@@ -158,7 +159,9 @@ else:
     random_parts = [words for key, words in (
         ("therapist", "a random intercept for each therapist (some therapists' clients are "
                       "better off on average)"),
-        ("client", "one for each client (clients of the same therapist differ)"),
+        ("client", "one for each client (clients of the same therapist differ)"
+         if "therapist" in comps else
+         "a random intercept for each client (some clients are better off on average)"),
         ("client_time", "a random slope on time for each client (wellbeing changes at "
                         "different speeds)"
          + (", correlated with the client's intercept" if "cov_client_client_time" in comps
@@ -171,6 +174,9 @@ else:
     df_method = str(primary["df_method"].iloc[0])
     ci_words = f"*{percent(conf)} CI*: {percent(conf)} confidence interval of *b* (the estimate)"
     dfs = primary.dropna(subset=["df"])
+    # the highest level the model kept (one therapist: the therapist level is dropped)
+    top = ("therapist" if "therapist" in set(varcomp.loc[varcomp["model"] == "primary",
+                                                         "component"]) else "client")
     if len(dfs):
         low, high = dfs.loc[dfs["df"].idxmin()], dfs.loc[dfs["df"].idxmax()]
         how = ("the approximation of Satterthwaite (1946), as lmerTest computes it "
@@ -182,12 +188,12 @@ else:
             f"{ci_words}; *SE*: its standard error; *p*: the two-sided test of b = 0 "
             f"against a t distribution with *df* degrees of freedom, estimated by {how}. "
             "The df say how much independent information a term rests on: the intercept "
-            "varies with the therapists, so its df are near the number of therapists, "
+            f"varies with the {top}s, so its df are near the number of {top}s, "
             "while a within-client effect is seen in every session. Here "
             f"{term_label(low['term'])} has df = {format_df(low['df'])} and "
             f"{term_label(high['term'])} df = {format_df(high['df'])} "
-            f"({int(pstats['n_therapists']):,} therapists, {int(pstats['n_clients']):,} "
-            f"clients, {int(pstats['n_obs']):,} sessions)."))
+            f"({counted(pstats['n_therapists'], 'therapist')}, "
+            f"{counted(pstats['n_clients'], 'client')}, {counted(pstats['n_obs'], 'session')})."))
     else:
         display(Markdown(
             f"{ci_words}; *SE*: its standard error; *p*: the two-sided test of b = 0 "
@@ -352,7 +358,7 @@ if primary_ok:
         outside = int((z > 1.96).sum())
         display(Markdown(
             f"Marginal residuals: {len(marg) - outside} of {len(marg)} bins (of "
-            f"{int(marg['n'].min()):,} to {int(marg['n'].max()):,} sessions each) have a 95% "
+            f"{int(marg['n'].min()):,} to {counted(marg['n'].max(), 'session')} each) have a 95% "
             f"interval that includes zero; by chance alone about {format_int(0.05 * len(marg))} of "
             f"{len(marg)} would not. The largest mean residual is "
             f"{number(marg['y'].abs().max(), 'points')} points."))
@@ -522,7 +528,7 @@ else:
         lines.append(f"- **{figures.label(r.subscale)}**: {where}{percent(r.share_client)} between "
                      f"clients{' of the same therapist' if where else ''} and "
                      f"{percent(r.share_session)} from session to session (mean "
-                     f"{format_num(r.mean)}; {int(r.n_obs):,} sessions).")
+                     f"{format_num(r.mean)}; {counted(r.n_obs, 'session')}).")
     for r in levels[~levels["status"].isin(["fitted", "singular"])].itertuples():
         lines.append(f"- **{figures.label(r.subscale)}**: {reason_of(r.model)}.")
     display(Markdown("\n".join(lines)))
@@ -668,8 +674,8 @@ else:
             f"- **{figures.label(r.scale)}**: clients rated "
             f"{format_num(abs(r.mean_difference), digits)} points {higher} than their "
             f"therapists ({level} CI {interval}); the two ratings correlate r = "
-            f"{format_r(r.r)} over {int(r.n_pairs):,} sessions of "
-            f"{int(r.n_clients):,} clients.")
+            f"{format_r(r.r)} over {counted(r.n_pairs, 'session')} of "
+            f"{counted(r.n_clients, 'client')}.")
     display(Markdown(
         "\n".join(lines) + "\n\nSessions of one client are pooled as if independent, so "
         "the intervals are somewhat too narrow when clients have many sessions."))

@@ -42,7 +42,15 @@ from pipeline.report import data_notice, has_outcome, open_project
 from pipeline.ruptures import plots
 from pipeline.ruptures.criteria import NO_VARIATION, load_rules, sd_label
 from pipeline.ruptures.detect import detect_series
-from pipeline.tables import format_num, formatted, number, percent, styled, term_label
+from pipeline.tables import (
+    counted,
+    format_num,
+    formatted,
+    number,
+    percent,
+    styled,
+    term_label,
+)
 
 root, params = open_project(params_file)
 results = root / "results" / "ruptures"
@@ -507,8 +515,8 @@ for _, m in om.iterrows():
     simplified = m.get("simplification")
     note = (f" Simplified: {esc(str(simplified).rstrip('.'))}."
             if isinstance(simplified, str) and simplified else "")
-    display(Markdown(head + "; ".join(parts) + f"; {int(m['n_clients']):,} clients, "
-                     f"{int(m['n_therapists']):,} therapists{flag}.{note}"))
+    display(Markdown(head + "; ".join(parts) + f"; {counted(m['n_clients'], 'client')}, "
+                     f"{counted(m['n_therapists'], 'therapist')}{flag}.{note}"))
 if len(og):
     t = og.copy()
     t["rule"] = t["criterion"].map(labels)
@@ -593,7 +601,7 @@ if m is not None and m["status"] == "fitted" and len(ec):
         "for one point more of alliance (below 1: a higher alliance goes with fewer "
         "unplanned endings); *time* is session \u2212 1.\n\n"
         f"{int(m['n_events_in_model']):,} of the {int(m['n_events']):,} unplanned endings "
-        f"are in the model, which covers {int(m['n_clients']):,} clients "
+        f"are in the model, which covers {counted(m['n_clients'], 'client')} "
         f"({int(m['n_in_model']):,} client-sessions from each client's second rated "
         f"session on).{left_text} Standard errors allow for clients sharing a therapist "
         "(cluster-robust).\n\nIn words:\n\n" + "\n".join(lines)))

@@ -536,3 +536,11 @@ def alliance_change_table(change: pd.DataFrame) -> pd.DataFrame:
                 rows["client_slope_low"], rows["client_slope_high"], slopes, strict=True)],
     })
     return table.reset_index(drop=True)
+
+
+def counted(n: float, noun: str, plural: str | None = None) -> str:
+    """A count with its noun in the right number: ``counted(1, "therapist")`` is ``1
+    therapist``, ``counted(2294, "session")`` ``2,294 sessions`` (``plural``: when not
+    ``noun + "s"``). The reports said "1 therapists" on one therapist's data."""
+    k = int(n)
+    return f"{k:,} {noun if k == 1 else plural or noun + 's'}"

@@ -12,6 +12,7 @@ from pipeline.tables import (
     alliance_change_table,
     bootstrap_table,
     coefficient_table,
+    counted,
     decimals,
     format_num,
     format_p,
@@ -152,3 +153,12 @@ def test_styled_id_is_deterministic() -> None:
     frame = pd.DataFrame({"a": [1, 2]})
     assert styled(frame).to_html() == styled(frame.copy()).to_html()
     assert styled(frame).to_html() != styled(pd.DataFrame({"a": [1, 3]})).to_html()
+
+
+def test_counts_take_their_noun_in_the_right_number() -> None:
+    """One therapist's data: the models report said "1 therapists"."""
+    assert counted(1, "therapist") == "1 therapist"
+    assert counted(1.0, "session") == "1 session"
+    assert counted(2294, "session") == "2,294 sessions"
+    assert counted(0, "client") == "0 clients"
+    assert counted(3, "analysis", "analyses") == "3 analyses"
