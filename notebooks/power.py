@@ -223,7 +223,7 @@ if available:
                          f"{int(float(row['planned_sessions'])):,} planned sessions).")
         else:
             lines.append(f"- **{label}**: none of the designs reaches power "
-                         f"{given(float(row['target']), 'power')}; plan a larger study or "
+                         f"{number(float(row['target']), 'power')}; plan a larger study or "
                          "expect a larger effect.")
     display(Markdown("\n".join(lines)))
 

@@ -243,9 +243,11 @@ _BOUNDED_WORDS = (r"(?<![\w-])(?:r|p|R\u00b2(?: marginal| conditional)?|\u03b1|\
                   r"alpha|omega|kappa|power|recall|precision|ICC(?: therapist| client)?)")
 _LEADING_ZERO_TEXT = re.compile(_BOUNDED_WORDS + r"\s*(?:=|of|<|>)?\s*[\u2212-]?0\.\d")
 #: Table headers of such statistics (the cells below them are checked).
-BOUNDED_HEADERS = re.compile(r"^(?:p|p \(Holm\)|r|R\u00b2.*|\u03b1|\u03c9|alpha|omega|"
-                             r"reliability|kappa|jaccard|recall|precision|power|"
-                             r"status agrees|ICC.*)$", re.I)
+BOUNDED_HEADERS = re.compile(r"^(?:p|p \(Holm\)|r|R\u00b2.*|\u03b1|\u03c9|\u03ba|alpha|"
+                             r"omega|reliability|kappa|jaccard|recall|precision|power|"
+                             r"status agrees|ICC.*)(?:, .*)?$", re.I)
+#: A cell holding a number (a row without one is a table's header row).
+_NUMBER_CELL = re.compile(r"[\u2212+-]?[\d,]*\.?\d+%?|\u2013|< ?\.\d+|\[.*\]|.* to .*")
 
 
 def leading_zeros(text: str, rows: list[list[str]]) -> list[str]:
@@ -255,9 +257,8 @@ def leading_zeros(text: str, rows: list[list[str]]) -> list[str]:
     found = [m[0] for m in _LEADING_ZERO_TEXT.finditer(text)]
     header: list[str] = []
     for row in rows:
-        if any(BOUNDED_HEADERS.match(c) for c in row) and not any(
-                re.fullmatch(r"[\u2212-]?\.?\d", c[:2]) for c in row if c):
-            header = row
+        if not any(_NUMBER_CELL.fullmatch(c) for c in row):
+            header = row   # the header row of the next table
             continue
         for name, cell in zip(header, row, strict=False):
             if BOUNDED_HEADERS.match(name) and re.match(r"[\[\u2212-]?0\.\d", cell):
@@ -267,10 +268,13 @@ def leading_zeros(text: str, rows: list[list[str]]) -> list[str]:
 
 def test_the_page_check_finds_leading_zeros() -> None:
     rows = [["Term", "b", "p"], ["Goal", "0.12", ".046"], ["Task", "0.50", "0.046"],
-            ["rule", "recall", "precision"], ["Gumz", ".45", "[0.30, .50]"]]
+            ["rule", "recall", "precision"], ["Gumz", ".45", "[0.30, .50]"],
+            ["rule", "recall, 3-SD drops", "false per 100 sessions"], ["V", "0.61", "0.8"],
+            ["rule", "group", "mean change"], ["Gumz", "unrepaired", "0.30"]]
     assert leading_zeros("the ratings correlate r = 0.45 over; power 0.80 and r = .45; "
                          "0.45 points; p < .001", rows) == [
-        "r = 0.4", "power 0.8", "p: 0.046", "precision: [0.30, .50]"]
+        "r = 0.4", "power 0.8", "p: 0.046", "precision: [0.30, .50]",
+        "recall, 3-SD drops: 0.61"]
     assert leading_zeros("r = .45, power .80, a mean of 0.45", rows[:2]) == []
 
 
