@@ -426,7 +426,9 @@ def test_constant_alliance_reports_say_what_cannot_be_computed(
             "(in person, video)\u201d were skipped (see above)") in models
     sens, power = pages["sensitivity"], pages["power"]
     assert f"not estimable: {zero}" in sens and "Effects side by side" not in sens
-    assert f"No specification could be estimated on these data: {zero}." in sens
+    # the reasons of lag 0 and lag 1, without the checks' advice to the analyst
+    assert (f"No specification could be estimated on these data: {zero}; the fixed effects "
+            "are rank deficient: Goal (within client, previous session)") in sens
     assert sens.count("rank deficient") == 5 + 2     # five models' statuses; lag 0 and lag 1
     assert f"the primary model is not estimable: {zero}." in power
     # the power report's sections read the simulation from power.model (here the primary
@@ -442,6 +444,13 @@ def test_constant_alliance_reports_say_what_cannot_be_computed(
     # three, where and over sessions (it was "goal: ...; task: ...; bond: ..." each time)
     assert models.count("Goal, task and bond: not estimable: the outcome is constant") == 2
     assert "No alliance model could be estimated. Goal, task and bond" in models
+    # the sections that read the alliance models say why they are empty, and the right why
+    assert ("No range of therapists' mean ratings can be given: no alliance model could be "
+            "estimated on these data (see above).") in models
+    assert "No intervals: there is no share to bootstrap" in models
+    assert "had to be simplified" not in models
+    assert ("No rupture episode was found under any rule, so no episode has a start or a "
+            "length to show.") in rup
     assert "No growth model of the alliance could be estimated. Goal, task and bond" in models
     assert "task: not estimable" not in models
 
