@@ -366,20 +366,9 @@ if primary_ok:
         display(Markdown("`results/diagnostics.csv` has no marginal residuals (it was "
                          "written by an older `fit` step); rerun `dvc repro fit`."))
 
-# %% [markdown] tags=["needs-outcome"]
-# ## Secondary models
-#
-# The analysis plan lists seven groups of secondary models. Each is specified in
-# `pipeline/models.yaml`; the descriptions below are read from there. Their tables read
-# like the primary model's (same degrees-of-freedom method). Comparisons between models
-# are likelihood-ratio tests on maximum-likelihood refits (REML likelihoods cannot compare
-# models with different fixed effects): χ² is twice the difference of the
-# log-likelihoods, *df* the number of parameters the fuller model adds, and a small *p*
-# says the fuller model fits better than chance would make it. AIC (Akaike's information
-# criterion) weighs fit against the number of parameters; the lower of the two is the
-# better trade-off.
-
 # %% tags=["needs-outcome"]
+# the secondary models' helpers (a cell without output: it stands before the section
+# heading, whose own part is the tables below)
 described = {c.name: c.description for c in plan.comparisons}
 lr = pd.read_csv(results / "lr_tests.csv")
 
@@ -411,6 +400,19 @@ def comparisons(names: list[str]) -> None:
     if untested:
         display(Markdown(" ".join(escape(line) for line in untested)))
 
+
+# %% [markdown] tags=["needs-outcome"]
+# ## Secondary models
+#
+# The analysis plan lists seven groups of secondary models. Each is specified in
+# `pipeline/models.yaml`; the descriptions below are read from there. Their tables read
+# like the primary model's (same degrees-of-freedom method). Comparisons between models
+# are likelihood-ratio tests on maximum-likelihood refits (REML likelihoods cannot compare
+# models with different fixed effects): χ² is twice the difference of the
+# log-likelihoods, *df* the number of parameters the fuller model adds, and a small *p*
+# says the fuller model fits better than chance would make it. AIC (Akaike's information
+# criterion) weighs fit against the number of parameters; the lower of the two is the
+# better trade-off.
 
 # %% [markdown] tags=["needs-outcome"]
 # ### 1. How much of wellbeing lies with therapists and with clients?
@@ -563,6 +565,9 @@ if lines:
         display(Markdown("No intervals for " + ", ".join(figures.label(k) for k in missing)
                          + ": the bootstrap refuses a model that had to be simplified "
                          "(for example without the therapist level)."))
+elif readable.empty:
+    display(Markdown("No intervals: there is no share to bootstrap, since no alliance model "
+                     "could be estimated on these data (see above)."))
 else:
     levels_on = bool(params.get("bootstrap", {}).get("alliance_levels", True))
     display(Markdown(
@@ -612,6 +617,9 @@ if not readable.empty:
                 f"{format_num(r.therapist_mean_low)} and {format_num(r.therapist_mean_high)} "
                 f"(overall mean {format_num(r.mean)}).")
     display(Markdown(f"On the {metric}:\n\n" + "\n".join(lines)))
+else:
+    display(Markdown("No range of therapists' mean ratings can be given: no alliance model "
+                     "could be estimated on these data (see above)."))
 
 # %% [markdown]
 # ### The alliance over sessions

@@ -45,7 +45,7 @@ from pipeline.report import (
     open_project,
     tagged_models,
 )
-from pipeline.tables import model_label, model_labels, number, styled, term_label
+from pipeline.tables import given, model_label, model_labels, number, styled, term_label
 
 root, params = open_project(params_file)
 display(Markdown(data_notice(params)))
@@ -101,7 +101,8 @@ if available:
                 "(Kuznetsova et al., 2017)"}.get(df_method, "a normal (Wald z) reference")
     display(Markdown(
         f"**{model}**, {power['design'].nunique()} designs, **{n_rep:,} simulated "
-        f"studies per design**, each term tested at α = {alpha:g} with {df_words}. "
+        f"studies per design**, each term tested at α = {given(alpha, 'p_value')} with "
+        f"{df_words}. "
         "*Value* in the table below is the true value the studies are simulated from "
         "(*source*: `power.effects` or `power.sd` when you set it, else the fitted model)."))
     components = {"therapist": "Therapist intercept", "client": "Client intercept",
@@ -113,7 +114,9 @@ if available:
                                     else components.get(p, p)
                                     for p, k in zip(truth["parameter"], truth["kind"],
                                                     strict=True)],
-                         value=[number(v, "simulated") for v in truth["value"]])
+                         value=[number(v, "simulated_correlation" if k == "correlation"
+                                       else "simulated")
+                                for v, k in zip(truth["value"], truth["kind"], strict=True)])
     display(styled(shown))
     assumed = truth[(truth["kind"] == "SD") & (truth["source"] == ASSUMED)]
     if len(assumed):
@@ -157,7 +160,9 @@ if available and len(process):
                         if notes else "") + "."))
     display(styled(pd.DataFrame({
         "alliance process": [PARAMETERS.get(p, p) for p in process["parameter"]],
-        "value": [number(v, "simulated") for v in process["value"]]})))
+        "value": [number(v, "simulated_correlation" if str(p).endswith("_corr")
+                         else "simulated")
+                  for v, p in zip(process["value"], process["parameter"], strict=True)]})))
 
 # %% [markdown] tags=["needs-power"]
 # ## Power by design
@@ -208,7 +213,8 @@ if available:
         display(Markdown(
             f"*Type-I check:* {term_label(row['term'])} has no true effect; in design "
             f"{html.escape(str(row['design']))} its test rejected in "
-            f"{number(row['power'], 'power')} of the fits (α = {alpha:g}; Monte-Carlo "
+            f"{number(row['power'], 'power')} of the fits (α = {given(alpha, 'p_value')}; "
+            "Monte-Carlo "
             f"interval {number(row['conf_low'], 'power')} to "
             f"{number(row['conf_high'], 'power')})."))
 
@@ -234,8 +240,8 @@ if available:
                          f"{int(float(row['planned_sessions'])):,} planned sessions).")
         else:
             lines.append(f"- **{label}**: none of the designs reaches power "
-                         f"{float(row['target']):g}; plan a larger study or expect a "
-                         "larger effect.")
+                         f"{number(float(row['target']), 'power')}; plan a larger study or "
+                         "expect a larger effect.")
     display(Markdown("\n".join(lines)))
 
 # %% [markdown]

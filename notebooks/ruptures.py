@@ -38,7 +38,7 @@ from IPython.display import Markdown, display
 
 from pipeline import figures
 from pipeline.references import reference_list
-from pipeline.report import data_notice, has_outcome, open_project
+from pipeline.report import data_notice, has_outcome, open_project, reason_words
 from pipeline.ruptures import plots
 from pipeline.ruptures.criteria import NO_VARIATION, load_rules, sd_label
 from pipeline.ruptures.detect import detect_series
@@ -74,11 +74,14 @@ def read(name: str) -> pd.DataFrame:
 
 
 def show(frame: pd.DataFrame, kind: str = "default", kinds: dict[str, str] | None = None,
-         p_values: tuple[str, ...] = ()) -> None:
+         p_values: tuple[str, ...] = (), columns: dict[str, str] | None = None) -> None:
     """Display a table in the reports' style (pipeline.tables.formatted): counts as whole
     numbers, other numbers at the decimals of their kind (``kinds[column]``, else
-    ``kind``; pipeline/table_style.yaml), p-values APA, suppressed cells '–'."""
-    display(styled(formatted(frame, p_values=p_values, kinds=kinds, kind=kind)))
+    ``kind``; pipeline/table_style.yaml), p-values APA, suppressed cells '–'; then the
+    columns renamed for readers (``columns``: ``kinds`` and ``p_values`` name the
+    results' columns)."""
+    display(styled(formatted(frame, p_values=p_values, kinds=kinds, kind=kind)
+                   .rename(columns=columns or {})))
 
 
 display(Markdown(data_notice(params)))
@@ -130,12 +133,11 @@ if len(thr):
     tab["sd"] = tab["sd"].map(sd_label)
     if tab["note"].isna().all():
         tab = tab.drop(columns="note")
-    show(tab.rename(columns={"label": "rule", "sd": "variability used",
-                             "n_series": "clients", "median_threshold": "median drop needed",
-                             "q1_threshold": "25th percentile",
-                             "q3_threshold": "75th percentile"}),
-         kinds={"median_threshold": "points", "q1_threshold": "points",
-                "q3_threshold": "points", "reliability": "correlation"})
+    show(tab, kinds={"median_threshold": "points", "q1_threshold": "points",
+                     "q3_threshold": "points", "reliability": "correlation"},
+         columns={"label": "rule", "sd": "variability used", "n_series": "clients",
+                  "median_threshold": "median drop needed",
+                  "q1_threshold": "25th percentile", "q3_threshold": "75th percentile"})
     display(Markdown(
         "*Drop needed*: the smallest fall below the pre-drop level that counts as an "
         "episode, in points of the score. It can differ between clients (a client's own "
@@ -264,13 +266,13 @@ if len(prev):
     tab = prev[prev["rater"] == "client"][[
         "label", "scale", "n_series", "n_clients_with_episode", "pct_clients", "n_episodes",
         "n_repaired", "n_unrepaired", "n_censored", "pct_repaired", "median_length"]]
-    show(tab.rename(columns={"label": "rule", "n_series": "clients",
-                             "n_clients_with_episode": "with an episode",
-                             "pct_clients": "%", "n_episodes": "episodes",
-                             "n_repaired": "repaired", "n_unrepaired": "unrepaired",
-                             "n_censored": "censored", "pct_repaired": "% repaired*",
-                             "median_length": "median length"}), "mean_count",
-         kinds={"pct_clients": "percent_table", "pct_repaired": "percent_table"})
+    show(tab, "mean_count",
+         kinds={"pct_clients": "percent_table", "pct_repaired": "percent_table"},
+         columns={"label": "rule", "n_series": "clients",
+                  "n_clients_with_episode": "with an episode", "pct_clients": "%",
+                  "n_episodes": "episodes", "n_repaired": "repaired",
+                  "n_unrepaired": "unrepaired", "n_censored": "censored",
+                  "pct_repaired": "% repaired*", "median_length": "median length"})
     display(Markdown(
         "\\* Repaired among episodes whose outcome is known (censored ones left out). A V "
         "shape is repaired by definition. Length = sessions from the drop to the repair. "
@@ -286,11 +288,11 @@ if len(agr):
     tab["criterion_a"] = tab["criterion_a"].map(labels)
     tab["criterion_b"] = tab["criterion_b"].map(labels)
     show(tab[["criterion_a", "criterion_b", "n_clients", "n_both", "n_only_a", "n_only_b",
-              "kappa", "jaccard"]].rename(columns={
-                  "criterion_a": "rule A", "criterion_b": "rule B", "n_clients": "clients",
+              "kappa", "jaccard"]],
+         kinds={"kappa": "proportion", "jaccard": "proportion"},
+         columns={"criterion_a": "rule A", "criterion_b": "rule B", "n_clients": "clients",
                   "n_both": "both", "n_only_a": "only A", "n_only_b": "only B",
-                  "kappa": "\u03ba", "jaccard": "Jaccard"}),
-         kinds={"kappa": "proportion", "jaccard": "proportion"})
+                  "kappa": "\u03ba", "jaccard": "Jaccard"})
     display(Markdown(
         "Agreement on the total score. *Both*, *only A*, *only B*: clients with at least "
         "one episode under both rules or under one of them. **\u03ba** (Cohen's kappa): do "
@@ -324,6 +326,9 @@ if len(lng):
     wide = t.set_index(["length", "rule"])["n_episodes"].unstack("rule")
     show(wide[[labels[c] for c in criteria if labels[c] in wide.columns]].reset_index())
     display(Markdown("Repaired episodes by length (sessions from the drop to the repair)."))
+if not len(tim) and not len(lng):
+    display(Markdown("No rupture episode was found under any rule, so no episode has a start "
+                     "or a length to show."))
 
 # %%
 rec = read("recovery")
@@ -331,9 +336,11 @@ if len(rec):
     t = rec.copy()
     t["rule"] = t["criterion"].map(labels)
     show(t[["rule", "n_observable", "n_detected", "n_matched", "recall", "precision",
-            "status_agreement"]].rename(columns={
-                "n_observable": "injected, observable", "n_detected": "found",
-                "n_matched": "found and injected", "status_agreement": "status agrees"}))
+            "status_agreement"]],
+         kinds={"recall": "proportion", "precision": "proportion",
+                "status_agreement": "proportion"},
+         columns={"n_observable": "injected, observable", "n_detected": "found",
+                  "n_matched": "found and injected", "status_agreement": "status agrees"})
     display(Markdown(
         "**How well do the rules find the episodes the simulation put in?** These data are "
         "simulated with known episodes (`truth.yaml`). *Recall*: share of injected episodes "
@@ -371,13 +378,16 @@ if len(bench):
     tab = wide[cols]
     tab.columns = [f"{v.replace('false_per_100', 'false per 100 sessions')}, {s}"
                    for v, s in cols]
-    show(tab.map(lambda v: "–" if pd.isna(v) else number(v, "proportion")).reset_index())
+    # recall and precision are proportions; false episodes per 100 sessions a mean count
+    show(tab.reset_index(), kinds={name: "mean_count" if v == "false_per_100" else "proportion"
+                                   for name, (v, _) in zip(tab.columns, cols, strict=True)})
     deep = b[b["scenario"] == "3-SD drops"].set_index("criterion")
     null = b[b["scenario"] == "no ruptures"].set_index("criterion")
-    good = [c for c in deep.index if deep.loc[c, "recall"] >= 0.8
-            and deep.loc[c, "precision"] >= 0.8]
-    low_recall = [c for c in deep.index if deep.loc[c, "recall"] < 0.8]
-    low_prec = [c for c in deep.index if deep.loc[c, "precision"] < 0.8]
+    target = 0.8   # the project's target for recall and precision (tradeoff.py's default)
+    good = [c for c in deep.index if deep.loc[c, "recall"] >= target
+            and deep.loc[c, "precision"] >= target]
+    low_recall = [c for c in deep.index if deep.loc[c, "recall"] < target]
+    low_prec = [c for c in deep.index if deep.loc[c, "precision"] < target]
     # Why: the closed-form trade-off of a rule comparing a session with the mean of the
     # `pre_sessions` before it (pipeline/ruptures/tradeoff.py explains the arithmetic).
     from pipeline.ruptures.tradeoff import prior_mean_rule_tradeoff
@@ -411,7 +421,8 @@ if len(bench):
         f"{percent(false_share)} of ordinary sessions; with {number(per_client, 'mean_count')} "
         "rated "
         f"sessions per client and one real drop, that is a precision of about "
-        f"{number(expected_prec, 'proportion')}. Raising the bar until precision is 0.8 "
+        f"{number(expected_prec, 'proportion')}. Raising the bar until precision is "
+        f"{number(target, 'proportion')} "
         f"({number(bar_p, 'bar')} SDs) brings recall down to about "
         f"{number(recall_p, 'proportion')}.")
 
@@ -427,9 +438,10 @@ if len(bench):
     display(Markdown(
         "*Recall*: share of the simulated ruptures a rule finds at the right session. "
         "*Precision*: share of what a rule finds that is a simulated rupture. The target "
-        "set for this project is at least 0.8 on both for 3-SD drops. Reached by: "
-        f"{names_of(good)}. Recall below 0.8: {names_of(low_recall)}; precision below "
-        f"0.8: {names_of(low_prec)}.\n\n"
+        f"set for this project is at least {number(target, 'proportion')} on both for 3-SD "
+        f"drops. Reached by: {names_of(good)}. Recall below {number(target, 'proportion')}: "
+        f"{names_of(low_recall)}; precision below {number(target, 'proportion')}: "
+        f"{names_of(low_prec)}.\n\n"
         "**Why the published rules fall short, in plain words.** Ratings wobble from "
         "session to session. A rule that compares a session only with the one or two "
         "before it faces a choice: a low bar catches nearly every real drop but also many "
@@ -503,7 +515,7 @@ for _, m in om.iterrows():
     name = str(m["criterion"])
     head = f"**{esc(labels.get(name, name))}**: "
     if m["status"] not in ("fitted", "singular"):
-        display(Markdown(head + f"{esc(m['status'])}: {esc(m['reason'])}"))
+        display(Markdown(head + f"{esc(m['status'])}: {esc(reason_words(m['reason']))}"))
         continue
     c = oc[(oc["criterion"] == name) & oc["term"].isin(["repaired", "unrepaired"])]
     parts = []
@@ -520,10 +532,10 @@ for _, m in om.iterrows():
 if len(og):
     t = og.copy()
     t["rule"] = t["criterion"].map(labels)
-    show(t[["rule", "group", "n_clients", "n_in_model", "mean_change", "sd_change"]].rename(
-        columns={"n_clients": "clients", "n_in_model": "in the model",
-                 "mean_change": "mean change", "sd_change": "SD"}),
-         kinds={"mean_change": "points", "sd_change": "points"})
+    show(t[["rule", "group", "n_clients", "n_in_model", "mean_change", "sd_change"]],
+         kinds={"mean_change": "points", "sd_change": "points"},
+         columns={"n_clients": "clients", "n_in_model": "in the model",
+                  "mean_change": "mean change", "sd_change": "SD"})
     display(Markdown(
         "*Mean change*: last minus first rated wellbeing, unadjusted, of the clients in the "
         "model; censored clients (an episode whose repair could not yet be seen) are not in "
@@ -535,10 +547,10 @@ if len(rc):
     t = rc.copy()
     t["rule"] = t["criterion"].map(labels)
     level = percent(float(params["model"].get("conf_level", 0.95)))
-    show(t[["rule", "n_clients", "r", "conf_low", "conf_high", "note"]].rename(
-        columns={"n_clients": "clients with an episode", "conf_low": f"{level} CI low",
-                 "conf_high": f"{level} CI high"}),
-         kinds={"r": "correlation", "conf_low": "correlation", "conf_high": "correlation"})
+    show(t[["rule", "n_clients", "r", "conf_low", "conf_high", "note"]],
+         kinds={"r": "correlation", "conf_low": "correlation", "conf_high": "correlation"},
+         columns={"n_clients": "clients with an episode", "conf_low": f"{level} CI low",
+                  "conf_high": f"{level} CI high"})
     ref = rc.iloc[0]
     display(Markdown(
         "**Sanity check.** Among clients with an episode, the correlation of being repaired "
@@ -574,11 +586,10 @@ if m is not None and m["status"] == "fitted" and len(ec):
     t = ec[ec["term"] != "Intercept"][["term", "odds_ratio", "or_low", "or_high", "p_value"]]
     t = t.assign(term=t["term"].map(term_label))
     or_level = percent(float(ec["conf_level"].iloc[0]) if "conf_level" in ec else 0.95)
-    show(t.rename(columns={"odds_ratio": "odds ratio per point",
-                           "or_low": f"{or_level} CI low", "or_high": f"{or_level} CI high",
-                           "p_value": "p"}),
-         kinds={"odds_ratio": "odds_ratio", "or_low": "odds_ratio", "or_high": "odds_ratio"},
-         p_values=("p",))
+    show(t, kinds={"odds_ratio": "odds_ratio", "or_low": "odds_ratio",
+                   "or_high": "odds_ratio"}, p_values=("p_value",),
+         columns={"odds_ratio": "odds ratio per point", "or_low": f"{or_level} CI low",
+                  "or_high": f"{or_level} CI high", "p_value": "p"})
     w = ec.set_index("term")
     lines = []
     for term, what in (("alliance_within", "a session rated 0.1 points lower than the "
@@ -606,7 +617,8 @@ if m is not None and m["status"] == "fitted" and len(ec):
         f"session on).{left_text} Standard errors allow for clients sharing a therapist "
         "(cluster-robust).\n\nIn words:\n\n" + "\n".join(lines)))
 elif m is not None:
-    display(Markdown(f"**Unplanned ending model: {esc(m['status'])}.** {esc(m['reason'])}."))
+    display(Markdown(f"**Unplanned ending model: {esc(m['status'])}.** "
+                     f"{esc(reason_words(m['reason']))}."))
 last = read("last_session")
 if m is not None and m["status"] != "fitted" and len(last):
     row = last.iloc[0]

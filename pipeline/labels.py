@@ -1,4 +1,5 @@
-"""Readable names of model terms, the one source of them for tables, figures and messages.
+"""Readable names of model terms, the one source of them for tables, figures and messages;
+and the one mark between a reason and the advice to the analyst (:func:`advised`).
 
 ``goal_within`` -> ``Goal (within client)``, ``C(approach)[T.pdt]`` -> ``Approach: pdt``.
 Its own module with no dependencies, so that the pre-fit checks
@@ -43,3 +44,30 @@ def term_label(term: str) -> str:
             stem = "Total alliance" if stem == "total" else stem.capitalize()
             return f"{stem} ({words})"
     return term.replace("_", " ").capitalize()
+
+
+#: Where a message's reason ends and its advice to the analyst begins. A check that
+#: cannot fit a model (:mod:`pipeline.models.checks`, the ruptures models) writes its
+#: message with :func:`advised`: the log line and the ``reason`` column of the results
+#: tables carry both; the reports show the reason only (:func:`without_advice`, through
+#: ``pipeline.report.reason_words``), since they read as the results section of a paper.
+FOR_THE_ANALYST = "For the analyst: "
+
+
+def advised(reason: str, advice: str) -> str:
+    """A reason followed by what the analyst can do about it, for the run log:
+    ``"the outcome is constant ... For the analyst: check the scoring of the outcome"``
+    (``advice`` starts lower case; a full stop is put between the two)."""
+    return f"{reason.rstrip('. ')}. {FOR_THE_ANALYST}{advice}"
+
+
+def without_advice(message: str) -> str:
+    """The reason of a message written by :func:`advised` (the advice cut off, with the
+    full stop before it); any other message as it is."""
+    reason, mark, _ = message.partition(" " + FOR_THE_ANALYST)
+    return reason.rstrip(".") if mark else message
+
+
+def advice_of(message: str) -> str:
+    """The advice of a message written by :func:`advised`; ``""`` when it has none."""
+    return message.partition(FOR_THE_ANALYST)[2]

@@ -514,13 +514,19 @@ def reason_words(reason: object) -> str:
     """A model's reason (``fit_statistics.csv`` and the like) as a reader reads it.
 
     The checks write their reasons once, with the project's term labels
-    (:mod:`pipeline.labels`), so the CSVs and the reports agree; here only the leading
-    ``model <name>: `` is dropped. Not escaped: pass it through :func:`escape` in
-    Markdown (``styled`` tables escape their cells). A missing reason is ``""``.
+    (:mod:`pipeline.labels`), so the CSVs and the reports agree; here the leading
+    ``model <name>: `` is dropped, and so is the advice to the analyst
+    (``pipeline.labels.without_advice``: "For the analyst: remove one of the collinear
+    terms ..." is for the run log, where the analyst acts; a report says what is wrong
+    and what the pipeline did, as a paper would). Not escaped: pass it through
+    :func:`escape` in Markdown (``styled`` tables escape their cells). A missing reason
+    is ``""``.
     """
+    from pipeline.labels import without_advice
+
     if not isinstance(reason, str):
         return ""
-    return _MODEL_PREFIX.sub("", reason.strip())
+    return _MODEL_PREFIX.sub("", without_advice(reason.strip()))
 
 
 def not_fitted_words(status: object, reason: object, warning: object = None) -> str:

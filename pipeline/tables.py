@@ -49,13 +49,14 @@ def decimals(kind: str = "default") -> int:
 
 def format_p(p: float) -> str:
     """APA p-value: ``< .001``, else three decimals without the leading zero (the style's
-    ``p_value`` decimals; the floor is one unit of the last decimal)."""
+    ``p_value`` decimals and ``no_leading_zero``; the floor is one unit of the last
+    decimal)."""
     if p is None or not np.isfinite(p):
         return ""
     digits = decimals("p_value")
     if p < 10.0 ** -digits:
-        return "< " + f"{10.0 ** -digits:.{digits}f}".lstrip("0")
-    return f"{p:.{digits}f}".lstrip("0")
+        return "< " + apa_zero(format_num(10.0 ** -digits, digits), "p_value")
+    return apa_zero(format_num(p, digits), "p_value")
 
 
 def interval_decimals(low: float, high: float, kind: str = "default") -> int:
@@ -95,14 +96,44 @@ def format_num(x: float, digits: int | None = None) -> str:
     return text[1:] if float(text) == 0 else "\u2212" + text[1:]
 
 
+def bounded(kind: str) -> bool:
+    """Whether numbers of ``kind`` cannot exceed 1 in absolute value and are printed
+    without a leading zero (APA 7: ``r = .45``): the style's ``no_leading_zero`` list."""
+    return kind in _style().get("no_leading_zero", ())
+
+
+def apa_zero(text: str, kind: str) -> str:
+    """``text`` (a number as :func:`format_num` prints it) without its leading zero when
+    ``kind`` is :func:`bounded`: ``0.45`` -> ``.45``, ``−0.05`` -> ``−.05``; other kinds,
+    and numbers of 1 or more, as they are."""
+    if not bounded(kind):
+        return text
+    for sign in ("", "+", "\u2212"):
+        if text.startswith(sign + "0."):
+            return sign + text[len(sign) + 1:]
+    return text
+
+
 def number(x: float, kind: str = "default", signed: bool = False) -> str:
     """A number of a kind at the decimals ``pipeline/table_style.yaml`` gives the kind
-    (:func:`format_num`: true minus sign, blank when missing); ``signed`` puts a plus sign
-    before a number that is not negative: ``number(0.123, "points", signed=True)`` is
-    ``+0.12``. Reports print every number through this function (or the ones below), so
-    that the style file alone decides decimals."""
-    text = format_num(x, decimals(kind))
+    (:func:`format_num`: true minus sign, blank when missing), without a leading zero when
+    the style says the kind cannot exceed 1 (:func:`bounded`: ``number(0.45,
+    "correlation")`` is ``.45``); ``signed`` puts a plus sign before a number that is not
+    negative: ``number(0.123, "points", signed=True)`` is ``+0.12``. Reports print every
+    number through this function (or the ones below), so that the style file alone
+    decides decimals and leading zeros."""
+    text = apa_zero(format_num(x, decimals(kind)), kind)
     return "+" + text if signed and text and not text.startswith("\u2212") else text
+
+
+def given(x: float, kind: str = "default") -> str:
+    """A setting echoed as the analyst gave it (``{x:g}``: no rounding, no added
+    decimals), without a leading zero when the kind cannot exceed 1 (:func:`bounded`):
+    ``given(0.05, "p_value")`` is ``.05`` (alpha), ``given(0.8, "power")`` ``.8``."""
+    if x is None or not np.isfinite(x):
+        return ""
+    text = f"{x:g}"
+    return apa_zero("\u2212" + text[1:] if text.startswith("-") else text, kind)
 
 
 def percent(x: float, kind: str = "percent", scaled: bool = False) -> str:
@@ -113,24 +144,30 @@ def percent(x: float, kind: str = "percent", scaled: bool = False) -> str:
     return text + "%" if text else ""
 
 
-def format_interval(low: float, high: float, digits: int | None = None) -> str:
-    """An interval as APA writes it: ``[0.19, 0.25]`` (bounds by :func:`format_num`)."""
-    return f"[{format_num(low, digits)}, {format_num(high, digits)}]"
+def format_interval(low: float, high: float, digits: int | None = None,
+                    kind: str = "default") -> str:
+    """An interval as APA writes it: ``[0.19, 0.25]`` (bounds by :func:`format_num`;
+    ``[.19, .25]`` for a :func:`bounded` ``kind``)."""
+    bounds = (apa_zero(format_num(v, digits), kind) for v in (low, high))
+    return "[{}, {}]".format(*bounds)
 
 
 def with_interval(estimate: float, low: float, high: float,
                   kind: str = "default") -> tuple[str, str, int]:
     """An estimate and its interval at the decimals :func:`interval_decimals` gives them:
-    ``("0.008", "[−0.001, 0.017]", 3)`` (the digits, for its SE or a related range)."""
+    ``("0.008", "[−0.001, 0.017]", 3)`` (the digits, for its SE or a related range);
+    without leading zeros for a :func:`bounded` ``kind`` (``(".183", "[.094, .277]",
+    3)``)."""
     digits = interval_decimals(low, high, kind)
-    return format_num(estimate, digits), format_interval(low, high, digits), digits
+    return (apa_zero(format_num(estimate, digits), kind),
+            format_interval(low, high, digits, kind), digits)
 
 
 def format_r(x: float, digits: int | None = None) -> str:
-    """A correlation or reliability (bounded by 1) as APA writes it: ``.86``, ``−.05``
-    (``digits`` default: the style's ``correlation`` decimals)."""
-    text = format_num(x, decimals("correlation") if digits is None else digits)
-    return text.replace("0.", ".", 1) if text.lstrip("\u2212").startswith("0.") else text
+    """A correlation or reliability as the style prints the ``correlation`` kind:
+    ``.86``, ``−.05`` (``digits`` default: the kind's decimals)."""
+    return apa_zero(format_num(x, decimals("correlation") if digits is None else digits),
+                    "correlation")
 
 
 def format_int(x: float) -> str:
@@ -282,12 +319,20 @@ def formatted(frame: pd.DataFrame, digits: int | None = None,
     the columns in ``p_values`` are p-values (:func:`format_p`); the other numeric columns
     get the decimals of their kind in ``pipeline/table_style.yaml`` (``kinds[column]``,
     else ``kind``), or ``decimals[column]`` or ``digits`` decimals where a caller gives
-    numbers (:func:`format_num`, true minus sign). A column named in ``kinds`` is never
+    numbers (:func:`format_num`, true minus sign), and no leading zero when their kind is
+    :func:`bounded`. A column named in ``kinds`` is never
     taken for counts. A missing number (a suppressed cell) is ``blank``; missing text is
     empty. Reports pass kinds, never numbers.
     """
+    named = [*(kinds or {}), *(decimals or {}), *p_values]
+    absent = [c for c in named if c not in frame.columns]
+    if absent:   # a kind for a column renamed before the call was silently ignored
+        raise ValueError(f"formatted: no column {absent} in {list(frame.columns)}")
     places = {column: int(_style()["decimals"][k]) for column, k in (kinds or {}).items()}
     decimals = {**places, **(decimals or {})}
+    # the kind whose leading-zero rule a column follows (bounded(); APA 7)
+    kind_of = {**dict.fromkeys(frame.columns, kind if digits is None else "default"),
+               **(kinds or {})}
     if digits is None:
         digits = int(_style()["decimals"][kind])
     out = pd.DataFrame(index=frame.index)
@@ -302,7 +347,8 @@ def formatted(frame: pd.DataFrame, digits: int | None = None,
             numbers = values.astype(float)
             whole = column not in decimals and bool(numbers.dropna().mod(1).eq(0).all())
             out[column] = [blank if pd.isna(v) else format_int(v) if whole
-                           else format_num(v, decimals.get(column, digits)) for v in numbers]
+                           else apa_zero(format_num(v, decimals.get(column, digits)),
+                                         kind_of[column]) for v in numbers]
         else:
             out[column] = ["" if pd.isna(v) else str(v) for v in values]
     return out.reset_index(drop=True)
@@ -448,12 +494,21 @@ _BOOTSTRAPPED = {"sd_therapist": "SD therapist intercept", "sd_client": "SD clie
                  "r2_marginal": "R\u00b2 marginal", "r2_conditional": "R\u00b2 conditional"}
 
 
+def _boot_kind(quantity: str) -> str:
+    """The style's kind of a bootstrapped quantity: SDs ``variance``, ICCs and R²
+    ``variance_share``, correlations ``correlation``."""
+    if quantity.startswith(("icc_", "r2_")):
+        return "variance_share"
+    return "correlation" if quantity.startswith("corr_") else "variance"
+
+
 def bootstrap_table(boot: pd.DataFrame) -> pd.DataFrame:
     """Bootstrap intervals of one model (rows of ``results/bootstrap.csv``): Quantity,
-    Estimate and the percentile interval, at the ``variance`` decimals and the interval
-    rule (:func:`with_interval`)."""
-    cells = [with_interval(*v, kind="variance") for v in
-             zip(boot["estimate"], boot["conf_low"], boot["conf_high"], strict=True)]
+    Estimate and the percentile interval, at the decimals of each quantity's kind
+    (:func:`_boot_kind`) and the interval rule (:func:`with_interval`)."""
+    cells = [with_interval(est, low, high, kind=_boot_kind(str(q))) for est, low, high, q in
+             zip(boot["estimate"], boot["conf_low"], boot["conf_high"], boot["quantity"],
+                 strict=True)]
     level = boot["conf_level"].dropna()
     head = f"{percent(float(level.iloc[0]))} bootstrap interval" if len(level) else "interval"
     return pd.DataFrame({
@@ -473,8 +528,8 @@ def fit_table(stats: pd.DataFrame) -> pd.DataFrame:
         "LL (ML)": [format_num(v, decimals("likelihood")) for v in fitted["loglik_ml"]],
         "AIC": [format_num(v, decimals("likelihood")) for v in fitted["aic"]],
         "BIC": [format_num(v, decimals("likelihood")) for v in fitted["bic"]],
-        "R\u00b2 marginal": [format_num(v) for v in fitted["r2_marginal"]],
-        "R\u00b2 conditional": [format_num(v) for v in fitted["r2_conditional"]],
+        "R\u00b2 marginal": [number(v, "r_squared") for v in fitted["r2_marginal"]],
+        "R\u00b2 conditional": [number(v, "r_squared") for v in fitted["r2_conditional"]],
         "Optimizer": fitted["optimizer"].to_numpy(),
         "Converged": ["yes" if yes_no(c) == "yes" else "NO" for c in fitted["converged"]],
     })

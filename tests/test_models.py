@@ -743,7 +743,7 @@ def test_check_a_column_of_rounding_residue_is_named_as_not_varying(small: pd.Da
     with pytest.raises(NotEstimableError) as err:
         _check(data, "wellbeing ~ time + total_therapist", "(1 | client_id)")
     assert ("rank deficient: Total alliance (therapist mean) has the same value on every "
-            "row (it does not vary). Remove") in str(err.value)
+            "row (it does not vary). For the analyst: remove") in str(err.value)
     with pytest.raises(NotEstimableError) as err:
         _check(data.assign(total_therapist=4.2), "wellbeing ~ time + total_therapist",
                "(1 | client_id)")
@@ -759,6 +759,41 @@ def test_check_fewer_rows_than_fixed_effects_says_so_first(small: pd.DataFrame) 
                              r"than fixed effects"):
         _check(few, "wellbeing ~ time + goal_within + task_within + bond_within",
                "(1 | client_id)", min_levels=1, one_level="drop")
+
+
+def test_each_checks_advice_follows_its_reason_for_the_log_only(small: pd.DataFrame) -> None:
+    """The checks' advice ("Remove one of the collinear terms ...") reached the reports;
+    now every message that says what to do says it after labels.FOR_THE_ANALYST, which
+    the log and fit_statistics.csv keep and report.reason_words cuts off."""
+    from pipeline.labels import FOR_THE_ANALYST, advice_of
+    from pipeline.report import reason_words
+
+    two = small.groupby("client_id").head(2)
+    one = small[small["therapist_id"] == small["therapist_id"].iloc[0]]
+    cases = [
+        (small.assign(twice_goal=2 * small["goal_within"]), "wellbeing ~ goal_within + "
+         "twice_goal", "(1 | client_id)", {}, "remove one of the collinear terms (e.g. a "
+         "covariate with one level within the rows used, or a predictor that does not vary)"),
+        (small.assign(wellbeing=3.0), "wellbeing ~ time", "(1 | client_id)", {},
+         "check the scoring of the outcome"),
+        (one, "wellbeing ~ time", "(1 | therapist_id)", {"one_level": "refuse"},
+         "fit it on data with at least 2 therapists"),
+        (two, "wellbeing ~ time", "(1 | client_id) + (0 + time | client_id)",
+         {"few_sessions": "refuse"}, "use data with more rows per client or set "
+         "model.checks.few_sessions: drop"),
+        (small.groupby("client_id").head(1), "wellbeing ~ 1",
+         "(1 | therapist_id) + (1 | client_id)", {}, "more rows per client are needed"),
+        (two, "wellbeing ~ time", "(1 | therapist_id) + (1 + time | client_id)",
+         {"slope_min_rows": 2}, "simplify the random part or add data"),
+    ]
+    for data, formula, random, settings, advice in cases:
+        with pytest.raises(NotEstimableError) as caught:
+            _check(data, formula, random, **settings)
+        message = str(caught.value)
+        assert message.count(FOR_THE_ANALYST) == 1 and advice_of(message) == advice
+        words = reason_words(message)
+        assert message.startswith("model m: " + words + ". " + FOR_THE_ANALYST), message
+        assert advice not in words and not words.endswith(".")
 
 
 @pytest.mark.filterwarnings("error")
@@ -871,7 +906,8 @@ def test_a_failing_model_stops_nothing(plan: M.ModelPlan) -> None:
     assert by["growth"].simplification.startswith("therapist level dropped")
     assert by["primary"].status == "not estimable"
     assert ("the fixed effects are rank deficient: Goal (within client) and Goal (between "
-            "clients) are zero on every row (they do not vary). Remove") in by["primary"].reason
+            "clients) are zero on every row (they do not vary). For the analyst: remove one of "
+            "the collinear terms") in by["primary"].reason
     assert by["alliance_levels_goal"].status == "not estimable"
     assert "outcome is constant" in by["alliance_levels_goal"].reason
     assert not (M.coefficients(fits)["model"] == "alliance_levels_goal").any()

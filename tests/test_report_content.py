@@ -285,3 +285,21 @@ def test_the_ruptures_reports_intervals_are_labelled_at_the_settings_level(
                 {"params_file": str(params_file)}, cwd=root, results_root=root)
     text = _text(out.read_text(encoding="utf-8"))
     assert "mean, with 90% intervals" in text and "mean, with 95%" not in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_every_section_shows_something_and_bounded_numbers_have_no_leading_zero(
+        reports: dict[str, str], name: str) -> None:
+    """A heading with nothing computed under it (tests/test_report_shapes.py has the
+    degenerate data), and a statistic that cannot exceed 1 printed with its leading zero
+    (the rater-agreement r was "0.45" in the overview's table and ".45" in the models
+    report's text; pipeline/table_style.yaml ``no_leading_zero``)."""
+    from tests.test_report_numbers import leading_zeros
+    from tests.test_report_shapes import empty_sections
+
+    page = reports[name]
+    assert empty_sections(page) == []
+    text = " ".join(_text(re.sub(r"<(style|script)[^>]*>.*?</\1>", " ", page, flags=re.S))
+                    .split())
+    assert leading_zeros(text, table_rows(page)) == []

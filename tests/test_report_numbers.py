@@ -173,8 +173,118 @@ decimals:
   p_value: 4
   df: 2
   simulated: 1
+no_leading_zero: [p_value, correlation]
 interval: {max: 3, min_units: 2}
 """)
     assert _shown() == ["0.123", "+0.123", "25.5%", "12%", ".861", ".0004", ".0456",
                         "12.35", "0.4", "0.123", "\u22120.500", "12", "50"]
     assert tables.format_p(0.00004) == "< .0001"
+
+
+#: The kinds that cannot exceed 1 in absolute value: APA 7 (6.36) prints them without a
+#: leading zero. The decision, with its reasons, is in pipeline/table_style.yaml.
+BOUNDED = {"p_value", "correlation", "proportion", "power", "r_squared", "variance_share",
+           "simulated_correlation"}
+
+
+def test_the_kinds_without_a_leading_zero_are_the_bounded_statistics() -> None:
+    tables._style.cache_clear()
+    kinds = set(tables._style()["decimals"])
+    assert BOUNDED <= kinds
+    for kind in (k for k in kinds if tables.decimals(k) > 0):   # "0%": whole percentages
+        text = tables.number(0.5, kind)
+        assert text.startswith(".") == (kind in BOUNDED), (kind, text)
+        assert tables.number(-0.25, kind).startswith("\u22120") == (kind not in BOUNDED)
+    # more than 1 (a kind's own decimals), or 1: nothing to drop
+    assert tables.number(1.0, "correlation") == "1.00"
+    assert tables.number(-1.0, "correlation") == "\u22121.00"
+    assert tables.number(0.45, "points") == "0.45"
+    assert tables.number(0.05, "power", signed=True) == "+.05"
+
+
+def test_every_formatter_follows_the_kinds_rule() -> None:
+    """The rater-agreement r printed "0.45" in the overview's table and ".45" in the
+    models report: the table went through formatted(kinds=...), the text through
+    format_r, and only format_r dropped the zero."""
+    tables._style.cache_clear()
+    assert tables.format_r(0.45) == tables.number(0.45, "correlation") == ".45"
+    frame = pd.DataFrame({"r": [0.45, -0.05], "mean": [0.45, -0.05], "kappa": [0.5, 1.0]})
+    cells = tables.formatted(frame, kinds={"r": "correlation", "mean": "points",
+                                           "kappa": "proportion"})
+    assert cells.to_dict("list") == {"r": [".45", "\u2212.05"], "mean": ["0.45", "\u22120.05"],
+                                     "kappa": [".50", "1.00"]}
+    assert tables.formatted(frame[["r"]], kind="correlation")["r"].tolist() == [".45",
+                                                                               "\u2212.05"]
+    assert tables.with_interval(0.183, 0.094, 0.277, "variance_share") == (
+        ".183", "[.094, .277]", 3)
+    assert tables.with_interval(0.183, 0.094, 0.277, "variance") == (
+        "0.183", "[0.094, 0.277]", 3)
+    assert tables.format_interval(-0.41, 0.3, 2, "correlation") == "[\u2212.41, .30]"
+    assert tables.format_p(0.0456) == ".046" and tables.format_p(0.0001) == "< .001"
+    fit = tables.fit_table(pd.DataFrame({
+        "model": ["primary"], "status": ["fitted"], "n_obs": [10], "n_clients": [5],
+        "loglik": [-1.0], "loglik_ml": [-1.0], "aic": [1.0], "bic": [1.0],
+        "r2_marginal": [0.1928], "r2_conditional": [0.7508], "optimizer": ["x"],
+        "converged": [True]}))
+    assert fit.loc[0, ["R\u00b2 marginal", "R\u00b2 conditional"]].tolist() == [".19", ".75"]
+
+
+def test_a_kind_off_the_list_keeps_its_zero(style) -> None:
+    style("""
+decimals: {default: 2, correlation: 2, p_value: 3}
+no_leading_zero: [p_value]
+interval: {max: 3, min_units: 2}
+""")
+    assert tables.format_r(0.45) == "0.45" and tables.format_p(0.0456) == ".046"
+
+
+#: Statistics a report's text names before a number that cannot exceed 1.
+_BOUNDED_WORDS = (r"(?<![\w-])(?:r|p|R\u00b2(?: marginal| conditional)?|\u03b1|\u03c9|\u03ba|"
+                  r"alpha|omega|kappa|power|recall|precision|ICC(?: therapist| client)?)")
+_LEADING_ZERO_TEXT = re.compile(_BOUNDED_WORDS + r"\s*(?:=|of|<|>)?\s*[\u2212-]?0\.\d")
+#: Table headers of such statistics (the cells below them are checked).
+BOUNDED_HEADERS = re.compile(r"^(?:p|p \(Holm\)|r|R\u00b2.*|\u03b1|\u03c9|\u03ba|alpha|"
+                             r"omega|reliability|kappa|jaccard|recall|precision|power|"
+                             r"status agrees|ICC.*)(?:, .*)?$", re.I)
+#: A cell holding a number (a row without one is a table's header row).
+_NUMBER_CELL = re.compile(r"[\u2212+-]?[\d,]*\.?\d+%?|\u2013|< ?\.\d+|\[.*\]|.* to .*")
+
+
+def leading_zeros(text: str, rows: list[list[str]]) -> list[str]:
+    """Where a report prints a statistic bounded by 1 with a leading zero: in its text
+    (``r = 0.45``, ``power 0.80``) and in table columns headed by such a statistic
+    (``rows``: every table row's cells, header rows included)."""
+    found = [m[0] for m in _LEADING_ZERO_TEXT.finditer(text)]
+    header: list[str] = []
+    for row in rows:
+        if not any(_NUMBER_CELL.fullmatch(c) for c in row):
+            header = row   # the header row of the next table
+            continue
+        for name, cell in zip(header, row, strict=False):
+            if BOUNDED_HEADERS.match(name) and re.match(r"[\[\u2212-]?0\.\d", cell):
+                found.append(f"{name}: {cell}")
+    return found
+
+
+def test_the_page_check_finds_leading_zeros() -> None:
+    rows = [["Term", "b", "p"], ["Goal", "0.12", ".046"], ["Task", "0.50", "0.046"],
+            ["rule", "recall", "precision"], ["Gumz", ".45", "[0.30, .50]"],
+            ["rule", "recall, 3-SD drops", "false per 100 sessions"], ["V", "0.61", "0.8"],
+            ["rule", "group", "mean change"], ["Gumz", "unrepaired", "0.30"]]
+    assert leading_zeros("the ratings correlate r = 0.45 over; power 0.80 and r = .45; "
+                         "0.45 points; p < .001", rows) == [
+        "r = 0.4", "power 0.8", "p: 0.046", "precision: [0.30, .50]",
+        "recall, 3-SD drops: 0.61"]
+    assert leading_zeros("r = .45, power .80, a mean of 0.45", rows[:2]) == []
+
+
+def test_a_kind_for_a_column_the_table_does_not_have_is_an_error() -> None:
+    """The ruptures report renamed its columns before formatting ("kappa" -> "κ"), so its
+    kinds named columns that were no longer there and were ignored (the recall/precision
+    table's "false per 100 sessions" was a proportion)."""
+    frame = pd.DataFrame({"\u03ba": [0.5]})
+    with pytest.raises(ValueError, match="no column"):
+        tables.formatted(frame, kinds={"kappa": "proportion"})
+    with pytest.raises(ValueError, match="no column"):
+        tables.formatted(frame, p_values=("p_value",))
+    assert tables.formatted(frame, kinds={"\u03ba": "proportion"})["\u03ba"].tolist() == [".50"]

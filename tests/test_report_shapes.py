@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from pipeline import models as M
+from pipeline.labels import FOR_THE_ANALYST, advised, without_advice
 from pipeline.models.checks import collinear_terms
 from pipeline.report import (
     NEEDS_POWER,
@@ -44,6 +45,8 @@ from pipeline.ruptures.endings import NO_CHANGE_WITHIN, last_session
 from pipeline.tables import lr_not_tested, lr_table
 from tests.test_models import read_clients, read_data
 from tests.test_probes_quiet import _run_every_step, _shape
+from tests.test_report_content import table_rows
+from tests.test_report_numbers import leading_zeros
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,12 +61,99 @@ def _axes_text(fig: plt.Figure) -> str:
     return " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
 
 
+_CELL = re.compile(r'<div class="jp-Cell (jp-MarkdownCell|jp-CodeCell)([^"]*)"')
+_HEADING = re.compile(r"<h([1-3])[^>]*>(.*?)</h\1>", re.S)
+
+
+def _shows_something(fragment: str) -> bool:
+    """Whether an HTML fragment has text, a table or a figure for a reader."""
+    if re.search(r"<(img|table|svg)\b", fragment):
+        return True
+    text = re.sub(r"<(style|script)[^>]*>.*?</\1>", " ", fragment, flags=re.S)
+    return bool(html.unescape(re.sub(r"<[^>]+>", " ", text)).replace("\u00b6", "").strip())
+
+
+def empty_sections(page: str) -> list[str]:
+    """The sections (h2/h3 to the next h1-h3) of a rendered report with nothing under
+    their heading, or whose computed part shows nothing: code cells (the report's
+    results) that all gave no output, under a heading with only its explanation.
+    Each section must show its content or say in a sentence why it cannot."""
+    body = page[page.index("<body"):]
+    starts = [(m.start(), m[1] == "jp-CodeCell", "jp-mod-noOutputs" in m[2])
+              for m in _CELL.finditer(body)]
+    sections: list[dict] = []
+    for i, (start, code, no_output) in enumerate(starts):
+        cell = body[start:starts[i + 1][0] if i + 1 < len(starts) else len(body)]
+        pieces = _HEADING.split(cell)     # text, level, title, text, level, title, ...
+        if code and sections:
+            sections[-1]["code"] += 1
+            sections[-1]["output"] += not no_output
+        if sections and (not code or not no_output) and _shows_something(pieces[0]):
+            sections[-1]["shown"] = True
+        for k in range(1, len(pieces), 3):
+            title = " ".join(html.unescape(re.sub(r"<[^>]+>", "", pieces[k + 1]))
+                             .replace("\u00b6", "").split())
+            sections.append({"title": title, "level": int(pieces[k]), "code": 0,
+                             "output": 0, "shown": _shows_something(pieces[k + 2])})
+    found = []
+    for sec in sections:
+        if sec["level"] == 1:
+            continue
+        if not sec["shown"]:
+            found.append(f"{sec['title']}: nothing under the heading")
+        elif sec["code"] and not sec["output"]:
+            found.append(f"{sec['title']}: its results show nothing")
+    return found
+
+
 # ----------------------------------------------------------------- the pieces, fast
 
 
 def _series(scores: dict[str, list[float]]) -> pd.DataFrame:
     return pd.DataFrame([{"client_id": c, "session": s + 1, "score": v}
                          for c, values in scores.items() for s, v in enumerate(values)])
+
+
+def _page(*cells: tuple[str, str]) -> str:
+    """A rendered report as nbconvert writes it (inputs hidden): ("md", html) cells and
+    ("code", output html or "") cells."""
+    out = []
+    for kind, inner in cells:
+        if kind == "md":
+            out.append('<div class="jp-Cell jp-MarkdownCell jp-Notebook-cell">'
+                       f'<div class="jp-RenderedMarkdown">{inner}</div></div>')
+        elif inner:
+            out.append('<div class="jp-Cell jp-CodeCell jp-Notebook-cell jp-mod-noInput">'
+                       f'<div class="jp-OutputArea">{inner}</div></div>')
+        else:
+            out.append('<div class="jp-Cell jp-CodeCell jp-Notebook-cell jp-mod-noOutputs '
+                       'jp-mod-noInput">\n</div>')
+    return "<html><body>" + "\n".join(out) + "</body></html>"
+
+
+def test_an_empty_section_is_found() -> None:
+    """On constant alliance the models report's "How much do therapists differ?" kept its
+    heading and explanation with nothing computed under it."""
+    head = '<h3 id="x">How much do therapists differ?<a class="anchor-link">\u00b6</a></h3>'
+    explained = ("md", head + "<p>The therapist variance is easier to read as a range.</p>")
+    nxt = ("md", "<h3>The alliance over sessions</h3><p>Growth models.</p>")
+    assert empty_sections(_page(explained, ("code", ""), nxt)) == [
+        "How much do therapists differ?: its results show nothing"]
+    assert empty_sections(_page(("md", head), nxt)) == [
+        "How much do therapists differ?: nothing under the heading"]
+    assert empty_sections(_page(("md", "<h2>A</h2>"), ("md", "<h3>B</h3><p>b</p>"))) == [
+        "A: nothing under the heading"]
+    # a result, a sentence saying why there is none, a table or a figure: not empty
+    for shown in ("<p>No alliance model could be estimated.</p>", "<table></table>",
+                  '<img src="data:image/png;base64,AA==">'):
+        assert empty_sections(_page(explained, ("code", shown), nxt)) == []
+    # prose without results (an explanation, a section of subsections), and a cell of
+    # helpers without output beside a cell with output: not empty
+    assert empty_sections(_page(("md", "<h2>Within and between</h2><p>Two parts.</p>"),
+                                ("md", "<h2>Results</h2><p>Read so.</p>"), ("code", ""),
+                                ("code", "<p>b = 0.12</p>"))) == []
+    # the title heading (h1) needs nothing of its own
+    assert empty_sections(_page(("md", "<h1>Report</h1>"), nxt)) == []
 
 
 def test_last_session_says_why_when_no_client_varies() -> None:
@@ -156,6 +246,17 @@ def test_reasons_read_in_words_and_user_text_stays_escaped() -> None:
     assert not_fitted_words("failed", np.nan, "RuntimeError: x") == "not estimable: RuntimeError: x"
     assert not_fitted_words("skipped", "client covariate 'modality' has one level") == (
         "skipped: client covariate 'modality' has one level")
+    # the advice to the analyst is in the message (the log, fit_statistics.csv), not in
+    # the report's words
+    message = advised("model growth: the outcome is constant (4) on all 130 rows, so "
+                      "there is no variance to model", "check the scoring of the outcome")
+    assert message == ("model growth: the outcome is constant (4) on all 130 rows, so there "
+                       "is no variance to model. For the analyst: check the scoring of the "
+                       "outcome")
+    assert not_fitted_words("not estimable", message) == (
+        "not estimable: the outcome is constant (4) on all 130 rows, so there is no "
+        "variance to model")
+    assert without_advice("no advice here. Really.") == "no advice here. Really."
 
 
 def test_one_reason_for_goal_task_and_bond_is_said_once() -> None:
@@ -259,8 +360,16 @@ def _render(tmp: Path, monkeypatch: pytest.MonkeyPatch, shape: str,
     jobs = [(ROOT / "notebooks" / f"{n}.py", tmp / f"{n}.html") for n in names]
     report.render_many(jobs, {"params_file": str(params_file)}, cwd=ROOT)
     assert streams == []
-    pages = {n: _text((tmp / f"{n}.html").read_text(encoding="utf-8")) for n in names}
+    raw = {n: (tmp / f"{n}.html").read_text(encoding="utf-8") for n in names}
+    pages = {n: _text(page) for n, page in raw.items()}
+    for name, page in raw.items():
+        # every section shows its content or says why it cannot
+        assert empty_sections(page) == [], name
+        # statistics that cannot exceed 1 without a leading zero (APA 7)
+        assert leading_zeros(pages[name], table_rows(page)) == [], name
     for name, text in pages.items():
+        # the checks' advice is for the analyst (the run log), not for the report
+        assert FOR_THE_ANALYST not in text and "Remove one of" not in text, name
         for bad in (r"\bnan\b", r"\bNaN\b", r"\bNone\b", r"\binf\b", "Traceback",
                     r"\[\]", "alliance_total", r"\+0\.00 points", r"[-\u2212]0\.0+\b",
                     # raw term names and keys in reasons; "model primary: ..." prefixes
@@ -274,7 +383,8 @@ def _render(tmp: Path, monkeypatch: pytest.MonkeyPatch, shape: str,
 def test_constant_alliance_reports_say_what_cannot_be_computed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pages = _render(tmp_path, monkeypatch, "constant_alliance",
-                    ("ruptures", "models", "sensitivity", "power"))
+                    ("overview", "psychometrics", "ruptures", "models", "sensitivity",
+                     "power"))
     rup, models = pages["ruptures"], pages["models"]
     assert "0% rated it lower" not in rup and "0.00 to 0.00" not in rup
     assert f"Among clients with three or more rated sessions, {NO_CHANGE_WITHIN}." in rup
@@ -316,7 +426,9 @@ def test_constant_alliance_reports_say_what_cannot_be_computed(
             "(in person, video)\u201d were skipped (see above)") in models
     sens, power = pages["sensitivity"], pages["power"]
     assert f"not estimable: {zero}" in sens and "Effects side by side" not in sens
-    assert f"No specification could be estimated on these data: {zero}. Remove" in sens
+    # the reasons of lag 0 and lag 1, without the checks' advice to the analyst
+    assert (f"No specification could be estimated on these data: {zero}; the fixed effects "
+            "are rank deficient: Goal (within client, previous session)") in sens
     assert sens.count("rank deficient") == 5 + 2     # five models' statuses; lag 0 and lag 1
     assert f"the primary model is not estimable: {zero}." in power
     # the power report's sections read the simulation from power.model (here the primary
@@ -332,6 +444,13 @@ def test_constant_alliance_reports_say_what_cannot_be_computed(
     # three, where and over sessions (it was "goal: ...; task: ...; bond: ..." each time)
     assert models.count("Goal, task and bond: not estimable: the outcome is constant") == 2
     assert "No alliance model could be estimated. Goal, task and bond" in models
+    # the sections that read the alliance models say why they are empty, and the right why
+    assert ("No range of therapists' mean ratings can be given: no alliance model could be "
+            "estimated on these data (see above).") in models
+    assert "No intervals: there is no share to bootstrap" in models
+    assert "had to be simplified" not in models
+    assert ("No rupture episode was found under any rule, so no episode has a start or a "
+            "length to show.") in rup
     assert "No growth model of the alliance could be estimated. Goal, task and bond" in models
     assert "task: not estimable" not in models
 

@@ -122,7 +122,10 @@ def test_an_estimate_with_a_narrow_interval_gets_the_decimals_to_show_it() -> No
 
 def test_the_bootstrap_table_uses_the_one_number_formatter() -> None:
     """The models report formatted the bootstrap table itself (f"{v:.3f}"): ASCII minus,
-    "-0.000" for a correlation that rounds to zero."""
+    "-0.000" for a correlation that rounds to zero. Each quantity at its kind
+    (pipeline/table_style.yaml): SDs at ``variance`` with their zero, the correlation at
+    ``correlation`` and the ICC at ``variance_share``, both bounded by 1, without it
+    (APA 7)."""
     boot = pd.DataFrame({"quantity": ["sd_therapist", "corr_client_time", "icc_therapist"],
                          "estimate": [1.468899, -0.0004, 0.183229],
                          "conf_low": [1.017563, -0.41, 0.094388],
@@ -131,9 +134,8 @@ def test_the_bootstrap_table_uses_the_one_number_formatter() -> None:
     assert table.to_dict("list") == {
         "Quantity": ["SD therapist intercept", "Correlation client intercept, slope",
                      "ICC therapist"],
-        "Estimate": ["1.469", "0.000", "0.183"],
-        "95% bootstrap interval": ["[1.018, 1.919]", "[\u22120.410, 0.300]",
-                                   "[0.094, 0.277]"]}
+        "Estimate": ["1.469", ".00", ".183"],
+        "95% bootstrap interval": ["[1.018, 1.919]", "[\u2212.41, .30]", "[.094, .277]"]}
 
 
 def test_write_table_three_formats_byte_stable(tmp_path: Path) -> None:

@@ -3,8 +3,10 @@
 Each check either passes, applies a documented simplification rule (recorded in the
 model's ``simplification`` and shown in the report), or raises
 :class:`~pipeline.errors.NotEstimableError` whose message names the model, the reason and
-what to do. Thresholds and rules are data: ``model.checks`` in params.yaml (defaults in
-:data:`DEFAULT_CHECKS`).
+what to do (the advice after :data:`pipeline.labels.FOR_THE_ANALYST`,
+:func:`pipeline.labels.advised`: the log and the results tables carry it, the reports show
+the reason only). Thresholds and rules are data: ``model.checks`` in params.yaml
+(defaults in :data:`DEFAULT_CHECKS`).
 
 =======================  ==========================================  =====================
 check                    lme4 (``lmerControl``)                      here
@@ -23,6 +25,8 @@ most 2 rows per client   from the residual)                          drop the sl
 n <= levels              ``check.nobs.vs.nlev``: error               not estimable
 n <= random effects of   ``check.nobs.vs.nRE``: error                not estimable
 one term
+n <= fixed effects       (rank-deficient X: drops columns)           not estimable, saying
+                                                                     so before the rank
 rank-deficient X         drops columns with a message                not estimable, naming
                                                                      the collinear terms
 =======================  ==========================================  =====================
@@ -41,7 +45,7 @@ import pandas as pd
 from scipy import linalg
 
 from pipeline.errors import NotEstimableError, SettingsError
-from pipeline.labels import term_label
+from pipeline.labels import advised, term_label
 from pipeline.models.spec import RandomPart
 
 #: Defaults of ``model.checks`` in params.yaml.
@@ -208,8 +212,8 @@ def run_checks(model: str, data: pd.DataFrame, y: np.ndarray, x: np.ndarray,
         raise NotEstimableError(f"model {model}: no rows with every model variable")
     if np.ptp(y) == 0:
         raise NotEstimableError(
-            f"model {model}: the outcome is constant ({y[0]:g}) on all {n} rows, so there is "
-            "no variance to model; check the scoring of the outcome")
+            advised(f"model {model}: the outcome is constant ({y[0]:g}) on all {n} rows, so "
+                    "there is no variance to model", "check the scoring of the outcome"))
     outcome = CheckOutcome(random)
 
     def n_levels(factor: str) -> int:
@@ -232,9 +236,9 @@ def run_checks(model: str, data: pd.DataFrame, y: np.ndarray, x: np.ndarray,
                   "grouping factors must have > 1 sampled level)")
         rest = set(outcome.random.factors) - {factor}
         if conf["one_level"] == "refuse" or not rest:
-            raise NotEstimableError(
-                f"model {model}: {reason}; fit it on data with at least "
-                f"{conf['min_levels']} {label}s")
+            raise NotEstimableError(advised(
+                f"model {model}: {reason}",
+                f"fit it on data with at least {conf['min_levels']} {label}s"))
         outcome.random = outcome.random.without(factors={factor})
         outcome.simplifications.append(f"{label} level dropped: {reason}")
     # random slopes without levels that have enough rows
@@ -251,8 +255,9 @@ def run_checks(model: str, data: pd.DataFrame, y: np.ndarray, x: np.ndarray,
         reason = (f"no {label} has more than {most} rows, so a {label} slope on {names} "
                   "cannot be told from the residual")
         if conf["few_sessions"] == "refuse":
-            raise NotEstimableError(f"model {model}: {reason}; use data with more rows per "
-                                    f"{label} or set model.checks.few_sessions: drop")
+            raise NotEstimableError(advised(
+                f"model {model}: {reason}",
+                f"use data with more rows per {label} or set model.checks.few_sessions: drop"))
         outcome.random = outcome.random.without(columns=slopes, within=factor)
         outcome.simplifications.append(f"{label} random slope on {names} dropped: {reason}")
     if not outcome.random.terms:
@@ -262,17 +267,17 @@ def run_checks(model: str, data: pd.DataFrame, y: np.ndarray, x: np.ndarray,
         levels = n_levels(term.factor)
         label = random.label(term.factor)
         if n <= levels:
-            raise NotEstimableError(
+            raise NotEstimableError(advised(
                 f"model {model}: {n} rows for {_plural(label, levels)}: the {label} variance "
                 "cannot be told from the residual (lme4: number of levels of each grouping "
-                "factor must be < number of observations); more rows per "
-                f"{label} are needed")
+                "factor must be < number of observations)",
+                f"more rows per {label} are needed"))
         q = levels * len(term.columns)
         if n <= q:
-            raise NotEstimableError(
+            raise NotEstimableError(advised(
                 f"model {model}: {n} rows for {q} random effects of "
                 f"({' + '.join(term.columns)} | {term.factor}) (lme4: number of observations "
-                "<= number of random effects); simplify the random part or add data")
+                "<= number of random effects)", "simplify the random part or add data"))
     # an outcome constant within every level of a factor leaves no residual variance
     for factor in outcome.random.factors:
         if groups is not None and factor in groups:
@@ -291,14 +296,14 @@ def run_checks(model: str, data: pd.DataFrame, y: np.ndarray, x: np.ndarray,
     # fixed effects; too few rows first: with no more rows than fixed effects the matrix
     # is rank deficient whatever the data, and naming combinations would hide the cause
     if n <= x.shape[1]:
-        raise NotEstimableError(
+        raise NotEstimableError(advised(
             f"model {model}: {n} rows for {x.shape[1]} fixed effects: a model needs more rows "
-            "than fixed effects (else no degrees of freedom are left for the residual); "
-            "add data or simplify the model")
+            "than fixed effects (else no degrees of freedom are left for the residual)",
+            "add data or simplify the model"))
     bad = collinear_terms(x, x_names, float(conf["rank_tolerance"]))
     if bad:
-        raise NotEstimableError(
-            f"model {model}: the fixed effects are rank deficient: {'; '.join(bad)}. Remove "
-            "one of the collinear terms (e.g. a covariate with one level within the rows "
-            "used, or a predictor that does not vary)")
+        raise NotEstimableError(advised(
+            f"model {model}: the fixed effects are rank deficient: {'; '.join(bad)}",
+            "remove one of the collinear terms (e.g. a covariate with one level within the "
+            "rows used, or a predictor that does not vary)"))
     return outcome

@@ -35,6 +35,7 @@ import numpy as np
 from scipy import linalg
 
 from pipeline.errors import NotEstimableError
+from pipeline.labels import advised
 from pipeline.models.engine import Problem
 
 #: Largest number of random effects (columns of the dense Z) the method is run for.
@@ -82,10 +83,10 @@ def adjusted_vcov(problem: Problem, theta: np.ndarray, sigma2: float,
     """
     q_total = sum(f.n_levels * f.k for f in problem.factors)
     if q_total > MAX_RANDOM_EFFECTS:
-        raise NotEstimableError(
+        raise NotEstimableError(advised(
             f"Kenward-Roger df: {q_total} random effects, more than the "
-            f"{MAX_RANDOM_EFFECTS} the method is computed for here; set model.df_method: "
-            "satterthwaite")
+            f"{MAX_RANDOM_EFFECTS} the method is computed for here",
+            "set model.df_method: satterthwaite"))
     x = problem.x
     z, lam, patterns = _design(problem, theta)
     # S Y = (Y - Z Lambda A^-1 Lambda' Z' Y) / sigma2, A = Lambda' Z'Z Lambda + I

@@ -49,6 +49,7 @@ from statsmodels.genmod.generalized_linear_model import GLM
 
 from pipeline.describe import suppress_counts
 from pipeline.distributions import norm_ppf, t_ppf
+from pipeline.labels import advised
 from pipeline.models.checks import DEFAULT_CHECKS, collinear_terms
 from pipeline.ruptures.criteria import ZERO_SD
 
@@ -144,10 +145,11 @@ def fit_endings(pp: pd.DataFrame, formula: str, conf_level: float,
     if bad:
         # R's glm() would report NA for these coefficients; statsmodels' pseudo-inverse
         # would give numbers that mean nothing (or fail in the clustered covariance).
-        return ("not estimable", "the model's terms are rank deficient in the sessions at "
-                f"risk: {'; '.join(bad)} (e.g. every client has the same number of rated "
-                "sessions, so time does not vary); more varied data are needed",
-                pd.DataFrame())
+        return ("not estimable", advised(
+            "the model's terms are rank deficient in the sessions at "
+            f"risk: {'; '.join(bad)} (e.g. every client has the same number of rated "
+            "sessions, so time does not vary)", "more varied data are needed"),
+            pd.DataFrame())
     try:
         groups = pd.factorize(pp["therapist_id"])[0]
         res = model.fit(cov_type="cluster", cov_kwds={"groups": groups})
