@@ -333,6 +333,8 @@ if not len(tim) and not len(lng):
 # %%
 rec = read("recovery")
 if len(rec):
+    # a heading of its own only when there is a truth to compare with (simulated data)
+    display(Markdown("### Do the rules find the episodes the simulation put in?"))
     t = rec.copy()
     t["rule"] = t["criterion"].map(labels)
     show(t[["rule", "n_observable", "n_detected", "n_matched", "recall", "precision",
@@ -342,12 +344,11 @@ if len(rec):
          columns={"n_observable": "injected, observable", "n_detected": "found",
                   "n_matched": "found and injected", "status_agreement": "status agrees"})
     display(Markdown(
-        "**How well do the rules find the episodes the simulation put in?** These data are "
-        "simulated with known episodes (`truth.yaml`). *Recall*: share of injected episodes "
-        "(whose rupture session and an earlier one were rated) that a rule found at the "
-        "right session. *Precision*: share of a rule's episodes that were injected. "
-        "*Status agrees*: of the injected episodes found, the share called repaired, "
-        "unrepaired or censored as the simulation made them. Lax "
+        "These data are simulated with known episodes (`truth.yaml`). *Recall*: share of "
+        "injected episodes (whose rupture session and an earlier one were rated) that a "
+        "rule found at the right session. *Precision*: share of a rule's episodes that were "
+        "injected. *Status agrees*: of the injected episodes found, the share called "
+        "repaired, unrepaired or censored as the simulation made them. Lax "
         "rules find most injected drops but also many drops of ordinary session-to-session "
         "noise; strict rules miss shallower drops. Precision also depends on how common "
         "ruptures are: in data with fewer real ruptures it is lower."))
