@@ -88,7 +88,32 @@ class Instrument:
         return [f"{self.item_prefix}_{i}" for i in range(1, self.n_items + 1)]
 
 
+#: The fields an instrument file may have (see the shipped files). Any other field is a
+#: misspelling that would otherwise be ignored silently (``reverse:`` for ``reversed:``
+#: left CORE-10's items 2 and 3 unreversed).
+FIELDS = frozenset({
+    "key", "name", "kind", "n_items", "item_prefix", "range", "reversed", "score",
+    "subscales", "missing", "conversion", "multiplier", "direction", "rater",
+    "checked", "source"})
+
+
+def _check_fields(raw: Mapping[str, Any], path: Path) -> None:
+    """Refuse a field the scorer does not know, naming the closest known one."""
+    unknown = sorted(str(k) for k in raw if str(k) not in FIELDS)
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(FIELDS), n=1, cutoff=0.8)
+        hints.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
+    raise InstrumentError(
+        f"{path}: unknown field(s) {', '.join(hints)}: such a field would be ignored, so "
+        f"the questionnaire would be scored without it. Known fields: "
+        f"{', '.join(sorted(FIELDS))}.")
+
+
 def _parse(raw: Mapping[str, Any], path: Path) -> Instrument:
+    _check_fields(raw, path)
     try:
         lo, hi = raw["range"]
         subscales = {

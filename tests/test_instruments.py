@@ -170,6 +170,9 @@ def test_user_folder_overrides_and_is_validated(tmp_path: Path) -> None:
         ("conversion: {0: 1, 1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1, 7: 1, 8: 1, 9: 1}\n"
          "missing: {max_missing: 1}\n", "whole raw sums"),
         ("reversed: [4]\n", "outside 1..3"),
+        # a misspelt field was ignored: CORE-10 with `reverse: [2, 3]` scored unreversed
+        ("reverse: [2]\n", r"unknown field\(s\) 'reverse' \(did you mean 'reversed'\?\)"),
+        ("multiplyer: 4\nnotes: x\n", r"'multiplyer' \(did you mean 'multiplier'\?\), 'notes':"),
     ],
 )
 def test_malformed_keys_are_refused(tmp_path: Path, extra: str, message: str) -> None:
