@@ -19,7 +19,7 @@
 # `fit` step wrote it.
 
 # %% [markdown] tags=["needs-outcome"]
-# The pre-registered primary model predicts wellbeing at each session from the
+# The pre-registered primary model predicts the outcome at each session from the
 # client's goal, task and bond scores, split into a *within-client* part (is a client
 # better off in sessions where their alliance is higher than usual for them?) and a
 # *between-client* part (are clients with a stronger alliance on average better off?).
@@ -44,6 +44,8 @@ from pipeline.report import (
     has_outcome,
     not_fitted_words,
     open_project,
+    outcome_noun,
+    outcome_reading,
     reason_words,
     together,
 )
@@ -74,6 +76,9 @@ cfg = params["instruments"]
 with_outcome = has_outcome(params)
 outcome = load_instrument(cfg["outcome"], cfg.get("paths") or []) if with_outcome else None
 outcome_name = escape(outcome.name) if outcome is not None else "the outcome"
+higher_is_better = bool(cfg.get("outcome_higher_is_better", True))
+noun = outcome_noun(outcome, higher_is_better)          # e.g. wellbeing, depression
+label_noun = outcome_noun(outcome, higher_is_better, escaped=False)   # figure axes
 alliance_inst = load_instrument(cfg["alliance"], cfg.get("paths") or [])
 results = root / "results"
 figures.apply_style()
@@ -122,12 +127,15 @@ if not with_outcome:
 #   alliance is stronger than usual for them; stable differences between people cannot
 #   explain it.
 #
-# Each coefficient is the expected change in wellbeing for one point more on the
-# subscale, holding the other subscales and time constant. `time` = session − 1.
-#
 # It is a *mixed* model: besides these *fixed effects* (one number each for everybody), it
 # lets therapists and clients differ from the average through *random effects*, whose
 # spread (variance) is estimated rather than one number per person.
+
+# %% tags=["needs-outcome"]
+display(Markdown(
+    f"Each coefficient is the expected change in {noun} (points on the {outcome_name}) for "
+    "one point more on the subscale, holding the other subscales and time constant. "
+    "`time` = session − 1. " + outcome_reading(outcome, higher_is_better)))
 
 # %% tags=["needs-outcome"]
 primary = coefs[coefs["model"] == "primary"].copy()
@@ -222,13 +230,13 @@ if primary_ok:
                  f"{'better' if better else 'worse'})")
     b, interval, _ = with_interval(b0["estimate"], b0["conf_low"], b0["conf_high"])
     text = (f"The intercept, **{b}** ({level} CI {interval}), is the expected "
-            f"wellbeing on the {outcome_name}{scale} at the first session (time 0) of a client "
+            f"score on the {outcome_name}{scale} at the first session (time 0) of a client "
             "whose alliance is at the average client's level and at their own usual level, "
             "seen by a typical therapist (all random effects at 0).")
     if b_time is not None:
         b, interval, _ = with_interval(b_time["estimate"], b_time["conf_low"],
                                        b_time["conf_high"])
-        text += (f" From one session to the next, wellbeing is expected to change by "
+        text += (f" From one session to the next, {noun} is expected to change by "
                  f"**{b}** points ({level} CI {interval}) for such a client.")
     display(Markdown(text))
 
@@ -242,19 +250,24 @@ if primary_ok:
 if primary_ok:
     display(Markdown(f"The bars are {percent(conf)} intervals; an interval that does not cross "
                      f"zero is an effect that differs from zero at the {percent(1 - conf)} level."))
-    figures.show(*figures.coefficient_plot(coefs), "coefficients_within_between")
+    figures.show(*figures.coefficient_plot(coefs, outcome_label=label_noun),
+                 "coefficients_within_between")
 
 # %% [markdown] tags=["needs-outcome", "needs-primary"]
-# ## What the effects mean in wellbeing points
-#
-# The lines show how much higher the model predicts wellbeing to be for a session whose
-# alliance is *x* points above the client's usual level (within), or for a client whose
-# average alliance is *x* points above the average client (between), with everything else
-# held constant. The bands are the confidence intervals of the lines.
+# ## What the effects mean in points of the outcome
 
 # %% tags=["needs-outcome", "needs-primary"]
 if primary_ok:
-    figures.show(*figures.predicted_wellbeing(coefs), "predicted_wellbeing")
+    display(Markdown(
+        f"The lines show how much higher the model predicts {noun} to be for a session whose "
+        "alliance is *x* points above the client's usual level (within), or for a client "
+        "whose average alliance is *x* points above the average client (between), with "
+        "everything else held constant. The bands are the confidence intervals of the lines."
+        + ("" if outcome is None or outcome.direction == "higher_better"
+           or higher_is_better else
+           " Higher is worse here: a line that falls means a better outcome.")))
+    figures.show(*figures.predicted_wellbeing(coefs, outcome_label=label_noun),
+                 "predicted_wellbeing")
 
 # %% [markdown] tags=["needs-outcome", "needs-primary"]
 # ## How much varies between therapists, clients and sessions
@@ -350,7 +363,7 @@ elif primary_ok:
 # %% tags=["needs-outcome", "needs-primary"]
 if primary_ok:
     diag = pd.read_csv(results / "diagnostics.csv")
-    figures.show(*figures.diagnostics(diag), "diagnostics_primary")
+    figures.show(*figures.diagnostics(diag, outcome_label=label_noun), "diagnostics_primary")
     marg = diag[(diag["model"] == "primary")
                 & (diag["plot"] == "marginal_residual_vs_fitted")]
     if len(marg):

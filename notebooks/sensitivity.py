@@ -30,9 +30,18 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import figures
+from pipeline.instruments import load_instrument
 from pipeline.models import load_specs
 from pipeline.models.results import read_results
-from pipeline.report import data_notice, escape, not_fitted_words, open_project, reason_words
+from pipeline.report import (
+    data_notice,
+    escape,
+    has_outcome,
+    not_fitted_words,
+    open_project,
+    outcome_noun,
+    reason_words,
+)
 from pipeline.tables import estimates_by_model, format_num, model_label, styled, term_label
 
 root, params = open_project(params_file)
@@ -43,6 +52,10 @@ tables = read_results(results)
 coefs, stats = tables["coefficients"], tables["fit_statistics"]
 plan = load_specs()
 conf = float(params["model"].get("conf_level", 0.95))
+cfg = params["instruments"]
+outcome = (load_instrument(cfg["outcome"], cfg.get("paths") or []) if has_outcome(params)
+           else None)
+higher_is_better = bool(cfg.get("outcome_higher_is_better", True))
 
 # %% [markdown]
 # ## The alternatives
@@ -88,7 +101,9 @@ styled(pd.DataFrame(rows))
 # %% tags=["needs-primary"]
 shown = [n for n in names if n in readable]
 if "primary" in shown:
-    figures.show(*figures.sensitivity(coefs, shown, {n: model_label(n, plan) for n in shown}),
+    figures.show(*figures.sensitivity(coefs, shown, {n: model_label(n, plan) for n in shown},
+                                     outcome_label=outcome_noun(outcome, higher_is_better,
+                                                                escaped=False)),
                  "sensitivity")
 
 # %% tags=["needs-primary"]
@@ -103,7 +118,8 @@ if "primary" in shown and len(shown) > 1:
                                       labels={n: model_label(n, plan) for n in shown})))
     display(Markdown(
         f"The largest change of an estimate from the primary model is **{format_num(shift)}** "
-        f"wellbeing points per alliance point: {term_label(where)} in "
+        f"points of {outcome_noun(outcome, higher_is_better)} per alliance point: "
+        f"{term_label(where)} in "
         f"*{escape(model_label(by, plan))}*. Compare it with the estimates' standard errors "
         "in the models report: a change well inside one standard error does not alter the "
         "conclusion."

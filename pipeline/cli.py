@@ -235,9 +235,12 @@ def cmd_describe(params: dict[str, Any], args: argparse.Namespace) -> None:
     write_csv(trajectories(scored, min_cell, conf), out / "trajectories.csv")
     write_csv(distributions(scored, min_cell), out / "distributions.csv")
     low, high = params["report"]["plausible_r"]
-    write_csv(alliance_outcome_correlations(scored, (float(low), float(high)), min_cell),
+    alliance_inst, outcome_inst = _instruments(params)
+    higher_worse = (outcome_inst is not None and outcome_inst.direction == "higher_worse"
+                    and not params["instruments"].get("outcome_higher_is_better", True))
+    write_csv(alliance_outcome_correlations(scored, (float(low), float(high)), min_cell,
+                                            higher_worse=higher_worse),
               out / "alliance_outcome_correlations.csv")
-    alliance_inst, _ = _instruments(params)
     raters, _ = score_raters(alliance, alliance_inst, _therapist_form(params))
     write_csv(rater_summary(raters, min_cell), out / "rater_summary.csv")
     write_csv(rater_agreement(raters, min_cell, conf), out / "rater_agreement.csv")

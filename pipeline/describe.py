@@ -245,7 +245,8 @@ def suppress_counts(frame: pd.DataFrame, columns: dict[str, list[str]],
 
 def alliance_outcome_correlations(scored: pd.DataFrame,
                                   plausible: tuple[float, float],
-                                  min_cell: int | None = None) -> pd.DataFrame:
+                                  min_cell: int | None = None,
+                                  higher_worse: bool = False) -> pd.DataFrame:
     """Correlations of each alliance score with wellbeing, with a plausibility flag.
 
     Meta-analyses put the client-rated alliance-outcome correlation near r = .28
@@ -263,6 +264,9 @@ def alliance_outcome_correlations(scored: pd.DataFrame,
     min_cell
         A correlation over fewer clients than this is suppressed (``r`` and ``n``
         blank, ``note`` says why); ``None``: nothing suppressed.
+    higher_worse
+        The outcome is scored higher = worse (a symptom measure kept in its own direction):
+        the expected correlation is then negative, so ``-r`` is held to ``plausible``.
 
     Returns
     -------
@@ -299,10 +303,14 @@ def alliance_outcome_correlations(scored: pd.DataFrame,
                              "note": "not computed: fewer than 3 values or no variance"})
                 continue
             r = float(np.corrcoef(x, y)[0, 1])
-            ok = bool(low <= r <= high) if level != "within" else True
+            sign = -1.0 if higher_worse else 1.0
+            ok = bool(low <= sign * r <= high) if level != "within" else True
+            expected = (f"{0.0 - high:g} to {0.0 - low + 0.0:g} (the outcome is higher = "
+                        "worse), far from the published r of about -.28" if higher_worse else
+                        f"{low:g} to {high:g}, far from the published r of about .28")
             note = "" if ok else (
-                f"outside {low:g} to {high:g}, far from the published r of about .28: check "
-                "the scoring keys (reversed items) and the direction of the outcome measure")
+                f"outside {expected}: check the scoring keys (reversed items) and the "
+                "direction of the outcome measure")
             rows.append({"score": score, "level": level, "r": r, "n": n,
                          "plausible": ok, "note": note})
     return pd.DataFrame(rows, columns=columns)

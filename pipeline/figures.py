@@ -244,8 +244,10 @@ def alliance_shares(levels: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
     return fig, data
 
 
-def coefficient_plot(coefs: pd.DataFrame, model: str = "primary") -> tuple[Figure, pd.DataFrame]:
-    """Within- versus between-client effects of goal, task and bond with 95% intervals."""
+def coefficient_plot(coefs: pd.DataFrame, model: str = "primary",
+                     outcome_label: str = "wellbeing") -> tuple[Figure, pd.DataFrame]:
+    """Within- versus between-client effects of goal, task and bond with 95% intervals.
+    ``outcome_label`` names the outcome on the axis (``report.outcome_noun``)."""
     terms = [f"{k}_{part}" for k in SUBSCALES for part in ("within", "between")]
     rows = coefs[(coefs["model"] == model) & coefs["term"].isin(terms)]
     data = rows.set_index("term").loc[terms].reset_index()
@@ -263,15 +265,17 @@ def coefficient_plot(coefs: pd.DataFrame, model: str = "primary") -> tuple[Figur
                     fmt="o", color=COLORS[part], capsize=3, label=PARTS[part])
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(list(ypos.values()), [label(k) for k in ypos])
-    ax.set_xlabel(f"change in wellbeing per point of alliance ({ci})")
+    ax.set_xlabel(wrap(f"change in {outcome_label} per point of alliance ({ci})", 70))
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig, data
 
 
 def predicted_wellbeing(coefs: pd.DataFrame, model: str = "primary",
-                        span: float = 1.0, points: int = 21) -> tuple[Figure, pd.DataFrame]:
-    """Predicted difference in wellbeing across each subscale, within and between clients.
+                        span: float = 1.0, points: int = 21,
+                        outcome_label: str = "wellbeing") -> tuple[Figure, pd.DataFrame]:
+    """Predicted difference in the outcome (``outcome_label``, e.g. ``depression``) across
+    each subscale, within and between clients.
 
     For a session ``x`` points above the client's usual goal score (within), or a client
     whose mean goal score is ``x`` points above the average client (between), the model
@@ -300,7 +304,7 @@ def predicted_wellbeing(coefs: pd.DataFrame, model: str = "primary",
                             color=COLORS[part], alpha=0.2, lw=0)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set(title=label(k), xlabel=f"{label(k)}: points above the usual / average")
-    axes[0].set_ylabel("predicted difference in wellbeing")
+    axes[0].set_ylabel(wrap(f"predicted difference in {outcome_label}", 36))
     axes[0].legend(frameon=False)
     fig.tight_layout()
     return fig, data
@@ -356,7 +360,8 @@ def diagnostics(diag: pd.DataFrame, model: str = "primary",
 
 
 def sensitivity(coefs: pd.DataFrame, models: list[str],
-                labels: dict[str, str] | None = None) -> tuple[Figure, pd.DataFrame]:
+                labels: dict[str, str] | None = None,
+                outcome_label: str = "wellbeing") -> tuple[Figure, pd.DataFrame]:
     """Within- and between-client effects of goal, task and bond across models.
 
     ``labels`` maps a model name to its legend entry (e.g. the title of ``models.yaml``);
@@ -378,7 +383,7 @@ def sensitivity(coefs: pd.DataFrame, models: list[str],
                     label=textwrap.fill(labels.get(model, model), 34))
     ax.axvline(0, color="grey", lw=1)
     ax.set_yticks(np.arange(len(terms))[::-1], [term_label(t) for t in terms])
-    ax.set_xlabel(f"change in wellbeing per point of alliance ({ci})")
+    ax.set_xlabel(wrap(f"change in {outcome_label} per point of alliance ({ci})", 70))
     ax.legend(frameon=False, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig, data

@@ -61,6 +61,9 @@ class Instrument:
         Optional raw-total -> metric table (e.g. SWEMWBS Rasch conversion).
     direction
         ``"higher_better"`` or ``"higher_worse"``.
+    construct
+        What an outcome measures, as the reports name it (``wellbeing``, ``depression``,
+        ``psychological distress``); ``""``: the reports say "the outcome".
     """
 
     key: str
@@ -77,6 +80,7 @@ class Instrument:
     conversion: Mapping[int, float] | None = None
     multiplier: float = 1.0
     direction: Literal["higher_better", "higher_worse"] = "higher_better"
+    construct: str = ""
     rater: str | None = None
     checked: str = ""
     source: str = ""
@@ -93,7 +97,7 @@ class Instrument:
 #: left CORE-10's items 2 and 3 unreversed).
 FIELDS = frozenset({
     "key", "name", "kind", "n_items", "item_prefix", "range", "reversed", "score",
-    "subscales", "missing", "conversion", "multiplier", "direction", "rater",
+    "subscales", "missing", "conversion", "multiplier", "direction", "construct", "rater",
     "checked", "source"})
 
 
@@ -135,6 +139,7 @@ def _parse(raw: Mapping[str, Any], path: Path) -> Instrument:
             conversion=({int(k): float(v) for k, v in conversion.items()} if conversion else None),
             multiplier=float(raw.get("multiplier", 1.0)),
             direction=raw.get("direction", "higher_better"),
+            construct=str(raw.get("construct") or ""),
             rater=raw.get("rater"),
             checked=str(raw.get("checked", "")),
             source=str(raw.get("source", "")),

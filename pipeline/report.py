@@ -588,6 +588,46 @@ def outcome_description(inst: Any | None, higher_is_better: bool = True) -> str:
             f"scored {lo:g}\u2013{hi:g}, {direction}.")
 
 
+def outcome_turned(inst: Any | None, higher_is_better: bool = True) -> bool:
+    """Whether the scorer turned the outcome round (a higher = worse questionnaire, with
+    ``instruments.outcome_higher_is_better``), as :func:`pipeline.score.score_outcome`."""
+    return inst is not None and inst.direction == "higher_worse" and higher_is_better
+
+
+def outcome_noun(inst: Any | None, higher_is_better: bool = True,
+                 escaped: bool = True) -> str:
+    """What the reports call the outcome in running text, from the instrument's
+    ``construct`` (never the fixed word "wellbeing"): ``"wellbeing"`` (SWEMWBS),
+    ``"depression"`` (PHQ-9 kept higher = worse), ``"depression (reversed)"`` (turned
+    round), ``"the outcome"`` without a construct or an outcome. Escaped for Markdown
+    unless ``escaped=False`` (figure labels)."""
+    if inst is None or not inst.construct:
+        return "the outcome"
+    noun = escape(inst.construct) if escaped else str(inst.construct)
+    return f"{noun} (reversed)" if outcome_turned(inst, higher_is_better) else noun
+
+
+def outcome_reading(inst: Any | None, higher_is_better: bool = True) -> str:
+    """One sentence on the sign of a coefficient of the outcome: what a positive (or
+    negative) alliance effect means on this questionnaire's scale. ``""`` without an
+    outcome."""
+    if inst is None:
+        return ""
+    what = escape(inst.construct) if inst.construct else "the outcome"
+    name = escape(inst.name)
+    if inst.direction == "higher_better":
+        return (f"Higher scores on the {name} mean more {what} (better), so a **positive** "
+                "coefficient means that a stronger alliance goes with a better outcome.")
+    if outcome_turned(inst, higher_is_better):
+        return (f"Higher scores on the {name} mean more {what} (worse); the scores were "
+                "turned round (maximum plus minimum minus the score), so here higher = "
+                "better and a **positive** coefficient means that a stronger alliance goes "
+                f"with less {what}.")
+    return (f"Higher scores on the {name} mean more {what} (worse), and they are kept that "
+            "way, so a **negative** coefficient means that a stronger alliance goes with "
+            f"less {what} (a better outcome), a positive one with more.")
+
+
 def top_share(dist: pd.DataFrame, lo: float, hi: float, top_fraction: float,
               variables: tuple[str, ...] = ("goal", "task", "bond")) -> float:
     """Share of the (unsuppressed) binned session scores in the top part of the scale.

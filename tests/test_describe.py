@@ -74,3 +74,30 @@ def test_alliance_outcome_correlations_flag_a_wrong_sign() -> None:
     flipped = alliance_outcome_correlations(scored, (0.0, 0.5)).set_index("level")
     assert not flipped.loc["sessions", "plausible"]
     assert "direction of the outcome" in flipped.loc["sessions", "note"]
+
+
+def test_a_symptom_outcome_kept_higher_worse_expects_a_negative_correlation() -> None:
+    """PHQ-9 kept higher = worse (instruments.outcome_higher_is_better: false): r of about
+    -.3 is the published link, not a scoring problem; +.3 is then the suspicious one."""
+    from pipeline.describe import alliance_outcome_correlations
+
+    rng = np.random.default_rng(1)
+    n_clients, n_sessions = 40, 6
+    client = np.repeat(np.arange(n_clients), n_sessions)
+    goal = rng.normal(0, 1, n_clients)[client] + rng.normal(0, 1, client.size)
+    symptoms = -0.3 * goal + rng.normal(0, 1, client.size)
+    scored = pd.DataFrame({"client_id": client.astype(str), "goal": goal,
+                           "wellbeing": symptoms})
+    kept = alliance_outcome_correlations(scored, (0.0, 0.5),
+                                         higher_worse=True).set_index("level")
+    assert kept.loc["sessions", "r"] < -0.1
+    assert kept.loc["sessions", "plausible"]
+    assert kept.loc["sessions", "note"] == ""
+    # read as higher = better (the old rule) the same data were flagged
+    assert not alliance_outcome_correlations(scored, (0.0, 0.5)).set_index(
+        "level").loc["sessions", "plausible"]
+    scored["wellbeing"] = -scored["wellbeing"]
+    wrong = alliance_outcome_correlations(scored, (0.0, 0.5),
+                                          higher_worse=True).set_index("level")
+    assert not wrong.loc["sessions", "plausible"]
+    assert "outside -0.5 to 0 (the outcome is higher = worse)" in wrong.loc["sessions", "note"]

@@ -143,3 +143,14 @@ def test_long_instrument_names_are_wrapped_not_cut() -> None:
     assert fig.axes[1].get_title() == name and fig.axes[1].get_ylabel() == "mean score"
     assert fig.axes[0].get_ylabel() == "mean (1\u20135)"
     matplotlib.pyplot.close(fig)
+
+
+def test_effect_axes_name_the_outcome_not_wellbeing() -> None:
+    """A PHQ-9 analysis drew "change in wellbeing per point of alliance": the axes name
+    the outcome the report passes (``report.outcome_noun``)."""
+    fig, _ = figures.coefficient_plot(_coefs(), outcome_label="depression")
+    assert fig.axes[0].get_xlabel() == "change in depression per point of alliance (CI)"
+    fig, _ = figures.predicted_wellbeing(_coefs(), outcome_label="depression")
+    assert fig.axes[0].get_ylabel() == "predicted difference in depression"
+    fig, _ = figures.sensitivity(_coefs(), ["primary"], outcome_label="depression (reversed)")
+    assert "change in depression (reversed) per point" in fig.axes[0].get_xlabel()

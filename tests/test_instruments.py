@@ -229,3 +229,11 @@ def test_outcome_max_missing_must_leave_an_item(tmp_path: Path) -> None:
     with pytest.raises(InstrumentError, match=r"missing\.max_missing is 3, but the questionnaire "
                                               "has 3 items"):
         load_instrument("myform", [tmp_path])
+
+
+@pytest.mark.parametrize(("key", "construct"), [
+    ("swemwbs", "wellbeing"), ("wemwbs", "wellbeing"), ("who5", "wellbeing"),
+    ("phq9", "depression"), ("gad7", "anxiety"), ("core10", "psychological distress")])
+def test_outcomes_name_what_they_measure(key: str, construct: str) -> None:
+    """The reports call the outcome by its construct (a PHQ-9 analysis said 'wellbeing')."""
+    assert load_instrument(key).construct == construct

@@ -86,3 +86,23 @@ def test_the_notebook_machinery_imports_without_rfc3987_syntax() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_outcome_words_follow_the_instrument_and_its_direction() -> None:
+    """A PHQ-9 analysis was written up as "wellbeing" with no word on the sign: the noun
+    comes from the instrument's construct and the reading sentence from its direction."""
+    from pipeline.instruments import load_instrument
+    from pipeline.report import outcome_noun, outcome_reading
+
+    phq9, swemwbs = load_instrument("phq9"), load_instrument("swemwbs")
+    assert outcome_noun(swemwbs) == "wellbeing"
+    assert outcome_noun(phq9, higher_is_better=False) == "depression"
+    assert outcome_noun(phq9, higher_is_better=True, escaped=False) == "depression (reversed)"
+    assert outcome_noun(None) == "the outcome"
+    kept = outcome_reading(phq9, higher_is_better=False)
+    assert "a **negative** coefficient means that a stronger alliance goes with less " \
+           "depression (a better outcome)" in kept
+    turned = outcome_reading(phq9, higher_is_better=True)
+    assert "here higher = better and a **positive** coefficient" in turned
+    assert "a **positive** coefficient" in outcome_reading(swemwbs)
+    assert outcome_reading(None) == ""
