@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # Do goal, task and bond predict wellbeing?
+# # Do goal, task and bond predict the outcome?
 #
 # **In short.** This report shows the mixed models of the analysis plan
 # (`docs/analysis-plan.md`). Every number is read from `results/`, where the pipeline's
@@ -102,7 +102,7 @@ if not with_outcome:
     display(Markdown(
         "**There is no outcome in these data.** No outcome file is named (`data.outcome` in "
         "`params.yaml` is empty), so this report cannot say whether the alliance goes with "
-        "wellbeing or any other outcome: the "
+        "any outcome: the "
         f"{len(outcome_models)} models of the outcome in `pipeline/models.yaml` (the primary "
         "model, the secondary and moderation models, the sensitivity models) are skipped, "
         "and so are their sections. What follows is the alliance itself, as the clients "
@@ -165,12 +165,12 @@ else:
     ))
     comps = set(varcomp.loc[varcomp["model"] == "primary", "component"])
     random_parts = [words for key, words in (
-        ("therapist", "a random intercept for each therapist (some therapists' clients are "
-                      "better off on average)"),
+        ("therapist", "a random intercept for each therapist (some therapists' clients "
+                      "score higher on average)"),
         ("client", "one for each client (clients of the same therapist differ)"
          if "therapist" in comps else
-         "a random intercept for each client (some clients are better off on average)"),
-        ("client_time", "a random slope on time for each client (wellbeing changes at "
+         "a random intercept for each client (some clients score higher on average)"),
+        ("client_time", f"a random slope on time for each client ({noun} changes at "
                         "different speeds)"
          + (", correlated with the client's intercept" if "cov_client_client_time" in comps
             else ", uncorrelated with the client's intercept")))
@@ -251,7 +251,7 @@ if primary_ok:
     display(Markdown(f"The bars are {percent(conf)} intervals; an interval that does not cross "
                      f"zero is an effect that differs from zero at the {percent(1 - conf)} level."))
     figures.show(*figures.coefficient_plot(coefs, outcome_label=label_noun),
-                 "coefficients_within_between")
+                 "coefficients_within_between", outcome=label_noun)
 
 # %% [markdown] tags=["needs-outcome", "needs-primary"]
 # ## What the effects mean in points of the outcome
@@ -267,13 +267,13 @@ if primary_ok:
            or higher_is_better else
            " Higher is worse here: a line that falls means a better outcome.")))
     figures.show(*figures.predicted_wellbeing(coefs, outcome_label=label_noun),
-                 "predicted_wellbeing")
+                 "predicted_wellbeing", outcome=label_noun)
 
 # %% [markdown] tags=["needs-outcome", "needs-primary"]
 # ## How much varies between therapists, clients and sessions
 #
 # Variance components of the primary model. *Therapist intercept* and *Client intercept* are
-# the variances of the random intercepts (how much wellbeing differs between therapists, and
+# the variances of the random intercepts (how much the outcome differs between therapists, and
 # between clients of the same therapist, beyond what the predictors explain), *Client slope
 # on time* the variance of the clients' own slopes over sessions, *Residual (session)* what
 # is left from session to session.
@@ -294,10 +294,10 @@ if primary_ok:
 #
 # - the **standard deviations** of the random effects and the residual;
 # - the **intraclass correlations** (ICC): the therapist's (or client's) share of the
-#   variance of wellbeing at the first session, e.g. ICC therapist = therapist variance /
+#   variance of the outcome at the first session, e.g. ICC therapist = therapist variance /
 #   (therapist + client + residual variance);
 # - **R²** (Nakagawa & Schielzeth, 2013): *marginal* R² is the share of the variance of
-#   wellbeing explained by the fixed effects (time and the alliance), *conditional* R² the
+#   the outcome explained by the fixed effects (time and the alliance), *conditional* R² the
 #   share explained by the fixed and the random effects together.
 
 # %% tags=["needs-outcome", "needs-primary"]
@@ -316,7 +316,7 @@ if primary_ok and len(boot):
         f"account for {percent(icc['estimate'])} of the variance left at the first session, and "
         f"data like these are compatible with anything from {percent(icc['conf_low'])} to "
         f"{percent(icc['conf_high'])}. (The growth model below, without the alliance, gives "
-        "the shares of wellbeing itself.)"))
+        f"the shares of {noun} itself.)"))
 elif primary_ok:
     boot_model = str((params.get("bootstrap") or {}).get("model", "primary"))
     boot_row = stats[stats["model"] == boot_model]
@@ -342,7 +342,7 @@ elif primary_ok:
 # The bottom row asks whether the model misses a curve, with two plots of the mean residual
 # in bins of the fitted values (each bin holds many sessions):
 #
-# - **Conditional residuals** (left): observed wellbeing minus the full prediction, which
+# - **Conditional residuals** (left): the observed outcome minus the full prediction, which
 #   includes each client's and therapist's predicted random effects. These predictions are
 #   *shrunk* towards zero: a client with few sessions is given only part of their own
 #   deviation from the average (the rest could be chance), and the remaining part stays in
@@ -350,7 +350,7 @@ elif primary_ok:
 #   predicted, and clients predicted low even lower, so this line **rises even when the
 #   model is exactly right**. Its slope says how much shrinkage there is, not that the model
 #   is wrong.
-# - **Marginal residuals** (right): observed wellbeing minus the fixed part alone
+# - **Marginal residuals** (right): the observed outcome minus the fixed part alone
 #   (intercept, time and the alliance terms), binned by that fixed-part prediction. No
 #   random effect is predicted here, and the model assumes the random effects are unrelated
 #   to the predictors, so **if the fixed part is right every bin's mean lies at zero**, up to
@@ -428,21 +428,21 @@ def comparisons(names: list[str]) -> None:
 # better trade-off.
 
 # %% [markdown] tags=["needs-outcome"]
-# ### 1. How much of wellbeing lies with therapists and with clients?
+# ### 1. How much of the outcome lies with therapists and with clients?
 #
 # The unconditional growth model has time only. Its intraclass correlations (ICC) say what
-# share of the variance in wellbeing lies between therapists and between clients.
+# share of the variance in the outcome lies between therapists and between clients.
 
 # %% tags=["needs-outcome"]
 g = stats[stats["model"] == "growth"].iloc[0]
 if g["status"] in ("fitted", "singular") and pd.isna(g["icc_therapist"]):
     display(Markdown(
-        "The therapists' share of the variance in wellbeing cannot be estimated: the model "
+        f"The therapists' share of the variance in {noun} cannot be estimated: the model "
         "has no therapist level (see *Simplified* below). Clients account for "
         f"**{percent(g['icc_client'])}**; the rest varies from session to session."))
 elif g["status"] in ("fitted", "singular"):
     display(Markdown(
-        f"Therapists account for **{percent(g['icc_therapist'])}** of the variance in wellbeing "
+        f"Therapists account for **{percent(g['icc_therapist'])}** of the variance in {noun} "
         f"and clients (within therapists) for **{percent(g['icc_client'])}**; the rest varies "
         "from session to session."
     ))
@@ -462,7 +462,7 @@ comparisons(["subscales_vs_total"])
 # %% [markdown] tags=["needs-outcome"]
 # ### 3. Each subscale alone
 #
-# Goal, task and bond each predict wellbeing on their own here (without the other two), so
+# Goal, task and bond each predict the outcome on their own here (without the other two), so
 # their effects include what they share. Three tests of within-client effects are made, so
 # their p-values are Holm-adjusted (Holm, 1979; column *p (Holm)*): the smallest p is
 # multiplied by 3, the next by 2, the largest by 1 (each at least the one before),
@@ -473,13 +473,13 @@ section(["goal_only", "task_only", "bond_only"])
 comparisons(["goal_vs_all", "task_vs_all", "bond_vs_all"])
 
 # %% [markdown] tags=["needs-outcome"]
-# ### 4. Does the alliance predict wellbeing at the *next* session?
+# ### 4. Does the alliance predict the outcome at the *next* session?
 #
 # A within-client effect at the same session cannot say which came first. The prospective
-# model predicts wellbeing from the alliance at the client's previous session, adjusting
-# for wellbeing at that session (Falkenström et al., 2013). **Caution:** a lagged outcome
+# model predicts the outcome from the alliance at the client's previous session, adjusting
+# for the outcome at that session (Falkenström et al., 2013). **Caution:** a lagged outcome
 # next to a random client intercept is biased when each client has few sessions (Nickell,
-# 1981), so the coefficient of previous wellbeing is too small and the alliance
+# 1981), so the coefficient of the previous outcome is too small and the alliance
 # coefficients may be off as well.
 
 # %% tags=["needs-outcome"]

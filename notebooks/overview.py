@@ -45,6 +45,7 @@ from pipeline.report import (
     outcome_description,
     top_share,
 )
+from pipeline.report import outcome_label as report_outcome_label
 from pipeline.score import therapist_form
 from pipeline.tables import format_int, number, percent, styled
 
@@ -61,6 +62,7 @@ therapist = therapist_form(cfg)
 has_outcome = bool(params["data"].get("outcome")) and bool(cfg.get("outcome"))
 outcome = load_instrument(cfg["outcome"], paths) if has_outcome else None
 outcome_label = outcome.name if outcome is not None else "outcome"
+outcome_word = report_outcome_label(params, escaped=False)   # wellbeing, depression, ...
 
 
 def count(v: float) -> str:
@@ -195,7 +197,7 @@ if (~traj["suppressed"]).any():
     metric = f"{alliance.item_min:g}\u2013{alliance.item_max:g}"
     figures.show(*figures.trajectories(traj, outcome_label=outcome_label,
                                        alliance_metric=metric), "trajectories",
-                 with_outcome=has_outcome)
+                 with_outcome=has_outcome, outcome=outcome_word)
 else:
     display(Markdown(f"Every session has fewer than {min_cell} clients: nothing to show."))
 
@@ -209,7 +211,7 @@ else:
 dist = pd.read_csv(describe / "distributions.csv")
 if (~dist["suppressed"].astype(bool)).any():
     figures.show(*figures.distributions(dist, outcome_label=outcome_label), "distributions",
-                 with_outcome=has_outcome)
+                 with_outcome=has_outcome, outcome=outcome_word)
 ceiling = params["report"].get("ceiling", {}) or {}
 top_fraction = float(ceiling.get("top_fraction", 0.25))
 min_share = float(ceiling.get("min_share", 0.5))

@@ -16,7 +16,7 @@
 #
 # **In short.** *Power* is the chance that a study finds an effect that is really there:
 # that the test of, say, the within-client goal effect gives p < α. It depends on the size
-# of the effect, on how much wellbeing varies between therapists, between clients and from
+# of the effect, on how much the outcome varies between therapists, between clients and from
 # session to session, and on the design. Mixed models have no simple formula for it, so
 # this report *simulates*: for each planned design it generates many studies from a model
 # whose true values are known, fits the same model the analysis plan fits, and counts how
@@ -85,7 +85,7 @@ else:
 # sessions. Goal, task and bond are drawn at the therapist, client and session level (the
 # alliance process in the second table), the predictors are built from them exactly as
 # for real data (time, and each client's mean and session-to-session deviations), and
-# wellbeing is drawn from the model with the true values in the first table: fixed
+# the outcome is drawn from the model with the true values in the first table: fixed
 # effects from `power.effects` where set, otherwise the estimates of the model fitted to
 # these data; variance components from `power.sd` where set, otherwise from that fit.
 
@@ -255,7 +255,7 @@ if available:
 # workers; an interrupted run resumes where it stopped.
 #
 # **What this cannot tell you.** The simulation assumes the model is right: normal random
-# effects, the same effect for every client, no dropout related to wellbeing. Real data
+# effects, the same effect for every client, no dropout related to the outcome. Real data
 # are messier; treat the numbers as a lower bound on the size a study needs.
 
 # %% tags=["needs-power"]

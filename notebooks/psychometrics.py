@@ -30,7 +30,13 @@ from IPython.display import Markdown, display
 
 from pipeline import figures
 from pipeline.instruments import Instrument, load_instrument
-from pipeline.report import data_notice, escape, open_project, outcome_description
+from pipeline.report import (
+    data_notice,
+    escape,
+    open_project,
+    outcome_description,
+    outcome_label,
+)
 from pipeline.score import therapist_form
 from pipeline.tables import format_int, format_r, percent, styled, yes_no
 
@@ -116,7 +122,9 @@ display(Markdown(outcome_description(outcome, bool(cfg.get("outcome_higher_is_be
 scoring = pd.read_csv(results / "scoring.csv")
 cols = ["instrument", "scale", "n_rows", "n_complete", "n_prorated", "n_missing", "metric"]
 scored = named(scoring[cols]).assign(  # "alliance_total (therapist)" too
-    scale=lambda t: t["scale"].str.replace(r"^alliance_total\b", "total", regex=True))
+    scale=lambda t: t["scale"].str.replace(r"^alliance_total\b", "total", regex=True)
+    # the outcome column is called wellbeing whatever it measures: name it as the reports do
+    .replace({"wellbeing": outcome_label(params, escaped=False)}))
 styled(scored.rename(columns={"scale": "score", "n_rows": "forms", "n_complete": "complete",
                               "n_prorated": "prorated", "n_missing": "missing"})).format(
     {c: count for c in ["forms", "complete", "prorated", "missing"]})

@@ -20,8 +20,8 @@
 # and therapist notice the strain and talk it through, the relationship can recover, and
 # often comes out stronger: a **repair**, a chance to rebuild trust. This report looks for
 # the traces of ruptures and repairs in the session-by-session alliance questionnaires,
-# using several published rules side by side, and asks whether they go with how wellbeing
-# changed and with clients ending therapy early. It shows aggregates only: no client
+# using several published rules side by side, and asks whether they go with how the
+# outcome changed and with clients ending therapy early. It shows aggregates only: no client
 # appears, and groups smaller than `report.min_cell` are suppressed.
 
 # %% tags=["parameters"]
@@ -38,7 +38,14 @@ from IPython.display import Markdown, display
 
 from pipeline import figures
 from pipeline.references import reference_list
-from pipeline.report import data_notice, has_outcome, open_project, reason_words
+from pipeline.report import (
+    data_notice,
+    has_outcome,
+    open_project,
+    outcome_higher_worse,
+    outcome_label,
+    reason_words,
+)
 from pipeline.ruptures import plots
 from pipeline.ruptures.criteria import NO_VARIATION, load_rules, sd_label
 from pipeline.ruptures.detect import detect_series
@@ -60,6 +67,9 @@ figures.apply_style()
 meta = json.loads((results / "meta.json").read_text(encoding="utf-8"))
 criteria = cfg["criteria"]
 labels = {name: str(c.get("label", name)) for name, c in criteria.items()}
+noun = outcome_label(params)                       # wellbeing, depression, the outcome
+label_noun = outcome_label(params, escaped=False)  # figure labels
+worse_up = outcome_higher_worse(params)            # a symptom score kept higher = worse
 
 
 def esc(text: object) -> str:
@@ -88,7 +98,7 @@ display(Markdown(data_notice(params)))
 if not has_outcome(params):
     display(Markdown(
         "**Alliance-only analysis:** no outcome file was given, so the part of this report "
-        "that links ruptures to wellbeing change is left out."))
+        "that links ruptures to change in an outcome is left out."))
 
 # %% [markdown]
 # ## What a post-session questionnaire can and cannot see
@@ -460,8 +470,8 @@ if len(bench):
 # %%
 with_outcome = has_outcome(params)
 display(Markdown(
-    ("Alliance and wellbeing of clients" if with_outcome else
-     "The alliance of clients (alliance-only analysis: no wellbeing to draw)")
+    (f"Alliance and {noun} of clients" if with_outcome else
+     "The alliance of clients (alliance-only analysis: no outcome to draw)")
     + " around their rupture sessions, lined up so that 0 is\nthe session of the drop, and "
     "averaged over episodes (deviations from each client's own\nmean, with "
     f"{percent(float(params['model'].get('conf_level', 0.95)))} intervals). "
@@ -473,15 +483,17 @@ fig_crit = str(cfg.get("figure_criterion"))
 drawn = pd.DataFrame()
 if len(crs):
     fig, drawn = plots.course(crs, fig_crit, labels.get(fig_crit, fig_crit),
-                              with_outcome=with_outcome)
+                              with_outcome=with_outcome, outcome_label=label_noun)
     if drawn.empty:
         plt.close(fig)
 if len(drawn):
-    figures.inline(fig, figures.describe("ruptures_course", with_outcome))
+    figures.inline(fig, figures.describe("ruptures_course", with_outcome, label_noun))
     display(Markdown(
         f"Rule: **{esc(labels.get(fig_crit, fig_crit))}** (`ruptures.figure_criterion`). "
         "The dip at 0 is partly built in: sessions were *selected* for being low. "
-        + ("Whether wellbeing follows the alliance down and back up is the informative part."
+        + ((f"Whether {noun} rises as the alliance drops (higher = worse here) and falls "
+            "back as it recovers is the informative part." if worse_up else
+            f"Whether {noun} follows the alliance down and back up is the informative part.")
            if with_outcome else
            "How far and how fast the alliance comes back up is the informative part.")))
 elif len(prev) and plots.episodes_found(prev, fig_crit) == 0:
@@ -497,10 +509,10 @@ else:
 # %% [markdown] tags=["needs-outcome"]
 # ## Ruptures and outcome
 #
-# Does wellbeing change differently in clients whose ruptures were repaired, clients
+# Does the outcome change differently in clients whose ruptures were repaired, clients
 # whose ruptures were not, and clients without a detected rupture? For each rule, a mixed
-# model of each client's wellbeing change (last minus first rated session), adjusted for
-# the first wellbeing score and the number of sessions in between, with a random
+# model of each client's change in the outcome (last minus first rated session), adjusted
+# for the first outcome score and the number of sessions in between, with a random
 # intercept for the therapist. **This is observational**: nobody was assigned to repair.
 # Clients who repair may differ in many ways (engagement, severity, their therapist), and
 # a longer therapy both changes more and offers more chances to see an episode. A
@@ -538,8 +550,10 @@ if len(og):
          columns={"n_clients": "clients", "n_in_model": "in the model",
                   "mean_change": "mean change", "sd_change": "SD"})
     display(Markdown(
-        "*Mean change*: last minus first rated wellbeing, unadjusted, of the clients in the "
-        "model; censored clients (an episode whose repair could not yet be seen) are not in "
+        f"*Mean change*: last minus first rated {noun} score, unadjusted, of the clients in "
+        "the model"
+        + (" (higher = worse: a negative change is an improvement)" if worse_up else "")
+        + "; censored clients (an episode whose repair could not yet be seen) are not in "
         "the model. '–': no client, or fewer than the minimum cell size."))
 
 # %% tags=["needs-outcome"]
@@ -555,12 +569,14 @@ if len(rc):
     ref = rc.iloc[0]
     display(Markdown(
         "**Sanity check.** Among clients with an episode, the correlation of being repaired "
-        "with the (adjusted) wellbeing change. A meta-analysis of 11 studies (Eubanks, Muran "
+        f"with the (adjusted) {noun} change. A meta-analysis of 11 studies (Eubanks, Muran "
         f"& Safran, 2018) put the link between repair and outcome at about r = "
         f"{number(ref['reference_r'], 'correlation')}, with a wide interval (roughly "
         f"{number(ref['reference_low'], 'correlation')} to "
         f"{number(ref['reference_high'], 'correlation')}); these figures are approximate. "
-        "A value far "
+        + ("Here the outcome is higher = worse, so a link of that size shows as a "
+           "*negative* r of about that size. " if worse_up else "")
+        + "A value far "
         "outside that range is not wrong by itself, but it asks whether the rule detects "
         "real ruptures (see precision above) before anything is read into it."))
 

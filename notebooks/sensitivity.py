@@ -63,7 +63,7 @@ higher_is_better = bool(cfg.get("outcome_higher_is_better", True))
 # - **ML instead of REML**: REML corrects the variance components for the
 #   fixed effects estimated; with hundreds of clients the fixed effects should hardly change.
 # - **Detrended within-client alliance**: if a client's alliance and
-#   wellbeing both rise over therapy, part of the within-client association may be the two
+#   outcome both improve over therapy, part of the within-client association may be the two
 #   trends. Here each client's linear trend is removed from their alliance before the
 #   within-client part is computed (Falkenström et al., 2017).
 # - **Clients with at least three sessions**: a client with one or two
@@ -194,9 +194,9 @@ if curve is not None:
 # %% [markdown]
 # **How to read a split curve.** When the lag is the choice that matters (as it often is),
 # the two halves answer different questions: lag 0 asks whether sessions with a
-# better-than-usual alliance are also sessions with better wellbeing; lag 1 asks whether
-# a better-than-usual alliance is followed by better wellbeing at the next session, after
-# adjusting for wellbeing at the previous one. The second is closer to a causal question,
+# better-than-usual alliance are also sessions with a better outcome; lag 1 asks whether
+# a better-than-usual alliance is followed by a better outcome at the next session, after
+# adjusting for the outcome at the previous one. The second is closer to a causal question,
 # but a lagged outcome next to a client intercept is biased in short series (Nickell,
 # 1981), so a small or negative lag-1 estimate is not by itself evidence against an
 # alliance effect.

@@ -223,6 +223,7 @@ def cmd_describe(params: dict[str, Any], args: argparse.Namespace) -> None:
         rater_summary,
         trajectories,
     )
+    from pipeline.report import outcome_higher_worse
     from pipeline.score import score_raters
 
     conf = check_conf_level(params["model"].get("conf_level", 0.95))
@@ -235,11 +236,9 @@ def cmd_describe(params: dict[str, Any], args: argparse.Namespace) -> None:
     write_csv(trajectories(scored, min_cell, conf), out / "trajectories.csv")
     write_csv(distributions(scored, min_cell), out / "distributions.csv")
     low, high = params["report"]["plausible_r"]
-    alliance_inst, outcome_inst = _instruments(params)
-    higher_worse = (outcome_inst is not None and outcome_inst.direction == "higher_worse"
-                    and not params["instruments"].get("outcome_higher_is_better", True))
+    alliance_inst, _ = _instruments(params)
     write_csv(alliance_outcome_correlations(scored, (float(low), float(high)), min_cell,
-                                            higher_worse=higher_worse),
+                                            higher_worse=outcome_higher_worse(params)),
               out / "alliance_outcome_correlations.csv")
     raters, _ = score_raters(alliance, alliance_inst, _therapist_form(params))
     write_csv(rater_summary(raters, min_cell), out / "rater_summary.csv")
@@ -290,6 +289,7 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
     import pandas as pd
 
     from pipeline import tables
+    from pipeline.report import outcome_label
 
     results, tabdir = Path(args.results), Path(args.tables)
 
@@ -321,8 +321,9 @@ def cmd_publish(params: dict[str, Any], args: argparse.Namespace) -> None:
         note += " SIMULATED data."
     if "primary" in readable:
         tables.write_table(tables.coefficient_table(coefs, ["primary"], conf), tabdir,
-                           "primary", "Table 1. Primary model: alliance and wellbeing, within "
-                           "and between clients", note)
+                           "primary", f"Table 1. Primary model: alliance and "
+                           f"{outcome_label(params, escaped=False)}, within and between "
+                           "clients", note)
     others = [m for m in dict.fromkeys(coefs["model"]) if m != "primary"]
     if others:
         tables.write_table(tables.coefficient_table(coefs, others, conf), tabdir, "secondary",

@@ -111,13 +111,14 @@ def save_figure(fig: Figure, data: pd.DataFrame, outdir: str | Path, name: str) 
     return paths
 
 
-def describe(name: str, with_outcome: bool = True) -> str:
+def describe(name: str, with_outcome: bool = True, outcome: str = "wellbeing") -> str:
     """The one line on what figure ``name`` shows (``pipeline/index.yaml``, as on the front
-    page; ``with_outcome`` False: its alliance-only line, where it has one): the figure's
-    alternative text in the reports, for readers who cannot see it."""
+    page; ``with_outcome`` False: its alliance-only line, where it has one; ``outcome``:
+    what the outcome measures, ``report.outcome_noun``): the figure's alternative text in
+    the reports, for readers who cannot see it."""
     from pipeline.index import figure_line
 
-    return figure_line(name, with_outcome)
+    return figure_line(name, with_outcome, outcome=outcome)
 
 
 def inline(fig: Figure, alt: str) -> None:
@@ -129,7 +130,8 @@ def inline(fig: Figure, alt: str) -> None:
     plt.close(fig)
 
 
-def show(fig: Figure, data: pd.DataFrame, name: str, with_outcome: bool = True) -> None:
+def show(fig: Figure, data: pd.DataFrame, name: str, with_outcome: bool = True,
+         outcome: str = "wellbeing") -> None:
     """Show a report's figure; when the pipeline renders the report, publish it as well.
 
     With ``ALLIANCE_FIGURES_DIR`` set (``pipeline.report.render_many`` sets it for its
@@ -138,7 +140,8 @@ def show(fig: Figure, data: pd.DataFrame, name: str, with_outcome: bool = True) 
     the figure's own width in pixels (``figure.dpi``, as the inline figure): one drawing,
     and the published file is exactly the report's picture. Without it (a student in
     JupyterLab) the figure is shown inline and nothing is written. ``with_outcome``
-    False: an alliance-only run's figure, described as such (:func:`describe`).
+    False: an alliance-only run's figure, described as such (:func:`describe`);
+    ``outcome`` names the outcome in that description (``report.outcome_noun``).
     """
     outdir = os.environ.get(FIGURES_DIR_ENV)
     if not outdir:
@@ -149,7 +152,7 @@ def show(fig: Figure, data: pd.DataFrame, name: str, with_outcome: bool = True) 
     width = round(fig.get_figwidth() * fig.dpi)
     png = save_figure(fig, data, outdir, name)[0]
     display(Image(data=png.read_bytes(), format="png", width=width,
-                  alt=describe(name, with_outcome)))
+                  alt=describe(name, with_outcome, outcome)))
 
 
 def trajectories(traj: pd.DataFrame, outcome_label: str = "wellbeing",

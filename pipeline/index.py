@@ -23,7 +23,7 @@ from typing import Any
 
 from pipeline import yamlfile
 from pipeline.errors import SettingsError
-from pipeline.report import data_notice, has_outcome
+from pipeline.report import data_notice, has_outcome, outcome_label
 from pipeline.verify import code_stamp
 
 DESCRIPTIONS = Path(__file__).with_name("index.yaml")
@@ -54,15 +54,17 @@ def load_descriptions(path: str | Path = DESCRIPTIONS) -> dict[str, Any]:
 
 
 def figure_line(name: str, with_outcome: bool = True,
-                descriptions: Mapping[str, Any] | None = None) -> str:
+                descriptions: Mapping[str, Any] | None = None,
+                outcome: str = "wellbeing") -> str:
     """The one line on what figure ``name`` shows, as drawn: a figure with two lines in
     ``pipeline/index.yaml`` (``with_outcome``, ``alliance_only``) has the one of this run;
-    ``figure <name>`` when the file has none."""
+    ``figure <name>`` when the file has none. ``{outcome}`` in a line becomes ``outcome``
+    (what the outcome measures: ``report.outcome_noun``)."""
     desc = descriptions if descriptions is not None else load_descriptions()
     entry = desc["figures"].get(name, f"figure {name}")
     if isinstance(entry, Mapping):
         entry = entry["with_outcome" if with_outcome else "alliance_only"]
-    return " ".join(str(entry).split())
+    return " ".join(str(entry).split()).replace("{outcome}", outcome)
 
 
 def report_sources(folder: str | Path, order: list[str]) -> list[Path]:
@@ -140,6 +142,7 @@ def build_index(root: str | Path, params: Mapping[str, Any], reports: Sequence[s
     figures_dir, tables_dir = Path(figures_dir), Path(tables_dir)
     esc = html.escape
     with_outcome = has_outcome(params)   # the figures of an alliance-only run differ
+    noun = outcome_label(params, escaped=False)   # wellbeing, depression, the outcome
 
     report_rows = [[f'<a href="{esc(Path(s).stem)}.html">{esc(Path(s).stem)}.html</a>',
                     esc(notebook_title(s))] for s in reports]
@@ -154,7 +157,7 @@ def build_index(root: str | Path, params: Mapping[str, Any], reports: Sequence[s
             thumb = (f'<a href="{href}/{esc(name)}.png"><img src="{href}/{esc(name)}.png" '
                      f'alt="{esc(name)}" width="180"></a>')
             figure_rows.append([thumb, f"<code>{esc(name)}</code><br>{links}",
-                                esc(figure_line(name, with_outcome, desc))])
+                                esc(figure_line(name, with_outcome, desc, noun))])
     table_rows = []
     for name in sorted({p.stem for p in tables_dir.glob("*.html")}):
         links = " · ".join(f'<a href="tables/{esc(name)}.{ext}">{label}</a>'
@@ -179,7 +182,8 @@ def build_index(root: str | Path, params: Mapping[str, Any], reports: Sequence[s
             setting_rows.append([f"<code>{esc(key)}</code>", esc(shown)])
 
     stamp = code_stamp(root)
-    title = "Working alliance and wellbeing: reports, figures and tables"
+    title = esc(f"Working alliance and {noun}: reports, figures and tables" if with_outcome
+                else "Working alliance: reports, figures and tables")
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>

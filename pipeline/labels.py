@@ -35,6 +35,8 @@ def term_label(term: str) -> str:
         return "Intercept"
     if term == "time":
         return "Time (session \u2212 1)"
+    if term == "wellbeing_lag":   # the outcome column is named wellbeing whatever it measures
+        return "Outcome (previous session)"
     match = _CATEGORY.match(term)
     if match:
         return f"{match['var'].replace('_', ' ').capitalize()}: {match['level']}"

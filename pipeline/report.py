@@ -607,6 +607,32 @@ def outcome_noun(inst: Any | None, higher_is_better: bool = True,
     return f"{noun} (reversed)" if outcome_turned(inst, higher_is_better) else noun
 
 
+def outcome_label(params: Mapping[str, Any], escaped: bool = True) -> str:
+    """:func:`outcome_noun` of the outcome the settings name (``instruments.outcome``,
+    ``instruments.outcome_higher_is_better``); ``"the outcome"`` without one."""
+    if not has_outcome(params):
+        return "the outcome"
+    from pipeline.instruments import load_instrument
+
+    cfg = params["instruments"]
+    inst = load_instrument(cfg["outcome"], cfg.get("paths") or [])
+    return outcome_noun(inst, bool(cfg.get("outcome_higher_is_better", True)), escaped)
+
+
+def outcome_higher_worse(params: Mapping[str, Any]) -> bool:
+    """Whether the outcome, as analysed, runs higher = worse: a symptom questionnaire
+    (``direction: higher_worse``) kept in its own direction
+    (``instruments.outcome_higher_is_better: false``). Its expected link with the alliance
+    is then negative."""
+    if not has_outcome(params):
+        return False
+    from pipeline.instruments import load_instrument
+
+    cfg = params["instruments"]
+    inst = load_instrument(cfg["outcome"], cfg.get("paths") or [])
+    return inst.direction == "higher_worse" and not cfg.get("outcome_higher_is_better", True)
+
+
 def outcome_reading(inst: Any | None, higher_is_better: bool = True) -> str:
     """One sentence on the sign of a coefficient of the outcome: what a positive (or
     negative) alliance effect means on this questionnaire's scale. ``""`` without an

@@ -60,7 +60,7 @@ def test_an_alliance_only_run_describes_the_figures_it_drew(root: Path, params: 
     assert "and wellbeing" not in page.split("<h2>Figures</h2>")[1].split("<h2>Tables")[0]
     assert ("Alliance around a rupture session (deviation from each client&#x27;s mean), "
             "repaired and unrepaired episodes, with intervals (alliance-only analysis: no "
-            "wellbeing).") in page
+            "outcome).") in page
     assert "Mean goal, task and bond at each session" in page
     assert ("Alliance and wellbeing around a rupture session" in with_wb
             and "Mean goal, task, bond and wellbeing at each session" in with_wb)
@@ -71,3 +71,26 @@ def test_an_alliance_only_run_describes_the_figures_it_drew(root: Path, params: 
         "mean), repaired and unrepaired episodes, with intervals.")
     # a figure with one line has it in both kinds of run
     assert describe("reliability", with_outcome=False) == describe("reliability")
+
+
+def test_a_symptom_outcome_is_named_on_the_front_page(root: Path, params: dict,
+                                                      tmp_path: Path) -> None:
+    """A PHQ-9 run's front page said "Working alliance and wellbeing" and "Mean goal, task,
+    bond and wellbeing at each session": the outcome is named by its construct."""
+    from pipeline.figures import describe
+
+    for name in ("ruptures_course", "trajectories", "coefficients_within_between"):
+        (tmp_path / f"{name}.png").write_bytes(b"")
+    phq9 = {**params, "instruments": {**params["instruments"], "outcome": "phq9",
+                                      "outcome_higher_is_better": False}}
+    page = build_index(root, phq9, [], tmp_path, tmp_path)
+    assert "<title>Working alliance and depression: reports, figures and tables</title>" in page
+    assert "Mean goal, task, bond and depression at each session" in page
+    assert "Alliance and depression around a rupture session" in page
+    assert "effects of goal, task and bond on depression," in page
+    assert "wellbeing" not in page
+    turned = {**phq9, "instruments": {**phq9["instruments"], "outcome_higher_is_better": True}}
+    assert "Working alliance and depression (reversed)" in build_index(root, turned, [],
+                                                                       tmp_path, tmp_path)
+    assert describe("trajectories", outcome="anxiety") == (
+        "Mean goal, task, bond and anxiety at each session, with confidence intervals.")

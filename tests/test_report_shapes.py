@@ -217,6 +217,12 @@ def test_course_figure_of_an_alliance_only_run_has_the_alliance_panel_only(
     fig, _ = plots.course(course, "gumz_1sd", "Gumz 1 SD", n_episodes=9)
     assert [ax.get_title() for ax in fig.axes][1] == "Wellbeing around an episode"
     plt.close(fig)
+    # a PHQ-9 run titled and labelled the panel "wellbeing"
+    fig, _ = plots.course(course, "gumz_1sd", "Gumz 1 SD", n_episodes=9,
+                          outcome_label="depression")
+    assert fig.axes[1].get_title() == "Depression around an episode"
+    assert fig.axes[1].get_ylabel() == "depression (deviation from the client's mean)"
+    plt.close(fig)
     # the stage's declared output is still written, with the one panel
     prev = pd.DataFrame({"criterion": ["gumz_1sd"], "label": ["Gumz 1 SD"], "rater": "client",
                          "scale": ["total"], "n_series": 9, "n_episodes": [9.0],

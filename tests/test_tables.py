@@ -61,6 +61,8 @@ def test_term_labels() -> None:
     assert term_label("C(modality)[T.video]") == "Modality: video"
     label = term_label("task_within:C(approach)[T.CBT]")
     assert label == "Task (within client) \u00d7 Approach: CBT"
+    # the outcome column is called wellbeing whatever the questionnaire (PHQ-9, CORE-10)
+    assert term_label("wellbeing_lag") == "Outcome (previous session)"
 
 
 COEFS = pd.DataFrame({

@@ -32,8 +32,10 @@ def _say(ax: plt.Axes, message: str) -> None:
 def course(table: pd.DataFrame, criterion: str, label: str = "",
            statuses: tuple[str, ...] = ("repaired", "unrepaired"),
            n_episodes: int | None = None,
-           with_outcome: bool = True) -> tuple[Figure, pd.DataFrame]:
-    """Average alliance and wellbeing around an episode, by repair status.
+           with_outcome: bool = True,
+           outcome_label: str = "wellbeing") -> tuple[Figure, pd.DataFrame]:
+    """Average alliance and the outcome (``outcome_label``: wellbeing, depression, ...)
+    around an episode, by repair status.
 
     ``table`` is ``results/ruptures/course.csv``; offsets with fewer than ``min_cell``
     episodes were suppressed there and are not drawn. Values are deviations from each
@@ -47,7 +49,7 @@ def course(table: pd.DataFrame, criterion: str, label: str = "",
                  & (with_outcome | (table["variable"] == "alliance"))].reset_index(drop=True)
     panels = [("alliance", "total alliance (deviation from the client's mean)")]
     if with_outcome:
-        panels.append(("wellbeing", "wellbeing (deviation from the client's mean)"))
+        panels.append(("wellbeing", f"{outcome_label} (deviation from the client's mean)"))
     fig, grid = plt.subplots(1, len(panels), figsize=(10 if with_outcome else 5.5, 3.6),
                              squeeze=False)
     axes = list(grid[0])
@@ -74,7 +76,7 @@ def course(table: pd.DataFrame, criterion: str, label: str = "",
             _say(ax, message)
     axes[0].set_title(f"Alliance around an episode ({label or criterion})")
     if with_outcome:
-        axes[1].set_title("Wellbeing around an episode")
+        axes[1].set_title(f"{outcome_label[:1].upper()}{outcome_label[1:]} around an episode")
     fig.tight_layout()
     return fig, data
 

@@ -102,6 +102,7 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
     import matplotlib
 
     matplotlib.use("Agg")
+    from pipeline.report import outcome_label
     from pipeline.score import score_alliance, score_outcome
 
     cfg = params["ruptures"]
@@ -152,7 +153,8 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
     labels = {c.name: c.label for c in criteria}
     fig_crit = str(cfg.get("figure_criterion", criteria[0].name))
     figures_done = _meanwhile(_draw_figures, out["prevalence"], out["course"], fig_crit,
-                              labels.get(fig_crit, ""), figures_dir, has_outcome)
+                              labels.get(fig_crit, ""), figures_dir, has_outcome,
+                              outcome_label(params, escaped=False))
 
     # --- outcome ---------------------------------------------------------------------
     ocfg = cfg["outcome"]
@@ -246,7 +248,8 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
 
 
 def _draw_figures(prevalence: pd.DataFrame, course: pd.DataFrame, criterion: str,
-                  label: str, figures_dir: Path, with_outcome: bool = True) -> None:
+                  label: str, figures_dir: Path, with_outcome: bool = True,
+                  outcome_label: str = "wellbeing") -> None:
     """The stage's two figures (PNG, SVG and the CSV of what is drawn); without an outcome
     the course figure has the alliance panel only."""
     from pipeline import figures
@@ -257,7 +260,8 @@ def _draw_figures(prevalence: pd.DataFrame, course: pd.DataFrame, criterion: str
             ("ruptures_course", plots.course(course, criterion, label,
                                              n_episodes=plots.episodes_found(prevalence,
                                                                              criterion),
-                                             with_outcome=with_outcome))]
+                                             with_outcome=with_outcome,
+                                             outcome_label=outcome_label))]
     for name, (fig, data) in made:
         figures.save_figure(fig, data, figures_dir, name)
 
