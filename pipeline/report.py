@@ -598,13 +598,13 @@ def outcome_noun(inst: Any | None, higher_is_better: bool = True,
                  escaped: bool = True) -> str:
     """What the reports call the outcome in running text, from the instrument's
     ``construct`` (never the fixed word "wellbeing"): ``"wellbeing"`` (SWEMWBS),
-    ``"depression"`` (PHQ-9 kept higher = worse), ``"depression (reversed)"`` (turned
+    ``"depression"`` (PHQ-9 kept higher = worse), ``"reversed depression"`` (turned
     round), ``"the outcome"`` without a construct or an outcome. Escaped for Markdown
     unless ``escaped=False`` (figure labels)."""
     if inst is None or not inst.construct:
         return "the outcome"
     noun = escape(inst.construct) if escaped else str(inst.construct)
-    return f"{noun} (reversed)" if outcome_turned(inst, higher_is_better) else noun
+    return f"reversed {noun}" if outcome_turned(inst, higher_is_better) else noun
 
 
 def outcome_label(params: Mapping[str, Any], escaped: bool = True) -> str:

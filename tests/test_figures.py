@@ -152,5 +152,5 @@ def test_effect_axes_name_the_outcome_not_wellbeing() -> None:
     assert fig.axes[0].get_xlabel() == "change in depression per point of alliance (CI)"
     fig, _ = figures.predicted_wellbeing(_coefs(), outcome_label="depression")
     assert fig.axes[0].get_ylabel() == "predicted difference in depression"
-    fig, _ = figures.sensitivity(_coefs(), ["primary"], outcome_label="depression (reversed)")
-    assert "change in depression (reversed) per point" in fig.axes[0].get_xlabel()
+    fig, _ = figures.sensitivity(_coefs(), ["primary"], outcome_label="reversed depression")
+    assert "change in reversed depression per point" in fig.axes[0].get_xlabel()

@@ -90,7 +90,7 @@ def test_a_symptom_outcome_is_named_on_the_front_page(root: Path, params: dict,
     assert "effects of goal, task and bond on depression," in page
     assert "wellbeing" not in page
     turned = {**phq9, "instruments": {**phq9["instruments"], "outcome_higher_is_better": True}}
-    assert "Working alliance and depression (reversed)" in build_index(root, turned, [],
+    assert "Working alliance and reversed depression" in build_index(root, turned, [],
                                                                        tmp_path, tmp_path)
     assert describe("trajectories", outcome="anxiety") == (
         "Mean goal, task, bond and anxiety at each session, with confidence intervals.")

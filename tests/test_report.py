@@ -97,7 +97,7 @@ def test_outcome_words_follow_the_instrument_and_its_direction() -> None:
     phq9, swemwbs = load_instrument("phq9"), load_instrument("swemwbs")
     assert outcome_noun(swemwbs) == "wellbeing"
     assert outcome_noun(phq9, higher_is_better=False) == "depression"
-    assert outcome_noun(phq9, higher_is_better=True, escaped=False) == "depression (reversed)"
+    assert outcome_noun(phq9, higher_is_better=True, escaped=False) == "reversed depression"
     assert outcome_noun(None) == "the outcome"
     kept = outcome_reading(phq9, higher_is_better=False)
     assert "a **negative** coefficient means that a stronger alliance goes with less " \
