@@ -35,6 +35,7 @@ from pipeline.report import (
     escape,
     open_project,
     outcome_description,
+    outcome_key_text,
     outcome_label,
 )
 from pipeline.score import therapist_form
@@ -112,6 +113,7 @@ if therapist is not None:
 
 # %%
 display(Markdown(outcome_description(outcome, bool(cfg.get("outcome_higher_is_better", True)))
+                 + (f" {outcome_key_text(outcome)}" if outcome is not None else "")
                  + (" Raw sums are converted to the metric score with the published table."
                     if outcome is not None and outcome.conversion else "")))
 

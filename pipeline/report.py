@@ -654,6 +654,37 @@ def outcome_reading(inst: Any | None, higher_is_better: bool = True) -> str:
             f"less {what} (a better outcome), a positive one with more.")
 
 
+def outcome_key_text(inst: Any) -> str:
+    """How the outcome questionnaire was scored, from its key: items and answer range,
+    sum or mean, reversed items, the missing-item rule (prorating), any multiplier.
+
+    E.g. CORE-10: ``"10 items answered 0–4, summed; items 2, 3 are reversed (scored as 4
+    minus the answer). Missing items: with up to 1 blank item the total is prorated (10 ×
+    the sum of the answered items / their number); with more it is missing."``
+    """
+    how = "summed" if inst.score == "sum" else "averaged"
+    rev = list(inst.reversed)
+    reversed_text = (
+        f"item{'s' if len(rev) > 1 else ''} {', '.join(map(str, rev))} "
+        f"{'are' if len(rev) > 1 else 'is'} reversed (scored as "
+        f"{inst.item_min + inst.item_max:g} minus the answer)" if rev else
+        "no item is reversed")
+    allowed = int(inst.missing.get("max_missing", 0))
+    if allowed == 0:
+        missing = "a blank item leaves the score missing."
+    else:
+        what = "total" if inst.score == "sum" else "mean"
+        rule = (f"{inst.n_items} \u00d7 the sum of the answered items / their number"
+                if inst.score == "sum" else "the mean of the answered items")
+        missing = (f"with up to {allowed} blank item{'s' if allowed > 1 else ''} the {what} "
+                   f"is prorated ({rule}); with more it is missing.")
+    text = (f"{inst.n_items} items answered {inst.item_min:g}\u2013{inst.item_max:g}, {how}; "
+            f"{reversed_text}. Missing items: {missing}")
+    if inst.multiplier != 1:
+        text += f" The raw score is multiplied by {inst.multiplier:g}."
+    return text
+
+
 def top_share(dist: pd.DataFrame, lo: float, hi: float, top_fraction: float,
               variables: tuple[str, ...] = ("goal", "task", "bond")) -> float:
     """Share of the (unsuppressed) binned session scores in the top part of the scale.

@@ -106,3 +106,22 @@ def test_outcome_words_follow_the_instrument_and_its_direction() -> None:
     assert "here higher = better and a **positive** coefficient" in turned
     assert "a **positive** coefficient" in outcome_reading(swemwbs)
     assert outcome_reading(None) == ""
+
+
+def test_the_outcome_key_is_described_with_its_reversed_items_and_missing_rule() -> None:
+    """The psychometrics report showed the alliance key only: a CORE-10 reader was not told
+    that items 2 and 3 are reversed or that one blank item is prorated."""
+    from pipeline.instruments import load_instrument
+    from pipeline.report import outcome_key_text
+
+    assert outcome_key_text(load_instrument("core10")) == (
+        "10 items answered 0\u20134, summed; items 2, 3 are reversed (scored as 4 minus the "
+        "answer). Missing items: with up to 1 blank item the total is prorated (10 \u00d7 the "
+        "sum of the answered items / their number); with more it is missing.")
+    assert "with up to 2 blank items the total is prorated (9 \u00d7" in outcome_key_text(
+        load_instrument("phq9"))
+    assert outcome_key_text(load_instrument("swemwbs")) == (
+        "7 items answered 1\u20135, summed; no item is reversed. Missing items: a blank item "
+        "leaves the score missing.")
+    assert outcome_key_text(load_instrument("who5")).endswith(
+        "The raw score is multiplied by 4.")
