@@ -416,7 +416,7 @@ def test_constant_alliance_reports_say_what_cannot_be_computed(
             "and Bond (between clients) are zero on every row (they do not vary)")
     assert f"The primary model could not be estimated on these data: {zero}." in models
     for heading in ("Reading the intercept and time", "Within- versus between-client effects",
-                    "What the effects mean in wellbeing points",
+                    "What the effects mean in points of the outcome",
                     "How much varies between therapists", "A parametric bootstrap",
                     "Does the model fit?"):
         assert heading not in models
@@ -475,7 +475,7 @@ def test_real_shaped_reports_name_scores_in_words_and_skip_the_outcome(
     # alliance-only: the course is of the alliance alone (the figure had an empty
     # wellbeing panel); the stage's figure is written with the alliance panel only
     assert "Alliance and wellbeing of clients" not in rup
-    assert "The alliance of clients (alliance-only analysis: no wellbeing to draw)" in rup
+    assert "The alliance of clients (alliance-only analysis: no outcome to draw)" in rup
     svg = (tmp_path / "figures" / "ruptures_course.svg").read_text(encoding="utf-8")
     texts = " ".join(re.findall(r"<!-- (.*?) -->", svg))
     assert "Alliance around an episode" in texts and "Wellbeing" not in texts
