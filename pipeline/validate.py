@@ -343,6 +343,30 @@ def _duplicate_mask(frame: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
     return ~key.duplicated(keep=False) | key.isna().any(axis=1)
 
 
+#: Said where client ids look numbered within each therapist (client 1 of one therapist
+#: and client 1 of another): copies of client x session and clients with two therapists.
+IDS_PER_THERAPIST = (
+    "The alliance file uses the same client_id under several therapists, as when clients "
+    "are numbered "
+    "within each therapist (client 1 of one therapist and client 1 of another). Every "
+    "client needs one id, unique across therapists and the same in every file (e.g. the "
+    "therapist and client ids joined, T01-1); the outcome and clients files have no "
+    "therapist_id to tell such clients apart."
+)
+
+
+def _ids_per_therapist(frame: pd.DataFrame, keys: Sequence[str]) -> bool:
+    """Whether the rows that share their key (client x session) differ in therapist_id:
+    client ids numbered within each therapist rather than copies of the same session."""
+    if "therapist_id" not in frame.columns or "therapist_id" in keys:
+        return False
+    copies = ~_duplicate_mask(frame, keys)
+    if not copies.any() or _one_therapist_mask(frame).all():
+        return False
+    still = ~_duplicate_mask(frame, [*keys, "therapist_id"])
+    return int(still.sum()) * 2 < int(copies.sum())   # most copies told apart by therapist
+
+
 def _one_therapist_mask(frame: pd.DataFrame) -> pd.Series:
     if not {"client_id", "therapist_id"} <= set(frame.columns):
         return pd.Series(True, index=frame.index)
@@ -577,7 +601,8 @@ def build_schema(spec: _Spec) -> pa.DataFrameSchema:
 # ----------------------------------------------------------------------------- messages
 
 
-def _message(rule: str, column: str | None, n: int, spec: _Spec) -> str:
+def _message(rule: str, column: str | None, n: int, spec: _Spec,
+             ids_per_therapist: bool = False) -> str:
     one = n == 1
     rows, have = ("1 row", "has") if one else (f"{n} rows", "have")
     if rule == "missing_value":
@@ -622,16 +647,20 @@ def _message(rule: str, column: str | None, n: int, spec: _Spec) -> str:
                 "dropout as unplanned), or leave it blank when unknown (data/README.md).")
     if rule == "duplicate_row":
         key = " x ".join(spec.keys)
+        # ids numbered within each therapist: not copies, one id for several clients
+        advice = (IDS_PER_THERAPIST if ids_per_therapist else
+                  "Delete exact copies; otherwise correct the session (or rater) of the rows.")
         return (
             f"{rows} {'shares its' if one else 'share their'} {key} with another row; each "
-            f"{key} may appear once. Delete exact copies; otherwise correct the session (or "
-            "rater) of the rows."
+            f"{key} may appear once. {advice}"
         )
     if rule == "several_therapists":
         return (
             f"{rows} {'belongs' if one else 'belong'} to clients recorded with more than one "
-            "therapist_id. The models need each client seen by one therapist: correct the "
-            "therapist_id, or give the client a separate client_id per therapist."
+            "therapist_id. The models need each client seen by one therapist"
+            + (". " + IDS_PER_THERAPIST if ids_per_therapist else
+               ": correct the therapist_id, or give the client a separate client_id per "
+               "therapist.")
         )
     return RULE_TEXT.get(rule, rule)
 
@@ -730,6 +759,9 @@ class _Run:
     problems: list[Problem] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: the alliance file uses one client_id under several therapists (ids numbered within
+    #: each therapist): said again where the outcome or clients file has copies
+    ids_per_therapist: bool = False
 
     def check(self, check: str, file: str, status: str, n: int, detail: str) -> None:
         self.rows.append(
@@ -852,11 +884,14 @@ def _schema_problems(item: _File, run: _Run) -> None:
         frame_checks.append(("several_therapists", _one_therapist_mask,
                              "client_id, therapist_id"))
     failed = set(failures.loc[failures["schema_context"] == "DataFrameSchema", "check"])
+    if "duplicate_row" in failed and _ids_per_therapist(frame, spec.keys):
+        run.ids_per_therapist = True
     for rule, mask_fn, column in frame_checks:
         if rule in failed:
             rows = list(frame.index[~mask_fn(frame).to_numpy()])
-            run.problem(path, column, rows, rule, _message(rule, column, len(rows), spec),
-                        item.row_note)
+            message = _message(rule, column, len(rows), spec,
+                               ids_per_therapist=run.ids_per_therapist)
+            run.problem(path, column, rows, rule, message, item.row_note)
             counts[rule] = len(rows)
     rules = ["missing_value"]
     if spec.session:
