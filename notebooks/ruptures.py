@@ -42,6 +42,7 @@ from pipeline.report import data_notice, has_outcome, open_project, reason_words
 from pipeline.ruptures import plots
 from pipeline.ruptures.criteria import NO_VARIATION, load_rules, sd_label
 from pipeline.ruptures.detect import detect_series
+from pipeline.ruptures.endings import events_in_model
 from pipeline.tables import (
     counted,
     format_num,
@@ -601,21 +602,14 @@ if m is not None and m["status"] == "fitted" and len(ec):
             ratio = float(np.exp(-0.1 * w.loc[term, "estimate"]))
             lines.append(f"- {what}: odds of ending unplanned after the session multiplied "
                          f"by {number(ratio, 'odds_ratio')}")
-    left_out = int(m["n_events"]) - int(m["n_events_in_model"])
-    left_text = ("" if left_out == 0 else
-                 f" The other {left_out:,}" if left_out >= min_cell else
-                 f" The others (fewer than {min_cell})")
-    if left_text:
-        left_text += (" ended at their first rated session, which has no earlier session "
-                      "to compare it with.")
     display(Markdown(
-        f"*Odds ratio per point*: how the odds of ending unplanned after a session change "
+        "*Odds ratio per point*: how the odds of ending unplanned after a session change "
         "for one point more of alliance (below 1: a higher alliance goes with fewer "
         "unplanned endings); *time* is session \u2212 1.\n\n"
-        f"{int(m['n_events_in_model']):,} of the {int(m['n_events']):,} unplanned endings "
-        f"are in the model, which covers {counted(m['n_clients'], 'client')} "
+        + events_in_model(int(m["n_events"]), int(m["n_events_in_model"]), min_cell)
+        + f" The model covers {counted(m['n_clients'], 'client')} "
         f"({int(m['n_in_model']):,} client-sessions from each client's second rated "
-        f"session on).{left_text} Standard errors allow for clients sharing a therapist "
+        f"session on). Standard errors allow for clients sharing a therapist "
         "(cluster-robust).\n\nIn words:\n\n" + "\n".join(lines)))
 elif m is not None:
     display(Markdown(f"**Unplanned ending model: {esc(m['status'])}.** "

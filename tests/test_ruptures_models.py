@@ -158,3 +158,17 @@ def test_endings_model_with_time_constant_in_the_sessions_at_risk_is_not_estimab
     # Both the within part (every client dropped by 1.0) and time are constant.
     assert ("rank deficient in the sessions at risk: Alliance (within client) and Time "
             "(session − 1) have the same value on every row (they do not vary)") in reason
+
+
+def test_endings_in_the_model_never_give_a_small_count_by_subtraction() -> None:
+    """The report said "28 of the 32 unplanned endings are in the model ... The others
+    (fewer than 5)": 4 by subtraction (and 32 is in the endings table above)."""
+    assert E.events_in_model(32, 32, 5) == "All 32 unplanned endings are in the model."
+    assert E.events_in_model(40, 30, 5) == (
+        "30 of the 40 unplanned endings are in the model. The other 10 ended at their first "
+        "rated session, which has no earlier session to compare it with.")
+    few = E.events_in_model(32, 28, 5)
+    assert few == ("All but fewer than 5 of the 32 unplanned endings are in the model. The "
+                   "others ended at their first rated session, which has no earlier session "
+                   "to compare it with.")
+    assert "28" not in few and "4" not in few

@@ -171,6 +171,32 @@ def fit_endings(pp: pd.DataFrame, formula: str, conf_level: float,
     return ("fitted" if converged else "not converged", "", coefs)
 
 
+def events_in_model(n_events: int, n_in_model: int, min_cell: int) -> str:
+    """How many of the unplanned endings the model has, in words, without a count below
+    ``min_cell``: the ones left out ended at their first rated session (no earlier session
+    to compare with).
+
+    The report said "28 of the 32 unplanned endings are in the model ... The others (fewer
+    than 5)": 4 by subtraction, with the 32 in the endings table above it. When fewer than
+    ``min_cell`` are left out, the number in the model is not given either.
+
+    Examples
+    --------
+    ``events_in_model(32, 28, 5)`` is "All but fewer than 5 of the 32 unplanned endings
+    are in the model. The others ended at their first rated session, ...".
+    """
+    left_out = n_events - n_in_model
+    first = (" ended at their first rated session, which has no earlier session to compare "
+             "it with.")
+    if left_out == 0:
+        return f"All {n_events:,} unplanned endings are in the model."
+    if left_out >= min_cell:
+        return (f"{n_in_model:,} of the {n_events:,} unplanned endings are in the model. "
+                f"The other {left_out:,}{first}")
+    return (f"All but fewer than {min_cell} of the {n_events:,} unplanned endings are in the "
+            f"model. The others{first}")
+
+
 def ending_counts(clients: pd.DataFrame | None, min_cell: int) -> pd.DataFrame:
     """Clients by how therapy ended (small counts suppressed); empty without the column."""
     if clients is None or "ending" not in clients.columns:
