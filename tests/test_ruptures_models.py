@@ -172,3 +172,26 @@ def test_endings_in_the_model_never_give_a_small_count_by_subtraction() -> None:
                    "others ended at their first rated session, which has no earlier session "
                    "to compare it with.")
     assert "28" not in few and "4" not in few
+
+
+def test_one_small_ending_count_is_not_left_to_subtraction() -> None:
+    """planned 348, unplanned blank, ongoing 26, not given 0 of the 377 clients the
+    overview shows: unplanned = 3 by subtraction. The smallest other count goes too."""
+    clients = pd.DataFrame({"client_id": [f"C{i}" for i in range(377)],
+                            "ending": ["planned"] * 348 + ["unplanned"] * 3
+                            + ["ongoing"] * 26})
+    table = E.ending_counts(clients, 5).set_index("ending")
+    assert table["n_clients"].isna().tolist() == [False, True, True, False]
+    assert table.loc["planned", "n_clients"] == 348 and table.loc["not given", "n_clients"] == 0
+    assert table["suppressed"].tolist() == ["", "n_clients", "n_clients", ""]
+    # two small counts hide each other; none small: all shown; nobody unplanned: 0 shown
+    two = clients.assign(ending=["planned"] * 370 + ["unplanned"] * 3 + ["ongoing"] * 4)
+    assert E.ending_counts(two, 5)["n_clients"].isna().tolist() == [False, True, True, False]
+    shipped = clients.assign(ending=["planned"] * 232 + ["unplanned"] * 119 + ["ongoing"] * 26)
+    assert E.ending_counts(shipped, 5)["n_clients"].tolist() == [232, 119, 26, 0]
+    nobody = clients.assign(ending="planned")
+    assert E.ending_counts(nobody, 5)["n_clients"].tolist() == [377, 0, 0, 0]
+    one_left = clients.assign(ending=["planned"] * 374 + ["unplanned"] * 3)
+    # the only other count above 0 is blanked: 374 + 3 cannot be told apart from the table
+    assert E.ending_counts(one_left, 5)["n_clients"].isna().tolist() == [True, True, False,
+                                                                        False]

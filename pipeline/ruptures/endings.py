@@ -198,14 +198,29 @@ def events_in_model(n_events: int, n_in_model: int, min_cell: int) -> str:
 
 
 def ending_counts(clients: pd.DataFrame | None, min_cell: int) -> pd.DataFrame:
-    """Clients by how therapy ended (small counts suppressed); empty without the column."""
+    """Clients by how therapy ended (small counts suppressed); empty without the column.
+
+    The counts add up to the clients in the clients file, which the overview report
+    shows: one blanked count alone would be that total minus the others (planned 348,
+    unplanned blank, ongoing 26, not given 0 of 377: unplanned 3). So when exactly one
+    count is blanked, the smallest other count above 0 is blanked with it (secondary
+    suppression); ``suppressed`` names both.
+    """
     if clients is None or "ending" not in clients.columns:
         return pd.DataFrame(columns=["ending", "n_clients", "suppressed"])
     counts = clients["ending"].fillna("not given").value_counts()
     levels = [*ENDINGS, "not given"]
     table = pd.DataFrame({"ending": levels,
                           "n_clients": [int(counts.get(k, 0)) for k in levels]})
-    return suppress_counts(table, {"n_clients": []}, min_cell)
+    out = suppress_counts(table, {"n_clients": []}, min_cell)
+    blank = out["n_clients"].isna()
+    if int(blank.sum()) == 1:
+        shown = table["n_clients"].where(~blank & (table["n_clients"] > 0))
+        if shown.notna().any():
+            second = shown.idxmin()
+            out.loc[second, "n_clients"] = np.nan
+            out.loc[second, "suppressed"] = "n_clients"
+    return out
 
 
 def last_session(series: pd.DataFrame, min_cell: int, conf_level: float) -> pd.DataFrame:
