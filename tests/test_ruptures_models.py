@@ -195,3 +195,30 @@ def test_one_small_ending_count_is_not_left_to_subtraction() -> None:
     # the only other count above 0 is blanked: 374 + 3 cannot be told apart from the table
     assert E.ending_counts(one_left, 5)["n_clients"].isna().tolist() == [True, True, False,
                                                                         False]
+
+
+def test_endings_model_says_which_side_is_short() -> None:
+    """Nobody (or everybody) ended unplanned: the reason read "fewer than 5 clients ended
+    unplanned, or fewer than 5 did not", which leaves the reader to guess which."""
+    series = pd.DataFrame({"client_id": np.repeat([f"C{i}" for i in range(12)], 4),
+                           "therapist_id": np.repeat(["T1", "T2"], 24),
+                           "session": np.tile([1, 2, 3, 4], 12),
+                           "score": np.tile([4.0, 3.5, 3.0, 3.8], 12)})
+    clients = pd.DataFrame({"client_id": [f"C{i}" for i in range(12)]})
+
+    def reason(endings: list[str]) -> str:
+        pp = E.person_period(series, clients.assign(ending=endings))
+        status, why, _ = E.fit_endings(pp, "event ~ alliance_within + time", 0.95, 5)
+        assert status == "not estimable"
+        return why
+
+    assert reason(["planned"] * 12) == ("no client in the model ended unplanned: too few "
+                                        "unplanned endings to estimate a hazard")
+    assert reason(["unplanned"] * 12) == ("every client in the model ended unplanned: too "
+                                          "few other clients to estimate a hazard")
+    assert reason(["unplanned"] * 3 + ["planned"] * 9) == (
+        "fewer than report.min_cell = 5 clients in the model ended unplanned: too few "
+        "unplanned endings to estimate a hazard")
+    assert reason(["unplanned"] * 9 + ["ongoing"] * 3) == (
+        "all but fewer than report.min_cell = 5 clients in the model ended unplanned: too "
+        "few other clients to estimate a hazard")

@@ -129,10 +129,17 @@ def fit_endings(pp: pd.DataFrame, formula: str, conf_level: float,
     n_events = int(pp["event"].sum())
     n_clients = int(pp["client_id"].nunique())
     if n_events < min_events or n_clients - n_events < min_events:
-        # the counts themselves are not named: they are below report.min_cell
-        return ("not estimable", "fewer than report.min_cell = "
-                f"{min_events} clients ended unplanned, or fewer than {min_events} did not, "
-                "among the clients in the model: too few to estimate a hazard", pd.DataFrame())
+        # the counts themselves are not named: they are below report.min_cell; but which
+        # side is short is (the report read "fewer than 5 ended unplanned, or fewer than
+        # 5 did not" when nobody, or everybody, ended unplanned)
+        few = f"fewer than report.min_cell = {min_events}"
+        events_short, others_short = n_events < min_events, n_clients - n_events < min_events
+        side = ("no client" if n_events == 0 else "every client" if n_events == n_clients
+                else f"{few} clients" if events_short else f"all but {few} clients")
+        also = f", and {few} did not" if events_short and others_short and n_events else ""
+        return ("not estimable", f"{side} in the model ended unplanned{also}: too few "
+                f"{'unplanned endings' if events_short else 'other clients'} to estimate a "
+                "hazard", pd.DataFrame())
     if pp["therapist_id"].nunique() < 2:
         return ("not estimable", "one therapist: clustered standard errors need several",
                 pd.DataFrame())
