@@ -629,9 +629,11 @@ if m is not None and m["status"] != "fitted" and len(last):
             f"other sessions' mean ({percent(float(params['model'].get('conf_level', 0.95)))} "
             f"CI {number(row['conf_low'], 'points')} to "
             f"{number(row['conf_high'], 'points')}); "
-            f"{percent(row['share_lower'], scaled=True)} rated it lower. Without knowing how "
-            "therapy ended, "
-            "this cannot separate an unplanned ending from a planned one."))
+            f"{percent(row['share_lower'], scaled=True)} rated it lower. "
+            # with an ending column the endings are known; only the model could not be fitted
+            + ("This comparison alone cannot separate an unplanned ending from a planned one."
+               if len(cnt) else "Without knowing how therapy ended, this cannot separate an "
+               "unplanned ending from a planned one.")))
     else:
         display(Markdown(
             f"Fewer than {min_cell} clients have three or more rated sessions, so not even "
