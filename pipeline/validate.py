@@ -20,7 +20,8 @@ Counted and reported as warnings (not fatal, no row dropped): outcome or client 
 whose client has no alliance rows, alliance clients without outcome rows or without a
 clients row, unused columns, pre-scored columns ignored because items are present,
 alliance rows by a rater other than the instrument's form, rare covariate combinations
-(k-anonymity), unknown settings.
+(k-anonymity), unknown settings, session numbers that mostly jump by two or more (weeks
+or days rather than counted sessions).
 """
 
 from __future__ import annotations
@@ -1148,6 +1149,49 @@ def _rater_form(item: _File, inst: Instrument, run: _Run,
         )
 
 
+def session_steps(frame: pd.DataFrame) -> np.ndarray:
+    """The steps between each client's consecutive session numbers (1 = the next session).
+
+    One value per client x session (raters alike); rows whose session is not a whole
+    number of at least 1 are left out (reported by their own rules).
+    """
+    if not {"client_id", "session"} <= set(frame.columns):
+        return np.array([], dtype=float)
+    rows = pd.DataFrame({"client_id": _id_series(frame["client_id"]),
+                         "session": as_numbers(frame["session"])}).dropna()
+    rows = rows[(rows["session"] >= 1) & (rows["session"] % 1 == 0)].drop_duplicates()
+    rows = rows.sort_values(["client_id", "session"])
+    steps = rows.groupby("client_id", sort=False)["session"].diff().dropna()
+    return steps.to_numpy(dtype=float)
+
+
+def _session_numbering(item: _File, run: _Run) -> None:
+    """Warn when most steps between a client's consecutive sessions skip a number.
+
+    Sessions are counted 1, 2, 3, ... (data/README.md); a missed session leaves a gap of
+    one now and then. When the median step is two or more, the numbers are more likely
+    weeks, days or appointment slots: time = session - 1 would then give the change per
+    week (a weekly-numbered fortnightly therapy halves every change "per session"), and
+    the rupture windows and bridged gaps would count weeks.
+    """
+    steps = session_steps(item.frame)
+    if not len(steps) or float(np.median(steps)) < 2:
+        run.check("session_numbering", "alliance", "pass", 0,
+                  "consecutive sessions mostly numbered one apart")
+        return
+    jumps = int((steps >= 2).sum())
+    run.warn(
+        "session_numbering", "alliance", jumps,
+        f"alliance file: the session number jumps by two or more between most consecutive "
+        f"rated sessions of a client ({jumps:,} of {len(steps):,} steps; median step "
+        f"{float(np.median(steps)):g}). Sessions must be counted 1, 2, 3, ... in order: if "
+        "these numbers are weeks, days or appointment slots, the change per session, the "
+        "lagged model and the rupture windows are computed per week (or day). Number each "
+        "client's sessions in order; if many sessions were really missed, this warning can "
+        "be ignored",
+    )
+
+
 def _k_anonymity(clients: pd.DataFrame, covariates: Sequence[str], k: int,
                  run: _Run, continuous: Sequence[str] = ()) -> pd.DataFrame | None:
     if continuous:
@@ -1292,6 +1336,7 @@ def validate_inputs(
                      f"validation.allow_columns lists '{name}', which no input file has")
     if "alliance" in files:
         _rater_form(files["alliance"], alliance_instrument, run, therapist_instrument)
+        _session_numbering(files["alliance"], run)
         if files["alliance"].spec.assumed_therapist:
             run.warn("no_therapist_id", "alliance", 0,
                      "alliance file: no therapist_id column, so all clients are assumed to be "

@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -555,3 +556,38 @@ def test_client_ids_numbered_within_each_therapist_are_named_as_such(
     assert [p.rule for p in error.problems] == ["duplicate_row"]
     assert error.problems[0].message.endswith("Delete exact copies; otherwise correct the "
                                               "session (or rater) of the rows.")
+
+
+def test_session_numbers_that_mostly_jump_are_warned_about(
+        wai: Instrument, swemwbs: Instrument, tmp_path: Path) -> None:
+    """Sessions numbered by week (a fortnightly therapy: 1, 3, 5, ...) passed without a
+    word, and every change "per session" was per week: half the true one."""
+    from pipeline.validate import session_steps
+
+    alliance = pd.read_csv(GOOD / "alliance.csv", dtype=str)
+    steps = session_steps(alliance)
+    assert np.median(steps) == 1
+    out = _run(wai, swemwbs)
+    assert not any("jumps by two or more" in w for w in out.warnings)
+    checks = out.checks.set_index("check")
+    assert checks.loc["session_numbering", "status"] == "pass"
+    weekly = alliance.assign(session=(2 * alliance["session"].astype(int) - 1).astype(str))
+    weekly.to_csv(tmp_path / "a.csv", index=False)
+    outcome = pd.read_csv(GOOD / "outcome.csv", dtype=str)
+    outcome.assign(session=(2 * outcome["session"].astype(int) - 1).astype(str)).to_csv(
+        tmp_path / "o.csv", index=False)
+    out = _run(wai, swemwbs, alliance=tmp_path / "a.csv", outcome=tmp_path / "o.csv")
+    said = [w for w in out.warnings if "jumps by two or more" in w]
+    n_steps = len(steps)
+    assert said == [
+        "alliance file: the session number jumps by two or more between most consecutive "
+        f"rated sessions of a client ({n_steps} of {n_steps} steps; median step 2). Sessions "
+        "must be counted 1, 2, 3, ... in order: if these numbers are weeks, days or "
+        "appointment slots, the change per session, the lagged model and the rupture windows "
+        "are computed per week (or day). Number each client's sessions in order; if many "
+        "sessions were really missed, this warning can be ignored"]
+    assert out.checks.set_index("check").loc["session_numbering", "status"] == "warn"
+    # steps by hand: one client 1, 2, 4 (steps 1, 2); another 5, 6 (1); a blank session out
+    frame = pd.DataFrame({"client_id": ["a", "a", "a", "b", "b", "b"],
+                          "session": ["4", "1", "2", "6", "5", None]})
+    assert sorted(session_steps(frame).tolist()) == [1.0, 1.0, 2.0]
