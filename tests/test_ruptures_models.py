@@ -67,6 +67,11 @@ def test_adapter_reports_not_estimable_with_one_therapist() -> None:
     fit = O.fit_mixed(data, "change ~ repaired", {"groups": "therapist_id"}, {})
     assert fit.status == "not estimable" and "therapist" in fit.reason
     assert fit.coefficients.empty
+    # one client per therapist (the checks' reason): named, not "model model: ..."
+    one_each = data.assign(therapist_id=["T1", "T2", "T3", "T4"])
+    fit = O.fit_mixed(one_each, "change ~ repaired", {"groups": "therapist_id"}, {})
+    assert fit.status == "not estimable"
+    assert fit.reason.startswith("model ruptures_outcome: 4 rows for 4 therapists"), fit.reason
 
 
 def test_model_plan_drops_empty_groups_and_refuses_small_ones() -> None:
