@@ -734,6 +734,17 @@ def test_check_same_grouping(small: pd.DataFrame) -> None:
     # the shipped shape: several clients per therapist, nothing dropped
     assert not _check(small, "wellbeing ~ time",
                       "(1 | therapist_id) + (1 | client_id)").simplifications
+    # level codes as the engine gives them need not be dense (a label without rows)
+    y, x, names = design_matrices("wellbeing ~ time", one_each)
+    random = "(1 | therapist_id) + (1 | client_id)"
+    part = M.RandomPart("r", random, M.parse_random(random),
+                        {"therapist_id": "therapist", "client_id": "client"})
+    c_codes, c_labels = pd.factorize(one_each["client_id"])
+    t_codes = 2 * c_codes           # every other therapist label unused
+    groups = {"client_id": (c_codes, np.asarray(c_labels)),
+              "therapist_id": (t_codes, np.arange(2 * len(c_labels)))}
+    out = run_checks("m", one_each, y, x, names, part, {}, groups)
+    assert out.random.factors == ("client_id",)
 
 
 def test_check_few_sessions(small: pd.DataFrame) -> None:

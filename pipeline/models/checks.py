@@ -198,14 +198,17 @@ def _same_grouping(random: RandomPart, data: pd.DataFrame,
     """
     factors = random.factors
     codes = {f: _codes(f, data, groups) for f in factors}
-    n_levels = {f: int(c.max()) + 1 if c.size else 0 for f, c in codes.items()}
+    size = {f: int(c.max()) + 1 if c.size else 0 for f, c in codes.items()}
+    # levels present (codes need not be dense)
+    n_levels = {f: int(np.count_nonzero(np.bincount(c, minlength=size[f]))) if c.size else 0
+                for f, c in codes.items()}
     width = {f: sum(len(t.columns) for t in random.terms if t.factor == f) for f in factors}
     out = []
     for i, a in enumerate(factors):
         for b in factors[i + 1:]:
             if n_levels[a] != n_levels[b] or n_levels[a] < 2:
                 continue
-            pairs = np.unique(codes[a].astype(np.int64) * n_levels[b] + codes[b])
+            pairs = np.unique(codes[a].astype(np.int64) * size[b] + codes[b])
             if pairs.size != n_levels[a]:
                 continue
             out.append((b, a) if width[b] < width[a] else (a, b))
