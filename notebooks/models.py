@@ -47,6 +47,7 @@ from pipeline.report import (
     outcome_noun,
     outcome_reading,
     reason_words,
+    time_zero_words,
     together,
 )
 from pipeline.score import outcome_range
@@ -218,6 +219,7 @@ else:
 
 # %% tags=["needs-outcome", "needs-primary"]
 if primary_ok:
+    trajectories = pd.read_csv(results / "describe" / "trajectories.csv")
     term = primary.set_index("term")
     b0, b_time = term.loc["Intercept"], term.loc["time"] if "time" in term.index else None
     level = f"{percent(float(b0['conf_level']))}"
@@ -230,7 +232,7 @@ if primary_ok:
                  f"{'better' if better else 'worse'})")
     b, interval, _ = with_interval(b0["estimate"], b0["conf_low"], b0["conf_high"])
     text = (f"The intercept, **{b}** ({level} CI {interval}), is the expected "
-            f"score on the {outcome_name}{scale} at the first session (time 0) of a client "
+            f"score on the {outcome_name}{scale} {time_zero_words(trajectories)} of a client "
             "whose alliance is at the average client's level and at their own usual level, "
             "seen by a typical therapist (all random effects at 0).")
     if b_time is not None:

@@ -49,6 +49,7 @@ from pipeline.report import (
 from pipeline.ruptures import plots
 from pipeline.ruptures.criteria import NO_VARIATION, load_rules, sd_label
 from pipeline.ruptures.detect import detect_series
+from pipeline.ruptures.endings import events_in_model
 from pipeline.tables import (
     counted,
     format_num,
@@ -617,21 +618,14 @@ if m is not None and m["status"] == "fitted" and len(ec):
             ratio = float(np.exp(-0.1 * w.loc[term, "estimate"]))
             lines.append(f"- {what}: odds of ending unplanned after the session multiplied "
                          f"by {number(ratio, 'odds_ratio')}")
-    left_out = int(m["n_events"]) - int(m["n_events_in_model"])
-    left_text = ("" if left_out == 0 else
-                 f" The other {left_out:,}" if left_out >= min_cell else
-                 f" The others (fewer than {min_cell})")
-    if left_text:
-        left_text += (" ended at their first rated session, which has no earlier session "
-                      "to compare it with.")
     display(Markdown(
-        f"*Odds ratio per point*: how the odds of ending unplanned after a session change "
+        "*Odds ratio per point*: how the odds of ending unplanned after a session change "
         "for one point more of alliance (below 1: a higher alliance goes with fewer "
         "unplanned endings); *time* is session \u2212 1.\n\n"
-        f"{int(m['n_events_in_model']):,} of the {int(m['n_events']):,} unplanned endings "
-        f"are in the model, which covers {counted(m['n_clients'], 'client')} "
+        + events_in_model(int(m["n_events"]), int(m["n_events_in_model"]), min_cell)
+        + f" The model covers {counted(m['n_clients'], 'client')} "
         f"({int(m['n_in_model']):,} client-sessions from each client's second rated "
-        f"session on).{left_text} Standard errors allow for clients sharing a therapist "
+        f"session on). Standard errors allow for clients sharing a therapist "
         "(cluster-robust).\n\nIn words:\n\n" + "\n".join(lines)))
 elif m is not None:
     display(Markdown(f"**Unplanned ending model: {esc(m['status'])}.** "
@@ -651,9 +645,11 @@ if m is not None and m["status"] != "fitted" and len(last):
             f"other sessions' mean ({percent(float(params['model'].get('conf_level', 0.95)))} "
             f"CI {number(row['conf_low'], 'points')} to "
             f"{number(row['conf_high'], 'points')}); "
-            f"{percent(row['share_lower'], scaled=True)} rated it lower. Without knowing how "
-            "therapy ended, "
-            "this cannot separate an unplanned ending from a planned one."))
+            f"{percent(row['share_lower'], scaled=True)} rated it lower. "
+            # with an ending column the endings are known; only the model could not be fitted
+            + ("This comparison alone cannot separate an unplanned ending from a planned one."
+               if len(cnt) else "Without knowing how therapy ended, this cannot separate an "
+               "unplanned ending from a planned one.")))
     else:
         display(Markdown(
             f"Fewer than {min_cell} clients have three or more rated sessions, so not even "

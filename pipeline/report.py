@@ -529,6 +529,24 @@ def reason_words(reason: object) -> str:
     return _MODEL_PREFIX.sub("", without_advice(reason.strip()))
 
 
+def time_zero_words(trajectories: pd.DataFrame, variable: str = "wellbeing") -> str:
+    """Where ``time = session - 1`` is 0, in words: ``"at the first session (time 0)"``,
+    or, when no ``variable`` was rated at session 1 (an export that starts at the third
+    session), that session 1 lies before the data (the intercept is an extrapolation).
+
+    ``trajectories`` is ``results/describe/trajectories.csv`` (a row per session and
+    variable present, suppressed or not); only session numbers are read, no count.
+    """
+    rows = trajectories[trajectories["variable"] == variable] if len(trajectories) else None
+    if rows is None or not len(rows):
+        return "at the first session (time 0)"
+    first = float(rows["session"].astype(float).min())
+    if not first > 1:
+        return "at the first session (time 0)"
+    return (f"at session 1 (time 0, before the data: no {variable} was rated before session "
+            f"{first:g}, so this is an extrapolation)")
+
+
 def not_fitted_words(status: object, reason: object, warning: object = None) -> str:
     """``"not estimable: <reason>"`` for a model without numbers (not escaped).
 

@@ -20,7 +20,8 @@ Counted and reported as warnings (not fatal, no row dropped): outcome or client 
 whose client has no alliance rows, alliance clients without outcome rows or without a
 clients row, unused columns, pre-scored columns ignored because items are present,
 alliance rows by a rater other than the instrument's form, rare covariate combinations
-(k-anonymity), unknown settings.
+(k-anonymity), unknown settings, session numbers that mostly jump by two or more (weeks
+or days rather than counted sessions).
 """
 
 from __future__ import annotations
@@ -343,6 +344,30 @@ def _duplicate_mask(frame: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
     return ~key.duplicated(keep=False) | key.isna().any(axis=1)
 
 
+#: Said where client ids look numbered within each therapist (client 1 of one therapist
+#: and client 1 of another): copies of client x session and clients with two therapists.
+IDS_PER_THERAPIST = (
+    "The alliance file uses the same client_id under several therapists, as when clients "
+    "are numbered "
+    "within each therapist (client 1 of one therapist and client 1 of another). Every "
+    "client needs one id, unique across therapists and the same in every file (e.g. the "
+    "therapist and client ids joined, T01-1); the outcome and clients files have no "
+    "therapist_id to tell such clients apart."
+)
+
+
+def _ids_per_therapist(frame: pd.DataFrame, keys: Sequence[str]) -> bool:
+    """Whether the rows that share their key (client x session) differ in therapist_id:
+    client ids numbered within each therapist rather than copies of the same session."""
+    if "therapist_id" not in frame.columns or "therapist_id" in keys:
+        return False
+    copies = ~_duplicate_mask(frame, keys)
+    if not copies.any() or _one_therapist_mask(frame).all():
+        return False
+    still = ~_duplicate_mask(frame, [*keys, "therapist_id"])
+    return int(still.sum()) * 2 < int(copies.sum())   # most copies told apart by therapist
+
+
 def _one_therapist_mask(frame: pd.DataFrame) -> pd.Series:
     if not {"client_id", "therapist_id"} <= set(frame.columns):
         return pd.Series(True, index=frame.index)
@@ -577,7 +602,8 @@ def build_schema(spec: _Spec) -> pa.DataFrameSchema:
 # ----------------------------------------------------------------------------- messages
 
 
-def _message(rule: str, column: str | None, n: int, spec: _Spec) -> str:
+def _message(rule: str, column: str | None, n: int, spec: _Spec,
+             ids_per_therapist: bool = False) -> str:
     one = n == 1
     rows, have = ("1 row", "has") if one else (f"{n} rows", "have")
     if rule == "missing_value":
@@ -622,16 +648,20 @@ def _message(rule: str, column: str | None, n: int, spec: _Spec) -> str:
                 "dropout as unplanned), or leave it blank when unknown (data/README.md).")
     if rule == "duplicate_row":
         key = " x ".join(spec.keys)
+        # ids numbered within each therapist: not copies, one id for several clients
+        advice = (IDS_PER_THERAPIST if ids_per_therapist else
+                  "Delete exact copies; otherwise correct the session (or rater) of the rows.")
         return (
             f"{rows} {'shares its' if one else 'share their'} {key} with another row; each "
-            f"{key} may appear once. Delete exact copies; otherwise correct the session (or "
-            "rater) of the rows."
+            f"{key} may appear once. {advice}"
         )
     if rule == "several_therapists":
         return (
             f"{rows} {'belongs' if one else 'belong'} to clients recorded with more than one "
-            "therapist_id. The models need each client seen by one therapist: correct the "
-            "therapist_id, or give the client a separate client_id per therapist."
+            "therapist_id. The models need each client seen by one therapist"
+            + (". " + IDS_PER_THERAPIST if ids_per_therapist else
+               ": correct the therapist_id, or give the client a separate client_id per "
+               "therapist.")
         )
     return RULE_TEXT.get(rule, rule)
 
@@ -730,6 +760,9 @@ class _Run:
     problems: list[Problem] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: the alliance file uses one client_id under several therapists (ids numbered within
+    #: each therapist): said again where the outcome or clients file has copies
+    ids_per_therapist: bool = False
 
     def check(self, check: str, file: str, status: str, n: int, detail: str) -> None:
         self.rows.append(
@@ -852,11 +885,14 @@ def _schema_problems(item: _File, run: _Run) -> None:
         frame_checks.append(("several_therapists", _one_therapist_mask,
                              "client_id, therapist_id"))
     failed = set(failures.loc[failures["schema_context"] == "DataFrameSchema", "check"])
+    if "duplicate_row" in failed and _ids_per_therapist(frame, spec.keys):
+        run.ids_per_therapist = True
     for rule, mask_fn, column in frame_checks:
         if rule in failed:
             rows = list(frame.index[~mask_fn(frame).to_numpy()])
-            run.problem(path, column, rows, rule, _message(rule, column, len(rows), spec),
-                        item.row_note)
+            message = _message(rule, column, len(rows), spec,
+                               ids_per_therapist=run.ids_per_therapist)
+            run.problem(path, column, rows, rule, message, item.row_note)
             counts[rule] = len(rows)
     rules = ["missing_value"]
     if spec.session:
@@ -1113,6 +1149,49 @@ def _rater_form(item: _File, inst: Instrument, run: _Run,
         )
 
 
+def session_steps(frame: pd.DataFrame) -> np.ndarray:
+    """The steps between each client's consecutive session numbers (1 = the next session).
+
+    One value per client x session (raters alike); rows whose session is not a whole
+    number of at least 1 are left out (reported by their own rules).
+    """
+    if not {"client_id", "session"} <= set(frame.columns):
+        return np.array([], dtype=float)
+    rows = pd.DataFrame({"client_id": _id_series(frame["client_id"]),
+                         "session": as_numbers(frame["session"])}).dropna()
+    rows = rows[(rows["session"] >= 1) & (rows["session"] % 1 == 0)].drop_duplicates()
+    rows = rows.sort_values(["client_id", "session"])
+    steps = rows.groupby("client_id", sort=False)["session"].diff().dropna()
+    return steps.to_numpy(dtype=float)
+
+
+def _session_numbering(item: _File, run: _Run) -> None:
+    """Warn when most steps between a client's consecutive sessions skip a number.
+
+    Sessions are counted 1, 2, 3, ... (data/README.md); a missed session leaves a gap of
+    one now and then. When the median step is two or more, the numbers are more likely
+    weeks, days or appointment slots: time = session - 1 would then give the change per
+    week (a weekly-numbered fortnightly therapy halves every change "per session"), and
+    the rupture windows and bridged gaps would count weeks.
+    """
+    steps = session_steps(item.frame)
+    if not len(steps) or float(np.median(steps)) < 2:
+        run.check("session_numbering", "alliance", "pass", 0,
+                  "consecutive sessions mostly numbered one apart")
+        return
+    jumps = int((steps >= 2).sum())
+    run.warn(
+        "session_numbering", "alliance", jumps,
+        f"alliance file: the session number jumps by two or more between most consecutive "
+        f"rated sessions of a client ({jumps:,} of {len(steps):,} steps; median step "
+        f"{float(np.median(steps)):g}). Sessions must be counted 1, 2, 3, ... in order: if "
+        "these numbers are weeks, days or appointment slots, the change per session, the "
+        "lagged model and the rupture windows are computed per week (or day). Number each "
+        "client's sessions in order; if many sessions were really missed, this warning can "
+        "be ignored",
+    )
+
+
 def _k_anonymity(clients: pd.DataFrame, covariates: Sequence[str], k: int,
                  run: _Run, continuous: Sequence[str] = ()) -> pd.DataFrame | None:
     if continuous:
@@ -1257,6 +1336,7 @@ def validate_inputs(
                      f"validation.allow_columns lists '{name}', which no input file has")
     if "alliance" in files:
         _rater_form(files["alliance"], alliance_instrument, run, therapist_instrument)
+        _session_numbering(files["alliance"], run)
         if files["alliance"].spec.assumed_therapist:
             run.warn("no_therapist_id", "alliance", 0,
                      "alliance file: no therapist_id column, so all clients are assumed to be "

@@ -704,6 +704,49 @@ def test_check_one_level(small: pd.DataFrame) -> None:
         _check(one_client, "wellbeing ~ time", "(1 | client_id)")
 
 
+def test_check_same_grouping(small: pd.DataFrame) -> None:
+    """Every therapist with one client: lme4 fits (1 | therapist) + (1 | client) and
+    splits the sum of the two variances arbitrarily (on such data: "unable to evaluate
+    scaled gradient" for two of the three alliance_levels models, an arbitrary 0.16/0.51
+    split for the third); the pipeline reported those splits as therapist shares."""
+    one_each = small.assign(therapist_id="T" + small["client_id"].astype(str))
+    out = _check(one_each, "wellbeing ~ time", "(1 | therapist_id) + (1 + time | client_id)")
+    assert out.random.formula == "(1 + time | client_id)"
+    assert out.simplifications == [
+        "therapist level dropped: each therapist has exactly one client (and each client "
+        "one therapist), so the therapist and client variances cannot be told apart: only "
+        "their sum is identified (lme4 fits an arbitrary split); the client variance "
+        "includes the therapist variance"]
+    with pytest.raises(NotEstimableError, match="model m: each therapist has exactly one "
+                                                "client") as caught:
+        _check(one_each, "wellbeing ~ time", "(1 | therapist_id) + (1 | client_id)",
+               same_grouping="refuse")
+    assert "model.checks.same_grouping: drop" in str(caught.value)
+    # the slope-less factor goes, whichever is named first
+    out = _check(one_each, "wellbeing ~ time", "(1 + time | client_id) + (1 | therapist_id)")
+    assert out.random.formula == "(1 + time | client_id)"
+    # one therapist with two clients is enough to tell them apart (lme4 fits both)
+    first, second = sorted(one_each["client_id"].unique())[:2]
+    shared = one_each.assign(therapist_id=one_each["therapist_id"].where(
+        one_each["client_id"] != second, "T" + str(first)))
+    out = _check(shared, "wellbeing ~ time", "(1 | therapist_id) + (1 | client_id)")
+    assert out.random.factors == ("therapist_id", "client_id") and not out.simplifications
+    # the shipped shape: several clients per therapist, nothing dropped
+    assert not _check(small, "wellbeing ~ time",
+                      "(1 | therapist_id) + (1 | client_id)").simplifications
+    # level codes as the engine gives them need not be dense (a label without rows)
+    y, x, names = design_matrices("wellbeing ~ time", one_each)
+    random = "(1 | therapist_id) + (1 | client_id)"
+    part = M.RandomPart("r", random, M.parse_random(random),
+                        {"therapist_id": "therapist", "client_id": "client"})
+    c_codes, c_labels = pd.factorize(one_each["client_id"])
+    t_codes = 2 * c_codes           # every other therapist label unused
+    groups = {"client_id": (c_codes, np.asarray(c_labels)),
+              "therapist_id": (t_codes, np.arange(2 * len(c_labels)))}
+    out = run_checks("m", one_each, y, x, names, part, {}, groups)
+    assert out.random.factors == ("client_id",)
+
+
 def test_check_few_sessions(small: pd.DataFrame) -> None:
     two = small.groupby("client_id").head(2)
     out = _check(two, "wellbeing ~ time", "(1 | therapist_id) + (1 + time | client_id)")

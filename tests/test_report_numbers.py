@@ -288,3 +288,22 @@ def test_a_kind_for_a_column_the_table_does_not_have_is_an_error() -> None:
     with pytest.raises(ValueError, match="no column"):
         tables.formatted(frame, p_values=("p_value",))
     assert tables.formatted(frame, kinds={"\u03ba": "proportion"})["\u03ba"].tolist() == [".50"]
+
+
+def test_time_zero_is_said_to_lie_before_the_data_when_nobody_was_rated_at_session_1(
+        ) -> None:
+    """time = session - 1: the models report said the intercept is wellbeing "at the first
+    session (time 0)" also when the export started at session 3, where it is session 1,
+    before any rated session (an extrapolation)."""
+    import pandas as pd
+
+    from pipeline.report import time_zero_words
+
+    shipped = pd.DataFrame({"session": [1, 1, 2, 2], "variable": ["goal", "wellbeing"] * 2})
+    assert time_zero_words(shipped) == "at the first session (time 0)"
+    late = pd.DataFrame({"session": [1, 3, 4, 5], "variable": ["goal"] + ["wellbeing"] * 3})
+    assert time_zero_words(late) == (
+        "at session 1 (time 0, before the data: no wellbeing was rated before session 3, so "
+        "this is an extrapolation)")
+    assert time_zero_words(pd.DataFrame(columns=["session", "variable"])) == (
+        "at the first session (time 0)")

@@ -67,6 +67,11 @@ def test_adapter_reports_not_estimable_with_one_therapist() -> None:
     fit = O.fit_mixed(data, "change ~ repaired", {"groups": "therapist_id"}, {})
     assert fit.status == "not estimable" and "therapist" in fit.reason
     assert fit.coefficients.empty
+    # one client per therapist (the checks' reason): named, not "model model: ..."
+    one_each = data.assign(therapist_id=["T1", "T2", "T3", "T4"])
+    fit = O.fit_mixed(one_each, "change ~ repaired", {"groups": "therapist_id"}, {})
+    assert fit.status == "not estimable"
+    assert fit.reason.startswith("model ruptures_outcome: 4 rows for 4 therapists"), fit.reason
 
 
 def test_model_plan_drops_empty_groups_and_refuses_small_ones() -> None:
@@ -158,3 +163,67 @@ def test_endings_model_with_time_constant_in_the_sessions_at_risk_is_not_estimab
     # Both the within part (every client dropped by 1.0) and time are constant.
     assert ("rank deficient in the sessions at risk: Alliance (within client) and Time "
             "(session − 1) have the same value on every row (they do not vary)") in reason
+
+
+def test_endings_in_the_model_never_give_a_small_count_by_subtraction() -> None:
+    """The report said "28 of the 32 unplanned endings are in the model ... The others
+    (fewer than 5)": 4 by subtraction (and 32 is in the endings table above)."""
+    assert E.events_in_model(32, 32, 5) == "All 32 unplanned endings are in the model."
+    assert E.events_in_model(40, 30, 5) == (
+        "30 of the 40 unplanned endings are in the model. The other 10 ended at their first "
+        "rated session, which has no earlier session to compare it with.")
+    few = E.events_in_model(32, 28, 5)
+    assert few == ("All but fewer than 5 of the 32 unplanned endings are in the model. The "
+                   "others ended at their first rated session, which has no earlier session "
+                   "to compare it with.")
+    assert "28" not in few and "4" not in few
+
+
+def test_one_small_ending_count_is_not_left_to_subtraction() -> None:
+    """planned 348, unplanned blank, ongoing 26, not given 0 of the 377 clients the
+    overview shows: unplanned = 3 by subtraction. The smallest other count goes too."""
+    clients = pd.DataFrame({"client_id": [f"C{i}" for i in range(377)],
+                            "ending": ["planned"] * 348 + ["unplanned"] * 3
+                            + ["ongoing"] * 26})
+    table = E.ending_counts(clients, 5).set_index("ending")
+    assert table["n_clients"].isna().tolist() == [False, True, True, False]
+    assert table.loc["planned", "n_clients"] == 348 and table.loc["not given", "n_clients"] == 0
+    assert table["suppressed"].tolist() == ["", "n_clients", "n_clients", ""]
+    # two small counts hide each other; none small: all shown; nobody unplanned: 0 shown
+    two = clients.assign(ending=["planned"] * 370 + ["unplanned"] * 3 + ["ongoing"] * 4)
+    assert E.ending_counts(two, 5)["n_clients"].isna().tolist() == [False, True, True, False]
+    shipped = clients.assign(ending=["planned"] * 232 + ["unplanned"] * 119 + ["ongoing"] * 26)
+    assert E.ending_counts(shipped, 5)["n_clients"].tolist() == [232, 119, 26, 0]
+    nobody = clients.assign(ending="planned")
+    assert E.ending_counts(nobody, 5)["n_clients"].tolist() == [377, 0, 0, 0]
+    one_left = clients.assign(ending=["planned"] * 374 + ["unplanned"] * 3)
+    # the only other count above 0 is blanked: 374 + 3 cannot be told apart from the table
+    assert E.ending_counts(one_left, 5)["n_clients"].isna().tolist() == [True, True, False,
+                                                                        False]
+
+
+def test_endings_model_says_which_side_is_short() -> None:
+    """Nobody (or everybody) ended unplanned: the reason read "fewer than 5 clients ended
+    unplanned, or fewer than 5 did not", which leaves the reader to guess which."""
+    series = pd.DataFrame({"client_id": np.repeat([f"C{i}" for i in range(12)], 4),
+                           "therapist_id": np.repeat(["T1", "T2"], 24),
+                           "session": np.tile([1, 2, 3, 4], 12),
+                           "score": np.tile([4.0, 3.5, 3.0, 3.8], 12)})
+    clients = pd.DataFrame({"client_id": [f"C{i}" for i in range(12)]})
+
+    def reason(endings: list[str]) -> str:
+        pp = E.person_period(series, clients.assign(ending=endings))
+        status, why, _ = E.fit_endings(pp, "event ~ alliance_within + time", 0.95, 5)
+        assert status == "not estimable"
+        return why
+
+    assert reason(["planned"] * 12) == ("no client in the model ended unplanned: too few "
+                                        "unplanned endings to estimate a hazard")
+    assert reason(["unplanned"] * 12) == ("every client in the model ended unplanned: too "
+                                          "few other clients to estimate a hazard")
+    assert reason(["unplanned"] * 3 + ["planned"] * 9) == (
+        "fewer than report.min_cell = 5 clients in the model ended unplanned: too few "
+        "unplanned endings to estimate a hazard")
+    assert reason(["unplanned"] * 9 + ["ongoing"] * 3) == (
+        "all but fewer than report.min_cell = 5 clients in the model ended unplanned: too "
+        "few other clients to estimate a hazard")

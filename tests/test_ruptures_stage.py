@@ -107,8 +107,8 @@ def test_model_tables_of_few_clients_blank_their_counts(tmp_path: Path, params: 
     for col in ("n_clients", "n_events_in_model"):
         assert np.isnan(endings[col]), col
     assert endings["reason"] == (
-        "fewer than report.min_cell = 5 clients ended unplanned, or fewer than 5 did not, "
-        "among the clients in the model: too few to estimate a hazard")
+        "fewer than report.min_cell = 5 clients in the model ended unplanned, and fewer "
+        "than report.min_cell = 5 did not: too few unplanned endings to estimate a hazard")
     for name, col in (("thresholds", "n_series"), ("prevalence", "n_series"),
                       ("agreement", "n_clients"), ("repair_correlation", "n_clients")):
         shown = pd.read_csv(results / f"{name}.csv")[col].dropna()

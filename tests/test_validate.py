@@ -6,12 +6,14 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from pipeline.instruments import Instrument, load_instrument
 from pipeline.validate import (
     DEFAULT_SETTINGS,
+    IDS_PER_THERAPIST,
     InputError,
     Problem,
     ValidatedInputs,
@@ -518,3 +520,74 @@ def test_missing_key_column_is_reported_once_not_as_duplicates(
     rules = [p.rule for p in err.value.problems]
     assert "missing_column" in rules
     assert "duplicate_row" not in rules
+
+
+def test_client_ids_numbered_within_each_therapist_are_named_as_such(
+        wai: Instrument, swemwbs: Instrument, tmp_path: Path) -> None:
+    """Clients numbered 1, 2, ... within each therapist (a common export): the messages
+    said "Delete exact copies; otherwise correct the session" and "correct the
+    therapist_id", neither of which is the cause; now every such problem names it, in the
+    outcome and clients files too, which have no therapist_id."""
+    alliance = pd.read_csv(GOOD / "alliance.csv", dtype=str)
+    outcome = pd.read_csv(GOOD / "outcome.csv", dtype=str)
+    clients = pd.read_csv(GOOD / "clients.csv", dtype=str)
+    first = alliance.drop_duplicates("client_id")
+    within = dict(zip(first["client_id"],
+                      first.groupby("therapist_id").cumcount().add(1).astype(str), strict=True))
+    alliance["client_id"] = alliance["client_id"].map(within)
+    outcome["client_id"] = outcome["client_id"].map(within)
+    clients["client_id"] = clients["client_id"].map(within)
+    for name, frame in (("a", alliance), ("o", outcome), ("c", clients)):
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+    error = _fail(wai, swemwbs, alliance=tmp_path / "a.csv", outcome=tmp_path / "o.csv",
+                  clients=tmp_path / "c.csv")
+    rules = [(Path(p.file).name, p.rule) for p in error.problems]
+    assert rules == [("a.csv", "duplicate_row"), ("a.csv", "several_therapists"),
+                     ("o.csv", "duplicate_row"), ("c.csv", "duplicate_row")]
+    for problem in error.problems:
+        assert problem.message.endswith(IDS_PER_THERAPIST), problem.message
+        assert "Delete exact copies" not in problem.message
+        assert "correct the therapist_id" not in problem.message
+    # a real copy (the same client, therapist and session twice) keeps its advice
+    copied = pd.read_csv(GOOD / "alliance.csv", dtype=str)
+    copied = pd.concat([copied, copied.head(2)])
+    copied.to_csv(tmp_path / "copied.csv", index=False)
+    error = _fail(wai, swemwbs, alliance=tmp_path / "copied.csv")
+    assert [p.rule for p in error.problems] == ["duplicate_row"]
+    assert error.problems[0].message.endswith("Delete exact copies; otherwise correct the "
+                                              "session (or rater) of the rows.")
+
+
+def test_session_numbers_that_mostly_jump_are_warned_about(
+        wai: Instrument, swemwbs: Instrument, tmp_path: Path) -> None:
+    """Sessions numbered by week (a fortnightly therapy: 1, 3, 5, ...) passed without a
+    word, and every change "per session" was per week: half the true one."""
+    from pipeline.validate import session_steps
+
+    alliance = pd.read_csv(GOOD / "alliance.csv", dtype=str)
+    steps = session_steps(alliance)
+    assert np.median(steps) == 1
+    out = _run(wai, swemwbs)
+    assert not any("jumps by two or more" in w for w in out.warnings)
+    checks = out.checks.set_index("check")
+    assert checks.loc["session_numbering", "status"] == "pass"
+    weekly = alliance.assign(session=(2 * alliance["session"].astype(int) - 1).astype(str))
+    weekly.to_csv(tmp_path / "a.csv", index=False)
+    outcome = pd.read_csv(GOOD / "outcome.csv", dtype=str)
+    outcome.assign(session=(2 * outcome["session"].astype(int) - 1).astype(str)).to_csv(
+        tmp_path / "o.csv", index=False)
+    out = _run(wai, swemwbs, alliance=tmp_path / "a.csv", outcome=tmp_path / "o.csv")
+    said = [w for w in out.warnings if "jumps by two or more" in w]
+    n_steps = len(steps)
+    assert said == [
+        "alliance file: the session number jumps by two or more between most consecutive "
+        f"rated sessions of a client ({n_steps} of {n_steps} steps; median step 2). Sessions "
+        "must be counted 1, 2, 3, ... in order: if these numbers are weeks, days or "
+        "appointment slots, the change per session, the lagged model and the rupture windows "
+        "are computed per week (or day). Number each client's sessions in order; if many "
+        "sessions were really missed, this warning can be ignored"]
+    assert out.checks.set_index("check").loc["session_numbering", "status"] == "warn"
+    # steps by hand: one client 1, 2, 4 (steps 1, 2); another 5, 6 (1); a blank session out
+    frame = pd.DataFrame({"client_id": ["a", "a", "a", "b", "b", "b"],
+                          "session": ["4", "1", "2", "6", "5", None]})
+    assert sorted(session_steps(frame).tolist()) == [1.0, 1.0, 2.0]

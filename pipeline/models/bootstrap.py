@@ -227,7 +227,12 @@ def bootstrap_table(model: str, estimate: Mapping[str, float],
         raise TooManyFailedRefits(
             f"bootstrap: {failed} of {len(reps)} refits of model {model!r} failed (first: "
             f"{first}), more than bootstrap.max_failed_share = {settings.max_failed_share:g}; "
-            "intervals from the rest would be biased. Check the model in the models report.")
+            "intervals from the rest would be biased, so no report is made from this run "
+            "(reports/ still holds the last run's). Look at the model's status in "
+            "build/results/fit_statistics.csv and its [models] line in this log (a model "
+            "that does not converge or is singular on the data will fail its refits too), "
+            "then choose another bootstrap.model (or bootstrap.alliance_levels: false), or "
+            "raise bootstrap.max_failed_share in params.yaml.")
     singular = sum(r["status"] == "singular" for r in reps)
     tail = (1.0 - settings.conf_level) / 2.0
     rows = []

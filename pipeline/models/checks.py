@@ -18,6 +18,10 @@ grouping factor < 2      ``check.nlev.gtr.1``: error "grouping       ``one_level
 levels                   factors must have > 1 sampled level"        drop that level's
                                                                      terms (simplification)
                                                                      or ``refuse``
+two grouping factors     (fits; the two variances are not           ``same_grouping: drop``:
+that group the rows      identified, only their sum: an arbitrary    drop the outer factor
+alike (each therapist    split, often "unable to evaluate scaled     (simplification) or
+has one client)          gradient")                                  ``refuse``
 random slopes with at    (fits; slope variance unidentified          ``few_sessions: drop``:
 most 2 rows per client   from the residual)                          drop the slope
                                                                      (simplification) or
@@ -54,6 +58,7 @@ DEFAULT_CHECKS: dict[str, Any] = {
     "one_level": "drop",        # drop | refuse: what to do with a factor below min_levels
     "slope_min_rows": 3,        # a random slope needs some level with at least this many rows
     "few_sessions": "drop",     # drop | refuse: what to do when no level has that many
+    "same_grouping": "drop",    # drop | refuse: two factors grouping the rows alike
     "rank_tolerance": 1e-7,     # relative tolerance of the pivoted QR rank (lme4: 1e-7)
 }
 _RULES = ("drop", "refuse")
@@ -89,7 +94,7 @@ def check_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
         raise SettingsError(f"params.yaml model.checks: unknown key(s) {unknown}; allowed: "
                             f"{sorted(DEFAULT_CHECKS)}")
     out = {**DEFAULT_CHECKS, **given}
-    for key in ("one_level", "few_sessions"):
+    for key in ("one_level", "few_sessions", "same_grouping"):
         if out[key] not in _RULES:
             raise SettingsError(f"params.yaml model.checks.{key}: {out[key]!r} is not one of "
                                 f"{_RULES}")
@@ -173,6 +178,43 @@ def _clearly_full_rank(x: np.ndarray, tol: float) -> bool:
     return smallest > max((100.0 * tol) ** 2, 1e-9)
 
 
+def _codes(factor: str, data: pd.DataFrame,
+           groups: Mapping[str, tuple[np.ndarray, np.ndarray]] | None) -> np.ndarray:
+    """Level index of every row of a grouping factor."""
+    if groups is not None and factor in groups:
+        return np.asarray(groups[factor][0])
+    return np.asarray(pd.factorize(data[factor])[0])
+
+
+def _same_grouping(random: RandomPart, data: pd.DataFrame,
+                   groups: Mapping[str, tuple[np.ndarray, np.ndarray]] | None
+                   ) -> list[tuple[str, str]]:
+    """Pairs ``(outer, inner)`` of grouping factors that partition the rows alike (a
+    one-to-one map between their levels, e.g. every therapist has one client).
+
+    Of such a pair the factor with fewer random-effect columns is ``outer`` (the one
+    dropped), the earlier-named one on a tie (``(1 | therapist_id) + (1 | client_id)``:
+    the therapist). Factors with one level are left to the ``min_levels`` check.
+    """
+    factors = random.factors
+    codes = {f: _codes(f, data, groups) for f in factors}
+    size = {f: int(c.max()) + 1 if c.size else 0 for f, c in codes.items()}
+    # levels present (codes need not be dense)
+    n_levels = {f: int(np.count_nonzero(np.bincount(c, minlength=size[f]))) if c.size else 0
+                for f, c in codes.items()}
+    width = {f: sum(len(t.columns) for t in random.terms if t.factor == f) for f in factors}
+    out = []
+    for i, a in enumerate(factors):
+        for b in factors[i + 1:]:
+            if n_levels[a] != n_levels[b] or n_levels[a] < 2:
+                continue
+            pairs = np.unique(codes[a].astype(np.int64) * size[b] + codes[b])
+            if pairs.size != n_levels[a]:
+                continue
+            out.append((b, a) if width[b] < width[a] else (a, b))
+    return out
+
+
 def run_checks(model: str, data: pd.DataFrame, y: np.ndarray, x: np.ndarray,
                x_names: list[str], random: RandomPart,
                settings: Mapping[str, Any] | None = None,
@@ -241,6 +283,23 @@ def run_checks(model: str, data: pd.DataFrame, y: np.ndarray, x: np.ndarray,
                 f"fit it on data with at least {conf['min_levels']} {label}s"))
         outcome.random = outcome.random.without(factors={factor})
         outcome.simplifications.append(f"{label} level dropped: {reason}")
+    # two grouping factors that group the rows alike (every therapist has one client)
+    for outer, inner in _same_grouping(outcome.random, data, groups):
+        if outer not in outcome.random.factors or inner not in outcome.random.factors:
+            continue
+        o_label, i_label = random.label(outer), random.label(inner)
+        reason = (f"each {o_label} has exactly one {i_label} (and each {i_label} one "
+                  f"{o_label}), so the {o_label} and {i_label} variances cannot be told "
+                  f"apart: only their sum is identified (lme4 fits an arbitrary split)")
+        if conf["same_grouping"] == "refuse":
+            raise NotEstimableError(advised(
+                f"model {model}: {reason}",
+                f"use data where some {o_label}s have several {i_label}s, or set "
+                "model.checks.same_grouping: drop"))
+        outcome.random = outcome.random.without(factors={outer})
+        outcome.simplifications.append(
+            f"{o_label} level dropped: {reason}; the {i_label} variance includes the "
+            f"{o_label} variance")
     # random slopes without levels that have enough rows
     for factor in outcome.random.factors:
         slopes = {c for t in outcome.random.terms if t.factor == factor

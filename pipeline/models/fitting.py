@@ -446,7 +446,7 @@ class _Settings(dict):  # type: ignore[type-arg]
 def fit(formula: str, random: str, data: pd.DataFrame, reml: bool = True,
         settings: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
-        start: np.ndarray | None = None) -> ModelFit:
+        start: np.ndarray | None = None, model: str = "model") -> ModelFit:
     """Fit one linear mixed model from a DataFrame (the public entry point).
 
     Parameters
@@ -466,6 +466,9 @@ def fit(formula: str, random: str, data: pd.DataFrame, reml: bool = True,
     start
         Warm start: theta of a previous fit of the same random part (e.g. ``fit.theta``
         of the fit to the previous simulated data set in a power analysis).
+    model
+        The model's name in the checks' messages ("model <name>: ..."; one word, which
+        ``report.reason_words`` drops).
 
     Returns
     -------
@@ -491,7 +494,7 @@ def fit(formula: str, random: str, data: pd.DataFrame, reml: bool = True,
                                *part.variables]))
     rows = data.dropna(subset=[c for c in used if c in data.columns]).reset_index(drop=True)
     result, simplifications = fit_formula(rows, formula, part, reml=reml, settings=settings,
-                                          start=start)
+                                          start=start, model=model)
     result.record["simplification"] = simplifications
     return result
 

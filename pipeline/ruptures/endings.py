@@ -129,10 +129,17 @@ def fit_endings(pp: pd.DataFrame, formula: str, conf_level: float,
     n_events = int(pp["event"].sum())
     n_clients = int(pp["client_id"].nunique())
     if n_events < min_events or n_clients - n_events < min_events:
-        # the counts themselves are not named: they are below report.min_cell
-        return ("not estimable", "fewer than report.min_cell = "
-                f"{min_events} clients ended unplanned, or fewer than {min_events} did not, "
-                "among the clients in the model: too few to estimate a hazard", pd.DataFrame())
+        # the counts themselves are not named: they are below report.min_cell; but which
+        # side is short is (the report read "fewer than 5 ended unplanned, or fewer than
+        # 5 did not" when nobody, or everybody, ended unplanned)
+        few = f"fewer than report.min_cell = {min_events}"
+        events_short, others_short = n_events < min_events, n_clients - n_events < min_events
+        side = ("no client" if n_events == 0 else "every client" if n_events == n_clients
+                else f"{few} clients" if events_short else f"all but {few} clients")
+        also = f", and {few} did not" if events_short and others_short and n_events else ""
+        return ("not estimable", f"{side} in the model ended unplanned{also}: too few "
+                f"{'unplanned endings' if events_short else 'other clients'} to estimate a "
+                "hazard", pd.DataFrame())
     if pp["therapist_id"].nunique() < 2:
         return ("not estimable", "one therapist: clustered standard errors need several",
                 pd.DataFrame())
@@ -171,15 +178,56 @@ def fit_endings(pp: pd.DataFrame, formula: str, conf_level: float,
     return ("fitted" if converged else "not converged", "", coefs)
 
 
+def events_in_model(n_events: int, n_in_model: int, min_cell: int) -> str:
+    """How many of the unplanned endings the model has, in words, without a count below
+    ``min_cell``: the ones left out ended at their first rated session (no earlier session
+    to compare with).
+
+    The report said "28 of the 32 unplanned endings are in the model ... The others (fewer
+    than 5)": 4 by subtraction, with the 32 in the endings table above it. When fewer than
+    ``min_cell`` are left out, the number in the model is not given either.
+
+    Examples
+    --------
+    ``events_in_model(32, 28, 5)`` is "All but fewer than 5 of the 32 unplanned endings
+    are in the model. The others ended at their first rated session, ...".
+    """
+    left_out = n_events - n_in_model
+    first = (" ended at their first rated session, which has no earlier session to compare "
+             "it with.")
+    if left_out == 0:
+        return f"All {n_events:,} unplanned endings are in the model."
+    if left_out >= min_cell:
+        return (f"{n_in_model:,} of the {n_events:,} unplanned endings are in the model. "
+                f"The other {left_out:,}{first}")
+    return (f"All but fewer than {min_cell} of the {n_events:,} unplanned endings are in the "
+            f"model. The others{first}")
+
+
 def ending_counts(clients: pd.DataFrame | None, min_cell: int) -> pd.DataFrame:
-    """Clients by how therapy ended (small counts suppressed); empty without the column."""
+    """Clients by how therapy ended (small counts suppressed); empty without the column.
+
+    The counts add up to the clients in the clients file, which the overview report
+    shows: one blanked count alone would be that total minus the others (planned 348,
+    unplanned blank, ongoing 26, not given 0 of 377: unplanned 3). So when exactly one
+    count is blanked, the smallest other count above 0 is blanked with it (secondary
+    suppression); ``suppressed`` names both.
+    """
     if clients is None or "ending" not in clients.columns:
         return pd.DataFrame(columns=["ending", "n_clients", "suppressed"])
     counts = clients["ending"].fillna("not given").value_counts()
     levels = [*ENDINGS, "not given"]
     table = pd.DataFrame({"ending": levels,
                           "n_clients": [int(counts.get(k, 0)) for k in levels]})
-    return suppress_counts(table, {"n_clients": []}, min_cell)
+    out = suppress_counts(table, {"n_clients": []}, min_cell)
+    blank = out["n_clients"].isna()
+    if int(blank.sum()) == 1:
+        shown = table["n_clients"].where(~blank & (table["n_clients"] > 0))
+        if shown.notna().any():
+            second = shown.idxmin()
+            out.loc[second, "n_clients"] = np.nan
+            out.loc[second, "suppressed"] = "n_clients"
+    return out
 
 
 def last_session(series: pd.DataFrame, min_cell: int, conf_level: float) -> pd.DataFrame:

@@ -100,7 +100,7 @@ def fit_mixed(data: pd.DataFrame, formula: str, random: Mapping[str, Any],
     conf = float(settings.get("conf_level", 0.95))
     try:
         m = fit(formula, part, data, reml=bool(random.get("reml", True)), settings=settings,
-                labels={groups: label})
+                labels={groups: label}, model="ruptures_outcome")
     except PipelineError as exc:
         return MixedFit("not estimable", str(exc), n_obs=len(data), n_groups=n_groups)
     except (np.linalg.LinAlgError, ValueError, RuntimeError) as exc:
