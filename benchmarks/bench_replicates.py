@@ -146,7 +146,8 @@ def stage_lines(params: dict[str, Any], scored: pd.DataFrame, out: Path | None,
         settings_from(serial.get("model")), ExecutionSettings(workers=1))})
     with tempfile.TemporaryDirectory() as tmp:
         timed("power", lambda: power_stage(serial, ROOT / "results",
-                                           Path(tmp) / "replicates.jsonl"))
+                                           Path(tmp) / "replicates.jsonl",
+                                           scored=ROOT / "data" / "interim" / "scored.csv"))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         for name, table in tables.items():
