@@ -138,7 +138,7 @@ def clean_executed(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 #: import time off the critical path, because the next report's kernel starts while the
 #: current one runs. A module that does not exist is skipped.
 PRELOAD = ("pandas", "matplotlib.pyplot", "pipeline.figures", "pipeline.tables",
-           "pipeline.report", "pipeline.references", "pipeline.model", "pipeline.models")
+           "pipeline.report", "pipeline.references", "pipeline.models")
 
 
 @contextmanager

@@ -51,9 +51,79 @@ def clone(tmp_path_factory: pytest.TempPathFactory, root: Path) -> tuple[Path, d
     return dest, env
 
 
-def test_repro_force_reproduces_every_output(clone: tuple[Path, dict[str, str]]) -> None:
+@pytest.fixture(scope="module")
+def forced_run(clone: tuple[Path, dict[str, str]]
+               ) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`dvc repro -f` in the clone, every process recording the project files it used
+    (pipeline/importrecord.py)."""
     repo, env = clone
-    result = _run(["dvc", "repro", "-f"], repo, env)
+    records = repo.parent / "used-files"
+    result = _run(["dvc", "repro", "-f"], repo, {**env, "PIPELINE_RECORD_IMPORTS": str(records)})
+    return result, records
+
+
+#: Files a stage may use without declaring them: the recorder itself (inert unless
+#: PIPELINE_RECORD_IMPORTS is set).
+_UNDECLARED_OK = {"pipeline/importrecord.py"}
+
+
+def _notebook_imports(repo: Path) -> list[str]:
+    """The pipeline modules the report notebooks import (their kernels record nothing)."""
+    import ast
+
+    names: set[str] = set()
+    for notebook in sorted((repo / "notebooks").glob("*.py")):
+        for node in ast.walk(ast.parse(notebook.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline"):
+                names.add(str(node.module))
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names if a.name.startswith("pipeline"))
+    return sorted(names)
+
+
+def test_every_stage_declares_the_code_it_runs(
+        clone: tuple[Path, dict[str, str]],
+        forced_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    """Each file of pipeline/ or notebooks/ a stage imported or read is among its deps.
+
+    Otherwise editing that file would leave the stage's outputs stale: DVC reruns a stage
+    only when a declared dependency changed, and only `make verify` would notice."""
+    repo, env = clone
+    result, records = forced_run
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # what the report kernels import, recorded as the report stage
+    modules = _notebook_imports(repo)
+    assert "pipeline.figures" in modules
+    imported = _run([sys.executable, "-c", f"import importlib; "
+                     f"[importlib.import_module(m) for m in {modules!r}]"], repo,
+                    {**env, "PIPELINE_RECORD_IMPORTS": str(records), "DVC_STAGE": "report",
+                     "PYTHONPATH": str(repo)})
+    assert imported.returncode == 0, imported.stderr[-2000:]
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    used: dict[str, set[str]] = {}
+    for record in records.glob("*.txt"):
+        used.setdefault(record.name.split(".")[0], set()).update(record.read_text().split())
+    assert set(stages) - {"promote"} <= set(used), sorted(set(stages) - set(used))
+    assert "pipeline/models/engine.py" in used["fit"]      # the recorder sees lazy imports
+    assert "pipeline/models.yaml" in used["fit"]            # ... and files read
+    undeclared = {}
+    for stage, files in sorted(used.items()):
+        if stage not in stages:
+            continue        # `python -m pipeline.progress` itself
+        deps = [str(d).rstrip("/") for d in stages[stage].get("deps", [])]
+        missing = sorted(f for f in files - _UNDECLARED_OK
+                         if f.split("/")[0] in ("pipeline", "notebooks")
+                         and not any(f == d or f.startswith(d + "/") for d in deps))
+        if missing:
+            undeclared[stage] = missing
+    assert not undeclared, f"dvc.yaml: stages use files they do not declare: {undeclared}"
+
+
+def test_repro_force_reproduces_every_output(
+        clone: tuple[Path, dict[str, str]],
+        forced_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    repo, env = clone
+    result, _ = forced_run
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     status = _run(["git", "status", "--porcelain"], repo, env).stdout
     assert status == "", f"outputs differ from the committed manifest:\n{status}"
