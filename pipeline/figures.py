@@ -34,6 +34,7 @@ from pipeline.tables import (
     decimals,
     format_num,
     given,
+    percent,
     term_label,
 )
 
@@ -279,12 +280,12 @@ def alliance_shares(levels: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
                 edgecolor="white", label=text)
         for y, (x0, w) in enumerate(zip(left, share, strict=True)):
             if w >= 0.06:
-                ax.text(x0 + w / 2, y, f"{w:.0%}", ha="center", va="center", color="white",
+                ax.text(x0 + w / 2, y, percent(w), ha="center", va="center", color="white",
                         fontsize=8)
         left += share
     ax.invert_yaxis()
     ax.set(xlim=(0, 1), xlabel="share of the variance")
-    ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.xaxis.set_major_formatter(lambda v, _: percent(v))
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(rows) > 1 else -0.6),
               ncol=3, frameon=False, fontsize=8)
     fig.tight_layout()

@@ -246,3 +246,16 @@ def test_power_curves_save_twice_byte_identical(tmp_path: Path) -> None:
     for suffix in ("png", "svg"):
         assert (tmp_path / "a" / f"power.{suffix}").read_bytes() == \
             (tmp_path / "b" / f"power.{suffix}").read_bytes(), suffix
+
+
+def test_variance_shares_are_percentages_as_the_tables_print_them() -> None:
+    """Shares drawn as percentages follow the style's ``percent`` kind (``tables.percent``,
+    as the alliance-levels table): whole per cents, no leading-zero rule."""
+    levels = pd.DataFrame({"subscale": ["goal"], "status": ["fitted"],
+                           "share_therapist": [0.05], "share_client": [0.554],
+                           "share_session": [0.396]})
+    fig, _ = figures.alliance_shares(levels)
+    ax = fig.axes[0]
+    assert _labels(ax, "x") == ["0%", "20%", "40%", "60%", "80%", "100%"]
+    assert [t.get_text() for t in ax.texts] == ["55%", "40%"]   # 5% is too narrow to label
+    matplotlib.pyplot.close(fig)
