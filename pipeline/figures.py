@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -22,11 +23,20 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import Formatter, MaxNLocator
 
 from pipeline.outputs import atomic_open, write_csv
 from pipeline.report import FIGURES_DIR_ENV
-from pipeline.tables import component_label, term_label
+from pipeline.tables import (
+    apa_zero,
+    bounded,
+    component_label,
+    decimals,
+    format_num,
+    given,
+    percent,
+    term_label,
+)
 
 SUBSCALES = ("goal", "task", "bond")
 #: One palette for every figure: a colour per subscale, per part, and in order per model.
@@ -77,6 +87,41 @@ def wrap(text: str, width: int) -> str:
 def integer_axis(ax: Axes, axis: str = "x") -> None:
     """Ticks at whole numbers only (sessions, item numbers)."""
     (ax.xaxis if axis == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+
+
+class KindFormatter(Formatter):
+    """Tick labels of a kind of number as the tables print it (``pipeline/tables.py``):
+    the kind's decimals, a true minus sign, no leading zero when the style says the kind
+    cannot exceed 1 (``.25``, ``\u2212.50``, ``1.00``, ``.00``). More decimals only when the
+    ticks need them to be told apart (ticks every .005 print ``.875``, not ``.88``)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.places = decimals(kind)
+
+    def set_locs(self, locs: Sequence[float]) -> None:
+        """Decimals for these ticks: the kind's, more where a tick is not exact at them."""
+        places = decimals(self.kind)
+        ticks = [float(v) for v in locs if np.isfinite(v)]
+        while places < 6 and any(abs(round(v, places) - v) > 1e-9 for v in ticks):
+            places += 1
+        self.places = places
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return apa_zero(format_num(x, self.places), self.kind)
+
+
+def kind_axis(ax: Axes, kind: str, axis: str = "y") -> None:
+    """Tick labels of an axis that shows a quantity of ``kind`` (``power``,
+    ``correlation``, ``proportion``, ...; ``pipeline/table_style.yaml``) printed as the
+    tables print it (:class:`KindFormatter`) when the style names the kind in
+    ``no_leading_zero`` (APA 7, 6.36: ``.80``, not ``0.80``); other kinds keep
+    matplotlib's labels (coefficients, scores: ``0.5``). Only the labels change, not where
+    the ticks are."""
+    if bounded(kind):
+        (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(KindFormatter(kind))
+
+
 STYLE = {
     "svg.hashsalt": "alliance-pipeline",
     "svg.fonttype": "path",
@@ -235,12 +280,12 @@ def alliance_shares(levels: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
                 edgecolor="white", label=text)
         for y, (x0, w) in enumerate(zip(left, share, strict=True)):
             if w >= 0.06:
-                ax.text(x0 + w / 2, y, f"{w:.0%}", ha="center", va="center", color="white",
+                ax.text(x0 + w / 2, y, percent(w), ha="center", va="center", color="white",
                         fontsize=8)
         left += share
     ax.invert_yaxis()
     ax.set(xlim=(0, 1), xlabel="share of the variance")
-    ax.xaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    ax.xaxis.set_major_formatter(lambda v, _: percent(v))
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(rows) > 1 else -0.6),
               ncol=3, frameon=False, fontsize=8)
     fig.tight_layout()
@@ -415,6 +460,7 @@ def reliability(rel: pd.DataFrame, floor_ceiling: pd.DataFrame) -> tuple[Figure,
                      color=COLORS.get(scale, "grey"), label=label(scale))
     axes[0].axhline(0.7, color="grey", lw=1, ls="--")
     axes[0].set(xlabel="session", ylabel="Cronbach's alpha", title="Reliability per session")
+    kind_axis(axes[0], "correlation")   # reliabilities print as correlations: .85
     if len(per):
         axes[0].legend(frameon=False)
     else:  # e.g. few clients per session: say so instead of an empty panel
@@ -467,10 +513,12 @@ def power_curves(power: pd.DataFrame, target: float | None = None) -> tuple[Figu
         ax.fill_between(rows["therapists"], rows["conf_low"], rows["conf_high"], color=color,
                         alpha=0.15, lw=0)
     if target is not None:
-        ax.axhline(target, color="0.3", ls="--", lw=1, label=f"target {target:g}")
+        ax.axhline(target, color="0.3", ls="--", lw=1,
+                   label=f"target {given(target, 'power')}")
     alpha = float(data["alpha"].iloc[0]) if len(data) else 0.05
-    ax.axhline(alpha, color="0.6", ls=":", lw=1, label=f"alpha {alpha:g}")
+    ax.axhline(alpha, color="0.6", ls=":", lw=1, label=f"alpha {given(alpha, 'p_value')}")
     ax.set(xlabel="therapists", ylabel="power", ylim=(0, 1), title="Power by design")
+    kind_axis(ax, "power")
     integer_axis(ax)
     ax.legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()

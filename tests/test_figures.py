@@ -154,3 +154,108 @@ def test_effect_axes_name_the_outcome_not_wellbeing() -> None:
     assert fig.axes[0].get_ylabel() == "predicted difference in depression"
     fig, _ = figures.sensitivity(_coefs(), ["primary"], outcome_label="reversed depression")
     assert "change in reversed depression per point" in fig.axes[0].get_xlabel()
+
+
+def _labels(ax, axis: str = "y") -> list[str]:
+    """The tick labels of ``ax`` as drawn (after a draw, as in a saved file)."""
+    ax.figure.canvas.draw()
+    ticks = ax.get_yticklabels() if axis == "y" else ax.get_xticklabels()
+    return [t.get_text() for t in ticks]
+
+
+def _power() -> pd.DataFrame:
+    return pd.DataFrame([{"design": f"{n}x6x8", "therapists": n, "clients_per_therapist": 6,
+                          "sessions": 8, "term": "goal_within", "power": p,
+                          "conf_low": p - 0.1, "conf_high": p + 0.05, "alpha": 0.05}
+                         for n, p in ((20, 0.55), (40, 0.82))])
+
+
+def test_power_axis_and_legend_print_power_without_the_leading_zero() -> None:
+    """APA 7 (6.36), as the tables print power (``tables.number(0.8, "power")`` is
+    ``.80``, of 1 ``1.00``, of 0 ``.00``): the labels change, not where the ticks are."""
+    fig, _ = figures.power_curves(_power(), 0.8)
+    ax = fig.axes[0]
+    assert _labels(ax) == [".00", ".20", ".40", ".60", ".80", "1.00"]
+    assert [round(float(t), 10) for t in ax.get_yticks()] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert _labels(ax, "x") == ["18", "21", "24", "27", "30", "33", "36", "39", "42"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["Goal (within client)", "target .8", "alpha .05"]
+    matplotlib.pyplot.close(fig)
+
+
+def test_reliability_axis_prints_alpha_as_the_tables_print_correlations() -> None:
+    """Cronbach's alpha is of the ``correlation`` kind (``tables.format_r``): a true minus
+    and no leading zero, ``1.00`` at 1; the ceiling panel (percentages) keeps its labels."""
+    rel = pd.DataFrame({"subset": ["session"] * 3, "scale": ["goal"] * 3,
+                        "session": [1, 2, 3], "n": [60] * 3, "alpha": [-0.3, 0.5, 0.9],
+                        "omega_total": [0.4, 0.6, 0.9]})
+    fc = pd.DataFrame({"scale": ["goal", "task"], "item_number": [1, 2],
+                       "pct_ceiling": [20.0, 30.0]})
+    fig, _ = figures.reliability(rel, fc)
+    assert _labels(fig.axes[0]) == ["\u2212.40", "\u2212.20", ".00", ".20", ".40", ".60",
+                                    ".80", "1.00"]
+    assert _labels(fig.axes[1]) == ["0", "5", "10", "15", "20", "25", "30", "35"]
+    matplotlib.pyplot.close(fig)
+
+
+def test_bounded_ticks_get_more_decimals_only_when_the_ticks_need_them() -> None:
+    fig, ax = matplotlib.pyplot.subplots()
+    ax.set_ylim(0.88, 0.89)        # a tick every .002: two decimals would print .88 twice
+    figures.kind_axis(ax, "correlation")
+    assert _labels(ax) == [".880", ".882", ".884", ".886", ".888", ".890"]
+    ax.set_ylim(-1, 1)
+    assert _labels(ax) == ["\u22121.00", "\u2212.75", "\u2212.50", "\u2212.25", ".00",
+                           ".25", ".50", ".75", "1.00"]
+    matplotlib.pyplot.close(fig)
+
+
+def test_coefficient_and_score_axes_keep_their_leading_zero() -> None:
+    """Coefficients and scores can exceed 1: their labels stay matplotlib's (``0.5``), and
+    ``kind_axis`` of a kind the style does not bound changes nothing."""
+    fig, _ = figures.coefficient_plot(_coefs())
+    assert _labels(fig.axes[0], "x") == ["\u22120.2", "0.0", "0.2", "0.4", "0.6", "0.8",
+                                         "1.0", "1.2", "1.4"]
+    fig, _ = figures.predicted_wellbeing(_coefs())
+    assert _labels(fig.axes[0]) == ["\u22121.5", "\u22121.0", "\u22120.5", "0.0", "0.5",
+                                    "1.0", "1.5"]
+    fig, ax = matplotlib.pyplot.subplots()
+    ax.set_xlim(0, 1)
+    figures.kind_axis(ax, "points", "x")
+    assert _labels(ax, "x") == ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]
+    matplotlib.pyplot.close("all")
+
+
+def test_the_style_file_alone_decides_which_figure_axes_lose_the_zero(monkeypatch) -> None:
+    """One rule for tables and figures: without ``power`` in ``no_leading_zero``
+    (``pipeline/table_style.yaml``) the power axis keeps matplotlib's labels."""
+    from pipeline import tables
+
+    style = dict(tables._style())
+    style["no_leading_zero"] = [k for k in style["no_leading_zero"] if k != "power"]
+    monkeypatch.setattr(tables, "_style", lambda: style)
+    fig, _ = figures.power_curves(_power(), 0.8)
+    assert _labels(fig.axes[0]) == ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]
+    assert "target 0.8" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    matplotlib.pyplot.close(fig)
+
+
+def test_power_curves_save_twice_byte_identical(tmp_path: Path) -> None:
+    figures.apply_style()
+    for out in ("a", "b"):
+        figures.save_figure(*figures.power_curves(_power(), 0.8), tmp_path / out, "power")
+    for suffix in ("png", "svg"):
+        assert (tmp_path / "a" / f"power.{suffix}").read_bytes() == \
+            (tmp_path / "b" / f"power.{suffix}").read_bytes(), suffix
+
+
+def test_variance_shares_are_percentages_as_the_tables_print_them() -> None:
+    """Shares drawn as percentages follow the style's ``percent`` kind (``tables.percent``,
+    as the alliance-levels table): whole per cents, no leading-zero rule."""
+    levels = pd.DataFrame({"subscale": ["goal"], "status": ["fitted"],
+                           "share_therapist": [0.05], "share_client": [0.554],
+                           "share_session": [0.396]})
+    fig, _ = figures.alliance_shares(levels)
+    ax = fig.axes[0]
+    assert _labels(ax, "x") == ["0%", "20%", "40%", "60%", "80%", "100%"]
+    assert [t.get_text() for t in ax.texts] == ["55%", "40%"]   # 5% is too narrow to label
+    matplotlib.pyplot.close(fig)
