@@ -532,7 +532,10 @@ def publishable_k_anonymity(table: pd.DataFrame, min_cell: int) -> pd.DataFrame:
     if bool(hidden.iloc[-1]) and str(out.iloc[-1, 0]) == "(rare)":
         while (float(counts[hidden].sum()) - (int(hidden.sum()) - 1) * min_cell <= 1
                and bool((~hidden).any())):
-            hidden[counts.where(~hidden).idxmin()] = True
+            mask = hidden.to_numpy(dtype=bool).copy()
+            free = np.flatnonzero(~mask)
+            mask[free[np.argmin(counts.to_numpy()[free])]] = True   # ties: first in table
+            hidden = pd.Series(mask, index=hidden.index)
     out["n_clients"] = counts.where(~hidden).round().astype("Int64")
     out["suppressed"] = hidden
     return out

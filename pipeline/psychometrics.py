@@ -311,7 +311,7 @@ def publishable_reliability(table: pd.DataFrame, min_cell: int) -> pd.DataFrame:
     out = suppress_counts(frame, {"n": []}, min_cell, margins=margins)
     hidden = out["suppressed"] != ""
     out.loc[hidden, "note"] = out.loc[hidden, "note"].astype(str).str.replace(
-        r"^n=\d+ <", f"n < {min_cell} <", regex=True)
+        r"^n=\d+ < (min_n=\d+)", rf"fewer than {min_cell} forms (\1)", regex=True)
     return out
 
 
