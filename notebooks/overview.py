@@ -18,7 +18,10 @@
 # analysis, shows how many sessions clients attended, and how the three parts of the
 # working alliance (and the outcome, when there is one) moved over the sessions. It shows
 # aggregates only: no individual client appears, and any group of fewer clients than the
-# threshold set in `params.yaml` (`report.min_cell`) is suppressed.
+# threshold set in `params.yaml` (`report.min_cell`) is suppressed. Where the other numbers
+# and a total shown elsewhere would give a suppressed number back by subtraction, more
+# numbers are held back with it (*secondary suppression*): at least two, adding up to at
+# least that threshold.
 #
 # The **working alliance** (Bordin, 1979) is the collaboration between client and
 # therapist. It has three parts:
@@ -137,7 +140,10 @@ else:
 #
 # A rare combination (say, the only client seen by video in one approach) could point to a
 # person even without a name. Combinations shared by fewer than `report.min_cell` clients
-# are pooled into one row, "(rare)", without their values.
+# are pooled into one row, "(rare)", without their values. The rows add up to the clients
+# in the clients file (above), so when the "(rare)" count is not shown, the count of the
+# smallest combination (or more) is not shown either: otherwise the rare count would be the
+# total minus the others.
 
 # %%
 k_file = describe / "k_anonymity.csv"
@@ -149,9 +155,17 @@ if k_file.is_file():
             k_table[column] = pd.to_numeric(k_table[column], errors="coerce")
     k_table = k_table.rename(columns={"n_clients": "clients",
                                       "n_combinations": "combinations"})
-    display(styled(k_table).format(
-        {"clients": lambda v: f"< {min_cell}" if pd.isna(v) else format_int(v),
-         "combinations": count}))
+    rare = (k_table.drop(columns=["clients", "combinations"]) == "(rare)").all(axis=1)
+    # The rare row's blank is below min_cell (it says so); a combination's blank is a
+    # count of min_cell or more held back with it (secondary suppression).
+    k_table["clients"] = [f"< {min_cell}" if pd.isna(v) and r else count(v)
+                          for v, r in zip(k_table["clients"], rare, strict=True)]
+    display(styled(k_table).format({"combinations": count}))
+    held = int((k_table["clients"] == "–").sum())
+    if held:
+        display(Markdown(
+            f"{held} combination count(s) shown as – are not given so that the \"(rare)\" "
+            "count cannot be worked out from the number of clients."))
 else:
     display(Markdown("No client characteristics were tabulated (no clients file, no "
                      "covariates, or only numeric covariates with many values)."))
@@ -161,7 +175,10 @@ else:
 #
 # Real therapies vary in length and clients miss sessions; the models use every session a
 # client has, so nobody is dropped for missing some. Bars for fewer than `report.min_cell`
-# clients are suppressed.
+# clients are suppressed. The bars add up to the clients in the models (above), so when a
+# bar is suppressed, the smallest other bars are left out too, until at least two are left
+# out and they hold at least `report.min_cell` clients together: no bar can be worked out
+# by subtraction.
 
 # %%
 att = pd.read_csv(describe / "attendance.csv")
@@ -174,10 +191,18 @@ if len(shown):
     ax.set_ylabel("clients")
     ax.set_title("Sessions per client")
     figures.inline(fig, "Bar chart of the number of clients by their number of complete "
-                   "sessions; groups smaller than the minimum cell size are not drawn.")
+                   "sessions; groups smaller than the minimum cell size, and bars left out "
+                   "with them, are not drawn.")
 n_supp = int(att["suppressed"].sum())
-if n_supp:
-    display(Markdown(f"{n_supp} bar(s) with fewer than {min_cell} clients suppressed."))
+if n_supp == 1:
+    display(Markdown(f"1 bar not drawn: it has fewer than {min_cell} clients."))
+elif n_supp:
+    # Which of the left-out bars are the small ones is not said: with the number of
+    # clients it could give them back.
+    display(Markdown(
+        f"{n_supp} bars not drawn: each has fewer than {min_cell} clients or was left out "
+        "with such a bar, so that no left-out bar can be worked out from the number of "
+        "clients."))
 
 # %% [markdown]
 # ## The alliance (and the outcome) over the sessions
@@ -205,7 +230,9 @@ else:
 # ## How the scores are distributed
 #
 # Every session's scores, in bins. Bins with fewer than `report.min_cell` sessions are
-# suppressed.
+# suppressed; a score's bins add up to its number of sessions, so the smallest other bins
+# of that score are left out with them until at least two are left out, holding at least
+# `report.min_cell` sessions together.
 
 # %%
 dist = pd.read_csv(describe / "distributions.csv")

@@ -143,7 +143,13 @@ def cmd_score(params: dict[str, Any], args: argparse.Namespace) -> None:
     import pandas as pd
 
     from pipeline.describe import suppress_counts
-    from pipeline.psychometrics import floor_ceiling, reliability, subscale_correlations
+    from pipeline.disclosure import across
+    from pipeline.psychometrics import (
+        floor_ceiling,
+        publishable_reliability,
+        reliability,
+        subscale_correlations,
+    )
     from pipeline.score import as_form, merge_scores, score_outcome, score_raters, unscorable
 
     alliance_inst, outcome_inst = _instruments(params)
@@ -183,7 +189,9 @@ def cmd_score(params: dict[str, Any], args: argparse.Namespace) -> None:
     min_cell = int(params["report"]["min_cell"])
     summary = pd.concat(summaries, ignore_index=True)
     counts = ["n_rows", "n_complete", "n_prorated", "n_missing"]
-    write_csv(suppress_counts(summary, {c: [] for c in counts}, min_cell),
+    # complete + prorated + missing = rows, shown beside them: secondary suppression.
+    write_csv(suppress_counts(summary, {c: [] for c in counts}, min_cell,
+                              margins=across(summary, counts[1:])),
               results / "scoring.csv")
     if set(alliance_inst.item_columns) <= set(alliance.columns):
         min_n = int(params["psychometrics"]["min_n_per_session"])
@@ -196,7 +204,7 @@ def cmd_score(params: dict[str, Any], args: argparse.Namespace) -> None:
                 inst, rows = therapist_inst, as_form(rows, alliance_inst, therapist_inst)
             rel.append(reliability(rows, inst, min_n_per_session=min_n))
             fc.append(floor_ceiling(rows, inst))
-        write_csv(suppress_counts(pd.concat(rel, ignore_index=True), {"n": []}, min_cell),
+        write_csv(publishable_reliability(pd.concat(rel, ignore_index=True), min_cell),
                   results / "reliability.csv")
         write_csv(suppress_counts(pd.concat(fc, ignore_index=True),
                                   {"n": [], "n_floor": ["pct_floor"],

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from pipeline.disclosure import Cell, protect, within
 from pipeline.distributions import t_ppf
 from pipeline.errors import SettingsError
 
@@ -109,13 +110,21 @@ def data_counts(alliance: pd.DataFrame, outcome: pd.DataFrame | None, scored: pd
 
 
 def suppress_small(frame: pd.DataFrame, count_col: str, min_cell: int,
-                   value_cols: list[str] | None = None) -> pd.DataFrame:
+                   value_cols: list[str] | None = None,
+                   margins: Sequence[Sequence[Cell]] = ()) -> pd.DataFrame:
     """Blank the values of rows whose ``count_col`` is below ``min_cell``.
 
     The count itself is blanked too; a ``suppressed`` column says which rows were.
+    ``margins`` (:func:`pipeline.disclosure.within` over ``frame``) are the groups of rows
+    whose counts add up to a published total: further rows are blanked so that no blanked
+    count can be worked out by subtraction (:func:`pipeline.disclosure.protect`).
     """
     out = frame.copy()
     small = out[count_col] < min_cell
+    if margins:
+        counts = out[[count_col]].astype(float).reset_index(drop=True)
+        small = pd.Series(protect(counts, small.to_frame(count_col).reset_index(drop=True),
+                                  margins, min_cell)[count_col].to_numpy(), index=out.index)
     cols = value_cols if value_cols is not None else [c for c in out.columns if c != count_col]
     num = [c for c in cols if pd.api.types.is_numeric_dtype(out[c])]
     out[count_col] = out[count_col].astype(float)
@@ -125,12 +134,18 @@ def suppress_small(frame: pd.DataFrame, count_col: str, min_cell: int,
 
 
 def attendance(scored: pd.DataFrame, min_cell: int) -> pd.DataFrame:
-    """How many clients had each number of complete sessions (small cells suppressed)."""
+    """How many clients had each number of complete sessions (small cells suppressed).
+
+    The bars add up to the clients in the models, which the overview prints (data
+    counts): a bar below ``min_cell`` is blanked with enough others that none is that
+    total minus the shown bars (:mod:`pipeline.disclosure`).
+    """
     per_client = scored.dropna(subset=_present(scored)).groupby("client_id").size()
     table = per_client.value_counts().sort_index().rename_axis("sessions").reset_index(
         name="clients"
     )
-    return suppress_small(table, "clients", min_cell, value_cols=[])
+    return suppress_small(table, "clients", min_cell, value_cols=[],
+                          margins=within(table, "clients"))
 
 
 def trajectories(scored: pd.DataFrame, min_cell: int, conf_level: float = 0.95) -> pd.DataFrame:
@@ -184,7 +199,9 @@ def distributions(scored: pd.DataFrame, min_cell: int, bin_width: float = 0.25,
     scored
         Scored client x session rows.
     min_cell
-        Bins with fewer sessions than this are suppressed.
+        Bins with fewer sessions than this are suppressed, and with them, per variable,
+        the smallest other bins needed so that none can be worked out from the
+        variable's number of sessions (:mod:`pipeline.disclosure`).
     bin_width, wellbeing_bin_width
         Bin widths on the alliance item-mean metric and on the wellbeing metric. Bins are
         left-closed: ``[lower, upper)``, the last bin also holds the maximum.
@@ -209,11 +226,14 @@ def distributions(scored: pd.DataFrame, min_cell: int, bin_width: float = 0.25,
     if not rows:
         return pd.DataFrame(columns=["variable", "lower", "upper", "sessions", "suppressed"])
     table = pd.concat(rows, ignore_index=True)
-    return suppress_small(table, "sessions", min_cell, value_cols=[])
+    # A variable's bins add up to its scored sessions, which are published (data counts,
+    # the psychometrics report's scoring table): secondary suppression per variable.
+    return suppress_small(table, "sessions", min_cell, value_cols=[],
+                          margins=within(table, "sessions", by=["variable"]))
 
 
 def suppress_counts(frame: pd.DataFrame, columns: dict[str, list[str]],
-                    min_cell: int) -> pd.DataFrame:
+                    min_cell: int, margins: Sequence[Sequence[Cell]] = ()) -> pd.DataFrame:
     """Blank each count below ``min_cell`` (and the columns derived from it), cell by cell.
 
     Parameters
@@ -224,6 +244,11 @@ def suppress_counts(frame: pd.DataFrame, columns: dict[str, list[str]],
         Count column -> columns computed from it (e.g. a percentage), blanked with it.
     min_cell
         Smallest count shown. A zero is shown: it discloses nobody.
+    margins
+        Cells of ``frame`` whose counts add up to a published total
+        (:func:`pipeline.disclosure.within`, :func:`pipeline.disclosure.across`): further
+        counts are blanked (secondary suppression, :func:`pipeline.disclosure.protect`)
+        so that no blanked count can be worked out by subtraction.
 
     Returns
     -------
@@ -232,9 +257,14 @@ def suppress_counts(frame: pd.DataFrame, columns: dict[str, list[str]],
         blanked count columns of each row ("" when none).
     """
     out = frame.copy()
+    names = list(columns)
+    counts = frame[names].astype(float).reset_index(drop=True)
+    hidden = (counts > 0) & (counts < min_cell)
+    if margins:
+        hidden = protect(counts, hidden, margins, min_cell)
     flags = pd.Series([""] * len(out), index=out.index, dtype=object)
     for count, derived in columns.items():
-        small = (out[count] > 0) & (out[count] < min_cell)
+        small = pd.Series(hidden[count].to_numpy(), index=out.index)
         out[count] = out[count].astype(float)
         out.loc[small, [count, *derived]] = np.nan
         flags[small] = pd.Series([f"{f} {count}".strip() for f in flags[small]],
@@ -366,7 +396,8 @@ def rater_agreement(scored: pd.DataFrame, min_cell: int, conf_level: float = 0.9
         the scores).
     min_cell
         Rows with fewer pairs or fewer clients than this are suppressed (every number
-        blanked).
+        blanked), and with them, per scale, the smallest other session rows needed so that
+        none can be worked out from the pooled row (:mod:`pipeline.disclosure`).
     conf_level
         Level of the interval of the mean difference, between 0 and 1.
     scales
@@ -434,7 +465,14 @@ def rater_agreement(scored: pd.DataFrame, min_cell: int, conf_level: float = 0.9
               "sd_difference", "conf_low", "conf_high"]
     # A row is shown only when both its pairs and its clients reach min_cell.
     table["smallest"] = np.minimum(table["n_pairs"], table["n_clients"])
-    out = suppress_small(table, "smallest", min_cell, value_cols=["n_pairs", *values])
+    # The sessions' pairs add up to the pooled row's (and its means are their weighted
+    # means): secondary suppression over each scale's session rows.
+    per_session = table.reset_index(drop=True)
+    margins = [[(int(p), "smallest") for p in g.index]
+               for _, g in per_session[per_session["session"] != "all"].groupby(
+                   "scale", sort=False)]
+    out = suppress_small(table, "smallest", min_cell, value_cols=["n_pairs", *values],
+                         margins=margins)
     out.loc[out["suppressed"], "note"] = f"fewer than {min_cell} pairs or clients: suppressed"
     return out[columns]
 
@@ -450,6 +488,14 @@ def publishable_k_anonymity(table: pd.DataFrame, min_cell: int) -> pd.DataFrame:
     into one row whose values read ``(rare)``, with the number of such combinations and
     their clients (blank when below ``min_cell``).
 
+    The rows add up to the clients in the clients file, which the overview prints (data
+    counts, checks): a blank "(rare)" count alone would be that total minus the others
+    (3 = 377 - 374). So the rule of :mod:`pipeline.disclosure` blanks the client count of
+    the smallest shown combination too (its values stay: they are shared by at least
+    ``min_cell`` clients). Rounding the total instead was not chosen: the number of
+    clients is printed in several places (data counts, the checks' rows read, the models'
+    sample sizes) and a reader needs it exact.
+
     Parameters
     ----------
     table
@@ -460,22 +506,39 @@ def publishable_k_anonymity(table: pd.DataFrame, min_cell: int) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        The covariate columns, ``n_clients``, ``n_combinations`` and ``suppressed``.
+        The covariate columns, ``n_clients``, ``n_combinations`` and ``suppressed``
+        (``True`` where the count is not shown: the "(rare)" row below ``min_cell`` and a
+        row blanked with it).
     """
     covariates = [c for c in table.columns if c != "n_clients"]
     common = table[table["n_clients"] >= min_cell].copy()
     common["n_combinations"] = 1
-    common["suppressed"] = False
     rare = table[table["n_clients"] < min_cell]
     out = common
     if len(rare):
-        n = int(rare["n_clients"].sum())
         pooled: dict[str, object] = {c: "(rare)" for c in covariates}
-        pooled.update({"n_clients": n if n >= min_cell else np.nan,
-                       "n_combinations": len(rare), "suppressed": True})
+        pooled.update({"n_clients": int(rare["n_clients"].sum()),
+                       "n_combinations": len(rare)})
         out = pd.concat([common, pd.DataFrame([pooled])], ignore_index=True)
-    out["n_clients"] = out["n_clients"].astype(float).round().astype("Int64")
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    counts = out["n_clients"].astype(float)
+    hidden = suppress_small(out, "n_clients", min_cell, value_cols=[],
+                            margins=within(out, "n_clients"))["suppressed"]
+    # Unlike a blank bar, these blanks say what they hold: the "(rare)" row has 1 to
+    # min_cell - 1 clients, a combination shown with its values min_cell or more. So
+    # rare = S - (the blanked combinations) is exact when S - k * min_cell = 1 (k blanked
+    # combinations: rare 1 beside a combination of exactly min_cell): blank the next
+    # smallest combination too, until the rare count has at least two possible values.
+    if bool(hidden.iloc[-1]) and str(out.iloc[-1, 0]) == "(rare)":
+        while (float(counts[hidden].sum()) - (int(hidden.sum()) - 1) * min_cell <= 1
+               and bool((~hidden).any())):
+            mask = hidden.to_numpy(dtype=bool).copy()
+            free = np.flatnonzero(~mask)
+            mask[free[np.argmin(counts.to_numpy()[free])]] = True   # ties: first in table
+            hidden = pd.Series(mask, index=hidden.index)
+    out["n_clients"] = counts.where(~hidden).round().astype("Int64")
+    out["suppressed"] = hidden
+    return out
 
 
 _COUNT_WORDS = (r"(rows?|clients?|therapists?|sessions?|combinations?|cells?|forms?|pairs?)")

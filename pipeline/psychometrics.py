@@ -282,6 +282,39 @@ def reliability(
     return out
 
 
+def publishable_reliability(table: pd.DataFrame, min_cell: int) -> pd.DataFrame:
+    """The reliability table as it may be published: small form counts hidden.
+
+    ``n`` below ``min_cell`` is blanked (:func:`pipeline.describe.suppress_counts`), and
+    so is the note's ``n=3 < min_n=50`` (it read "n=3" beside the blank). The sessions'
+    forms of one instrument and scale add up to its "all" row: secondary suppression
+    over the session rows (:mod:`pipeline.disclosure`).
+
+    Parameters
+    ----------
+    table
+        Output of :func:`reliability` (several instruments may be stacked).
+    min_cell
+        ``report.min_cell``.
+
+    Returns
+    -------
+    DataFrame
+        Same columns, ``n`` as float with blanks, and ``suppressed``.
+    """
+    from pipeline.describe import suppress_counts
+
+    frame = table.reset_index(drop=True)
+    sessions = frame[frame["subset"] == "session"]
+    margins = [[(int(p), "n") for p in g.index]
+               for _, g in sessions.groupby(["instrument", "scale"], sort=False)]
+    out = suppress_counts(frame, {"n": []}, min_cell, margins=margins)
+    hidden = out["suppressed"] != ""
+    out.loc[hidden, "note"] = out.loc[hidden, "note"].astype(str).str.replace(
+        r"^n=\d+ < (min_n=\d+)", rf"fewer than {min_cell} forms (\1)", regex=True)
+    return out
+
+
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     if a.size < 3 or np.std(a) == 0 or np.std(b) == 0:
         return float("nan")

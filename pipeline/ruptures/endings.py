@@ -48,6 +48,7 @@ from statsmodels.genmod.families import Binomial
 from statsmodels.genmod.generalized_linear_model import GLM
 
 from pipeline.describe import suppress_counts
+from pipeline.disclosure import within
 from pipeline.distributions import norm_ppf, t_ppf
 from pipeline.labels import advised
 from pipeline.models.checks import DEFAULT_CHECKS, collinear_terms
@@ -209,9 +210,10 @@ def ending_counts(clients: pd.DataFrame | None, min_cell: int) -> pd.DataFrame:
 
     The counts add up to the clients in the clients file, which the overview report
     shows: one blanked count alone would be that total minus the others (planned 348,
-    unplanned blank, ongoing 26, not given 0 of 377: unplanned 3). So when exactly one
-    count is blanked, the smallest other count above 0 is blanked with it (secondary
-    suppression); ``suppressed`` names both.
+    unplanned blank, ongoing 26, not given 0 of 377: unplanned 3). So the rule of
+    :mod:`pipeline.disclosure` blanks the smallest other counts above 0 until at least two
+    are blank and the blank ones add up to ``min_cell`` or more (secondary suppression);
+    ``suppressed`` names every blanked count.
     """
     if clients is None or "ending" not in clients.columns:
         return pd.DataFrame(columns=["ending", "n_clients", "suppressed"])
@@ -219,15 +221,8 @@ def ending_counts(clients: pd.DataFrame | None, min_cell: int) -> pd.DataFrame:
     levels = [*ENDINGS, "not given"]
     table = pd.DataFrame({"ending": levels,
                           "n_clients": [int(counts.get(k, 0)) for k in levels]})
-    out = suppress_counts(table, {"n_clients": []}, min_cell)
-    blank = out["n_clients"].isna()
-    if int(blank.sum()) == 1:
-        shown = table["n_clients"].where(~blank & (table["n_clients"] > 0))
-        if shown.notna().any():
-            second = shown.idxmin()
-            out.loc[second, "n_clients"] = np.nan
-            out.loc[second, "suppressed"] = "n_clients"
-    return out
+    return suppress_counts(table, {"n_clients": []}, min_cell,
+                           margins=within(table, "n_clients"))
 
 
 def last_session(series: pd.DataFrame, min_cell: int, conf_level: float) -> pd.DataFrame:
@@ -273,10 +268,15 @@ def last_session(series: pd.DataFrame, min_cell: int, conf_level: float) -> pd.D
 
 
 def hazard_table(pp: pd.DataFrame, min_cell: int) -> pd.DataFrame:
-    """Observed hazard of unplanned ending per session (clients at risk, events)."""
+    """Observed hazard of unplanned ending per session (clients at risk, events).
+
+    The events add up to the unplanned endings (``endings_model.csv`` ``n_events``, in
+    the report): secondary suppression over the sessions (:mod:`pipeline.disclosure`).
+    """
     table = pp.groupby("session").agg(at_risk=("client_id", "size"),
                                       events=("event", "sum")).reset_index()
     table["hazard"] = table["events"] / table["at_risk"]
     table.loc[table["at_risk"] < min_cell, "hazard"] = np.nan
-    return suppress_counts(table, {"at_risk": ["hazard"], "events": ["hazard"]}, min_cell)
+    return suppress_counts(table, {"at_risk": ["hazard"], "events": ["hazard"]}, min_cell,
+                           margins=within(table, "events"))
 

@@ -198,9 +198,14 @@ def group_table(data: pd.DataFrame, groups: pd.DataFrame, criterion: str,
     small = (table["n_in_model"] > 0) & (table["n_in_model"] < min_cell)
     table.loc[small, ["mean_change", "sd_change"]] = np.nan
     from pipeline.describe import suppress_counts
+    from pipeline.disclosure import within
 
+    # The groups add up to the clients with a series (n_clients) and to the model's
+    # clients (n_in_model, outcome_models.csv): secondary suppression over the groups.
     return suppress_counts(table, {"n_clients": [], "n_in_model": ["mean_change",
-                                                                   "sd_change"]}, min_cell)
+                                                                   "sd_change"]}, min_cell,
+                           margins=[*within(table, "n_clients"),
+                                    *within(table, "n_in_model")])
 
 
 def model_plan(data: pd.DataFrame, formula: str, min_cell: int) -> tuple[str, str, str]:

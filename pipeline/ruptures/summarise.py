@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.describe import suppress_counts
+from pipeline.disclosure import across, within
 from pipeline.distributions import t_ppf
 from pipeline.ruptures.criteria import Criterion, Rules
 from pipeline.ruptures.detect import STATUSES
@@ -86,10 +87,15 @@ def prevalence(episodes: pd.DataFrame, applied: pd.DataFrame,
     table.loc[table["n_episodes"] < min_cell, "median_depth"] = np.nan
     table.insert(1, "label", table["criterion"].map(labels))
     table = table.drop(columns="n_all")
+    # repaired + unrepaired + censored = episodes, shown beside them: secondary
+    # suppression within each row; the share repaired is repaired / (repaired +
+    # unrepaired), so it goes with either count (31 of 32 gave the blank unrepaired 1).
+    parts = [f"n_{s}" for s in STATUSES]
     table = suppress_counts(table, {
         "n_clients_with_episode": ["pct_clients"], "n_episodes": [],
-        "n_repaired": [], "n_unrepaired": [], "n_censored": [], "n_not_applicable": [],
-    }, min_cell)
+        "n_repaired": ["pct_repaired"], "n_unrepaired": ["pct_repaired"], "n_censored": [],
+        "n_not_applicable": [],
+    }, min_cell, margins=across(table, parts))
     return _order(table, criteria)
 
 
@@ -103,7 +109,9 @@ def lengths(episodes: pd.DataFrame, criteria: Sequence[Criterion], rules: Rules,
             rows.append({**dict(zip(GROUP, key, strict=True)), "length": length,
                          "n_episodes": int((r["length"] == length).sum())})
     table = pd.DataFrame(rows, columns=[*GROUP, "length", "n_episodes"])
-    return _order(suppress_counts(table, {"n_episodes": []}, min_cell), criteria)
+    # The lengths add up to the repaired episodes (prevalence): secondary suppression.
+    return _order(suppress_counts(table, {"n_episodes": []}, min_cell,
+                                  margins=within(table, "n_episodes", by=GROUP)), criteria)
 
 
 def timing(episodes: pd.DataFrame, criteria: Sequence[Criterion], bins: Sequence[int],
@@ -139,7 +147,10 @@ def timing(episodes: pd.DataFrame, criteria: Sequence[Criterion], bins: Sequence
             rows.append({**base, "kind": "third", "period": lab,
                          "n_episodes": int((third == i).sum())})
     table = pd.DataFrame(rows, columns=[*GROUP, "kind", "period", "n_episodes"])
-    return _order(suppress_counts(table, {"n_episodes": []}, min_cell), criteria)
+    # Each kind's periods add up to the episodes (prevalence): secondary suppression.
+    return _order(suppress_counts(table, {"n_episodes": []}, min_cell,
+                                  margins=within(table, "n_episodes", by=[*GROUP, "kind"])),
+                  criteria)
 
 
 def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
@@ -196,8 +207,12 @@ def agreement(episodes: pd.DataFrame, applied: pd.DataFrame, criteria: Sequence[
     table = pd.DataFrame(rows, columns=["rater", "scale", "criterion_a", "criterion_b",
                                         "n_clients", "n_both", "n_only_a", "n_only_b",
                                         "n_neither", "kappa", "jaccard"])
-    return suppress_counts(table, {"n_both": [], "n_only_a": [], "n_only_b": [],
-                                   "n_neither": []}, min_cell)
+    # The four counts add up to n_clients, shown beside them: secondary suppression
+    # within each row. Kappa is a function of the four counts (with their total and the
+    # other two it gives a blanked one back): blanked with any of them.
+    cells = ["n_both", "n_only_a", "n_only_b", "n_neither"]
+    return suppress_counts(table, {c: ["kappa"] for c in cells}, min_cell,
+                           margins=across(table, cells))
 
 
 def course(episodes: pd.DataFrame, series: pd.DataFrame, wellbeing: pd.DataFrame,
@@ -299,7 +314,9 @@ def detectability(applied: pd.DataFrame, criteria: Sequence[Criterion], rules: R
             rows.append({"rater": rater, "sessions": label, "n_clients": int(mask.sum()),
                          "can_show": texts[label]})
     table = pd.DataFrame(rows, columns=["rater", "sessions", "n_clients", "can_show"])
-    return suppress_counts(table, {"n_clients": []}, min_cell)
+    # The three rows of a rater add up to its clients with a series: secondary suppression.
+    return suppress_counts(table, {"n_clients": []}, min_cell,
+                           margins=within(table, "n_clients", by=["rater"]))
 
 
 def thresholds_table(applied: pd.DataFrame, criteria: Sequence[Criterion],
