@@ -22,7 +22,9 @@
 # the traces of ruptures and repairs in the session-by-session alliance questionnaires,
 # using several published rules side by side, and asks whether they go with how the
 # outcome changed and with clients ending therapy early. It shows aggregates only: no client
-# appears, and groups smaller than `report.min_cell` are suppressed.
+# appears, and groups smaller than `report.min_cell` are suppressed. Where the other numbers
+# of a table would give a suppressed one back by subtraction, more are held back with it
+# (*secondary suppression*): at least two, adding up to at least that threshold.
 
 # %% tags=["parameters"]
 params_file = None  # path to params.yaml (None: the file of this project)
@@ -287,7 +289,9 @@ if len(prev):
     display(Markdown(
         "\\* Repaired among episodes whose outcome is known (censored ones left out). A V "
         "shape is repaired by definition. Length = sessions from the drop to the repair. "
-        f"Blank cells: fewer than {min_cell} clients or episodes (suppressed)."))
+        f"'–': fewer than {min_cell} clients or episodes, or held back with such a cell so "
+        "that it cannot be worked out from the others (a percentage with either of its "
+        "counts)."))
     if (prev["rater"] == "therapist").any():
         display(Markdown("Therapist-rated series were analysed too; their rows are in "
                          "`results/ruptures/prevalence.csv` (rater = therapist)."))
@@ -329,7 +333,8 @@ if len(tim):
     show(wide.reset_index().rename(columns={"kind": "by"}))
     display(Markdown(
         "Rupture sessions by session number and by third of each client's rated sessions "
-        "(early, middle, late). Session 1 cannot start an episode. Blank: suppressed."))
+        "(early, middle, late). Session 1 cannot start an episode. '–': fewer than "
+        f"{min_cell} episodes, or held back with such a cell."))
 lng = read("lengths")
 if len(lng):
     t = lng[(lng["rater"] == "client") & (lng["scale"] == "total")].copy()
@@ -555,7 +560,9 @@ if len(og):
         "the model"
         + (" (higher = worse: a negative change is an improvement)" if worse_up else "")
         + "; censored clients (an episode whose repair could not yet be seen) are not in "
-        "the model. '–': no client, or fewer than the minimum cell size."))
+        f"the model. '–': no client, fewer than {min_cell}, or held back with a small "
+        "group so that its count cannot be worked out from the others (a group's mean and "
+        "SD go with its count)."))
 
 # %% tags=["needs-outcome"]
 rc = read("repair_correlation")
