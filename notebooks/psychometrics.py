@@ -19,7 +19,9 @@
 # how consistently the items of each alliance subscale measure the same thing (Cronbach's
 # alpha and McDonald's omega), how goal, task and bond relate to each other within and
 # between clients, and how many answers sit at the bottom or top of the scale. Aggregates
-# only; counts below `report.min_cell` are suppressed.
+# only; counts below `report.min_cell` are suppressed ('–'), and where the other counts and
+# their total would give one back by subtraction, more are held back with it (*secondary
+# suppression*).
 
 # %% tags=["parameters"]
 params_file = None  # path to params.yaml (None: the file of this project)
