@@ -488,7 +488,9 @@ comparisons(["goal_vs_all", "task_vs_all", "bond_vs_all"])
 # %% tags=["needs-outcome"]
 section(["lagged"])
 lag_row = stats[stats["model"] == "lagged"]
-if len(lag_row) and lag_row["status"].iloc[0] in ("fitted", "singular"):
+# results written before the lag_* columns existed have no gaps to describe
+if (len(lag_row) and lag_row["status"].iloc[0] in ("fitted", "singular")
+        and pd.notna(lag_row.iloc[0].get("lag_far"))):
     lag_row = lag_row.iloc[0]
     far = far_words(lag_row, params["model"].get("lag"))
     display(Markdown(
