@@ -36,6 +36,7 @@ from IPython.display import Markdown, display
 from pipeline import figures
 from pipeline.instruments import load_instrument
 from pipeline.models import load_specs
+from pipeline.models.lags import far_words, gap_words
 from pipeline.models.results import read_results
 from pipeline.report import (
     alliance_metric,
@@ -486,6 +487,18 @@ comparisons(["goal_vs_all", "task_vs_all", "bond_vs_all"])
 
 # %% tags=["needs-outcome"]
 section(["lagged"])
+lag_row = stats[stats["model"] == "lagged"]
+# results written before the lag_* columns existed have no gaps to describe
+if (len(lag_row) and lag_row["status"].iloc[0] in ("fitted", "singular")
+        and pd.notna(lag_row.iloc[0].get("lag_far"))):
+    lag_row = lag_row.iloc[0]
+    far = far_words(lag_row, params["model"].get("lag"))
+    display(Markdown(
+        "Each row of this model is a *pair*: a session and the client's previous "
+        "*observed* session (the last earlier session with both questionnaires), however "
+        "far back it was. "
+        + gap_words(lag_row, int(lag_row["n_obs"]), int(params["report"]["min_cell"]))
+        + (f" **Read these coefficients with care.** {far}" if far else "")))
 
 # %% [markdown] tags=["needs-outcome"]
 # ### 5. Therapist mean versus client-within-therapist alliance

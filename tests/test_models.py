@@ -777,6 +777,37 @@ def test_check_rank_deficient_and_constant(small: pd.DataFrame) -> None:
         _check(small.assign(wellbeing=3.0), "wellbeing ~ time", "(1 | client_id)")
 
 
+def test_check_rank_deficiency_by_design_names_the_cause(small: pd.DataFrame) -> None:
+    """therapist_vs_client with one client per therapist said only "Total alliance (client
+    within therapist) is zero on every row": right, but not why (design_causes.yaml)."""
+    one_each = M.disaggregate(small.assign(therapist_id="T" + small["client_id"].astype(str)))
+    assert not one_each["total_client"].any()
+    with pytest.raises(NotEstimableError) as err:
+        _check(one_each, "wellbeing ~ time + total_within + total_client + total_therapist",
+               "(1 | therapist_id) + (1 | client_id)")
+    assert str(err.value) == (
+        "model m: the fixed effects are rank deficient: Total alliance (client within "
+        "therapist) is zero on every row (it does not vary), because every therapist has "
+        "exactly one client in these rows, so each client's mean is their therapist's mean "
+        "and the client-within-therapist part is zero by construction: these data cannot "
+        "tell the therapist part of the alliance from the client part (with one client per "
+        "therapist they are the same client means), so the model's question, whether a "
+        "therapist's mean or a client's deviation from it goes with the outcome, has no "
+        "answer here. For the analyst: this split needs therapists with two or more clients "
+        "each; the total alliance model (total_alliance) asks the between-client question "
+        "without it")
+    # the report's words: the reason and what it means, not the advice
+    from pipeline.report import reason_words
+    assert reason_words(str(err.value)).endswith("has no answer here")
+    # zero for another reason (the column set to 0 with several clients per therapist):
+    # no design cause is named
+    with pytest.raises(NotEstimableError) as err:
+        _check(M.disaggregate(small).assign(total_client=0.0),
+               "wellbeing ~ time + total_within + total_client", "(1 | client_id)")
+    assert "because" not in str(err.value)
+    assert "is zero on every row (it does not vary). For the analyst: remove" in str(err.value)
+
+
 def test_check_a_column_of_rounding_residue_is_named_as_not_varying(small: pd.DataFrame
                                                                     ) -> None:
     """A therapist mean centred with one therapist is 1e-17 or so on every row, not 0: it

@@ -185,6 +185,31 @@ def test_bad_power_settings_name_the_setting(block: dict[str, Any], message: str
         power_settings(block, ALLIANCE)
 
 
+def test_one_client_per_therapist_is_refused_when_the_settings_are_read() -> None:
+    """Every replicate of such a design failed at run time (the checks drop the therapist
+    level: same_grouping), and the stage stopped after fitting them all."""
+    good = {"therapists": 20, "clients_per_therapist": 2, "sessions": 8}
+    block = {"designs": [good, {"therapists": 40, "clients_per_therapist": 1, "sessions": 8}],
+             "replications": 5, "seed": 1}
+    with pytest.raises(SettingsError) as caught:
+        power_settings(block, ALLIANCE)
+    message = str(caught.value)
+    assert message.startswith("params.yaml: power.designs[1].clients_per_therapist is 1: "
+                              "every therapist of this design would have one client, so "
+                              "the therapist and client variances of power.model 'primary' "
+                              "((1 | therapist_id) + (1 | client_id) + (0 + time | "
+                              "client_id)) cannot be told apart")
+    assert "model.checks.same_grouping" in message
+    assert message.endswith("Give every therapist at least two clients "
+                            "(clients_per_therapist: 2 or more).")
+    assert caught.value.exit_status == 2
+    # two clients per therapist is a valid design, of any model
+    assert power_settings({**block, "designs": [good]}, ALLIANCE).designs[0] \
+        .clients_per_therapist == 2
+    assert power_settings({**block, "designs": [good], "model": "alliance_levels_goal"},
+                          ALLIANCE).model == "alliance_levels_goal"
+
+
 def test_clopper_pearson_equals_r_binom_test() -> None:
     """R 4.x: binom.test(7, 20)$conf.int, binom.test(0, 10), binom.test(10, 10)."""
     from pipeline.power.summary import clopper_pearson

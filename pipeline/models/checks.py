@@ -33,6 +33,8 @@ n <= fixed effects       (rank-deficient X: drops columns)           not estimab
                                                                      so before the rank
 rank-deficient X         drops columns with a message                not estimable, naming
                                                                      the collinear terms
+                                                                     and a design cause
+                                                                     (design_causes.yaml)
 =======================  ==========================================  =====================
 
 R equivalent: ``lme4:::checkNlevels``, ``lme4:::checkZdims``, ``lme4:::chkRank.drop.cols``.
@@ -40,8 +42,11 @@ R equivalent: ``lme4:::checkNlevels``, ``lme4:::checkZdims``, ``lme4:::chkRank.d
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,6 +67,8 @@ DEFAULT_CHECKS: dict[str, Any] = {
     "rank_tolerance": 1e-7,     # relative tolerance of the pivoted QR rank (lme4: 1e-7)
 }
 _RULES = ("drop", "refuse")
+#: Terms zero on every row by the study's design, and the cause the rank check names.
+DESIGN_CAUSES = Path(__file__).with_name("design_causes.yaml")
 
 
 @dataclass
@@ -215,6 +222,41 @@ def _same_grouping(random: RandomPart, data: pd.DataFrame,
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _design_causes() -> tuple[dict[str, str], ...]:
+    """The entries of :data:`DESIGN_CAUSES` (read once)."""
+    from pipeline import yamlfile
+
+    raw = yamlfile.safe_load(DESIGN_CAUSES.read_text(encoding="utf-8")) or {}
+    return tuple({k: " ".join(str(v).split()) for k, v in entry.items()}
+                 for entry in raw.values())
+
+
+def design_cause(data: pd.DataFrame, x: np.ndarray, x_names: list[str]
+                 ) -> tuple[str, str, str] | None:
+    """Why a fixed-effect column is zero on every row, when the study's design makes it so.
+
+    An entry of :data:`DESIGN_CAUSES` applies when one of its terms is a column of ``x``
+    that is zero on every row and each ``outer`` level of the rows holds exactly one
+    ``inner`` level (every therapist has one client: a client's mean is their therapist's
+    mean, so ``total_client`` is 0 by construction).
+
+    Returns
+    -------
+    tuple or None
+        ``(cause, meaning, advice)`` of the first entry that applies.
+    """
+    for entry in _design_causes():
+        outer, inner = entry["outer"], entry["inner"]
+        if outer not in data.columns or inner not in data.columns or data.empty:
+            continue
+        zero = [j for j, name in enumerate(x_names)
+                if re.search(entry["terms"], name) and not np.any(x[:, j])]
+        if zero and int(data.groupby(outer, sort=False)[inner].nunique().max()) == 1:
+            return entry["cause"], entry["meaning"], entry["advice"]
+    return None
+
+
 def run_checks(model: str, data: pd.DataFrame, y: np.ndarray, x: np.ndarray,
                x_names: list[str], random: RandomPart,
                settings: Mapping[str, Any] | None = None,
@@ -361,8 +403,14 @@ def run_checks(model: str, data: pd.DataFrame, y: np.ndarray, x: np.ndarray,
             "add data or simplify the model"))
     bad = collinear_terms(x, x_names, float(conf["rank_tolerance"]))
     if bad:
+        reason = f"model {model}: the fixed effects are rank deficient: {'; '.join(bad)}"
+        cause = design_cause(data, x, x_names)
+        if cause is not None:
+            because, meaning, advice = cause
+            raise NotEstimableError(advised(f"{reason}, because {because}: {meaning}",
+                                            advice))
         raise NotEstimableError(advised(
-            f"model {model}: the fixed effects are rank deficient: {'; '.join(bad)}",
+            reason,
             "remove one of the collinear terms (e.g. a covariate with one level within the "
             "rows used, or a predictor that does not vary)"))
     return outcome

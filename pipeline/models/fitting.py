@@ -35,6 +35,7 @@ from pipeline.models.engine import (
     optimize_theta,
 )
 from pipeline.models.kenward_roger import kenward_roger
+from pipeline.models.lags import far_words, gap_summary, gap_words, lag_gaps, lag_settings
 from pipeline.models.spec import ModelPlan, ModelSpec, RandomPart, load_specs, parse_random
 
 #: Defaults of the ``model:`` block of params.yaml.
@@ -48,6 +49,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "checks": {},
     "statsmodels_optimizers": ["powell", "nm", "lbfgs", "bfgs"],
     "diagnostics_for": ["primary"],
+    "lag": {},
 }
 ENGINES = ("native", "statsmodels")
 STATUSES = ("fitted", "singular", "not converged", "not estimable", "skipped", "failed")
@@ -77,6 +79,7 @@ def settings_from(params_model: Mapping[str, Any] | None) -> dict[str, Any]:
         raise SettingsError(f"params.yaml model.optimizer: {out['optimizer']!r} is not one "
                             "of lbfgsb, powell, nelder-mead")
     out["checks"] = check_settings(out.get("checks"))
+    out["lag"] = lag_settings(out.get("lag"))
     return out
 
 
@@ -532,6 +535,9 @@ class FitResult:
         The rows and predictors used.
     note
         Warnings (convergence, boundary).
+    lag_gaps
+        A lagged model with numbers: how far back its previous sessions lay
+        (:func:`pipeline.models.lags.gap_summary`); empty otherwise.
     """
 
     spec: ModelSpec
@@ -547,6 +553,7 @@ class FitResult:
     reason: str = ""
     simplification: str = ""
     note: str = ""
+    lag_gaps: dict[str, Any] = field(default_factory=dict)
     seconds: float = field(default=0.0, compare=False)
 
     @property
@@ -663,8 +670,12 @@ def fit_model(
     if ml is not None and ml is not fit_ and not ml.converged:
         notes.append("ML refit: " + "; ".join(ml.messages))
     fit_.record["simplification"] = simplifications
+    # how far back the previous observed sessions lay (no pair count below report.min_cell)
+    gaps = (gap_summary(lag_gaps(data), max(min_level_clients, 1), conf["lag"])
+            if spec.data == "lagged" else {})
     result = FitResult(spec, status, fit=fit_, ml=ml, simplification="; ".join(simplifications),
-                       note="; ".join(notes), seconds=time.perf_counter() - began, **common)
+                       note="; ".join(notes), lag_gaps=gaps,
+                       seconds=time.perf_counter() - began, **common)
     if verbose:
         method = "REML" if spec.reml else "ML"
         _log(f"{spec.name}: {method} n={len(data)}, {fit_.record['optimizer']} "
@@ -672,6 +683,10 @@ def fit_model(
              f"{status}, {result.seconds:.2f} s")
         for s in simplifications:
             _log(f"{spec.name}: simplification: {s}")
+        if gaps:
+            _log(f"{spec.name}: {gap_words(gaps, len(data), max(min_level_clients, 1))}")
+            if far_words(gaps, conf["lag"]):
+                _log(f"{spec.name}: WARNING: {far_words(gaps, conf['lag'])}")
     return result
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.models.alliance import alliance_change, alliance_levels
+from pipeline.models.lags import COLUMNS as LAG_COLUMNS
 from pipeline.models.records import fit_records
 from pipeline.models.spec import Comparison, load_specs
 from pipeline.outputs import write_csv, write_json
@@ -115,7 +116,7 @@ FIT_STATISTICS_COLUMNS = [
     "engine", "random", "n_obs", "n_clients", "n_therapists", "n_rows_input",
     "n_rows_missing", "n_rows_excluded", "n_params", "loglik", "loglik_ml", "aic", "bic",
     "r2_marginal", "r2_conditional", "icc_therapist", "icc_client", "optimizer",
-    "ml_optimizer", "gradient_norm", "ml_gradient_norm", "warning",
+    "ml_optimizer", "gradient_norm", "ml_gradient_norm", "warning", *LAG_COLUMNS,
 ]
 
 
@@ -131,7 +132,9 @@ def fit_statistics(fits: Sequence[FitResult]) -> pd.DataFrame:
     refit; ``icc_therapist``/``icc_client`` the therapist and client shares of the
     intercept variance for models with ``icc: true`` (NaN for a level the pre-fit checks
     dropped, e.g. the therapist level with one therapist); ``gradient_norm`` lme4's max
-    |scaled gradient|; ``warning`` what went wrong, if anything.
+    |scaled gradient|; ``warning`` what went wrong, if anything; the ``lag_*`` columns
+    (a lagged model with numbers, else empty) how far back its previous observed sessions
+    lay (:func:`pipeline.models.lags.gap_summary`).
     """
     from pipeline.models import inference
 
@@ -172,6 +175,7 @@ def fit_statistics(fits: Sequence[FitResult]) -> pd.DataFrame:
                 # a level the checks dropped (one therapist) has no share, not a share of 0
                 row["icc_therapist"] = v.get(fr.spec.random.label("therapist_id"), np.nan) / total
                 row["icc_client"] = v.get(fr.spec.random.label("client_id"), np.nan) / total
+            row.update(fr.lag_gaps)
         rows.append(row)
     table = pd.DataFrame(rows, columns=FIT_STATISTICS_COLUMNS)
     for col in ("n_obs", "n_clients", "n_therapists", "n_rows_input", "n_rows_missing",

@@ -88,6 +88,44 @@ def _number(block: Mapping[str, Any], key: str, default: Any, low: float, high: 
     return value
 
 
+#: The simulator's grouping columns (pipeline/simulation/design.py: session_rows).
+_THERAPIST, _CLIENT = "therapist_id", "client_id"
+
+
+def _check_clients_per_therapist(designs: tuple[StudyDesign, ...], model: str) -> None:
+    """Refuse a design with one client per therapist for a model with therapist and
+    client random effects.
+
+    Every therapist of such a design has exactly one client, so the two variances are not
+    identified (only their sum is): the pre-fit checks treat observed data of that shape
+    by ``model.checks.same_grouping`` (drop the therapist level, or refuse the model;
+    :mod:`pipeline.models.checks`), and a replicate fitted with a simpler model than the
+    one planned counts as failed (:func:`pipeline.power.replicate.fit_terms`), so every
+    replicate would fail at run time. A model unknown to models.yaml is left to
+    :func:`pipeline.power.replicate.check_model`.
+    """
+    from pipeline.models.spec import load_specs
+
+    try:
+        random = load_specs().get(model).random
+    except KeyError:
+        return
+    if not {_THERAPIST, _CLIENT} <= set(random.factors):
+        return
+    for i, design in enumerate(designs):
+        if design.clients_per_therapist >= 2:
+            continue
+        raise SettingsError(
+            f"params.yaml: power.designs[{i}].clients_per_therapist is "
+            f"{design.clients_per_therapist}: every therapist of this design would have one "
+            f"client, so the therapist and client variances of power.model {model!r} "
+            f"({random.formula}) cannot be told apart (only their sum is identified). On "
+            "observed data of that shape the pre-fit check model.checks.same_grouping "
+            "drops the therapist level or refuses the model, so every simulated study would "
+            "be fitted with a simpler model than the one planned and count as failed. Give "
+            "every therapist at least two clients (clients_per_therapist: 2 or more).")
+
+
 def power_settings(block: Mapping[str, Any] | None,
                    default_alliance: Mapping[str, Any] | None = None) -> PowerSettings:
     """Read and check the ``power:`` block.
@@ -163,6 +201,7 @@ def power_settings(block: Mapping[str, Any] | None,
     model = block.get("model", "primary")
     if not isinstance(model, str) or not model:
         raise SettingsError("params.yaml: power.model must name a model of models.yaml.")
+    _check_clients_per_therapist(designs, model)
     seed = block.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise SettingsError(f"params.yaml: power.seed is {seed!r}; give a whole number "
