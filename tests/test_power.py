@@ -210,6 +210,41 @@ def test_one_client_per_therapist_is_refused_when_the_settings_are_read() -> Non
                           ALLIANCE).model == "alliance_levels_goal"
 
 
+def test_fewer_therapists_than_min_levels_is_refused_when_the_settings_are_read() -> None:
+    """One therapist: the checks drop the therapist level (one_level), so every replicate
+    of the planned model would fail at run time."""
+    good = {"therapists": 20, "clients_per_therapist": 2, "sessions": 8}
+    block = {"designs": [good, {"therapists": 1, "clients_per_therapist": 30, "sessions": 8}],
+             "replications": 5, "seed": 1}
+    with pytest.raises(SettingsError) as caught:
+        power_settings(block, ALLIANCE)
+    message = str(caught.value)
+    assert message.startswith("params.yaml: power.designs[1].therapists is 1: power.model "
+                              "'primary' ((1 | therapist_id) + (1 | client_id) + (0 + time | "
+                              "client_id)) estimates a therapist variance, which needs at "
+                              "least model.checks.min_levels = 2 therapists.")
+    assert message.endswith("Give this design at least 2 therapists, or choose a "
+                            "power.model without therapist random effects.")
+    assert caught.value.exit_status == 2
+    # the threshold is the model checks' setting
+    with pytest.raises(SettingsError, match=r"therapists is 3: .*min_levels = 4 "):
+        power_settings({**block, "designs": [{**good, "therapists": 3}]}, ALLIANCE,
+                       min_levels=4)
+    assert power_settings({**block, "designs": [{**good, "therapists": 2}]},
+                          ALLIANCE).designs[0].therapists == 2
+
+
+def test_power_stage_reads_min_levels_from_the_model_checks(tmp_path: Path) -> None:
+    """The stage passes model.checks.min_levels: refused before anything is fitted."""
+    from pipeline.power.run import power_stage
+
+    params = {"model": {"checks": {"min_levels": 25}},
+              "power": {"designs": [{"therapists": 20, "clients_per_therapist": 2,
+                                     "sessions": 8}], "replications": 5, "seed": 1}}
+    with pytest.raises(SettingsError, match=r"therapists is 20: .*min_levels = 25 "):
+        power_stage(params, tmp_path, tmp_path / "replicates.jsonl")
+
+
 def test_clopper_pearson_equals_r_binom_test() -> None:
     """R 4.x: binom.test(7, 20)$conf.int, binom.test(0, 10), binom.test(10, 10)."""
     from pipeline.power.summary import clopper_pearson

@@ -140,9 +140,10 @@ def power_stage(params: Mapping[str, Any], results: Path, checkpoint: Path,
     from .summary import COLUMNS, TARGET_COLUMNS
     from .truth import ASSUMED, USABLE, planned_components, sd_source, truth_from_fit
 
-    settings = power_settings(params.get("power"))
-    execution = execution_settings(params.get("parallel"))
     fit_settings = settings_from(params.get("model"))
+    settings = power_settings(params.get("power"),
+                              min_levels=int(fit_settings["checks"]["min_levels"]))
+    execution = execution_settings(params.get("parallel"))
     check_model(settings.model)
     stats = pd.read_csv(results / "fit_statistics.csv")
     status_rows = stats.loc[stats["model"] == settings.model, "status"]

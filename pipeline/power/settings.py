@@ -126,8 +126,39 @@ def _check_clients_per_therapist(designs: tuple[StudyDesign, ...], model: str) -
             "every therapist at least two clients (clients_per_therapist: 2 or more).")
 
 
+def _check_therapists(designs: tuple[StudyDesign, ...], model: str, min_levels: int) -> None:
+    """Refuse a design with fewer therapists than ``model.checks.min_levels`` for a model
+    with therapist random effects.
+
+    A grouping factor with fewer levels has no estimable variance: the pre-fit checks drop
+    it (``model.checks.one_level: drop``) or refuse the model, so, as with one client per
+    therapist, every replicate would be fitted with a simpler model than the one planned
+    and count as failed at run time.
+    """
+    from pipeline.models.spec import load_specs
+
+    try:
+        random = load_specs().get(model).random
+    except KeyError:
+        return
+    if _THERAPIST not in set(random.factors):
+        return
+    for i, design in enumerate(designs):
+        if design.therapists >= min_levels:
+            continue
+        raise SettingsError(
+            f"params.yaml: power.designs[{i}].therapists is {design.therapists}: power.model "
+            f"{model!r} ({random.formula}) estimates a therapist variance, which needs at "
+            f"least model.checks.min_levels = {min_levels} therapists. With fewer, the pre-fit "
+            "checks drop the therapist level or refuse the model (model.checks.one_level), so "
+            "every simulated study would be fitted with a simpler model than the one planned "
+            f"and count as failed. Give this design at least {min_levels} therapists, or "
+            "choose a power.model without therapist random effects.")
+
+
 def power_settings(block: Mapping[str, Any] | None,
-                   default_alliance: Mapping[str, Any] | None = None) -> PowerSettings:
+                   default_alliance: Mapping[str, Any] | None = None,
+                   min_levels: int = 2) -> PowerSettings:
     """Read and check the ``power:`` block.
 
     Parameters
@@ -138,6 +169,9 @@ def power_settings(block: Mapping[str, Any] | None,
         An alliance process used when ``power.alliance`` is not given (tests, benchmarks);
         without either, ``alliance`` is ``None``: the power stage estimates the process
         from the data (:func:`pipeline.power.process.estimate_process`).
+    min_levels
+        ``model.checks.min_levels``: a design needs this many therapists when the model
+        has therapist random effects.
 
     Raises
     ------
@@ -201,6 +235,7 @@ def power_settings(block: Mapping[str, Any] | None,
     model = block.get("model", "primary")
     if not isinstance(model, str) or not model:
         raise SettingsError("params.yaml: power.model must name a model of models.yaml.")
+    _check_therapists(designs, model, min_levels)
     _check_clients_per_therapist(designs, model)
     seed = block.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
