@@ -127,6 +127,8 @@ def within(frame: pd.DataFrame, column: str, by: Sequence[str] = ()) -> list[lis
     """Margins of one count column over rows: all rows (``by`` empty) or each group of rows
     with equal values of ``by`` (e.g. the bins of each variable) adds up to a published
     total."""
+    if frame.empty:   # (no episodes): no margin; pandas' row-wise agg of no rows is a frame
+        return []
     positions = pd.Series(np.arange(len(frame)), index=frame.index)
     if not by:
         return [[(int(p), column) for p in positions]] if len(frame) else []

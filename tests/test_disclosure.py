@@ -93,6 +93,17 @@ def test_zeros_are_never_added_and_the_smallest_count_above_0_is() -> None:
     assert unprotected(frame, out, within(frame, "n"), 5) == [0]
 
 
+def test_an_empty_table_has_no_margins() -> None:
+    """No episodes (a constant alliance): the lengths table is empty, and so are its margins
+    (pandas' row-wise join of no rows is a frame, not a series)."""
+    empty = pd.DataFrame({"criterion": pd.Series([], dtype=str),
+                          "scale": pd.Series([], dtype=str),
+                          "n_episodes": pd.Series([], dtype=float)})
+    assert within(empty, "n_episodes", by=["criterion", "scale"]) == []
+    assert within(empty, "n_episodes") == []
+    assert across(empty, ["n_episodes"]) == []
+
+
 def test_margins_by_group_are_protected_separately() -> None:
     frame = pd.DataFrame({"g": ["a", "a", "a", "b", "b"], "n": [3, 10, 20, 30, 40]})
     margins = within(frame, "n", by=["g"])
