@@ -267,6 +267,25 @@ class _Checker:
                      f"the models are {', '.join(known)}", spec)
 
 
+def over_defaults(given: Mapping[str, Any], defaults: Mapping[str, Any],
+                  where: str) -> dict[str, Any]:
+    """A settings block merged over its defaults (functions that take a block directly,
+    e.g. ``models.fitting.settings_from``, re-check what :func:`check_settings` checks for
+    params.yaml).
+
+    Raises
+    ------
+    SettingsError
+        A key the defaults do not have, naming ``where`` (e.g. ``model.checks``) and the
+        keys allowed.
+    """
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise SettingsError(f"params.yaml {where}: unknown key(s) {unknown}; allowed: "
+                            f"{sorted(defaults)}")
+    return {**defaults, **given}
+
+
 @functools.lru_cache(maxsize=1)
 def model_names() -> list[str]:
     """The model names of ``pipeline/models.yaml`` (its ``models:`` keys; libyaml, no

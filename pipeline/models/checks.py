@@ -56,6 +56,7 @@ from scipy import linalg
 from pipeline.errors import NotEstimableError, SettingsError
 from pipeline.labels import advised, term_label
 from pipeline.models.spec import RandomPart
+from pipeline.settings import over_defaults
 
 #: Defaults of ``model.checks`` in params.yaml.
 DEFAULT_CHECKS: dict[str, Any] = {
@@ -95,12 +96,7 @@ def check_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     SettingsError
         Unknown keys or rules.
     """
-    given = dict(settings or {})
-    unknown = sorted(set(given) - set(DEFAULT_CHECKS))
-    if unknown:
-        raise SettingsError(f"params.yaml model.checks: unknown key(s) {unknown}; allowed: "
-                            f"{sorted(DEFAULT_CHECKS)}")
-    out = {**DEFAULT_CHECKS, **given}
+    out = over_defaults(dict(settings or {}), DEFAULT_CHECKS, "model.checks")
     for key in ("one_level", "few_sessions", "same_grouping"):
         if out[key] not in _RULES:
             raise SettingsError(f"params.yaml model.checks.{key}: {out[key]!r} is not one of "

@@ -37,6 +37,7 @@ from pipeline.models.engine import (
 from pipeline.models.kenward_roger import kenward_roger
 from pipeline.models.lags import far_words, gap_summary, gap_words, lag_gaps, lag_settings
 from pipeline.models.spec import ModelPlan, ModelSpec, RandomPart, load_specs, parse_random
+from pipeline.settings import over_defaults
 
 #: Defaults of the ``model:`` block of params.yaml.
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -64,11 +65,7 @@ def settings_from(params_model: Mapping[str, Any] | None) -> dict[str, Any]:
         Unknown keys, engines, optimizers or df methods.
     """
     given = {k: v for k, v in (params_model or {}).items() if v is not None}
-    unknown = sorted(set(given) - set(DEFAULT_SETTINGS))
-    if unknown:
-        raise SettingsError(f"params.yaml model: unknown key(s) {unknown}; allowed: "
-                            f"{sorted(DEFAULT_SETTINGS)}")
-    out = {**DEFAULT_SETTINGS, **given}
+    out = over_defaults(given, DEFAULT_SETTINGS, "model")
     if out["engine"] not in ENGINES:
         raise SettingsError(f"params.yaml model.engine: {out['engine']!r} is not one of "
                             f"{ENGINES}")

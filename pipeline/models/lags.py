@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import SettingsError
+from pipeline.settings import over_defaults
 
 #: Defaults of ``model.lag`` in params.yaml.
 DEFAULT_LAG: dict[str, Any] = {
@@ -46,12 +47,7 @@ def lag_settings(block: Mapping[str, Any] | None) -> dict[str, Any]:
     SettingsError
         Unknown keys, a ``far_gap`` below 1 or a ``max_far_share`` outside [0, 1].
     """
-    given = dict(block or {})
-    unknown = sorted(set(given) - set(DEFAULT_LAG))
-    if unknown:
-        raise SettingsError(f"params.yaml model.lag: unknown key(s) {unknown}; allowed: "
-                            f"{sorted(DEFAULT_LAG)}")
-    out = {**DEFAULT_LAG, **given}
+    out = over_defaults(dict(block or {}), DEFAULT_LAG, "model.lag")
     far = out["far_gap"]
     if isinstance(far, bool) or not isinstance(far, int) or far < 1:
         raise SettingsError(f"params.yaml model.lag.far_gap: {far!r}; give a whole number of "
