@@ -132,7 +132,7 @@ def test_suppress_linked_blanks_what_derives_from_each_count() -> None:
                                                  "n_censored": []}),
                            "lengths": (tables["lengths"], {"n_episodes": []})},
                           margins, 5)
-    assert np.isnan(out["prevalence"].loc[0, "pct_repaired"])
+    assert out["prevalence"]["pct_repaired"].isna().tolist() == [True]
     assert out["prevalence"].loc[0, "suppressed"] == "n_repaired n_unrepaired"
     assert out["lengths"]["suppressed"].tolist() == ["", "n_episodes", "n_episodes"]
     assert out["lengths"]["n_episodes"].tolist()[0] == 8
