@@ -290,8 +290,8 @@ if len(prev):
         "\\* Repaired among episodes whose outcome is known (censored ones left out). A V "
         "shape is repaired by definition. Length = sessions from the drop to the repair. "
         f"'–': fewer than {min_cell} clients or episodes, or held back with such a cell so "
-        "that it cannot be worked out from the others (a percentage with either of its "
-        "counts)."))
+        "that it cannot be worked out from the others, here or in the tables below (a "
+        "percentage with either of its counts)."))
     if (prev["rater"] == "therapist").any():
         display(Markdown("Therapist-rated series were analysed too; their rows are in "
                          "`results/ruptures/prevalence.csv` (rater = therapist)."))
@@ -317,7 +317,10 @@ if len(agr):
         "Rules disagree because their thresholds differ (a stricter rule finds a subset of "
         "a laxer one's drops, plus none of the small ones), because the V shape also needs "
         "the return, and because the reliable-drop rule uses one yardstick for every client "
-        "while the SD rules adapt to each client's own variability."))
+        "while the SD rules adapt to each client's own variability. "
+        f"'–': fewer than {min_cell} clients, or held back with such a cell: with the "
+        "clients each rule found (table above), one shown count of a row gives the others "
+        "back, so a row with a blank is blank throughout, and \u03ba with it."))
 
 # %% [markdown]
 # ### When episodes start and how long they last
@@ -510,7 +513,8 @@ elif len(prev) and plots.episodes_found(prev, fig_crit) == 0:
 else:
     display(Markdown(
         "Too few repaired or unrepaired episodes to draw the average course (fewer than "
-        f"{min_cell} at every session offset)."))
+        f"{min_cell} at every session offset, or held back with a count the table of "
+        "episodes does not show)."))
 
 # %% [markdown] tags=["needs-outcome"]
 # ## Ruptures and outcome

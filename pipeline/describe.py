@@ -8,12 +8,12 @@ which people share, never show a figure that could point to one client.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from pipeline.disclosure import Cell, protect, within
+from pipeline.disclosure import Cell, LinkedCell, protect, protect_linked, tag, within
 from pipeline.distributions import t_ppf
 from pipeline.errors import SettingsError
 
@@ -256,21 +256,37 @@ def suppress_counts(frame: pd.DataFrame, columns: dict[str, list[str]],
         A copy with the small counts blanked and a ``suppressed`` column naming the
         blanked count columns of each row ("" when none).
     """
-    out = frame.copy()
-    names = list(columns)
-    counts = frame[names].astype(float).reset_index(drop=True)
-    hidden = (counts > 0) & (counts < min_cell)
-    if margins:
-        hidden = protect(counts, hidden, margins, min_cell)
-    flags = pd.Series([""] * len(out), index=out.index, dtype=object)
-    for count, derived in columns.items():
-        small = pd.Series(hidden[count].to_numpy(), index=out.index)
-        out[count] = out[count].astype(float)
-        out.loc[small, [count, *derived]] = np.nan
-        flags[small] = pd.Series([f"{f} {count}".strip() for f in flags[small]],
-                                 index=flags.index[small], dtype=object)
-    out["suppressed"] = flags
-    return out
+    return suppress_linked({"": (frame, columns)}, tag("", margins), min_cell)[""]
+
+
+def suppress_linked(tables: Mapping[str, tuple[pd.DataFrame, dict[str, list[str]]]],
+                    margins: Sequence[Sequence[LinkedCell]], min_cell: int,
+                    last: Collection[LinkedCell] = ()) -> dict[str, pd.DataFrame]:
+    """:func:`suppress_counts` for tables published together whose margins span them.
+
+    ``tables`` maps a name to ``(frame, columns)`` as for :func:`suppress_counts`;
+    ``margins`` are ``(name, row position, count column)`` cells
+    (:func:`pipeline.disclosure.protect_linked`, whose ``last`` cells are blanked only
+    when nothing else in a margin can be). Returns each table blanked, with its
+    ``suppressed`` column.
+    """
+    counts = {name: frame[list(columns)].astype(float).reset_index(drop=True)
+              for name, (frame, columns) in tables.items()}
+    primary = {name: (c > 0) & (c < min_cell) for name, c in counts.items()}
+    hidden = protect_linked(counts, primary, margins, min_cell, last) if margins else primary
+    result = {}
+    for name, (frame, columns) in tables.items():
+        out = frame.copy()
+        flags = pd.Series([""] * len(out), index=out.index, dtype=object)
+        for count, derived in columns.items():
+            small = pd.Series(hidden[name][count].to_numpy(dtype=bool), index=out.index)
+            out[count] = out[count].astype(float)
+            out.loc[small, [count, *derived]] = np.nan
+            flags[small] = pd.Series([f"{f} {count}".strip() for f in flags[small]],
+                                     index=flags.index[small], dtype=object)
+        out["suppressed"] = flags
+        result[name] = out
+    return result
 
 
 def alliance_outcome_correlations(scored: pd.DataFrame,

@@ -137,15 +137,19 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
                                   "session": pd.Series(dtype="int64"),
                                   "wellbeing": pd.Series(dtype=float)})
 
+    # prevalence, lengths, timing, agreement and course are protected together: the
+    # others break prevalence's counts down (pipeline.ruptures.summarise.linked_margins).
+    linked = S.published(episodes, applied, series, wellbeing, criteria, rules,
+                         cfg.get("timing_bins", [2, 5, 9]), min_cell, conf,
+                         int(cfg["course"]["before"]), int(cfg["course"]["after"]))
     out: dict[str, pd.DataFrame] = {
         "thresholds": S.thresholds_table(applied, criteria, reliability, min_cell),
-        "prevalence": S.prevalence(episodes, applied, criteria, min_cell),
-        "lengths": S.lengths(episodes, criteria, rules, min_cell),
-        "timing": S.timing(episodes, criteria, cfg.get("timing_bins", [2, 5, 9]), min_cell),
-        "agreement": S.agreement(episodes, applied, criteria, min_cell),
+        "prevalence": linked["prevalence"],
+        "lengths": linked["lengths"],
+        "timing": linked["timing"],
+        "agreement": linked["agreement"],
         "detectability": S.detectability(applied, criteria, rules, min_cell),
-        "course": S.course(episodes, series, wellbeing, criteria, min_cell, conf,
-                           int(cfg["course"]["before"]), int(cfg["course"]["after"])),
+        "course": linked["course"],
     }
 
     # The two figures need only these tables: drawn in a forked process while this one

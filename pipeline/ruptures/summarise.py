@@ -15,20 +15,35 @@ Jaccard, P. (1912). The distribution of the flora in the alpine zone. *New Phyto
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import combinations, pairwise
 from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
-from pipeline.describe import suppress_counts
-from pipeline.disclosure import across, within
+from pipeline.describe import suppress_counts, suppress_linked
+from pipeline.disclosure import LinkedCell, across, tag, within
 from pipeline.distributions import t_ppf
 from pipeline.ruptures.criteria import Criterion, Rules
 from pipeline.ruptures.detect import STATUSES
 
 GROUP = ["criterion", "rater", "scale"]
+#: repaired + unrepaired + censored = episodes (shown beside them).
+STATUS_COUNTS = [f"n_{s}" for s in STATUSES]
+#: The prevalence table's counts and what is computed from each, blanked with it. The
+#: share repaired is repaired / (repaired + unrepaired), so it goes with either count
+#: (31 of 32 gave the blank unrepaired 1).
+PREVALENCE_COUNTS: dict[str, list[str]] = {
+    "n_clients_with_episode": ["pct_clients"], "n_episodes": [],
+    "n_repaired": ["pct_repaired"], "n_unrepaired": ["pct_repaired"], "n_censored": [],
+    "n_not_applicable": [],
+}
+#: The four counts of an agreement row (they add up to its n_clients); kappa is a
+#: function of them (with their total and the other two it gives a blanked one back).
+AGREEMENT_COUNTS = ["n_both", "n_only_a", "n_only_b", "n_neither"]
+#: A course cell's count and what is computed from it.
+COURSE_VALUES = ["n", "mean", "sd", "conf_low", "conf_high"]
 
 
 def _order(frame: pd.DataFrame, criteria: Sequence[Criterion]) -> pd.DataFrame:
@@ -40,9 +55,10 @@ def _order(frame: pd.DataFrame, criteria: Sequence[Criterion]) -> pd.DataFrame:
         columns=["_c", "_s"]).reset_index(drop=True)
 
 
-def prevalence(episodes: pd.DataFrame, applied: pd.DataFrame,
-               criteria: Sequence[Criterion], min_cell: int) -> pd.DataFrame:
-    """How many clients have at least one episode, and how many episodes were repaired.
+def prevalence_counts(episodes: pd.DataFrame, applied: pd.DataFrame,
+                      criteria: Sequence[Criterion], min_cell: int) -> pd.DataFrame:
+    """How many clients have at least one episode, and how many episodes were repaired
+    (counts not yet blanked; shares and medians over fewer than ``min_cell`` are).
 
     Returns
     -------
@@ -52,7 +68,7 @@ def prevalence(episodes: pd.DataFrame, applied: pd.DataFrame,
         (points), ``n_clients_with_episode, pct_clients, n_episodes, n_repaired,
         n_unrepaired, n_censored, pct_repaired`` (repaired among episodes whose outcome is
         known, i.e. not censored), ``median_depth, median_length, q1_length, q3_length``
-        (sessions, repaired episodes) and ``suppressed``.
+        (sessions, repaired episodes).
     """
     labels = {c.name: c.label for c in criteria}
     ok = applied[applied["threshold"].notna()]
@@ -86,21 +102,27 @@ def prevalence(episodes: pd.DataFrame, applied: pd.DataFrame,
         np.nan)
     table.loc[table["n_episodes"] < min_cell, "median_depth"] = np.nan
     table.insert(1, "label", table["criterion"].map(labels))
-    table = table.drop(columns="n_all")
-    # repaired + unrepaired + censored = episodes, shown beside them: secondary
-    # suppression within each row; the share repaired is repaired / (repaired +
-    # unrepaired), so it goes with either count (31 of 32 gave the blank unrepaired 1).
-    parts = [f"n_{s}" for s in STATUSES]
-    table = suppress_counts(table, {
-        "n_clients_with_episode": ["pct_clients"], "n_episodes": [],
-        "n_repaired": ["pct_repaired"], "n_unrepaired": ["pct_repaired"], "n_censored": [],
-        "n_not_applicable": [],
-    }, min_cell, margins=across(table, parts))
-    return _order(table, criteria)
+    return _order(table.drop(columns="n_all"), criteria)
 
 
-def lengths(episodes: pd.DataFrame, criteria: Sequence[Criterion], rules: Rules,
-            min_cell: int) -> pd.DataFrame:
+def prevalence(episodes: pd.DataFrame, applied: pd.DataFrame,
+               criteria: Sequence[Criterion], min_cell: int) -> pd.DataFrame:
+    """How many clients have at least one episode, and how many episodes were repaired.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`prevalence_counts` with the small counts blanked (secondary suppression
+        within each row, on its own; :func:`published` protects it with the tables that
+        break its counts down).
+    """
+    table = prevalence_counts(episodes, applied, criteria, min_cell)
+    return suppress_counts(table, PREVALENCE_COUNTS, min_cell,
+                           margins=across(table, STATUS_COUNTS))
+
+
+def lengths_counts(episodes: pd.DataFrame, criteria: Sequence[Criterion],
+                   rules: Rules) -> pd.DataFrame:
     """Counts of repaired episodes by length (sessions from the drop to the repair)."""
     rows = []
     for key, g in episodes.groupby(GROUP):
@@ -108,14 +130,20 @@ def lengths(episodes: pd.DataFrame, criteria: Sequence[Criterion], rules: Rules,
         for length in range(1, rules.window + 1):
             rows.append({**dict(zip(GROUP, key, strict=True)), "length": length,
                          "n_episodes": int((r["length"] == length).sum())})
-    table = pd.DataFrame(rows, columns=[*GROUP, "length", "n_episodes"])
-    # The lengths add up to the repaired episodes (prevalence): secondary suppression.
-    return _order(suppress_counts(table, {"n_episodes": []}, min_cell,
-                                  margins=within(table, "n_episodes", by=GROUP)), criteria)
+    return _order(pd.DataFrame(rows, columns=[*GROUP, "length", "n_episodes"]), criteria)
 
 
-def timing(episodes: pd.DataFrame, criteria: Sequence[Criterion], bins: Sequence[int],
-           min_cell: int) -> pd.DataFrame:
+def lengths(episodes: pd.DataFrame, criteria: Sequence[Criterion], rules: Rules,
+            min_cell: int) -> pd.DataFrame:
+    """Counts of repaired episodes by length, small ones blanked: the lengths add up to
+    the repaired episodes (prevalence), a margin of each criterion x rater x scale."""
+    table = lengths_counts(episodes, criteria, rules)
+    return suppress_counts(table, {"n_episodes": []}, min_cell,
+                           margins=within(table, "n_episodes", by=GROUP))
+
+
+def timing_counts(episodes: pd.DataFrame, criteria: Sequence[Criterion],
+                  bins: Sequence[int]) -> pd.DataFrame:
     """Where in therapy ruptures start: by session number and by third of the series.
 
     Parameters
@@ -127,7 +155,7 @@ def timing(episodes: pd.DataFrame, criteria: Sequence[Criterion], bins: Sequence
     -------
     pandas.DataFrame
         ``criterion, rater, scale, kind`` (``session`` or ``third``), ``period``,
-        ``n_episodes``, ``suppressed``. The third is the rupture's position between the
+        ``n_episodes``. The third is the rupture's position between the
         series' first and last observed session (early, middle, late).
     """
     edges = sorted(int(b) for b in bins)
@@ -146,11 +174,17 @@ def timing(episodes: pd.DataFrame, criteria: Sequence[Criterion], bins: Sequence
         for i, lab in enumerate(("early", "middle", "late")):
             rows.append({**base, "kind": "third", "period": lab,
                          "n_episodes": int((third == i).sum())})
-    table = pd.DataFrame(rows, columns=[*GROUP, "kind", "period", "n_episodes"])
-    # Each kind's periods add up to the episodes (prevalence): secondary suppression.
-    return _order(suppress_counts(table, {"n_episodes": []}, min_cell,
-                                  margins=within(table, "n_episodes", by=[*GROUP, "kind"])),
+    return _order(pd.DataFrame(rows, columns=[*GROUP, "kind", "period", "n_episodes"]),
                   criteria)
+
+
+def timing(episodes: pd.DataFrame, criteria: Sequence[Criterion], bins: Sequence[int],
+           min_cell: int) -> pd.DataFrame:
+    """:func:`timing_counts` with small counts blanked: each kind's periods add up to the
+    episodes (prevalence), a margin (``suppressed`` names the blanked count)."""
+    table = timing_counts(episodes, criteria, bins)
+    return suppress_counts(table, {"n_episodes": []}, min_cell,
+                           margins=within(table, "n_episodes", by=[*GROUP, "kind"]))
 
 
 def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
@@ -164,8 +198,8 @@ def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
     return float("nan") if pe >= 1 else (po - pe) / (1 - pe)
 
 
-def agreement(episodes: pd.DataFrame, applied: pd.DataFrame, criteria: Sequence[Criterion],
-              min_cell: int) -> pd.DataFrame:
+def agreement_counts(episodes: pd.DataFrame, applied: pd.DataFrame,
+                     criteria: Sequence[Criterion]) -> pd.DataFrame:
     """Agreement between every pair of criteria on the same rater x scale.
 
     Returns
@@ -174,7 +208,7 @@ def agreement(episodes: pd.DataFrame, applied: pd.DataFrame, criteria: Sequence[
         ``rater, scale, criterion_a, criterion_b, n_clients`` (series both could be
         applied to), ``n_both, n_only_a, n_only_b, n_neither`` (clients with at least one
         episode), ``kappa`` (Cohen's kappa of "has an episode") and ``jaccard`` (rupture
-        sessions found by both / found by either), ``suppressed``.
+        sessions found by both / found by either).
     """
     rows = []
     names = [c.name for c in criteria]
@@ -204,20 +238,34 @@ def agreement(episodes: pd.DataFrame, applied: pd.DataFrame, criteria: Sequence[
                 "kappa": cohen_kappa(has_a, has_b),
                 "jaccard": len(sa & sb) / len(union) if union else np.nan,
             })
-    table = pd.DataFrame(rows, columns=["rater", "scale", "criterion_a", "criterion_b",
-                                        "n_clients", "n_both", "n_only_a", "n_only_b",
-                                        "n_neither", "kappa", "jaccard"])
-    # The four counts add up to n_clients, shown beside them: secondary suppression
-    # within each row. Kappa is a function of the four counts (with their total and the
-    # other two it gives a blanked one back): blanked with any of them.
-    cells = ["n_both", "n_only_a", "n_only_b", "n_neither"]
-    return suppress_counts(table, {c: ["kappa"] for c in cells}, min_cell,
-                           margins=across(table, cells))
+    return pd.DataFrame(rows, columns=["rater", "scale", "criterion_a", "criterion_b",
+                                       "n_clients", "n_both", "n_only_a", "n_only_b",
+                                       "n_neither", "kappa", "jaccard"])
+
+
+def agreement(episodes: pd.DataFrame, applied: pd.DataFrame, criteria: Sequence[Criterion],
+              min_cell: int) -> pd.DataFrame:
+    """:func:`agreement_counts` with small counts blanked: the four counts add up to
+    n_clients, shown beside them (secondary suppression within each row); kappa goes with
+    any of them."""
+    table = agreement_counts(episodes, applied, criteria)
+    return suppress_counts(table, {c: ["kappa"] for c in AGREEMENT_COUNTS}, min_cell,
+                           margins=across(table, AGREEMENT_COUNTS))
 
 
 def course(episodes: pd.DataFrame, series: pd.DataFrame, wellbeing: pd.DataFrame,
            criteria: Sequence[Criterion], min_cell: int, conf_level: float, before: int,
            after: int, scale: str = "total", rater: str = "client") -> pd.DataFrame:
+    """:func:`course_counts` with the cells of fewer than ``min_cell`` episodes blanked
+    (``suppressed``)."""
+    table = course_counts(episodes, series, wellbeing, criteria, conf_level, before, after,
+                          scale, rater)
+    return _blank_course(table, table["n"] < min_cell)
+
+
+def course_counts(episodes: pd.DataFrame, series: pd.DataFrame, wellbeing: pd.DataFrame,
+                  criteria: Sequence[Criterion], conf_level: float, before: int,
+                  after: int, scale: str = "total", rater: str = "client") -> pd.DataFrame:
     """Average alliance and wellbeing around an episode, aligned on the rupture session.
 
     Scores are deviations from the client's own mean over all their sessions, so the
@@ -239,7 +287,9 @@ def course(episodes: pd.DataFrame, series: pd.DataFrame, wellbeing: pd.DataFrame
     pandas.DataFrame
         ``criterion, status, variable`` (``alliance`` or ``wellbeing``), ``offset, n``
         (episodes with a score at that offset), ``mean, sd, conf_low, conf_high``
-        (t interval; episodes treated as independent), ``suppressed`` (n < min_cell).
+        (t interval; episodes treated as independent). At offset 0 the alliance ``n``
+        of a status is that status's count in the prevalence table (scale and rater as
+        here): every episode has its rupture session's score.
     """
     alli = series[(series["scale"] == scale) & (series["rater"] == rater)]
     alli = alli.assign(dev=alli["score"] - alli.groupby("client_id")["score"].transform("mean"))
@@ -283,10 +333,15 @@ def course(episodes: pd.DataFrame, series: pd.DataFrame, wellbeing: pd.DataFrame
                   * table["sd"].to_numpy()[some] / np.sqrt(n_all[some]))
     table["conf_low"] = table["mean"] - half
     table["conf_high"] = table["mean"] + half
-    small = table["n"] < min_cell
-    table.loc[small, ["n", "mean", "sd", "conf_low", "conf_high"]] = np.nan
-    table["suppressed"] = small
     return table
+
+
+def _blank_course(table: pd.DataFrame, hidden: pd.Series) -> pd.DataFrame:
+    """The course with the cells ``hidden`` blanked (n and what is computed from it)."""
+    out = table.copy()
+    out.loc[hidden.to_numpy(), COURSE_VALUES] = np.nan
+    out["suppressed"] = hidden.to_numpy(dtype=bool)
+    return out
 
 
 def detectability(applied: pd.DataFrame, criteria: Sequence[Criterion], rules: Rules,
@@ -360,3 +415,114 @@ def thresholds_table(applied: pd.DataFrame, criteria: Sequence[Criterion],
             "note": "; ".join(notes),
         })
     return _order(pd.DataFrame(rows), criteria)
+
+
+def published(episodes: pd.DataFrame, applied: pd.DataFrame, series: pd.DataFrame,
+              wellbeing: pd.DataFrame, criteria: Sequence[Criterion], rules: Rules,
+              bins: Sequence[int], min_cell: int, conf_level: float, before: int,
+              after: int) -> dict[str, pd.DataFrame]:
+    """``prevalence``, ``lengths``, ``timing``, ``agreement`` and ``course``, their small
+    counts blanked together (:func:`linked_margins`): no count blanked in one of them can
+    be worked out from the cells of another.
+
+    Each table is the one its own function returns (:func:`prevalence`, :func:`lengths`,
+    :func:`timing`, :func:`agreement`, :func:`course`), with the further blanks the links
+    need. A blank is added in the table that breaks prevalence down rather than in
+    prevalence wherever either protects (prevalence's counts are the ``last`` cells).
+    """
+    tables = {
+        "prevalence": prevalence_counts(episodes, applied, criteria, min_cell),
+        "lengths": lengths_counts(episodes, criteria, rules),
+        "timing": timing_counts(episodes, criteria, bins),
+        "agreement": agreement_counts(episodes, applied, criteria),
+        "course": course_counts(episodes, series, wellbeing, criteria, conf_level, before,
+                                after),
+    }
+    counts: dict[str, dict[str, list[str]]] = {
+        "prevalence": PREVALENCE_COUNTS, "lengths": {"n_episodes": []},
+        "timing": {"n_episodes": []}, "agreement": {c: ["kappa"] for c in AGREEMENT_COUNTS},
+        "course": {"n": COURSE_VALUES[1:]}}
+    prev = tables["prevalence"]
+    last = [("prevalence", r, c) for r in range(len(prev)) for c in PREVALENCE_COUNTS]
+    out = suppress_linked({name: (table, counts[name]) for name, table in tables.items()},
+                          linked_margins(tables), min_cell, last)
+    crs = tables["course"]
+    hidden = (out["course"]["suppressed"] != "").to_numpy() | (crs["n"] < min_cell).to_numpy()
+    # Every course n of a status is at most that status's count (episodes with a score
+    # at that offset): a shown n bounds a blank count from below (8 at offset 0 beside
+    # a blank 8). Where the count is blank, its status's course is blank throughout.
+    shown = out["prevalence"]
+    shown = shown[(shown["rater"] == "client") & (shown["scale"] == "total")]
+    for status in STATUSES:
+        blank = set(shown.loc[shown[f"n_{status}"].isna(), "criterion"])
+        hidden |= ((crs["status"] == status) & crs["criterion"].isin(blank)).to_numpy()
+    out["course"] = _blank_course(crs, pd.Series(hidden, index=crs.index))
+    return out
+
+
+def linked_margins(tables: Mapping[str, pd.DataFrame]) -> list[list[LinkedCell]]:
+    """The margins of the ruptures tables (:func:`pipeline.disclosure.protect_linked`),
+    within each table and across them.
+
+    Within: repaired + unrepaired + censored = episodes (prevalence, each row); the lengths
+    of a criterion x rater x scale, and each kind of its timing periods, add up to a
+    prevalence count; the four counts of an agreement row add up to its ``n_clients``.
+
+    Across (``tables`` as :func:`published` builds them, counts not blanked):
+
+    * lengths rows = ``n_repaired`` (a breakdown), and lengths rows + ``n_unrepaired`` +
+      ``n_censored`` = ``n_episodes`` (the substitution);
+    * each kind of timing periods = ``n_episodes`` (a breakdown);
+    * agreement of criteria a and b on the clients both apply to: when that is every
+      client a applies to (``n_clients`` = a's ``n_series``), ``n_both + n_only_a`` = a's
+      ``n_clients_with_episode`` (a breakdown) and a's ``n_clients_with_episode +
+      n_only_b + n_neither`` = ``n_clients`` (the other row of the 2 x 2 table); the same
+      for b. Then one shown cell of a row gives the others back, and a row with a blank
+      has all four blank;
+    * course ``n`` at offset 0 of the alliance (client, total score) = the prevalence
+      count of that status (an identity). (Every other course ``n`` of the status is at
+      most that count, a bound rather than a margin: :func:`published` blanks the
+      status's whole course where the count is blank.)
+    """
+    prev, lens, tim = tables["prevalence"], tables["lengths"], tables["timing"]
+    agr, crs = tables["agreement"], tables["course"]
+    margins = [*tag("prevalence", across(prev, STATUS_COUNTS)),
+               *tag("lengths", within(lens, "n_episodes", by=GROUP)),
+               *tag("timing", within(tim, "n_episodes", by=[*GROUP, "kind"])),
+               *tag("agreement", across(agr, AGREEMENT_COUNTS))]
+    row_of = {tuple(k): i for i, k in enumerate(prev[GROUP].itertuples(index=False))}
+    n_series = prev["n_series"].to_numpy()
+
+    def rows(frame: pd.DataFrame, keys: list[str]) -> dict[tuple[Any, ...], list[int]]:
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, k in enumerate(frame[keys].itertuples(index=False)):
+            groups.setdefault(tuple(k), []).append(i)
+        return groups
+
+    for key, idx in rows(lens, GROUP).items():
+        r = row_of[key]
+        parts: list[LinkedCell] = [("lengths", i, "n_episodes") for i in idx]
+        margins.append([*parts, ("prevalence", r, "n_repaired")])
+        margins.append([*parts, ("prevalence", r, "n_unrepaired"),
+                        ("prevalence", r, "n_censored")])
+    for key, idx in rows(tim, [*GROUP, "kind"]).items():
+        margins.append([*[("timing", i, "n_episodes") for i in idx],
+                        ("prevalence", row_of[key[:3]], "n_episodes")])
+    for i, row in enumerate(agr.itertuples(index=False)):
+        for own, other, crit in (("n_only_a", "n_only_b", row.criterion_a),
+                                 ("n_only_b", "n_only_a", row.criterion_b)):
+            r = row_of[(crit, row.rater, row.scale)]
+            if row.n_clients != n_series[r]:
+                continue   # pairs on fewer clients than crit applies to: no equation
+            found: LinkedCell = ("prevalence", r, "n_clients_with_episode")
+            margins.append([("agreement", i, "n_both"), ("agreement", i, own), found])
+            margins.append([found, ("agreement", i, other), ("agreement", i, "n_neither")])
+    at_zero = rows(crs[(crs["variable"] == "alliance") & (crs["offset"] == 0)],
+                   ["criterion", "status"])
+    offset0 = crs.index[(crs["variable"] == "alliance") & (crs["offset"] == 0)]
+    for (crit, status), idx in at_zero.items():
+        total = row_of.get((crit, "client", "total"))
+        if total is not None:
+            margins.append([("prevalence", total, f"n_{status}"),
+                            ("course", int(offset0[idx[0]]), "n")])
+    return margins
