@@ -217,6 +217,21 @@ def test_ending_counts_need_the_blanks_to_hold_min_cell() -> None:
     assert out["n_clients"].tolist()[3] == 0
 
 
+def test_ending_counts_never_hide_the_unplanned_count_the_model_publishes() -> None:
+    """Red-team (25 clients): planned 15, unplanned 6, ongoing 4. The 6 was blanked to
+    protect the 4, but the endings model prints "All 6 unplanned endings are in the model"
+    (n_events), so 25 - 15 - 6 = 4 gave it back. Planned is blanked instead."""
+    clients = pd.DataFrame({"client_id": [f"C{i}" for i in range(25)],
+                            "ending": ["planned"] * 15 + ["unplanned"] * 6 + ["ongoing"] * 4})
+    out = ending_counts(clients, 5).set_index("ending")["n_clients"]
+    assert out.isna().tolist() == [True, False, True, False]
+    assert out["unplanned"] == 6 and out["not given"] == 0
+    # a reader can work out planned + ongoing = 25 - 6 = 19 only: two cells, >= 5
+    # unplanned small: it is hidden itself (not published by the model), the full margin
+    small = clients.assign(ending=["planned"] * 19 + ["unplanned"] * 3 + ["ongoing"] * 3)
+    assert ending_counts(small, 5)["n_clients"].isna().tolist() == [False, True, True, False]
+
+
 def test_hazard_events_are_protected_over_the_sessions() -> None:
     # 3 sessions; events 1, 6, 9 of 16 unplanned endings (published in endings_model)
     pp = pd.DataFrame({"client_id": [f"C{i}" for i in range(60)],
