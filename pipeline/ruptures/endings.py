@@ -229,7 +229,7 @@ def ending_counts(clients: pd.DataFrame | None, min_cell: int) -> pd.DataFrame:
                           "n_clients": [int(counts.get(k, 0)) for k in levels]})
     margins = within(table, "n_clients")
     unplanned = levels.index("unplanned")
-    if table.loc[unplanned, "n_clients"] >= min_cell:   # published as the model's events
+    if int(counts.get("unplanned", 0)) >= min_cell:   # published as the model's events
         margins = [[cell for cell in margin if cell[0] != unplanned] for margin in margins]
     return suppress_counts(table, {"n_clients": []}, min_cell, margins=margins)
 
