@@ -144,8 +144,62 @@ def attendance(scored: pd.DataFrame, min_cell: int) -> pd.DataFrame:
     table = per_client.value_counts().sort_index().rename_axis("sessions").reset_index(
         name="clients"
     )
-    return suppress_small(table, "clients", min_cell, value_cols=[],
-                          margins=within(table, "clients"))
+    out = suppress_small(table, "clients", min_cell, value_cols=[],
+                         margins=within(table, "clients"))
+    # The bars times their sessions also add up to a published total: the client x
+    # sessions complete for the models (data counts, every model's n_obs). With two bars
+    # blank, the two sums are two equations: 4 a + 9 b = 41, a + b = 9 gave b = 1 (25
+    # clients, 129 sessions). Blank the smallest other bar until no small bar is pinned.
+    counts = table["clients"].to_numpy(dtype=int)
+    sessions = table["sessions"].to_numpy(dtype=int)
+    hidden = out["suppressed"].to_numpy(dtype=bool).copy()
+    while _pinned_by_sessions(counts, sessions, hidden, min_cell):
+        free = [(counts[i], i) for i in range(len(counts)) if not hidden[i] and counts[i] > 0]
+        if not free:
+            break
+        hidden[min(free)[1]] = True
+    out["clients"] = np.where(hidden, np.nan, counts.astype(float))
+    out["suppressed"] = hidden
+    return out
+
+
+#: Largest (hidden clients + 1) x (hidden sessions + 1) x bars searched by
+#: :func:`_pinned_by_sessions`; above it the check is skipped (NOTES.md).
+MAX_PINNED_SEARCH = 20_000_000
+
+
+def _pinned_by_sessions(counts: np.ndarray, sessions: np.ndarray, hidden: np.ndarray,
+                        min_cell: int) -> bool:
+    """Whether a reader who knows the blank bars' clients (total minus the shown bars) and
+    their sessions (total sessions minus the shown bars') can tell that some blank bar
+    below ``min_cell`` holds 1 to ``min_cell - 1`` clients: every whole-number solution of
+    the two sums gives it such a count."""
+    idx = [i for i in range(len(counts)) if hidden[i]]
+    small = [i for i in idx if 0 < counts[i] < min_cell]
+    if not small:
+        return False
+    total = int(counts[idx].sum())
+    weight = int((counts[idx] * sessions[idx]).sum())
+    if (total + 1) * (weight + 1) * len(idx) * (total + 1) > MAX_PINNED_SEARCH:
+        return False
+    for i in small:
+        reach = np.zeros((total + 1, weight + 1), dtype=bool)
+        reach[0, 0] = True
+        for j in idx:
+            if j == i:
+                continue
+            step = np.zeros_like(reach)
+            for v in range(total + 1):
+                w = v * int(sessions[j])
+                if w > weight:
+                    break
+                step[v:, w:] |= reach[:total + 1 - v, :weight + 1 - w]
+            reach = step
+        values = [v for v in range(total + 1) if v * int(sessions[i]) <= weight
+                  and reach[total - v, weight - v * int(sessions[i])]]
+        if all(0 < v < min_cell for v in values):
+            return True
+    return False
 
 
 def trajectories(scored: pd.DataFrame, min_cell: int, conf_level: float = 0.95) -> pd.DataFrame:

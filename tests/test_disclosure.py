@@ -152,17 +152,35 @@ def _scored(sessions_per_client: list[int]) -> pd.DataFrame:
 def test_attendance_leaves_out_the_smallest_other_bar() -> None:
     # 6 clients with 2 sessions, 1 with 3, 5 with 4: of the 12 clients in the models
     # the single bar of 1 would be 12 - 11.
+    # Leaving out the 3- and 4-session bars is not enough: the sessions in the models
+    # (23 = 3 a + 4 b, a + b = 6) give a = 1, so the 2-session bar goes too.
     att = attendance(_scored([2] * 6 + [3] + [4] * 5), min_cell=5)
     assert att["sessions"].tolist() == [2, 3, 4]
-    assert att["clients"].tolist()[0] == 6 and att["clients"].isna().tolist() == [
-        False, True, True]
-    assert att["suppressed"].tolist() == [False, True, True]
-    # two small bars that hold 5 together: nothing more left out
+    assert att["clients"].isna().tolist() == [True, True, True]
+    assert att["suppressed"].tolist() == [True, True, True]
+    # two small bars that hold 5 together, but 3 a + 4 b = 18, a + b = 5 gives a = 2
     att = attendance(_scored([2] * 6 + [3] * 2 + [4] * 3), min_cell=5)
-    assert att["clients"].tolist()[0] == 6 and att["suppressed"].tolist() == [False, True, True]
+    assert att["suppressed"].tolist() == [True, True, True]
+    # three blank bars whose sums have other solutions (a + b + c = 6, a + 2 b + 3 c = 12:
+    # (0, 6, 0), (1, 4, 1), (2, 2, 2), (3, 0, 3)): nothing more left out
+    att = attendance(_scored([1] * 2 + [2] * 2 + [3] * 2 + [4] * 6), min_cell=5)
+    assert att["clients"].tolist()[3] == 6
+    assert att["suppressed"].tolist() == [True, True, True, False]
     # no small bar: all drawn
     att = attendance(_scored([2] * 6 + [4] * 5), min_cell=5)
     assert att["clients"].tolist() == [6, 5] and not att["suppressed"].any()
+
+
+def test_attendance_bars_cannot_be_solved_from_the_published_sessions() -> None:
+    """Red-team (25 clients): bars 8, 8, 8 at 4, 5, 6 sessions and 1 client at 9. The 1
+    and the 8 at 4 sessions were blank; the overview prints 25 clients and 129 client x
+    sessions in the models, so 4 a + 9 b = 129 - 40 - 48 = 41 and a + b = 9 gave b = 1."""
+    att = attendance(_scored([4] * 8 + [5] * 8 + [6] * 8 + [9]), min_cell=5)
+    assert att["sessions"].tolist() == [4, 5, 6, 9]
+    # the 5-session bar (8, first of the smallest) goes too: a + b + c = 17,
+    # 4 a + 5 b + 9 c = 81 has c = 0 (a = 4, b = 13) as well as c = 1 (a = 8, b = 8)
+    assert att["suppressed"].tolist() == [True, True, False, True]
+    assert att["clients"].tolist()[2] == 8
 
 
 def test_distributions_protect_each_variable_on_its_own() -> None:
@@ -215,6 +233,21 @@ def test_ending_counts_need_the_blanks_to_hold_min_cell() -> None:
     out = ending_counts(clients, 5)
     assert out["n_clients"].isna().tolist() == [True, True, True, False]
     assert out["n_clients"].tolist()[3] == 0
+
+
+def test_ending_counts_never_hide_the_unplanned_count_the_model_publishes() -> None:
+    """Red-team (25 clients): planned 15, unplanned 6, ongoing 4. The 6 was blanked to
+    protect the 4, but the endings model prints "All 6 unplanned endings are in the model"
+    (n_events), so 25 - 15 - 6 = 4 gave it back. Planned is blanked instead."""
+    clients = pd.DataFrame({"client_id": [f"C{i}" for i in range(25)],
+                            "ending": ["planned"] * 15 + ["unplanned"] * 6 + ["ongoing"] * 4})
+    out = ending_counts(clients, 5).set_index("ending")["n_clients"]
+    assert out.isna().tolist() == [True, False, True, False]
+    assert out["unplanned"] == 6 and out["not given"] == 0
+    # a reader can work out planned + ongoing = 25 - 6 = 19 only: two cells, >= 5
+    # unplanned small: it is hidden itself (not published by the model), the full margin
+    small = clients.assign(ending=["planned"] * 19 + ["unplanned"] * 3 + ["ongoing"] * 3)
+    assert ending_counts(small, 5)["n_clients"].isna().tolist() == [False, True, True, False]
 
 
 def test_hazard_events_are_protected_over_the_sessions() -> None:

@@ -19,6 +19,7 @@ from scipy import linalg
 
 from pipeline import models as M
 from pipeline.errors import NotEstimableError, SettingsError, SpecError
+from pipeline.models import checks
 from pipeline.models.checks import _clearly_full_rank, collinear_terms, run_checks
 from pipeline.models.engine import (
     GRAD_DIRECT_MIN,
@@ -806,6 +807,35 @@ def test_check_rank_deficiency_by_design_names_the_cause(small: pd.DataFrame) ->
                "wellbeing ~ time + total_within + total_client", "(1 | client_id)")
     assert "because" not in str(err.value)
     assert "is zero on every row (it does not vary). For the analyst: remove" in str(err.value)
+
+
+def test_check_rank_deficiency_with_one_therapist_names_the_cause(small: pd.DataFrame
+                                                                   ) -> None:
+    """therapist_vs_client on data of one therapist (red-team, 8 clients of T01) said
+    "Total alliance (therapist mean) is zero on every row (it does not vary)" without the
+    design cause: the one-therapist entry of design_causes.yaml, which has no ``outer``."""
+    one = M.disaggregate(small.assign(therapist_id="T01"))
+    assert np.max(np.abs(one["total_therapist"])) <= checks.ROUNDING_RESIDUE
+    assert one["total_client"].abs().max() > 0.1   # several clients: that part varies
+    with pytest.raises(NotEstimableError) as err:
+        _check(one, "wellbeing ~ time + total_within + total_client + total_therapist",
+               "(1 | client_id)", min_levels=1)
+    message = str(err.value)
+    assert ("(it does not vary), because all the clients in these rows have one therapist "
+            "(or the data have no therapist_id), so the therapist's mean is the overall mean "
+            "and the therapist part is zero by construction: with one therapist there is no "
+            "difference between therapists to relate to the outcome") in message
+    assert message.endswith("For the analyst: this split needs several therapists (at "
+                            "least model.checks.min_levels); the total alliance model "
+                            "(total_alliance) asks the between-client question without it")
+    # rounding residue (1.7e-17 on every row) is the same design
+    residue = one.assign(total_therapist=1.7e-17)
+    x = residue[["time", "total_therapist"]].to_numpy()
+    assert checks.design_cause(residue, x, ["time", "total_therapist"]) is not None
+    # two therapists: no cause named even if the column were zero
+    two = one.assign(therapist_id=np.where(one["client_id"].astype(str) < "C0010", "T1", "T2"))
+    assert two["therapist_id"].nunique() == 2
+    assert checks.design_cause(two, x, ["time", "total_therapist"]) is None
 
 
 def test_check_a_column_of_rounding_residue_is_named_as_not_varying(small: pd.DataFrame

@@ -70,6 +70,9 @@ DEFAULT_CHECKS: dict[str, Any] = {
 _RULES = ("drop", "refuse")
 #: Terms zero on every row by the study's design, and the cause the rank check names.
 DESIGN_CAUSES = Path(__file__).with_name("design_causes.yaml")
+#: A centred column whose every entry is at most this in size is zero by design (a mean
+#: minus itself leaves ~1e-17 of floating-point rounding on scores of a few points).
+ROUNDING_RESIDUE = 1e-10
 
 
 @dataclass
@@ -233,9 +236,11 @@ def design_cause(data: pd.DataFrame, x: np.ndarray, x_names: list[str]
     """Why a fixed-effect column is zero on every row, when the study's design makes it so.
 
     An entry of :data:`DESIGN_CAUSES` applies when one of its terms is a column of ``x``
-    that is zero on every row and each ``outer`` level of the rows holds exactly one
-    ``inner`` level (every therapist has one client: a client's mean is their therapist's
-    mean, so ``total_client`` is 0 by construction).
+    that is zero on every row (up to :data:`ROUNDING_RESIDUE`) and each ``outer`` level
+    of the rows holds exactly one ``inner`` level (every therapist has one client: a
+    client's mean is their therapist's mean, so ``total_client`` is 0 by construction);
+    an entry without ``outer`` applies when the rows hold one ``inner`` level (one
+    therapist: ``total_therapist`` is 0).
 
     Returns
     -------
@@ -243,12 +248,17 @@ def design_cause(data: pd.DataFrame, x: np.ndarray, x_names: list[str]
         ``(cause, meaning, advice)`` of the first entry that applies.
     """
     for entry in _design_causes():
-        outer, inner = entry["outer"], entry["inner"]
-        if outer not in data.columns or inner not in data.columns or data.empty:
+        outer, inner = entry.get("outer", ""), entry["inner"]
+        if (outer and outer not in data.columns) or inner not in data.columns or data.empty:
             continue
+        # zero, or rounding residue of a centred mean (1e-17: collinear_terms names it as
+        # having "the same value on every row")
         zero = [j for j, name in enumerate(x_names)
-                if re.search(entry["terms"], name) and not np.any(x[:, j])]
-        if zero and int(data.groupby(outer, sort=False)[inner].nunique().max()) == 1:
+                if re.search(entry["terms"], name)
+                and np.max(np.abs(x[:, j]), initial=0.0) <= ROUNDING_RESIDUE]
+        per_group = (data.groupby(outer, sort=False)[inner].nunique().max() if outer
+                     else data[inner].nunique())
+        if zero and int(per_group) == 1:
             return entry["cause"], entry["meaning"], entry["advice"]
     return None
 

@@ -214,6 +214,12 @@ def ending_counts(clients: pd.DataFrame | None, min_cell: int) -> pd.DataFrame:
     :mod:`pipeline.disclosure` blanks the smallest other counts above 0 until at least two
     are blank and the blank ones add up to ``min_cell`` or more (secondary suppression);
     ``suppressed`` names every blanked count.
+
+    The unplanned count is not one of the counts blanked with a small one when it is
+    ``min_cell`` or more: the endings model publishes it (``endings_model.csv``
+    ``n_events``, "All 6 unplanned endings are in the model"), so blanking it hid nothing
+    (planned 15, unplanned 6 blanked, ongoing 4 blanked of 25 gave 25 - 15 - 6 = 4). The
+    margin is then the other counts, which add up to the total minus the unplanned ones.
     """
     if clients is None or "ending" not in clients.columns:
         return pd.DataFrame(columns=["ending", "n_clients", "suppressed"])
@@ -221,8 +227,11 @@ def ending_counts(clients: pd.DataFrame | None, min_cell: int) -> pd.DataFrame:
     levels = [*ENDINGS, "not given"]
     table = pd.DataFrame({"ending": levels,
                           "n_clients": [int(counts.get(k, 0)) for k in levels]})
-    return suppress_counts(table, {"n_clients": []}, min_cell,
-                           margins=within(table, "n_clients"))
+    margins = within(table, "n_clients")
+    unplanned = levels.index("unplanned")
+    if int(counts.get("unplanned", 0)) >= min_cell:   # published as the model's events
+        margins = [[cell for cell in margin if cell[0] != unplanned] for margin in margins]
+    return suppress_counts(table, {"n_clients": []}, min_cell, margins=margins)
 
 
 def last_session(series: pd.DataFrame, min_cell: int, conf_level: float) -> pd.DataFrame:
