@@ -119,6 +119,19 @@ def test_gap_words(hand_made: pd.DataFrame) -> None:
     assert gap_words(few, 100, 5) == (
         "In all but a few of the 100 pairs (fewer than 5) the previous observed session "
         "was the session just before.")
+    # 3 of 100 pairs just before: the share and the longer median blank, the median 4
+    rare = gap_summary(np.array([1.0] * 3 + [4.0] * 50 + [6.0] * 47), 5)
+    assert np.isnan(rare["lag_gap_1_share"]) and rare["lag_gap_median"] == 4.0
+    assert gap_words(rare, 100, 5).startswith(
+        "In only a few of the 100 pairs (fewer than 5) the previous observed session was the "
+        "session just before")
+    # 4 of 7 pairs just before (a majority), 3 not: every number blank; neither "a few"
+    # nor "all but a few" may be said
+    both = gap_summary(np.array([1.0] * 4 + [2.0, 3.0, 5.0]), 5)
+    assert np.isnan(both["lag_gap_1_share"]) and np.isnan(both["lag_gap_median"])
+    assert gap_words(both, 7, 5) == (
+        "Of the 7 pairs, how many had the session just before as their previous observed "
+        "session is not shown (fewer than 5 pairs had it, or fewer than 5 did not).")
     rounding = gap_summary(np.array([1.0] * 996 + [2.0] * 5), 5)
     assert gap_words(rounding, 1001, 5).startswith("In over 99% of the 1,001 pairs")
     assert far_words(gap_summary(np.ones(40), 5)) == ""

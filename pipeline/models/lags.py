@@ -169,10 +169,16 @@ def gap_words(row: Mapping[str, Any], n_pairs: int, min_cell: int) -> str:
         text = f"In none of the {pairs} was the previous observed session the one just before"
     elif np.isfinite(share):
         text = f"In {_share_words(share)} of the {pairs} {just_before}"
+    # the share is blank when the pairs with a gap of 1, or the others, are fewer than
+    # min_cell; a published median (>= min_cell pairs on each side of it) says which
     elif median == 1:
         text = f"In all but a few of the {pairs} (fewer than {min_cell}) {just_before}"
-    else:
+    elif np.isfinite(median):
         text = f"In only a few of the {pairs} (fewer than {min_cell}) {just_before}"
+    else:
+        text = (f"Of the {pairs}, how many had the session just before as their previous "
+                f"observed session is not shown (fewer than {min_cell} pairs had it, or "
+                f"fewer than {min_cell} did not)")
     if np.isfinite(longer):
         text += f"; in the others it lay a median of {_sessions(longer)} back"
     if np.isfinite(upper) and upper > 1:
