@@ -34,6 +34,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from pipeline import figures
+from pipeline.diagnostics import marginal_words
 from pipeline.instruments import load_instrument
 from pipeline.models import load_specs
 from pipeline.models.lags import far_words, gap_words
@@ -59,12 +60,10 @@ from pipeline.tables import (
     coefficient_table,
     counted,
     format_df,
-    format_int,
     format_num,
     format_r,
     lr_not_tested,
     lr_table,
-    number,
     percent,
     styled,
     term_label,
@@ -343,7 +342,7 @@ elif primary_ok:
 # normal: the points of each Q–Q plot (top row) lie near the line.
 #
 # The bottom row asks whether the model misses a curve, with two plots of the mean residual
-# in bins of the fitted values (each bin holds many sessions):
+# in bins of the fitted values (each bin pools the sessions with similar fitted values):
 #
 # - **Conditional residuals** (left): the observed outcome minus the full prediction, which
 #   includes each client's and therapist's predicted random effects. These predictions are
@@ -361,7 +360,7 @@ elif primary_ok:
 #   correlated, which widens them). A run of bins away from zero, or a bend, means the fixed
 #   part misses something: a curve in time, a ceiling of the outcome scale, an interaction.
 #
-# Each point is an aggregate (a quantile or a bin of many sessions), never a single client.
+# Each point is an aggregate (a quantile or a bin of sessions), never a single client.
 
 # %% tags=["needs-outcome", "needs-primary"]
 if primary_ok:
@@ -370,14 +369,7 @@ if primary_ok:
     marg = diag[(diag["model"] == "primary")
                 & (diag["plot"] == "marginal_residual_vs_fitted")]
     if len(marg):
-        z = (marg["y"] / marg["se"]).abs()
-        outside = int((z > 1.96).sum())
-        display(Markdown(
-            f"Marginal residuals: {len(marg) - outside} of {len(marg)} bins (of "
-            f"{int(marg['n'].min()):,} to {counted(marg['n'].max(), 'session')} each) have a 95% "
-            f"interval that includes zero; by chance alone about {format_int(0.05 * len(marg))} of "
-            f"{len(marg)} would not. The largest mean residual is "
-            f"{number(marg['y'].abs().max(), 'points')} points."))
+        display(Markdown(marginal_words(marg)))
     else:
         display(Markdown("`results/diagnostics.csv` has no marginal residuals (it was "
                          "written by an older `fit` step); rerun `dvc repro fit`."))

@@ -3,7 +3,8 @@
 A diagnostic plot of a mixed model usually draws one point per session or per client.
 Reports are shared, so here every diagnostic is reduced to aggregates before it leaves the
 fit step: normal quantile-quantile points at fixed probabilities (not one point per row),
-and mean residuals in bins of the fitted values (each bin holds many sessions).
+and mean residuals in bins of the fitted values (each bin pools the sessions with
+similar fitted values).
 
 Two residual-versus-fitted checks are made, because they answer different questions:
 
@@ -176,3 +177,28 @@ def diagnostics(fit: FitResult, n_points: int = 99, n_bins: int = 20,
     table = pd.concat(rows, ignore_index=True)
     table.insert(0, "model", fit.name)
     return table.reindex(columns=columns)
+
+
+def marginal_words(marg: pd.DataFrame) -> str:
+    """The marginal-residual bins of one model in a sentence for a student.
+
+    ``marg``: its ``marginal_residual_vs_fitted`` rows of ``diagnostics.csv`` (``y``, the
+    bin's mean residual; ``se``; ``n``, its sessions). E.g. "Marginal residuals: 19 of 20
+    bins (of 114 to 115 sessions each) have a 95% interval that includes zero; by chance
+    alone about 1 of 20 would not. The largest mean residual is 0.41 points." With fewer
+    than 20 bins the expected count would round to "0 of 3": the rate is said instead.
+    Numbers only: nothing to escape.
+    """
+    from pipeline.tables import counted, format_int, number
+
+    bins = len(marg)
+    outside = int(((marg["y"] / marg["se"]).abs() > 1.96).sum())
+    low, high = int(marg["n"].min()), int(marg["n"].max())
+    sizes = (counted(high, "session") if low == high
+             else f"{low:,} to {counted(high, 'session')}")
+    expected = (f"about {format_int(0.05 * bins)} of {bins}" if bins >= 20
+                else "about 1 bin in 20")
+    return (f"Marginal residuals: {bins - outside} of {counted(bins, 'bin')} (of {sizes} "
+            f"each) have a 95% interval that includes zero; by chance alone {expected} "
+            f"would not. The largest mean residual is "
+            f"{number(float(marg['y'].abs().max()), 'points')} points.")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import pandas as pd
 
-from pipeline.diagnostics import diagnostics, marginal_bins, random_effects
+from pipeline.diagnostics import diagnostics, marginal_bins, marginal_words, random_effects
 from pipeline.models import ModelFit, fit_all
 from pipeline.models.engine import covariances
 from pipeline.simulation.dataset import simulate_dataset
@@ -130,3 +131,25 @@ def test_a_random_effect_of_fewer_values_than_min_per_bin_has_no_qq_points(
     assert set(diagnostics(fit, n_points=50, n_bins=10, min_per_bin=3)
                .query("plot == 'qq'")["component"]) == {
         "residual", "therapist", "client", "client_time"}
+
+
+def test_marginal_words_on_the_shipped_fit(root) -> None:
+    """The sentence under the diagnostics figure, from the committed results."""
+    diag = pd.read_csv(root / "results" / "diagnostics.csv")
+    marg = diag[(diag["model"] == "primary") & (diag["plot"] == "marginal_residual_vs_fitted")]
+    assert marginal_words(marg) == (
+        "Marginal residuals: 20 of 20 bins (of 114 to 115 sessions each) have a 95% interval "
+        "that includes zero; by chance alone about 1 of 20 would not. The largest mean "
+        "residual is 0.52 points.")
+
+
+def test_marginal_words_with_few_bins_of_one_size() -> None:
+    """A small export: 3 bins of 5 sessions. Not "about 0 of 3", not "5 to 5 sessions";
+    the bin with |y / se| = 2.5 is outside its interval."""
+    marg = pd.DataFrame({"y": [0.2, -1.0, 0.4], "se": [0.5, 0.4, 0.5], "n": [5, 5, 5]})
+    assert marginal_words(marg) == (
+        "Marginal residuals: 2 of 3 bins (of 5 sessions each) have a 95% interval that "
+        "includes zero; by chance alone about 1 bin in 20 would not. The largest mean "
+        "residual is 1.00 points.")
+    one = marginal_words(marg.iloc[:1])
+    assert one.startswith("Marginal residuals: 1 of 1 bin (of 5 sessions each)")

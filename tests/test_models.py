@@ -19,6 +19,7 @@ from scipy import linalg
 
 from pipeline import models as M
 from pipeline.errors import NotEstimableError, SettingsError, SpecError
+from pipeline.labels import without_advice
 from pipeline.models import checks
 from pipeline.models.checks import _clearly_full_rank, collinear_terms, run_checks
 from pipeline.models.engine import (
@@ -972,8 +973,10 @@ def test_a_covariate_level_of_few_clients_makes_its_models_not_estimable() -> No
         assert fit.reason == (
             "client covariate 'modality': 1 of its 3 levels is held by fewer than "
             "report.min_cell = 5 clients of the rows used, so an estimate for it would "
-            "describe one or a few clients. Merge rare levels into larger ones in the "
-            "clients file (or leave the covariate out)")
+            "describe one or a few clients. For the analyst: merge rare levels into larger "
+            "ones in the clients file (or leave the covariate out)")
+        # the reports show the reason, not the advice (labels.without_advice)
+        assert without_advice(fit.reason).endswith("would describe one or a few clients")
     assert M.coefficients(refused).empty
     # at the threshold (2 clients, min 2) the models are fitted as before
     kept = M.fit_all(data, clients, {"df_method": "wald"}, models=names, verbose=False,

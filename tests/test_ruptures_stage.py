@@ -146,10 +146,14 @@ def test_recovery_and_meta_written_for_simulated_data(shipped_run: Path) -> None
     assert set(meta["reliability"]) == {"goal", "task", "bond", "total"}
 
 
-def test_two_sessions_per_client_says_what_cannot_be_detected(tmp_path: Path,
-                                                              params: dict) -> None:
+def test_two_sessions_per_client_says_what_cannot_be_detected(
+        tmp_path: Path, params: dict, capsys: pytest.CaptureFixture[str]) -> None:
     out = _run(tmp_path, params, transform=lambda f: f[f["session"] <= 2],
                clients_ending=False)
+    # the log gives each model's status, then after a colon why
+    err = capsys.readouterr().err
+    assert "[ruptures] endings model: not estimable: no ending column" in err
+    assert "[ruptures] outcome model (v_shape): not estimable: " in err
     results = out / "results"
     det = pd.read_csv(results / "detectability.csv").set_index("sessions")
     assert det.loc["3+", "n_clients"] == 0

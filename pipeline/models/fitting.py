@@ -24,6 +24,7 @@ import pandas as pd
 import patsy
 
 from pipeline.errors import NotEstimableError, PipelineError, SettingsError
+from pipeline.labels import advised
 from pipeline.models import inference
 from pipeline.models.checks import check_settings, run_checks
 from pipeline.models.design import model_data
@@ -634,12 +635,12 @@ def fit_model(
         small = int((per_level < min_level_clients).sum())
         if small:
             return FitResult(
-                spec, "not estimable", reason=(
+                spec, "not estimable", reason=advised(
                     f"client covariate {cov!r}: {small} of its {len(per_level)} levels "
                     f"{'is' if small == 1 else 'are'} held by fewer than report.min_cell = "
                     f"{min_level_clients} clients of the rows used, so an estimate for "
-                    f"{'it' if small == 1 else 'them'} would describe one or a few clients. "
-                    "Merge rare levels into larger ones in the clients file (or leave the "
+                    f"{'it' if small == 1 else 'them'} would describe one or a few clients",
+                    "merge rare levels into larger ones in the clients file (or leave the "
                     "covariate out)"), **common)
     try:
         fit_, simplifications = fit_formula(data, spec.formula, spec.random, reml=spec.reml,

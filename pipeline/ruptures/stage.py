@@ -183,7 +183,8 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
         r = O.repair_correlation(data, float(ocfg["reference_r"]),
                                  tuple(ocfg["reference_interval"]), conf, min_cell)
         corr.append({"criterion": crit.name, **r})
-        _log(f"outcome model ({crit.name}): {fit.status} {fit.reason}".rstrip())
+        _log(f"outcome model ({crit.name}): {fit.status}" + (f": {fit.reason}" if fit.reason
+                                                              else ""))
     out["outcome_models"] = _blank_small(pd.DataFrame(models), ["n_clients"], min_cell)
     out["outcome_groups"] = pd.concat(groups_out, ignore_index=True)
     out["outcome_coefficients"] = (pd.concat(coefs, ignore_index=True) if coefs else
@@ -217,7 +218,7 @@ def run(params: Mapping[str, Any], validated: Path, episodes_out: Path, results:
                                                                "n_events_in_model"], min_cell)
     if not ecoefs.empty:
         out["endings_coefficients"] = ecoefs
-    _log(f"endings model: {status} {reason}".rstrip())
+    _log(f"endings model: {status}" + (f": {reason}" if reason else ""))
 
     truth = _truth_episodes(params)
     if truth is not None:
