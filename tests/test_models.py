@@ -839,6 +839,38 @@ def test_check_rank_deficiency_with_one_therapist_names_the_cause(small: pd.Data
     assert checks.design_cause(two, x, ["time", "total_therapist"]) is None
 
 
+def test_detrended_model_on_two_sessions_per_client_names_the_cause() -> None:
+    """sens_detrended on an export with two sessions per client (red-team): "Goal (within
+    client), ... zero on every row" without saying that a client's own line through two
+    sessions fits them exactly; the entry applies to detrended rows only."""
+    data = read_data("zero_therapist")
+    first_two = data[data.groupby("client_id")["session"].rank(method="first") <= 2]
+    assert first_two.groupby("client_id")["session"].nunique().max() == 2
+    fits = M.fit_all(first_two, None, {"df_method": "wald"}, models=["sens_detrended"],
+                     verbose=False)
+    fit = fits[0]
+    assert fit.status == "not estimable" and not fit.has_numbers
+    assert ("because every client has at most two sessions in these rows, and a client's "
+            "own straight line through two sessions fits them exactly, so the scores minus "
+            "each client's trend are zero by construction: these data cannot show whether "
+            "a session whose alliance lies above the client's own trend goes with the "
+            "outcome") in fit.reason
+    assert fit.reason.endswith("For the analyst: removing each client's trend needs clients "
+                               "with three or more sessions; read the primary model's "
+                               "within-client effects for these data")
+    # the same zero columns in rows not built by detrending: no cause named
+    names = ["time", "goal_within"]
+    rows = first_two.assign(goal_within=0.0, time=first_two["session"] - 1.0)
+    x = rows[names].to_numpy()
+    assert checks.design_cause(rows, x, names, "complete") is None
+    assert checks.design_cause(rows, x, names, "detrended") is not None
+    # clients with three or more sessions: a zero detrended part is not this design: no cause
+    all_rows = data.assign(goal_within=0.0, time=data["session"] - 1.0)
+    assert all_rows.groupby("client_id")["session"].nunique().max() > 2
+    assert checks.design_cause(all_rows, all_rows[names].to_numpy(), names,
+                               "detrended") is None
+
+
 def test_check_a_column_of_rounding_residue_is_named_as_not_varying(small: pd.DataFrame
                                                                     ) -> None:
     """A therapist mean centred with one therapist is 1e-17 or so on every row, not 0: it

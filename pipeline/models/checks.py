@@ -231,8 +231,8 @@ def _design_causes() -> tuple[dict[str, str], ...]:
                  for entry in raw.values())
 
 
-def design_cause(data: pd.DataFrame, x: np.ndarray, x_names: list[str]
-                 ) -> tuple[str, str, str] | None:
+def design_cause(data: pd.DataFrame, x: np.ndarray, x_names: list[str],
+                 data_kind: str = "complete") -> tuple[str, str, str] | None:
     """Why a fixed-effect column is zero on every row, when the study's design makes it so.
 
     An entry of :data:`DESIGN_CAUSES` applies when one of its terms is a column of ``x``
@@ -240,7 +240,10 @@ def design_cause(data: pd.DataFrame, x: np.ndarray, x_names: list[str]
     of the rows holds exactly one ``inner`` level (every therapist has one client: a
     client's mean is their therapist's mean, so ``total_client`` is 0 by construction);
     an entry without ``outer`` applies when the rows hold one ``inner`` level (one
-    therapist: ``total_therapist`` is 0).
+    therapist: ``total_therapist`` is 0). ``at_most`` allows that many ``inner`` levels
+    (two sessions per client leave nothing of a detrended ``goal_within``), and an entry
+    with ``data`` applies only to models whose rows are built that way (``data_kind``,
+    models.yaml's ``data:``).
 
     Returns
     -------
@@ -251,6 +254,8 @@ def design_cause(data: pd.DataFrame, x: np.ndarray, x_names: list[str]
         outer, inner = entry.get("outer", ""), entry["inner"]
         if (outer and outer not in data.columns) or inner not in data.columns or data.empty:
             continue
+        if entry.get("data", data_kind) != data_kind:
+            continue
         # zero, or rounding residue of a centred mean (1e-17: collinear_terms names it as
         # having "the same value on every row")
         zero = [j for j, name in enumerate(x_names)
@@ -258,7 +263,7 @@ def design_cause(data: pd.DataFrame, x: np.ndarray, x_names: list[str]
                 and np.max(np.abs(x[:, j]), initial=0.0) <= ROUNDING_RESIDUE]
         per_group = (data.groupby(outer, sort=False)[inner].nunique().max() if outer
                      else data[inner].nunique())
-        if zero and int(per_group) == 1:
+        if zero and int(per_group) <= int(entry.get("at_most", 1)):
             return entry["cause"], entry["meaning"], entry["advice"]
     return None
 
@@ -266,8 +271,8 @@ def design_cause(data: pd.DataFrame, x: np.ndarray, x_names: list[str]
 def run_checks(model: str, data: pd.DataFrame, y: np.ndarray, x: np.ndarray,
                x_names: list[str], random: RandomPart,
                settings: Mapping[str, Any] | None = None,
-               groups: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None
-               ) -> CheckOutcome:
+               groups: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+               data_kind: str = "complete") -> CheckOutcome:
     """Run every pre-fit check of one model.
 
     Parameters
@@ -285,6 +290,9 @@ def run_checks(model: str, data: pd.DataFrame, y: np.ndarray, x: np.ndarray,
     groups
         Grouping factor -> (level index of every row, level labels), as
         ``engine.group_codes`` makes them; factors not given are counted from ``data``.
+    data_kind
+        How the rows were built (models.yaml's ``data:``): which design causes of a rank
+        deficiency can apply (:func:`design_cause`).
 
     Returns
     -------
@@ -410,7 +418,7 @@ def run_checks(model: str, data: pd.DataFrame, y: np.ndarray, x: np.ndarray,
     bad = collinear_terms(x, x_names, float(conf["rank_tolerance"]))
     if bad:
         reason = f"model {model}: the fixed effects are rank deficient: {'; '.join(bad)}"
-        cause = design_cause(data, x, x_names)
+        cause = design_cause(data, x, x_names, data_kind)
         if cause is not None:
             because, meaning, advice = cause
             raise NotEstimableError(advised(f"{reason}, because {because}: {meaning}",

@@ -252,6 +252,7 @@ def fit_formula(
     start: np.ndarray | None = None,
     checked: bool = False,
     with_df: bool = True,
+    data_kind: str = "complete",
 ) -> tuple[ModelFit, list[str]]:
     """Check and fit one model on prepared rows.
 
@@ -276,6 +277,8 @@ def fit_formula(
     with_df
         Compute the df of ``model.df_method`` (False: Wald z, e.g. for ML refits that
         only serve likelihood-ratio tests).
+    data_kind
+        How the rows were built (models.yaml's ``data:``; for the checks' messages).
 
     Returns
     -------
@@ -294,7 +297,8 @@ def fit_formula(
     # each grouping column's labels hashed once, for the checks and the Problem
     groups = {f: group_codes(data[f].to_numpy()) for f in random.factors}
     if not checked:
-        outcome = run_checks(model, data, y, x, x_names, random, conf["checks"], groups)
+        outcome = run_checks(model, data, y, x, x_names, random, conf["checks"], groups,
+                             data_kind=data_kind)
         random, simplifications = outcome.random, outcome.simplifications
     columns = {c: data[c].to_numpy() for c in (*random.factors, *random.variables)}
     problem = Problem(y, x, x_names, random.terms, columns, groups)
@@ -644,7 +648,8 @@ def fit_model(
                     "covariate out)"), **common)
     try:
         fit_, simplifications = fit_formula(data, spec.formula, spec.random, reml=spec.reml,
-                                            settings=conf, model=spec.name)
+                                            settings=conf, model=spec.name,
+                                            data_kind=spec.data)
         ml = fit_ if not spec.reml else None
         if spec.reml and refit_ml:
             ml, _ = fit_formula(data, spec.formula, fit_.random, reml=False, settings=conf,
