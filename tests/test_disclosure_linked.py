@@ -221,7 +221,8 @@ def test_shipped_agreement_rows_with_a_blank_are_blank_throughout(
     assert after[cells].isna().all() and after["n_clients"] == 377
     assert after["suppressed"] == "n_both n_only_a n_only_b n_neither"
     # the eight rows that had a blank are now blank throughout; no other row changed
-    had = shipped["alone"]["agreement"]["suppressed"] != ""
+    # (rows whose Jaccard index alone is blank, S.blank_jaccard, are the same either way)
+    had = shipped["alone"]["agreement"]["suppressed"].str.contains("n_")
     assert int(had.sum()) == 8
     assert (shipped["linked"]["agreement"].loc[had, cells].isna().all(axis=None))
     pd.testing.assert_frame_equal(shipped["linked"]["agreement"][~had],
@@ -266,3 +267,37 @@ def test_shipped_prevalence_lengths_timing_unchanged_and_every_margin_holds(
     # identity at offset 0: 3 * 4 + 5 * 2 + 1
     assert len(broken) == 23
     assert all(any(cell[0] in ("agreement", "course") for cell in margins[i]) for i in broken)
+
+
+def test_jaccard_that_would_give_back_a_small_count_of_sessions_is_blank() -> None:
+    """Rule A found 40 rupture sessions, rule B 42 (their episodes, in prevalence): a
+    Jaccard index of 38 / 44 gives back 38 shared sessions, 2 found by A only and 4 by B
+    only (J (|A| + |B|) / (1 + J) = 38); 2 and 4 are below min_cell. With 30 shared and
+    10 / 12 found by one rule only, it is shown; the session counts are never published."""
+    table = pd.DataFrame({
+        "criterion_a": ["a", "a"], "criterion_b": ["b", "c"],
+        "jaccard": [38 / 44, 30 / 52], "suppressed": ["", "n_only_b n_neither"],
+        "sessions_both": [38, 30], "sessions_only_a": [2, 10], "sessions_only_b": [4, 12]})
+    j = 38 / 44
+    assert round(j * (40 + 42) / (1 + j)) == 38
+    out = S.blank_jaccard(table, 5)
+    assert list(out.columns) == ["criterion_a", "criterion_b", "jaccard", "suppressed"]
+    assert np.isnan(out.loc[0, "jaccard"]) and out.loc[0, "suppressed"] == "jaccard"
+    assert out.loc[1, "jaccard"] == 30 / 52
+    assert out.loc[1, "suppressed"] == "n_only_b n_neither"
+    # zero sessions found by one rule only give nothing small back: shown
+    nested = table.assign(sessions_only_a=[0, 0], sessions_only_b=[0, 0])
+    assert S.blank_jaccard(nested, 5)["jaccard"].notna().all()
+
+
+def test_shipped_jaccard_blank_exactly_where_a_session_count_is_small(
+        shipped: dict[str, dict[str, pd.DataFrame]]) -> None:
+    raw = shipped["counts"]["agreement"]
+    sessions = raw[list(S.JACCARD_SESSIONS)].to_numpy()
+    small = ((sessions > 0) & (sessions < 5)).any(axis=1) & raw["jaccard"].notna().to_numpy()
+    assert int(small.sum()) == 9          # on the shipped data
+    published = shipped["linked"]["agreement"]
+    assert not set(S.JACCARD_SESSIONS) & set(published.columns)
+    blank = published["jaccard"].isna().to_numpy()
+    assert (blank == (small | raw["jaccard"].isna().to_numpy())).all()
+    assert (published.loc[small, "suppressed"].str.endswith("jaccard")).all()

@@ -42,6 +42,9 @@ PREVALENCE_COUNTS: dict[str, list[str]] = {
 #: The four counts of an agreement row (they add up to its n_clients); kappa is a
 #: function of them (with their total and the other two it gives a blanked one back).
 AGREEMENT_COUNTS = ["n_both", "n_only_a", "n_only_b", "n_neither"]
+#: Rupture sessions found by both rules, by a only, by b only: behind the Jaccard index
+#: (agreement_counts), never published (blank_jaccard).
+JACCARD_SESSIONS = ("sessions_both", "sessions_only_a", "sessions_only_b")
 #: A course cell's count and what is computed from it.
 COURSE_VALUES = ["n", "mean", "sd", "conf_low", "conf_high"]
 
@@ -208,7 +211,9 @@ def agreement_counts(episodes: pd.DataFrame, applied: pd.DataFrame,
         ``rater, scale, criterion_a, criterion_b, n_clients`` (series both could be
         applied to), ``n_both, n_only_a, n_only_b, n_neither`` (clients with at least one
         episode), ``kappa`` (Cohen's kappa of "has an episode") and ``jaccard`` (rupture
-        sessions found by both / found by either).
+        sessions found by both / found by either); and the rupture-session counts behind
+        the Jaccard index (:data:`JACCARD_SESSIONS`; for :func:`blank_jaccard`, never
+        published).
     """
     rows = []
     names = [c.name for c in criteria]
@@ -237,10 +242,34 @@ def agreement_counts(episodes: pd.DataFrame, applied: pd.DataFrame,
                 "n_neither": int((~has_a & ~has_b).sum()),
                 "kappa": cohen_kappa(has_a, has_b),
                 "jaccard": len(sa & sb) / len(union) if union else np.nan,
+                "sessions_both": len(sa & sb), "sessions_only_a": len(sa - sb),
+                "sessions_only_b": len(sb - sa),
             })
     return pd.DataFrame(rows, columns=["rater", "scale", "criterion_a", "criterion_b",
                                        "n_clients", "n_both", "n_only_a", "n_only_b",
-                                       "n_neither", "kappa", "jaccard"])
+                                       "n_neither", "kappa", "jaccard", *JACCARD_SESSIONS])
+
+
+def blank_jaccard(table: pd.DataFrame, min_cell: int) -> pd.DataFrame:
+    """The agreement table without its session counts, the Jaccard index blanked where
+    it would give back a count of fewer than ``min_cell`` rupture sessions.
+
+    Each rule's rupture sessions are its episodes, published in the prevalence table
+    (``n_episodes``, one rupture session each): with ``|A|``, ``|B|`` and
+    ``J = |A & B| / |A | B|`` the reader gets ``|A & B| = J (|A| + |B|) / (1 + J)`` and
+    with it ``|A - B|`` and ``|B - A|``. Where any of the three is 1 to ``min_cell`` - 1,
+    the index is blank (named in ``suppressed``).
+    """
+    counts = table[list(JACCARD_SESSIONS)].to_numpy(dtype=float)
+    small = pd.Series(((counts > 0) & (counts < min_cell)).any(axis=1), index=table.index)
+    small &= table["jaccard"].notna()
+    out = table.drop(columns=list(JACCARD_SESSIONS))
+    if small.any():
+        out["jaccard"] = out["jaccard"].where(~small)
+        if "suppressed" in out.columns:
+            out.loc[small, "suppressed"] = (out.loc[small, "suppressed"].fillna("").astype(str)
+                                            + " jaccard").str.strip()
+    return out
 
 
 def agreement(episodes: pd.DataFrame, applied: pd.DataFrame, criteria: Sequence[Criterion],
@@ -249,8 +278,9 @@ def agreement(episodes: pd.DataFrame, applied: pd.DataFrame, criteria: Sequence[
     n_clients, shown beside them (secondary suppression within each row); kappa goes with
     any of them."""
     table = agreement_counts(episodes, applied, criteria)
-    return suppress_counts(table, {c: ["kappa"] for c in AGREEMENT_COUNTS}, min_cell,
-                           margins=across(table, AGREEMENT_COUNTS))
+    return blank_jaccard(suppress_counts(table, {c: ["kappa"] for c in AGREEMENT_COUNTS},
+                                         min_cell, margins=across(table, AGREEMENT_COUNTS)),
+                         min_cell)
 
 
 def course(episodes: pd.DataFrame, series: pd.DataFrame, wellbeing: pd.DataFrame,
@@ -457,6 +487,7 @@ def published(episodes: pd.DataFrame, applied: pd.DataFrame, series: pd.DataFram
         blank = set(shown.loc[shown[f"n_{status}"].isna(), "criterion"])
         hidden |= ((crs["status"] == status) & crs["criterion"].isin(blank)).to_numpy()
     out["course"] = _blank_course(crs, pd.Series(hidden, index=crs.index))
+    out["agreement"] = blank_jaccard(out["agreement"], min_cell)
     return out
 
 
